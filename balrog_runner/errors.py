@@ -1,0 +1,67 @@
+"""One exception family for the whole toolkit.
+
+Every error a user can cause (bad option, bad file, bad config, a failing external
+program) is a :class:`BalrogError`; the CLI layer turns it into a one-line message and a
+non-zero exit. Anything else escaping is a bug and keeps its traceback.
+
+The classes are picklable (plain ``args``) so that a ``multiprocessing.Pool`` worker can
+return or raise them back to the parent unchanged.
+"""
+
+from __future__ import annotations
+
+
+class BalrogError(Exception):
+    """Base class: the message is a complete, one-line explanation for the user."""
+
+    exit_code: int = 2
+
+
+class ConfigError(BalrogError, ValueError):
+    """A configuration value (CLI option, CustomConfig entry, spec) is wrong."""
+
+
+class TileError(BalrogError, ValueError):
+    """A tile name is not a DES tile name, or a tile is not in the table given."""
+
+
+class InputFileError(BalrogError, ValueError):
+    """An input file is missing, unreadable or malformed."""
+
+
+class OutputError(BalrogError, OSError):
+    """An output location cannot be written, or holds results made with other parameters."""
+
+
+class FetchError(BalrogError, OSError):
+    """A download failed; the message names the URL, never the credentials."""
+
+
+class DatabaseError(BalrogError):
+    """A database operation failed or was refused by a policy (message never shows passwords)."""
+
+
+class ExternalProgramError(BalrogError, RuntimeError):
+    """An external program (source-extractor, SWarp, psfex, funpack) failed.
+
+    Carries the program, its exit code and the tail of its stderr so that the log of the
+    realization that failed says why, without the caller re-reading files.
+    """
+
+    exit_code = 3
+
+    def __init__(self, program: str, returncode: int | None, stderr_tail: str = "", detail: str = ""):
+        self.program = program
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+        self.detail = detail
+        what = detail or (f"exited with code {returncode}" if returncode is not None else "failed")
+        msg = f"{program} {what}"
+        if stderr_tail:
+            last = stderr_tail.strip().splitlines()[-1] if stderr_tail.strip() else ""
+            if last:
+                msg += f": {last}"
+        super().__init__(msg)
+
+    def __reduce__(self):
+        return (type(self), (self.program, self.returncode, self.stderr_tail, self.detail))
