@@ -1,0 +1,111 @@
+"""``balrog-push``: push the realizations whose catalogs are on disk but not in the database.
+
+Use it after a database outage (the node runner keeps going and leaves catalogs on disk),
+or to load a finished campaign into another database. The database's bookkeeping table
+decides what is missing; the catalog files are only read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..db import (
+    PushPolicy,
+    find_catalogs,
+    make_engine,
+    push_missing,
+    reset_tables,
+    resolve_url,
+    safe_url,
+)
+from ..errors import ConfigError
+from ._common import add_logging_options, run_command
+
+PROG = "balrog-push"
+log = logging.getLogger(PROG)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="campaign outdir, tile directory or <TILE>_r<jjjj>_{truth,sim,nosim}.fits files")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--db", metavar="URL",
+                     help="SQLAlchemy database URL (default: sqlite file <outdir>/<dbname>.sqlite, "
+                          "outdir = the first PATH if it is a directory)")
+    src.add_argument("--config", metavar="FILE",
+                     help="the campaign's CustomConfig python file: its db dict, dbname, db-columns, DBoverwrite")
+    p.add_argument("--dbname", help="table name prefix: <dbname>_truth, _sim, _nosim (default: balrog "
+                                    "or the config's dbname)")
+    p.add_argument("--duplicate", choices=("error", "replace"), default=None,
+                   help="when a realization's balrog_index range is already present (default: error)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="DROP the campaign's tables first and push everything (DBoverwrite)")
+    p.add_argument("--repush", action="store_true",
+                   help="push realizations the bookkeeping table already lists too (--duplicate decides)")
+    p.add_argument("--columns", metavar="FITS", help="db-columns file (default: the shipped DESDM Y1A1 list)")
+    p.add_argument("--reader", metavar="ROLE", help="grant SELECT on newly created tables to ROLE (e.g. DES_READER)")
+    add_logging_options(p)
+    return p
+
+
+def _load_config(path: str) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """(run, db) dicts from a CustomConfig file via ``balrog_runner.config.load_config``."""
+    try:
+        from .. import config as config_module
+    except ImportError:
+        raise ConfigError("--config needs balrog_runner.config, which this installation lacks; use --db") from None
+    loader = getattr(config_module, "load_config", None)
+    if loader is None:
+        raise ConfigError("balrog_runner.config has no load_config(); use --db URL instead of --config")
+    cfg = loader(path)
+    get = cfg.get if isinstance(cfg, Mapping) else lambda k, d=None: getattr(cfg, k, d)
+    return dict(get("run", {}) or {}), dict(get("db", {}) or {})
+
+
+def _action(args: argparse.Namespace) -> int:
+    run: Mapping[str, Any] = {}
+    db: dict[str, Any] = {}
+    if args.config:
+        run, db = _load_config(args.config)
+        db = dict(db)
+    if args.db:
+        db["url"] = args.db
+    dbname = args.dbname or run.get("dbname") or "balrog"
+    first = Path(args.paths[0])
+    outdir = run.get("outdir") or (first if first.is_dir() else first.parent)
+    overwrite = args.overwrite or bool(run.get("DBoverwrite", False))
+    policy = PushPolicy(
+        duplicate=args.duplicate or db.get("duplicate") or "error",
+        reader=args.reader or db.get("reader"),
+        columns_file=args.columns or run.get("db-columns"),
+    )
+    sets = find_catalogs(args.paths)
+    url = resolve_url(db, outdir, dbname)
+    engine = make_engine(url)
+    try:
+        log.info("%d realizations on disk; database %s, tables %s_*", len(sets), safe_url(url), dbname)
+        if overwrite:
+            reset_tables(engine, dbname)
+        summary = push_missing(engine, dbname, sets, policy, repush=args.repush or overwrite)
+    finally:
+        engine.dispose()
+    already = sum(1 for r in summary.pushed if r.status == "already") + summary.skipped
+    written = len(summary.pushed) - sum(1 for r in summary.pushed if r.status == "already")
+    print(f"pushed {written} realizations ({summary.rows} rows) to {dbname}; "
+          f"{already} already pushed; {len(summary.failed)} failed")
+    for label, why in summary.failed:
+        print(f"  failed {label}: {why}")
+    return 1 if summary.failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(PROG, build_parser(), _action, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

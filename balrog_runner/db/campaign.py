@@ -1,0 +1,122 @@
+"""Finding a campaign's catalogs on disk and pushing the realizations the database lacks.
+
+The database's ``<dbname>_pushed`` table is the truth about what is pushed: a realization
+whose catalogs exist on disk but which is not recorded there is "not pushed", whatever any
+status file says. So after a database outage nothing needs to be remembered elsewhere:
+``balrog-push <outdir>`` finds the difference and pushes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import URL, Engine
+
+from ..errors import DatabaseError, InputFileError
+from .push import (
+    DuplicateRealizationError,
+    PushPolicy,
+    PushResult,
+    push_realization,
+    pushed_realizations,
+)
+from .url import as_engine
+
+log = logging.getLogger(__name__)
+
+CATALOG_RE = re.compile(r"^(?P<tile>[A-Za-z0-9+\-]+)_r(?P<real>\d{4,})_(?P<kind>truth|sim|nosim)\.fits$")
+
+
+@dataclass(frozen=True)
+class CatalogSet:
+    """The three catalog files of one realization."""
+
+    tilename: str
+    realization: int
+    truth: Path
+    sim: Path
+    nosim: Path
+
+
+@dataclass
+class PushSummary:
+    """Counts of a campaign push, for the CLI's summary line."""
+
+    pushed: list[PushResult] = field(default_factory=list)
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(r.ntruth + r.nsim + r.nnosim for r in self.pushed if r.status != "already")
+
+
+def find_catalogs(paths: Iterable[str | os.PathLike]) -> list[CatalogSet]:
+    """Group catalog files into realizations.
+
+    Each path is a campaign outdir, a tile directory, a ``catalogs`` directory (searched for
+    ``<TILE>/catalogs/<TILE>_r<jjjj>_{truth,sim,nosim}.fits`` at any of these levels) or a
+    catalog file itself. A realization missing one of its three files is an error.
+    """
+    files: dict[tuple[str, int], dict[str, Path]] = {}
+    for p in map(Path, paths):
+        if p.is_dir():
+            candidates = [f for pattern in ("*_r*_*.fits", "catalogs/*_r*_*.fits", "*/catalogs/*_r*_*.fits")
+                          for f in p.glob(pattern)]
+        elif p.is_file():
+            candidates = [p]
+        else:
+            raise InputFileError(f"{p} does not exist (give a campaign outdir, a tile directory or catalog files)")
+        for f in candidates:
+            m = CATALOG_RE.match(f.name)
+            if not m:
+                if p.is_file():
+                    raise InputFileError(f"{f} is not named <TILE>_r<jjjj>_{{truth,sim,nosim}}.fits")
+                continue
+            key = (m["tile"], int(m["real"]))
+            files.setdefault(key, {})[m["kind"]] = f
+    sets = []
+    for (tile, real), kinds in sorted(files.items()):
+        missing = [k for k in ("truth", "sim", "nosim") if k not in kinds]
+        if missing:
+            where = next(iter(kinds.values())).parent
+            raise InputFileError(f"{tile} realization {real}: no {'/'.join(missing)} catalog in {where}")
+        sets.append(CatalogSet(tile, real, kinds["truth"], kinds["sim"], kinds["nosim"]))
+    return sets
+
+
+def push_missing(
+    engine_or_db: Engine | URL | str,
+    dbname: str,
+    sets: Iterable[CatalogSet],
+    policy: PushPolicy | None = None,
+    repush: bool = False,
+) -> PushSummary:
+    """Push every realization of ``sets`` not recorded in ``<dbname>_pushed``.
+
+    With ``repush`` all are pushed again and the duplicate policy decides. A refused
+    duplicate is recorded and the others go on; any other database error stops the push at
+    once (an outage would fail every realization) and propagates -- what was committed stays
+    committed, what was not is still on disk for the next try.
+    """
+    engine = as_engine(engine_or_db)
+    done = {} if repush else pushed_realizations(engine, dbname)
+    summary = PushSummary()
+    for cs in sets:
+        if (cs.tilename, cs.realization) in done:
+            summary.skipped += 1
+            continue
+        try:
+            summary.pushed.append(push_realization(engine, dbname, cs.truth, cs.sim, cs.nosim, policy))
+        except (DuplicateRealizationError, InputFileError) as exc:
+            log.error("%s", exc)
+            summary.failed.append((f"{cs.tilename} r{cs.realization:04d}", str(exc)))
+        except DatabaseError:
+            log.error("stopping: %d realizations pushed before the database failed", len(summary.pushed))
+            raise
+    return summary

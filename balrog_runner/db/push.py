@@ -1,0 +1,451 @@
+"""Pushing one realization's catalogs: one transaction, all rows or none, policies applied.
+
+A realization is the unit: its truth, sim and nosim rows and its bookkeeping row in
+``<dbname>_pushed`` are written in a single transaction. A crash (or ``kill -9``) before the
+commit leaves nothing of it; after the commit, everything. The bookkeeping row is how a
+repeated push is recognised:
+
+- ``duplicate='error'`` (default): if the realization is already recorded with the same
+  ``indexstart`` and row counts, the push is a no-op (status ``already``) -- so a runner
+  that crashed between the database commit and writing its own status file can simply push
+  again. Any other overlap with the realization's ``balrog_index`` range for that tile is
+  refused with :class:`DuplicateRealizationError` naming the tile and realization.
+- ``duplicate='replace'``: the tile's rows of every realization overlapping that range (and
+  of this realization number) are deleted in the same transaction, then the new rows go in.
+
+``DBoverwrite`` (drop and recreate everything) is :func:`reset_tables`, to be called once per
+campaign before any push, never per realization.
+
+Bulk insert paths, chosen by dialect (all inside the same SQLAlchemy transaction):
+PostgreSQL+psycopg uses ``COPY ... FROM STDIN`` on the connection's driver connection;
+SQLite uses the driver's ``executemany`` with the statement SQLAlchemy compiled; others
+(Oracle) use Core ``insert()`` with a list of parameter dicts (array binding in oracledb).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine
+
+from ..errors import DatabaseError, InputFileError
+from .schema import (
+    DEFAULT_BANDS,
+    TABLE_KINDS,
+    ColumnList,
+    ColumnSpec,
+    DbType,
+    catalog_table,
+    check_identifier,
+    des_table,
+    plan_columns,
+    pushed_table,
+    read_column_list,
+    table_names,
+)
+from .url import as_engine, db_errors, safe_url
+
+log = logging.getLogger(__name__)
+
+PAUSE_ENV = "BALROG_DB_PAUSE_BEFORE_COMMIT"
+"""Test hook: when set, a push writes ``paused-before-commit`` to fd 1 and blocks reading fd 0
+just before committing, so a test can SIGKILL it at a known point. Never set in production."""
+
+DUPLICATE_POLICIES = ("error", "replace")
+
+
+class DuplicateRealizationError(DatabaseError):
+    """A realization's balrog_index range is already in the tables and the policy is 'error'."""
+
+
+@dataclass(frozen=True)
+class PushPolicy:
+    """How a push behaves.
+
+    duplicate: 'error' or 'replace' (see the module docstring).
+    reader: role granted SELECT on tables this push creates (DES used DES_READER);
+        PostgreSQL and Oracle only.
+    columns_file: the ``db-columns`` FITS file; None = the shipped DESDM Y1A1 list.
+    bands: band names whose upper-case suffix marks a measured column (``_G`` ... ``_DET``).
+    """
+
+    duplicate: str = "error"
+    reader: str | None = None
+    columns_file: str | os.PathLike | None = None
+    bands: tuple[str, ...] = DEFAULT_BANDS
+
+    def __post_init__(self) -> None:
+        if self.duplicate not in DUPLICATE_POLICIES:
+            raise DatabaseError(f"duplicate policy {self.duplicate!r} is not one of {', '.join(DUPLICATE_POLICIES)}")
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What a push did. status: 'pushed', 'replaced' or 'already' (identical, nothing written)."""
+
+    tilename: str
+    realization: int
+    indexstart: int
+    ntruth: int
+    nsim: int
+    nnosim: int
+    status: str
+
+
+@dataclass
+class _Realization:
+    tilename: str
+    realization: int
+    indexstart: int
+    lo: int
+    hi: int
+    data: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.tilename} realization {self.realization}"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_catalog(path: str | os.PathLike, kind: str) -> np.ndarray:
+    """Read HDU 1 of a truth/sim/nosim FITS catalog as a numpy structured array."""
+    import fitsio
+
+    path = Path(path)
+    try:
+        with fitsio.FITS(str(path)) as fits:
+            if len(fits) < 2:
+                raise InputFileError(f"{kind} catalog {path} has no table HDU")
+            hdu = fits[1]
+            return hdu.read() if hdu.get_nrows() else np.zeros(0, dtype=hdu.get_rec_dtype()[0])
+    except OSError as exc:
+        raise InputFileError(f"cannot read {kind} catalog {path}: {exc}") from exc
+
+
+def _one_value(data: np.ndarray, name: str, path: Path, kind: str) -> object | None:
+    if name not in (data.dtype.names or ()) or len(data) == 0:
+        return None
+    col = data[name]
+    if col.dtype.kind == "S":
+        col = np.char.rstrip(np.char.decode(col, "ascii", errors="replace"))
+    elif col.dtype.kind == "U":
+        col = np.char.rstrip(col)
+    values = np.unique(col)
+    if len(values) != 1:
+        raise InputFileError(f"{kind} catalog {path}: column {name} is not constant ({values[:5].tolist()} ...)")
+    return values[0].item()
+
+
+def _load(truth_path, sim_path, nosim_path) -> _Realization:
+    paths = {"truth": Path(truth_path), "sim": Path(sim_path), "nosim": Path(nosim_path)}
+    data = {kind: read_catalog(p, kind) for kind, p in paths.items()}
+    truth = data["truth"]
+    if len(truth) == 0:
+        raise InputFileError(f"truth catalog {paths['truth']} is empty: nothing identifies the realization")
+    tile = _one_value(truth, "tilename", paths["truth"], "truth")
+    real = _one_value(truth, "realization", paths["truth"], "truth")
+    if tile is None or real is None:
+        raise InputFileError(f"truth catalog {paths['truth']} lacks tilename/realization columns")
+    bi = truth["balrog_index"] if "balrog_index" in truth.dtype.names else None
+    if bi is None:
+        raise InputFileError(f"truth catalog {paths['truth']} lacks the balrog_index column")
+    start = _one_value(truth, "indexstart", paths["truth"], "truth")
+    for kind in ("sim", "nosim"):
+        for name, want in (("tilename", tile), ("realization", real)):
+            got = _one_value(data[kind], name, paths[kind], kind)
+            if got is not None and got != want:
+                raise InputFileError(f"{kind} catalog {paths[kind]} has {name}={got}, truth has {want}")
+    lo, hi = int(bi.min()), int(bi.max())
+    return _Realization(str(tile), int(real), int(start if start is not None else lo), lo, hi, data)
+
+
+# --------------------------------------------------------------------------- values
+
+
+def column_values(values: np.ndarray, dbtype: DbType) -> tuple[list, int]:
+    """Python values for one column: NaN -> None; values a fixed-point column cannot hold -> None.
+
+    Returns the list and how many out-of-range values were nulled. Vectorised: one
+    ``tolist()`` per column; object arrays only when some value must become None.
+    """
+    a = np.asarray(values)
+    if dbtype.kind == "str":
+        if a.dtype.kind == "S":
+            a = np.char.decode(a, "ascii", errors="replace")
+        return np.char.rstrip(a.astype(str)).tolist(), 0
+    if a.dtype.kind == "b":
+        a = a.astype(np.int16)
+    if a.dtype.kind in "SU":
+        raise DatabaseError(f"text column cannot be stored as {dbtype.kind}")
+    null = None
+    nover = 0
+    if a.dtype.kind == "f":
+        null = np.isnan(a) if dbtype.kind.startswith("float") else ~np.isfinite(a)
+    limit = None
+    if dbtype.kind == "numeric" and dbtype.precision:
+        limit = 10.0 ** (dbtype.precision - (dbtype.scale or 0))
+        with np.errstate(invalid="ignore", over="ignore"):
+            over = np.abs(np.round(a.astype(np.float64), dbtype.scale or 0)) >= limit
+    elif dbtype.kind == "int" and dbtype.precision:
+        with np.errstate(invalid="ignore", over="ignore"):
+            over = np.abs(a.astype(np.float64)) >= 10.0**dbtype.precision
+    else:
+        over = None
+    if over is not None:
+        if null is not None:
+            over &= ~null
+        nover = int(over.sum())
+        if nover:
+            null = over if null is None else (null | over)
+    if dbtype.kind == "int" and a.dtype.kind == "f":
+        a = np.where(null, 0, np.rint(a)).astype(np.int64) if null is not None else np.rint(a).astype(np.int64)
+    if null is None or not null.any():
+        return a.tolist(), nover
+    out = a.astype(object)
+    out[null] = None
+    return out.tolist(), nover
+
+
+def catalog_rows(data: np.ndarray, specs: Sequence[ColumnSpec]) -> tuple[list[tuple], dict[str, int]]:
+    """Rows (tuples in ``specs`` order) and per-column counts of nulled out-of-range values."""
+    cols = []
+    nulled: dict[str, int] = {}
+    for spec in specs:
+        vals, nover = column_values(data[spec.catalog_name], spec.dbtype)
+        if nover:
+            nulled[spec.db_name] = nover
+        cols.append(vals)
+    return list(zip(*cols, strict=True)), nulled
+
+
+# --------------------------------------------------------------------------- tables
+
+_TABLE_CACHE: dict[tuple[str, str], dict[str, set[str]]] = {}
+
+
+def _cache_key(engine: Engine, dbname: str) -> tuple[str, str]:
+    return (safe_url(engine.url), dbname)
+
+
+def _grant(conn: Connection, table: sa.Table, reader: str) -> None:
+    dialect = conn.dialect
+    if dialect.name not in ("postgresql", "oracle"):
+        log.warning("%s has no roles: not granting SELECT on %s to %s", dialect.name, table.name, reader)
+        return
+    role = check_identifier(reader, dialect, "reader role")
+    q = dialect.identifier_preparer
+    conn.exec_driver_sql(f"GRANT SELECT ON {q.format_table(table)} TO {q.quote(role)}")
+    log.info("granted SELECT on %s to %s", table.name, role)
+
+
+def ensure_tables(
+    engine: Engine,
+    dbname: str,
+    specs: dict[str, Sequence[ColumnSpec]],
+    columns: ColumnList,
+    reader: str | None = None,
+) -> dict[str, sa.Table]:
+    """Create the campaign's tables if missing; check the catalogs fit the existing ones.
+
+    Returns Table objects built from ``specs`` (so binds use our types). Creation runs in
+    its own transaction before any data; a concurrent creator winning the race is fine.
+    """
+    dialect = engine.dialect
+    names = table_names(dbname, dialect)
+    md = sa.MetaData()
+    tables = {kind: catalog_table(md, names[kind], specs[kind], dialect) for kind in TABLE_KINDS}
+    tables["pushed"] = pushed_table(md, names["pushed"])
+    key = _cache_key(engine, dbname)
+    known = _TABLE_CACHE.get(key)
+    if known is None:
+        des = des_table(sa.MetaData(), names["des"], columns, dialect)
+        with db_errors(engine, f"creating the {dbname} tables"):
+            existing = set(sa.inspect(engine).get_table_names())
+            missing = [t for t in (*tables.values(), des) if t.name not in existing]
+            if missing:
+                try:
+                    with engine.begin() as conn:
+                        for table in missing:
+                            table.create(conn, checkfirst=True)
+                            log.info("created table %s", table.name)
+                            if reader:
+                                _grant(conn, table, reader)
+                except sa.exc.SQLAlchemyError:
+                    # Another process may have created them between our look and our create.
+                    now = set(sa.inspect(engine).get_table_names())
+                    if not all(t.name in now for t in missing):
+                        raise
+            insp = sa.inspect(engine)
+            known = {
+                kind: {c["name"].lower() for c in insp.get_columns(names[kind])} for kind in TABLE_KINDS
+            }
+        _TABLE_CACHE[key] = known
+    for kind in TABLE_KINDS:
+        extra = [s.db_name for s in specs[kind] if s.db_name not in known[kind]]
+        if extra:
+            raise DatabaseError(
+                f"{kind} catalog columns {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''} are not in "
+                f"table {names[kind]} (made by an earlier push with other columns); push to another dbname "
+                "or drop the tables (DBoverwrite / balrog-push --overwrite)"
+            )
+    return tables
+
+
+def reset_tables(engine_or_db: Engine | URL | str, dbname: str) -> list[str]:
+    """DBoverwrite: drop all of the campaign's tables (they are recreated by the next push).
+
+    Call once per campaign, before any push. Logged at WARNING: this deletes results.
+    """
+    engine = as_engine(engine_or_db)
+    names = table_names(dbname, engine.dialect)
+    with db_errors(engine, f"dropping the {dbname} tables"):
+        existing = set(sa.inspect(engine).get_table_names())
+        doomed = [n for n in names.values() if n in existing]
+        if doomed:
+            log.warning("DBoverwrite: DROPPING tables %s on %s", ", ".join(doomed), safe_url(engine.url))
+            md = sa.MetaData()
+            with engine.begin() as conn:
+                for name in doomed:
+                    sa.Table(name, md).drop(conn)
+    _TABLE_CACHE.pop(_cache_key(engine, dbname), None)
+    return doomed
+
+
+def pushed_realizations(engine_or_db: Engine | URL | str, dbname: str) -> dict[tuple[str, int], tuple[int, int, int, int]]:
+    """The bookkeeping table as {(tilename, realization): (indexstart, ntruth, nsim, nnosim)}."""
+    engine = as_engine(engine_or_db)
+    name = table_names(dbname, engine.dialect)["pushed"]
+    with db_errors(engine, f"reading {name}"):
+        if name not in set(sa.inspect(engine).get_table_names()):
+            return {}
+        t = pushed_table(sa.MetaData(), name)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(t.c.tilename, t.c.realization, t.c.indexstart, t.c.ntruth, t.c.nsim, t.c.nnosim))
+            return {(r[0], int(r[1])): (int(r[2]), int(r[3]), int(r[4]), int(r[5])) for r in rows}
+
+
+# --------------------------------------------------------------------------- inserting
+
+
+def bulk_insert(conn: Connection, table: sa.Table, rows: list[tuple]) -> None:
+    """Insert ``rows`` (tuples in the table's column order) on the fastest path of the dialect."""
+    if not rows:
+        return
+    dialect = conn.dialect
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        q = dialect.identifier_preparer
+        cols = ", ".join(q.quote(c.name) for c in table.columns)
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur, cur.copy(f"COPY {q.format_table(table)} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    elif dialect.name == "sqlite":
+        keys = [c.name for c in table.columns]
+        compiled = sa.insert(table).compile(dialect=dialect, column_keys=keys)
+        order = [keys.index(k) for k in compiled.positiontup]
+        if order != list(range(len(keys))):
+            rows = [tuple(r[i] for i in order) for r in rows]
+        conn.exec_driver_sql(compiled.string, rows)
+    else:
+        keys = [c.name for c in table.columns]
+        conn.execute(sa.insert(table), [dict(zip(keys, r, strict=True)) for r in rows])
+
+
+def _pause_for_tests() -> None:
+    os.write(1, b"paused-before-commit\n")
+    os.read(0, 1)
+
+
+def _resolve_duplicates(conn: Connection, tables: dict[str, sa.Table], real: _Realization,
+                        counts: tuple[int, int, int], policy: PushPolicy) -> str | None:
+    """Apply the duplicate policy; return 'already' (do nothing), 'replaced' or None (fresh)."""
+    pushed, truth = tables["pushed"], tables["truth"]
+    prev = conn.execute(
+        sa.select(pushed.c.indexstart, pushed.c.ntruth, pushed.c.nsim, pushed.c.nnosim).where(
+            pushed.c.tilename == real.tilename, pushed.c.realization == real.realization
+        )
+    ).first()
+    overlapping = set(
+        conn.execute(
+            sa.select(truth.c.realization).distinct().where(
+                truth.c.tilename == real.tilename, truth.c.balrog_index.between(real.lo, real.hi)
+            )
+        ).scalars()
+    )
+    if prev is None and not overlapping:
+        return None
+    if policy.duplicate == "error":
+        if prev is not None and tuple(prev) == (real.indexstart, *counts) and overlapping <= {real.realization}:
+            return "already"
+        raise DuplicateRealizationError(
+            f"{real.label} (balrog_index {real.lo}..{real.hi}) is already in {truth.name}"
+            + (f" (realizations {sorted(overlapping)})" if overlapping else "")
+            + (" with different row counts" if prev is not None else "")
+            + "; use duplicate='replace' to replace it"
+        )
+    victims = sorted(overlapping | {real.realization})
+    for kind in (*TABLE_KINDS, "pushed"):
+        t = tables[kind]
+        conn.execute(sa.delete(t).where(t.c.tilename == real.tilename, t.c.realization.in_(victims)))
+    log.warning("replacing %s: deleted the rows of realizations %s of %s", real.label, victims, real.tilename)
+    return "replaced"
+
+
+def push_realization(
+    engine_or_db: Engine | URL | str,
+    dbname: str,
+    truth_path: str | os.PathLike,
+    sim_path: str | os.PathLike,
+    nosim_path: str | os.PathLike,
+    policy: PushPolicy | None = None,
+) -> PushResult:
+    """Push one realization's truth/sim/nosim catalogs in one transaction.
+
+    Raises InputFileError for unreadable/inconsistent catalogs, DuplicateRealizationError
+    when the policy refuses, DatabaseError (password-free) for anything the database says.
+    The catalog files are only read, never changed.
+    """
+    policy = policy or PushPolicy()
+    engine = as_engine(engine_or_db)
+    dialect = engine.dialect
+    check_identifier(dbname, dialect, "dbname")
+    columns = read_column_list(policy.columns_file)
+    real = _load(truth_path, sim_path, nosim_path)
+    specs = {kind: plan_columns(real.data[kind].dtype, kind, columns, policy.bands, dialect) for kind in TABLE_KINDS}
+    tables = ensure_tables(engine, dbname, specs, columns, policy.reader)
+    rows: dict[str, list[tuple]] = {}
+    nulled: dict[str, int] = {}
+    for kind in TABLE_KINDS:
+        rows[kind], n = catalog_rows(real.data[kind], specs[kind])
+        nulled.update({f"{kind}.{k}": v for k, v in n.items()})
+    if nulled:
+        log.info("%s: %d values outside their DESDM column range stored as NULL (%s)", real.label,
+                 sum(nulled.values()), ", ".join(f"{k}: {v}" for k, v in sorted(nulled.items())[:8]))
+    counts = (len(rows["truth"]), len(rows["sim"]), len(rows["nosim"]))
+    with db_errors(engine, f"pushing {real.label} to {dbname}"), engine.begin() as conn:
+        status = _resolve_duplicates(conn, tables, real, counts, policy)
+        if status == "already":
+            log.info("%s is already in %s with the same rows: nothing to do", real.label, dbname)
+        else:
+            now = _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+            conn.execute(sa.insert(tables["pushed"]).values(
+                tilename=real.tilename, realization=real.realization, indexstart=real.indexstart,
+                ntruth=counts[0], nsim=counts[1], nnosim=counts[2], pushed_at=now,
+            ))
+            for kind in TABLE_KINDS:
+                bulk_insert(conn, tables[kind], rows[kind])
+            if os.environ.get(PAUSE_ENV):
+                _pause_for_tests()
+            status = status or "pushed"
+    if status != "already":
+        log.info("%s %s to %s: %d truth, %d sim, %d nosim rows", status, real.label, dbname, *counts)
+    return PushResult(real.tilename, real.realization, real.indexstart, *counts, status)

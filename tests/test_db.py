@@ -1,0 +1,355 @@
+"""The results database on SQLite: tables, types, policies, crash safety, balrog-push.
+
+``write_realization`` makes catalogs shaped as DEVELOPING.md "Catalog columns" says; the
+PostgreSQL tests and the benchmark-free checks reuse it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import fitsio
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from balrog_runner.cli import push as push_cli
+from balrog_runner.db import (
+    DuplicateRealizationError,
+    PushPolicy,
+    find_catalogs,
+    make_engine,
+    push_missing,
+    push_realization,
+    pushed_realizations,
+    reset_tables,
+    resolve_url,
+)
+from balrog_runner.errors import ConfigError, DatabaseError, InputFileError
+
+BANDS = ("G", "R", "I", "Z", "Y", "DET")
+MEASURED = {  # name -> dtype; all but X_IMAGE are in the DESDM list (as such or per band)
+    "MAG_AUTO": "f4", "MAGERR_AUTO": "f4", "FLUX_AUTO": "f4", "FLUXERR_AUTO": "f4",
+    "MAG_APER_1": "f4", "MAG_APER_2": "f4", "FLAGS": "i2", "A_IMAGE": "f4",
+    "SPREAD_MODEL": "f4", "ALPHAWIN_J2000": "f8", "X_IMAGE": "f4", "CLASS_STAR": "f4",
+}
+
+
+def truth_array(tile: str, real: int, ngal: int, istart: int, rng: np.random.Generator) -> np.ndarray:
+    start = istart + real * ngal
+    fields = [("balrog_index", "i8"), ("tilename", "S12"), ("realization", "i4"), ("indexstart", "i8"),
+              ("seed", "i8"), ("x", "f8"), ("y", "f8"), ("ra", "f8"), ("dec", "f8"), ("objtype", "i2"),
+              ("g1", "f4"), ("g2", "f4"), ("magnification", "f4")]
+    fields += [(f"{p}_0", "f4") for p in ("sersic_n", "hlr", "q", "beta", "flux_frac")]
+    for b in "grizY":
+        fields += [(f"mag_{b}", "f4"), (f"flux_{b}", "f4"), (f"flux_noised_{b}", "f4")]
+    fields.append(("not_drawn", "i4"))
+    t = np.zeros(ngal, dtype=fields)
+    t["balrog_index"] = np.arange(start, start + ngal)
+    t["tilename"] = tile
+    t["realization"] = real
+    t["indexstart"] = start
+    t["seed"] = start * 7 + 1
+    for name in t.dtype.names[5:-1]:
+        t[name] = rng.uniform(0.1, 30.0, ngal)
+    t["mag_g"][0] = np.nan  # a NaN in truth too
+    return t
+
+
+def measured_array(truth: np.ndarray, ndet: int, rng: np.random.Generator) -> np.ndarray:
+    fields = [("balrog_index", "i8"), ("tilename", "S12"), ("realization", "i4"), ("indexstart", "i8"),
+              ("NUMBER", "i4")]
+    fields += [(f"{name}_{band}", dt) for band in BANDS for name, dt in MEASURED.items()]
+    s = np.zeros(ndet, dtype=fields)
+    s["balrog_index"] = truth["balrog_index"][:ndet]
+    if ndet > 1:
+        s["balrog_index"][-1] = -1  # a detection with no truth nearby
+    s["tilename"] = truth["tilename"][0]
+    s["realization"] = truth["realization"][0]
+    s["indexstart"] = truth["indexstart"][0]
+    s["NUMBER"] = np.arange(1, ndet + 1)
+    for name in s.dtype.names[5:]:
+        if s.dtype[name].kind == "f":
+            s[name] = rng.uniform(0.01, 5.0, ndet)
+        else:
+            s[name] = rng.integers(0, 4, ndet)
+    if ndet:
+        s["MAG_AUTO_G"][0] = np.nan
+        s["MAGERR_AUTO_R"][0] = 99.0  # SExtractor's sentinel: too big for DESDM's NUMBER(5,4)
+    return s
+
+
+def write_realization(catdir: Path, tile: str, real: int, ngal: int = 20, istart: int = 1000,
+                      ndet: int | None = None, seed: int = 1) -> tuple[Path, Path, Path]:
+    """Write <catdir>/<TILE>_r<jjjj>_{truth,sim,nosim}.fits; returns the three paths."""
+    rng = np.random.default_rng(seed + real)
+    catdir.mkdir(parents=True, exist_ok=True)
+    truth = truth_array(tile, real, ngal, istart, rng)
+    sim = measured_array(truth, ngal - 2 if ndet is None else ndet, rng)
+    nosim = measured_array(truth, 2, rng)
+    paths = tuple(catdir / f"{tile}_r{real:04d}_{kind}.fits" for kind in ("truth", "sim", "nosim"))
+    for path, data in zip(paths, (truth, sim, nosim), strict=True):
+        fitsio.write(str(path), data, clobber=True)
+    return paths
+
+
+TILE = "DES0001+0001"
+
+
+@pytest.fixture
+def engine(tmp_path):
+    eng = make_engine(f"sqlite:///{tmp_path / 'db' / 'camp.sqlite'}")
+    yield eng
+    eng.dispose()
+
+
+def count(engine, table: str, where: str = "") -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(f"SELECT count(*) FROM {table} {where}")).scalar_one()
+
+
+# ------------------------------------------------------------------------ URL resolution
+
+
+def test_default_url_is_sqlite_in_outdir(tmp_path):
+    url = resolve_url(None, tmp_path, "camp")
+    assert url.get_backend_name() == "sqlite"
+    assert url.database == str(tmp_path / "camp.sqlite")
+
+
+def test_desservices_section_gives_oracle_url_and_hides_password(tmp_path):
+    ini = tmp_path / "desservices.ini"
+    ini.write_text("[db-dessci]\nuser = alice\npasswd = s3cr3t-pw\nserver = desdb.example.org\n"
+                   "port = 1521\nname = dessci\n\n[pg]\ntype = postgresql\nuser = bob\npasswd = pw2\n"
+                   "server = localhost\nport = 5433\nname = balrog\n")
+    url = resolve_url({"section": "db-dessci", "ini": str(ini)}, tmp_path, "camp")
+    assert url.drivername == "oracle+oracledb"
+    assert url.query["service_name"] == "dessci" and url.port == 1521 and url.username == "alice"
+    assert "s3cr3t-pw" not in repr(url) and "s3cr3t-pw" not in url.render_as_string(hide_password=True)
+    pg = resolve_url({"section": "pg", "ini": str(ini)}, tmp_path, "camp")
+    assert pg.drivername == "postgresql+psycopg" and pg.database == "balrog" and pg.port == 5433
+    with pytest.raises(ConfigError, match=r"section \[nope\] not found"):
+        resolve_url({"section": "nope", "ini": str(ini)}, tmp_path, "camp")
+
+
+def test_bare_dialects_get_installed_drivers_and_cx_oracle_needs_its_module(tmp_path):
+    assert resolve_url({"url": "postgresql://u:p@h/d"}, tmp_path, "x").drivername == "postgresql+psycopg"
+    assert resolve_url({"url": "oracle://u:p@h:1521/?service_name=s"}, tmp_path, "x").drivername == "oracle+oracledb"
+    try:
+        import cx_Oracle  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="cx_Oracle, which is not installed") as exc:
+            resolve_url({"url": "oracle+cx_oracle://u:topsecret@h/x"}, tmp_path, "x")
+        assert "topsecret" not in str(exc.value)
+    with pytest.raises(ConfigError, match="unsupported backend 'mysql'"):
+        resolve_url({"url": "mysql://u:p@h/d"}, tmp_path, "x")
+
+
+# ------------------------------------------------------------------------ tables and values
+
+
+def test_push_creates_tables_with_selected_columns_and_nulls(tmp_path, engine):
+    paths = write_realization(tmp_path / "cat", TILE, 0)
+    res = push_realization(engine, "camp", *paths)
+    assert (res.tilename, res.realization, res.ntruth, res.nsim, res.nnosim, res.status) == (TILE, 0, 20, 18, 2, "pushed")
+    insp = sa.inspect(engine)
+    assert {"camp_truth", "camp_sim", "camp_nosim", "camp_des", "camp_pushed"} <= set(insp.get_table_names())
+    sim_cols = {c["name"] for c in insp.get_columns("camp_sim")}
+    assert {"balrog_index", "tilename", "realization", "number_sex", "mag_auto_det", "mag_aper_1_g",
+            "flags_y", "a_image_det", "alphawin_j2000_det"} <= sim_cols
+    assert "number" not in sim_cols and not any(c.startswith("x_image") for c in sim_cols)
+    des_cols = {c["name"] for c in insp.get_columns("camp_des")}
+    assert len(des_cols) == 587 and "mag_auto_g" in des_cols and count(engine, "camp_des") == 0
+    indexed = {tuple(ix["column_names"]) for ix in insp.get_indexes("camp_sim")}
+    assert ("balrog_index",) in indexed and ("tilename", "realization") in indexed
+    sim = fitsio.read(str(paths[1]))
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT number_sex, mag_auto_g, magerr_auto_r, mag_auto_i, flags_g, balrog_index "
+                                    "FROM camp_sim ORDER BY number_sex")).all()
+        truth_nan = conn.execute(sa.text("SELECT mag_g FROM camp_truth WHERE balrog_index = 1000")).scalar_one()
+        tilenames = conn.execute(sa.text("SELECT DISTINCT tilename FROM camp_truth")).scalars().all()
+    assert rows[0].mag_auto_g is None and truth_nan is None  # NaN -> NULL
+    assert rows[0].magerr_auto_r is None  # 99 cannot fit NUMBER(5,4): NULL, not an aborted push
+    assert tilenames == [TILE]
+    np.testing.assert_allclose([r.mag_auto_i for r in rows], np.round(sim["MAG_AUTO_I"], 4), atol=1e-4)
+    assert [r.flags_g for r in rows] == sim["FLAGS_G"].tolist()
+    assert rows[-1].balrog_index == -1
+    assert pushed_realizations(engine, "camp") == {(TILE, 0): (1000, 20, 18, 2)}
+
+
+def test_bad_identifiers_are_refused(tmp_path, engine):
+    paths = write_realization(tmp_path / "cat", TILE, 0)
+    for bad in ("camp; DROP TABLE x", "1camp", "camp-x", "", "é"):
+        with pytest.raises(DatabaseError, match="not allowed"):
+            push_realization(engine, bad, *paths)
+    with pytest.raises(DatabaseError, match="reader role"):
+        from balrog_runner.db import check_identifier
+        check_identifier("des reader", None, "reader role")
+    assert sa.inspect(engine).get_table_names() == []
+
+
+def test_columns_that_do_not_fit_existing_tables_are_refused(tmp_path, engine):
+    push_realization(engine, "camp", *write_realization(tmp_path / "a", TILE, 0))
+    truth, sim, nosim = write_realization(tmp_path / "b", TILE, 1)
+    data = fitsio.read(str(sim))
+    extra = np.zeros(len(data), dtype=data.dtype.descr + [("MAG_PSF_G", "f4")])
+    for name in data.dtype.names:
+        extra[name] = data[name]
+    fitsio.write(str(sim), extra, clobber=True)
+    with pytest.raises(DatabaseError, match="mag_psf_g are not in table camp_sim"):
+        push_realization(engine, "camp", truth, sim, nosim)
+    assert count(engine, "camp_truth") == 20
+
+
+def test_inconsistent_catalogs_are_refused(tmp_path, engine):
+    truth, _, nosim = write_realization(tmp_path / "a", TILE, 0)
+    _, other_sim, _ = write_realization(tmp_path / "b", TILE, 1)
+    with pytest.raises(InputFileError, match="realization=1, truth has 0"):
+        push_realization(engine, "camp", truth, other_sim, nosim)
+    with pytest.raises(InputFileError, match="cannot read truth catalog"):
+        push_realization(engine, "camp", tmp_path / "missing.fits", other_sim, nosim)
+
+
+# ------------------------------------------------------------------------ policies
+
+
+def test_duplicate_error_refuses_but_identical_repush_is_a_noop(tmp_path, engine):
+    paths = write_realization(tmp_path / "cat", TILE, 3)
+    assert push_realization(engine, "camp", *paths).status == "pushed"
+    assert push_realization(engine, "camp", *paths).status == "already"
+    assert count(engine, "camp_truth") == 20 and count(engine, "camp_sim") == 18
+    # same balrog_index range, different content (fewer detections): refused, by name
+    changed = write_realization(tmp_path / "cat2", TILE, 3, ndet=5)
+    with pytest.raises(DuplicateRealizationError, match=r"DES0001\+0001 realization 3 .*already in camp_truth"):
+        push_realization(engine, "camp", *changed)
+    assert count(engine, "camp_sim") == 18
+
+
+def test_duplicate_replace_replaces(tmp_path, engine):
+    push_realization(engine, "camp", *write_realization(tmp_path / "a", TILE, 0))
+    push_realization(engine, "camp", *write_realization(tmp_path / "a", TILE, 1))
+    changed = write_realization(tmp_path / "b", TILE, 1, ndet=5)
+    res = push_realization(engine, "camp", *changed, policy=PushPolicy(duplicate="replace"))
+    assert res.status == "replaced"
+    assert count(engine, "camp_sim", "WHERE realization = 1") == 5
+    assert count(engine, "camp_sim", "WHERE realization = 0") == 18  # the neighbour is untouched
+    assert count(engine, "camp_truth") == 40
+    assert pushed_realizations(engine, "camp")[(TILE, 1)] == (1020, 20, 5, 2)
+
+
+def test_policy_value_is_checked():
+    with pytest.raises(DatabaseError, match="duplicate policy 'skip'"):
+        PushPolicy(duplicate="skip")
+
+
+def test_reset_tables_drops_loudly(tmp_path, engine, caplog):
+    push_realization(engine, "camp", *write_realization(tmp_path / "a", TILE, 0))
+    with caplog.at_level(logging.WARNING):
+        dropped = reset_tables(engine, "camp")
+    assert set(dropped) == {"camp_truth", "camp_sim", "camp_nosim", "camp_des", "camp_pushed"}
+    assert any("DROPPING" in r.message for r in caplog.records if r.levelno == logging.WARNING)
+    assert sa.inspect(engine).get_table_names() == []
+    push_realization(engine, "camp", *write_realization(tmp_path / "a", TILE, 0))
+    assert count(engine, "camp_truth") == 20
+
+
+# ------------------------------------------------------------------------ crash safety
+
+KILL_SCRIPT = """
+import sys
+from balrog_runner.db import push_realization
+push_realization(sys.argv[1], "camp", *sys.argv[2:5])
+"""
+
+
+def kill_during_push(url: str, paths, env_extra=None) -> None:
+    """Run a push in a subprocess, SIGKILL it just before its commit (test hook), wait."""
+    env = dict(os.environ, BALROG_DB_PAUSE_BEFORE_COMMIT="1", **(env_extra or {}))
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, url, *map(str, paths)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert line == b"paused-before-commit\n", line
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
+
+
+def test_kill_before_commit_leaves_no_partial_realization(tmp_path, engine):
+    push_realization(engine, "camp", *write_realization(tmp_path / "a", TILE, 0))
+    paths = write_realization(tmp_path / "a", TILE, 1)
+    kill_during_push(str(engine.url), paths)
+    assert count(engine, "camp_truth", "WHERE realization = 1") == 0
+    assert count(engine, "camp_sim", "WHERE realization = 1") == 0
+    assert count(engine, "camp_nosim", "WHERE realization = 1") == 0
+    assert (TILE, 1) not in pushed_realizations(engine, "camp")
+    assert count(engine, "camp_truth") == 20
+    assert push_realization(engine, "camp", *paths).status == "pushed"  # and it can be pushed later
+
+
+# ------------------------------------------------------------------------ campaign + CLI
+
+
+def make_campaign(outdir: Path, tiles=(TILE, "DES2359+0001"), nreal: int = 3) -> None:
+    for k, tile in enumerate(tiles):
+        for j in range(nreal):
+            write_realization(outdir / tile / "catalogs", tile, j, istart=10_000 * (k + 1))
+
+
+def test_find_catalogs_groups_and_complains(tmp_path):
+    make_campaign(tmp_path / "out")
+    sets = find_catalogs([tmp_path / "out"])
+    assert [(s.tilename, s.realization) for s in sets][:4] == [(TILE, 0), (TILE, 1), (TILE, 2), ("DES2359+0001", 0)]
+    assert len(find_catalogs([tmp_path / "out" / TILE])) == 3
+    (tmp_path / "out" / TILE / "catalogs" / f"{TILE}_r0001_nosim.fits").unlink()
+    with pytest.raises(InputFileError, match=r"realization 1: no nosim catalog"):
+        find_catalogs([tmp_path / "out"])
+
+
+def test_push_missing_pushes_only_what_is_missing(tmp_path, engine):
+    make_campaign(tmp_path / "out")
+    sets = find_catalogs([tmp_path / "out"])
+    push_realization(engine, "camp", sets[1].truth, sets[1].sim, sets[1].nosim)
+    summary = push_missing(engine, "camp", sets)
+    assert summary.skipped == 1 and len(summary.pushed) == 5 and not summary.failed
+    assert len(pushed_realizations(engine, "camp")) == 6
+    assert count(engine, "camp_truth") == 120
+
+
+def test_cli_pushes_campaign_and_reports(tmp_path, capsys):
+    out = tmp_path / "out"
+    make_campaign(out, nreal=2)
+    assert push_cli.main([str(out), "--dbname", "camp"]) == 0
+    assert "pushed 4 realizations" in capsys.readouterr().out
+    eng = make_engine(f"sqlite:///{out / 'camp.sqlite'}")
+    assert count(eng, "camp_truth") == 80
+    assert push_cli.main([str(out), "--dbname", "camp"]) == 0
+    assert "4 already pushed" in capsys.readouterr().out
+    assert push_cli.main([str(out), "--dbname", "camp", "--overwrite", "-q"]) == 0
+    assert count(eng, "camp_truth") == 80
+    eng.dispose()
+
+
+def test_cli_database_outage_is_a_clean_error_and_keeps_catalogs(tmp_path, capsys):
+    out = tmp_path / "out"
+    make_campaign(out, tiles=(TILE,), nreal=1)
+    before = {p: p.read_bytes() for p in out.rglob("*.fits")}
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the database directory should be")
+    code = push_cli.main([str(out), "--db", f"sqlite:///{blocker / 'x.sqlite'}", "--dbname", "camp"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("balrog-push: error: ") and len(err.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in out.rglob("*.fits")} == before
+
+
+def test_cli_bad_dbname_is_one_line_error(tmp_path, capsys):
+    make_campaign(tmp_path / "out", tiles=(TILE,), nreal=1)
+    assert push_cli.main([str(tmp_path / "out"), "--dbname", "bad-name"]) == 2
+    assert "dbname 'bad-name' is not allowed" in capsys.readouterr().err
