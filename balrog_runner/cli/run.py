@@ -1,0 +1,64 @@
+"""``balrog-run``: the node runner a job file calls on each node with its subjob spec.
+
+Thin by design: it reads and checks the spec(s) and hands each to :data:`RUNNER`, whose exit
+code becomes ours. Today :data:`RUNNER` is :func:`balrog_runner.jobs.spec.record_subjob`
+(records the tiles it was given, fails a tile without its position file); the node runner
+replaces it with ``balrog_runner.runner.run_subjob`` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from ..errors import ConfigError
+from ..jobs.spec import SubjobSpec, read_spec, record_subjob
+from ._common import add_logging_options, run_command
+
+PROG = "balrog-run"
+
+#: Runs one subjob and returns its exit code (0: every tile succeeded).
+RUNNER: Callable[[SubjobSpec], int] = record_subjob
+
+#: Environment variables holding this process's rank under mpirun / srun (first found wins).
+RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Run the tiles of one subjob spec (written by balrog-jobs).")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="subjob spec JSON file(s); several run one after the other")
+    p.add_argument("--by-rank", action="store_true",
+                   help="run only SPEC number <MPI rank> (wq: one mpirun rank per node)")
+    add_logging_options(p)
+    return p
+
+
+def mpi_rank() -> int:
+    """This process's rank from the launcher's environment (no MPI initialisation needed)."""
+    for name in RANK_VARIABLES:
+        value = os.environ.get(name)
+        if value is not None and value.isdigit():
+            return int(value)
+    raise ConfigError(f"--by-rank: none of {', '.join(RANK_VARIABLES)} is set (start under mpirun or srun)")
+
+
+def _action(args: argparse.Namespace) -> int:
+    paths = args.specs
+    if args.by_rank:
+        rank = mpi_rank()
+        if rank >= len(paths):
+            raise ConfigError(f"--by-rank: rank {rank} but only {len(paths)} spec(s) given")
+        paths = [paths[rank]]
+    specs = [read_spec(p) for p in paths]  # check all before running any
+    codes = [RUNNER(spec) for spec in specs]
+    return next((c for c in codes if c), 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(PROG, build_parser(), _action, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

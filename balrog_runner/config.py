@@ -1,0 +1,559 @@
+"""Campaign configuration: default ``run``/``balrog``/``db`` dicts, ``CustomConfig``, validation.
+
+A user describes a campaign in a python file that defines::
+
+    def CustomConfig(run, balrog, db, tiles):
+        run["dbname"] = "mycampaign"
+        ...
+        return run, balrog, db, tiles
+
+The dicts arrive filled with the defaults below; every key is listed in :data:`RUN_KEYS`,
+:data:`BALROG_KEYS` and :data:`DB_KEYS` with its default, type and meaning (units included),
+so ``balrog-jobs --list-keys`` prints the whole reference. After the user's edits
+:func:`load_config` checks everything it can without a scheduler (unknown keys with the close
+match, types, required entries, tile names, position files, control characters that could
+break a job file) and :func:`validate_for_scheduler` adds the rules that depend on the
+scheduler (tiles divisible into node groups, arrays, programs resolvable after ``--source``).
+
+Values derived from others (the job name, the job directory, the database URL default, the
+tile groups) are functions here and never stored in the dicts, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import logging
+import math
+import os
+import re
+import runpy
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, InputFileError, TileError
+from .geometry import is_des_tilename
+
+log = logging.getLogger(__name__)
+
+#: Environment variable that overrides where the shipped ``config/`` directory is.
+CONFIG_DIR_ENV = "BALROG_RUNNER_CONFIG_DIR"
+SCHEDULERS = ("slurm", "wq", "local")
+ALL_BANDS = ("g", "r", "i", "z", "Y")
+#: Keys of ``run`` naming external programs; checked on PATH after sourcing ``--source``.
+PROGRAM_KEYS = ("sex", "swarp", "funpack", "psfex", "balrog-run")
+
+
+def config_dir() -> Path:
+    """The directory with the shipped configuration files (SExtractor, SWarp, db-columns).
+
+    ``$BALROG_RUNNER_CONFIG_DIR`` wins (for installed, non-editable copies); otherwise the
+    repository's ``config/`` next to the package.
+    """
+    env = os.environ.get(CONFIG_DIR_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    return Path(__file__).resolve().parent.parent / "config"
+
+
+def _default_balrog_run() -> str:
+    """``balrog-run`` beside the running interpreter when present (venv not activated), else PATH."""
+    here = Path(sys.executable).parent / "balrog-run"
+    return str(here) if here.exists() else "balrog-run"
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration entry: default (or a factory for it), type, help text.
+
+    ``kind`` is one of ``int``, ``float``, ``str``, ``bool``, ``path``, ``strlist``,
+    ``intlist``, ``dict``; ``optional`` allows ``None``. ``hidden`` keys keep their default
+    unless you know why; ``dangerous`` ones can destroy data.
+    """
+
+    default: Any
+    kind: str
+    help: str
+    optional: bool = False
+    required: bool = False
+    hidden: bool = False
+    dangerous: bool = False
+
+    def make_default(self) -> Any:
+        value = self.default() if callable(self.default) else self.default
+        return copy.deepcopy(value)
+
+
+def _cfg(name: str) -> Callable[[], str]:
+    return lambda: str(config_dir() / name)
+
+
+RUN_KEYS: dict[str, Key] = {
+    # identity and places
+    "dbname": Key(None, "str", "campaign name: DB tables <dbname>_truth/_sim/_nosim/_des; letters, digits, _", optional=True, required=True),
+    "joblabel": Key(None, "str", "label appended to the job name (<dbname>-<joblabel>); letters, digits, _ . -", optional=True),
+    "jobdir": Key(None, "path", "directory that receives the job files (one subdirectory per job name)", optional=True, required=True),
+    "outdir": Key(None, "path", "campaign output directory (<outdir>/<TILE>/...)", optional=True, required=True),
+    "pos": Key(None, "path", "directory of position files <pos>/<TILE>.fits (from balrog-positions)", optional=True, required=True),
+    "tiles": Key(None, "path", "tile list file (text, one name a line, or FITS with a tilename column); used when CustomConfig returns no tiles", optional=True),
+    "pyconfig": Key(None, "path", "user python file with the injection hooks (see config/example_pyconfig.py); None = default population", optional=True),
+    "release": Key("y3a2_coadd", "str", "DESDM coadd release the images come from (selects the fetch URL)"),
+    # injection sizes
+    "ngal": Key(1000, "int", "objects injected per realization"),
+    "realizations": Key(None, "int", "realizations per tile; None = as many as the tile's positions allow (rows // ngal)", optional=True),
+    "realization-list": Key(None, "intlist", "run only these realization indices (0-based); None = all", optional=True),
+    "bands": Key(list(ALL_BANDS), "strlist", "bands to inject and measure (subset of g r i z Y; det is always built from r i z)"),
+    # resources
+    "nodes": Key(1, "int", "nodes per job (SLURM/wq); for local: subjobs run at once"),
+    "ppn": Key(1, "int", "processes per node: realizations of one tile run in a pool of this size"),
+    "npersubjob": Key(1, "int", "tiles per node, run one after the other"),
+    "walltime": Key("24:00:00", "str", "wall-clock limit per job, [D-]HH:MM:SS"),
+    "queue": Key(None, "str", "SLURM partition / wq group; None = the site default", optional=True),
+    "account": Key(None, "str", "SLURM account (--account); None = your default", optional=True),
+    "constraint": Key(None, "str", "SLURM --constraint (e.g. cpu on Perlmutter)", optional=True),
+    "qos": Key(None, "str", "SLURM --qos", optional=True),
+    "email": Key(None, "str", "mail address for job end/failure notices", optional=True),
+    "asdependency": Key(False, "bool", "SLURM: chain the job groups with --dependency=afterany (one runs after the other)"),
+    "asarray": Key(False, "bool", "SLURM: submit one job array, one element per node subjob (needs a single group)"),
+    "arraymax": Key(None, "int", "SLURM: at most this many array elements run at once (--array=0-N%arraymax)", optional=True),
+    # external programs (names on PATH after --source, or absolute paths)
+    "sex": Key("source-extractor", "str", "SExtractor executable (Debian: source-extractor)"),
+    "swarp": Key("SWarp", "str", "SWarp executable (Debian: SWarp)"),
+    "funpack": Key("funpack", "str", "funpack executable (libcfitsio-bin)"),
+    "psfex": Key("psfex", "str", "psfex executable"),
+    "balrog-run": Key(_default_balrog_run, "str", "the node runner executable the job files call"),
+    # AstrOmatic configuration files
+    "sex-config": Key(_cfg("default.sex"), "path", "SExtractor configuration file"),
+    "sex-param": Key(_cfg("default.param"), "path", "SExtractor output parameter list"),
+    "sex-filter": Key("/usr/share/source-extractor/default.conv", "path", "SExtractor detection filter"),
+    "sex-nnw": Key("/usr/share/source-extractor/default.nnw", "path", "SExtractor star/galaxy neural network"),
+    "swarp-config": Key(_cfg("default.swarp"), "path", "SWarp configuration file (riz detection image)"),
+    "db-columns": Key(_cfg("y1a1_coadd_objects-columns.fits"), "path", "FITS table of DESDM coadd-object columns kept in the DB"),
+    # downloads
+    "fetch-url": Key(None, "str", "URL template for one coadd file (placeholders {release} {tile} {band}); None = the release's built-in template", optional=True),
+    "fetch-netrc": Key(None, "path", "netrc file with the archive credentials; None = ~/.netrc", optional=True),
+    "fetch-workers": Key(4, "int", "parallel downloads per tile"),
+    # database policy
+    "DBoverwrite": Key(False, "bool", "DANGEROUS: drop the campaign's existing tables before the first push", dangerous=True),
+    "duplicate": Key("error", "str", "balrog_index already in the DB: 'error' (refuse) or 'replace' (delete then insert)"),
+    "push": Key(True, "bool", "push catalogs to the DB after each realization"),
+    # cleaning (hidden)
+    "intermediate-clean": Key(True, "bool", "HIDDEN: delete a realization's injected images after its catalogs are written", hidden=True),
+    "tile-clean": Key(True, "bool", "HIDDEN: delete a tile's downloaded images after its last realization", hidden=True),
+}
+
+BALROG_KEYS: dict[str, Key] = {
+    "seed-offset": Key(0, "int", "added to every seed derived from a realization's indexstart (new noise, same positions)"),
+    "star-fraction": Key(0.0, "float", "fraction of injected objects drawn as stars (0..1)"),
+    "psf": Key(True, "bool", "convolve objects with the image's PSFEx model (False: no PSF, for tests)"),
+    "noise": Key(True, "bool", "add the objects' own Poisson noise (from GAIN)"),
+    "population": Key(None, "path", "FITS catalog of object properties to sample rows from; None = built-in population", optional=True),
+}
+
+DB_KEYS: dict[str, Key] = {
+    "url": Key(None, "str", "SQLAlchemy URL without password; None = sqlite:///<outdir>/<dbname>.sqlite", optional=True),
+    "desservices-section": Key(None, "str", "section of the desservices ini file to read credentials from at run time (e.g. dessci)", optional=True),
+    "desservices-file": Key("~/.desservices.ini", "path", "DES credentials ini file (read on the node, never copied)"),
+    "reader-role": Key(None, "str", "role granted SELECT on the tables (DES: DES_READER); None = no GRANT", optional=True),
+}
+
+SECTIONS: dict[str, dict[str, Key]] = {"run": RUN_KEYS, "balrog": BALROG_KEYS, "db": DB_KEYS}
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LABEL_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_WALLTIME_RE = re.compile(r"^(\d+-)?\d{1,3}:[0-5]\d:[0-5]\d$")
+_EMAIL_RE = re.compile(r"^[^@\s'\"\\]+@[^@\s'\"\\]+$")
+_SAFE_WORD_RE = re.compile(r"^[A-Za-z0-9_.,:=+-]+$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass
+class Config:
+    """A loaded campaign: the three dicts, the tile list, and where they came from."""
+
+    run: dict[str, Any]
+    balrog: dict[str, Any]
+    db: dict[str, Any]
+    tiles: list[str]
+    path: Path | None = None
+    source: Path | None = None
+    programs: dict[str, str] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- defaults
+
+
+def default_run() -> dict[str, Any]:
+    return {k: key.make_default() for k, key in RUN_KEYS.items()}
+
+
+def default_balrog() -> dict[str, Any]:
+    return {k: key.make_default() for k, key in BALROG_KEYS.items()}
+
+
+def default_db() -> dict[str, Any]:
+    return {k: key.make_default() for k, key in DB_KEYS.items()}
+
+
+def defaults() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], list[str]]:
+    """Fresh copies of the default ``run``, ``balrog``, ``db`` dicts and an empty tile list."""
+    return default_run(), default_balrog(), default_db(), []
+
+
+def describe_keys(show_hidden: bool = True) -> str:
+    """A plain-text reference of every key: section, name, default, meaning."""
+    lines = []
+    for section, table in SECTIONS.items():
+        lines.append(f"[{section}]")
+        for name, key in table.items():
+            if key.hidden and not show_hidden:
+                continue
+            tags = [t for t, on in (("required", key.required), ("hidden", key.hidden), ("dangerous", key.dangerous)) if on]
+            tag = f" ({', '.join(tags)})" if tags else ""
+            lines.append(f"  {name} = {key.make_default()!r}{tag}\n      {key.help}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- derived values
+
+
+def jobname(run: dict[str, Any]) -> str:
+    """``<dbname>`` or ``<dbname>-<joblabel>``: SLURM job name and job directory name."""
+    return run["dbname"] if not run.get("joblabel") else f"{run['dbname']}-{run['joblabel']}"
+
+
+def job_dir(run: dict[str, Any]) -> Path:
+    """Where this campaign's job files, specs and job logs go: ``<jobdir>/<jobname>``."""
+    return Path(run["jobdir"]) / jobname(run)
+
+
+def position_file(run: dict[str, Any], tile: str) -> Path:
+    """The position file of a tile (contract: ``<pos>/<TILENAME>.fits``)."""
+    return Path(run["pos"]) / f"{tile}.fits"
+
+
+def db_url(run: dict[str, Any], db: dict[str, Any]) -> str:
+    """The database URL to use, without password: ``db['url']`` or the sqlite default in outdir."""
+    if db.get("url"):
+        return strip_password(db["url"])
+    return f"sqlite:///{Path(run['outdir']) / (run['dbname'] + '.sqlite')}"
+
+
+def strip_password(url: str) -> str:
+    """The URL with any password removed; passwords are read at run time (.pgpass, desservices)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"db['url'] is not a database URL (dialect://user@host/name): {exc}") from None
+    if parsed.password is not None:
+        log.warning("db['url'] contains a password: removed; supply it at run time (~/.pgpass or desservices)")
+        parsed = parsed.set(password=None)
+    return parsed.render_as_string(hide_password=False)
+
+
+def n_groups(run: dict[str, Any], tiles: list[str]) -> int:
+    """Number of node groups (SLURM jobs when chained): ceil(len(tiles) / (nodes*npersubjob))."""
+    return math.ceil(len(tiles) / (run["nodes"] * run["npersubjob"]))
+
+
+def subjob_tiles(run: dict[str, Any], tiles: list[str]) -> list[list[str]]:
+    """Tiles of each subjob (one node runner), in order: consecutive chunks of ``npersubjob``.
+
+    Subjob ``k`` belongs to group ``k // nodes`` and runs on that group's node ``k % nodes``.
+    """
+    n = run["npersubjob"]
+    return [tiles[i : i + n] for i in range(0, len(tiles), n)]
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def read_tile_list(path: str | os.PathLike) -> list[str]:
+    """Tile names from a text file (one a line, ``#`` comments) or a FITS table (tilename column)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"tile list {path} does not exist")
+    if path.suffix.lower() in {".fits", ".fit", ".fits.gz"} or path.name.endswith(".fits.gz"):
+        import fitsio
+
+        try:
+            data = fitsio.read(str(path), ext=1)
+        except (OSError, ValueError) as exc:
+            raise InputFileError(f"cannot read tile list {path}: {exc}") from None
+        names = {n.lower(): n for n in (data.dtype.names or ())}
+        if "tilename" not in names:
+            raise InputFileError(f"tile list {path} has no tilename column (columns: {', '.join(names.values())})")
+        col = data[names["tilename"]]
+        return [(v.decode() if isinstance(v, bytes) else str(v)).strip() for v in col]
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            out.append(line.split()[0])
+    return out
+
+
+def load_config(path: str | os.PathLike, source: str | os.PathLike | None = None) -> Config:
+    """Run the user's ``CustomConfig`` on fresh defaults, then normalise and check the result.
+
+    Raises :class:`ConfigError` with the file's name when the file fails to run, defines no
+    ``CustomConfig``, returns the wrong shape, or any value is invalid.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    src = None
+    if source is not None:
+        src = Path(source).expanduser()
+        if not src.is_file():
+            raise ConfigError(f"--source script {src} does not exist")
+        src = src.resolve()
+    try:
+        namespace = runpy.run_path(str(path), run_name="balrog_config")
+    except SyntaxError as exc:
+        raise ConfigError(f"config file {path} has a syntax error at line {exc.lineno}: {exc.msg}") from None
+    except Exception as exc:  # the user's code; any failure is a config error
+        raise ConfigError(f"config file {path} raised {type(exc).__name__}: {exc}") from None
+    func = namespace.get("CustomConfig")
+    if not callable(func):
+        raise ConfigError(f"config file {path} defines no function CustomConfig(run, balrog, db, tiles)")
+    run, balrog, db, tiles = defaults()
+    try:
+        result = func(run, balrog, db, tiles)
+    except Exception as exc:
+        raise ConfigError(f"CustomConfig in {path} raised {type(exc).__name__}: {exc}") from None
+    if not (isinstance(result, (tuple, list)) and len(result) == 4):
+        raise ConfigError(
+            f"CustomConfig in {path} must return (run, balrog, db, tiles); it returned {type(result).__name__}"
+            + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "")
+        )
+    run, balrog, db, tiles = result
+    for name, value, want in (("run", run, dict), ("balrog", balrog, dict), ("db", db, dict), ("tiles", tiles, (list, tuple))):
+        if not isinstance(value, want):
+            raise ConfigError(f"CustomConfig in {path} returned {type(value).__name__} for {name}; expected {'list' if name == 'tiles' else 'dict'}")
+    cfg = Config(run=dict(run), balrog=dict(balrog), db=dict(db), tiles=list(tiles), path=path.resolve(), source=src)
+    check_config(cfg)
+    return cfg
+
+
+def _check_kind(where: str, name: str, key: Key, value: Any) -> tuple[Any, str | None]:
+    """Return (normalised value, error or None) for one entry."""
+    if value is None:
+        return (None, None) if key.optional else (None, f"{where}['{name}'] must not be None")
+    kind = key.kind
+    if kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind == "bool":
+        ok = isinstance(value, bool)
+    elif kind == "str":
+        ok = isinstance(value, str)
+    elif kind == "path":
+        ok = isinstance(value, (str, os.PathLike))
+        if ok:
+            value = str(Path(os.path.expandvars(os.fspath(value))).expanduser().absolute())
+    elif kind == "strlist":
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        value = list(value) if ok else value
+    elif kind == "intlist":
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        value = list(value) if ok else value
+    elif kind == "dict":
+        ok = isinstance(value, dict)
+    else:  # pragma: no cover - table typo
+        raise AssertionError(kind)
+    if not ok:
+        return value, f"{where}['{name}'] = {value!r} is a {type(value).__name__}; expected {kind}{' or None' if key.optional else ''}"
+    return value, None
+
+
+def _control_chars(where: str, value: Any) -> list[str]:
+    """Paths of string values holding newlines or other control characters (job-file breakers)."""
+    if isinstance(value, str):
+        return [where] if _CONTROL_RE.search(value) else []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _control_chars(f"{where}['{k}']", v)]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in _control_chars(f"{where}[{i}]", v)]
+    return []
+
+
+def check_config(cfg: Config, check_positions: bool = True) -> None:
+    """Check and normalise ``cfg`` in place (everything that does not depend on a scheduler).
+
+    All problems are collected and reported in one message, so a user fixes them in one go.
+    ``check_positions=False`` skips the position-file check (a node runner checks them per
+    tile so that one missing file fails one tile, not the whole subjob).
+    """
+    where_file = f" in {cfg.path}" if cfg.path else ""
+    errors: list[str] = []
+    for section, table in SECTIONS.items():
+        d = getattr(cfg, section)
+        for name in list(d):
+            if not isinstance(name, str) or name not in table:
+                close = difflib.get_close_matches(str(name), list(table), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(table)})"
+                errors.append(f"unknown key {section}['{name}']{hint}")
+                continue
+            value, err = _check_kind(section, name, table[name], d[name])
+            if err:
+                errors.append(err)
+            else:
+                d[name] = value
+        for name, key in table.items():
+            if name not in d:
+                d[name] = key.make_default()
+        errors += [f"{p} contains a newline or control character" for p in _control_chars(section, d)]
+    if errors:
+        raise ConfigError("; ".join(errors) + where_file)
+
+    run = cfg.run
+    for name, key in RUN_KEYS.items():
+        if key.required and run.get(name) in (None, ""):
+            errors.append(f"run['{name}'] is required")
+    if not cfg.tiles and run.get("tiles"):
+        cfg.tiles = read_tile_list(run["tiles"])
+    if not cfg.tiles:
+        errors.append("no tiles: return them from CustomConfig or set run['tiles'] to a tile list file")
+    if errors:
+        raise ConfigError("; ".join(errors) + where_file)
+
+    _check_values(cfg, errors)
+    if errors:
+        raise ConfigError("; ".join(errors) + where_file)
+    _check_tiles(cfg, check_positions)
+
+
+def _check_values(cfg: Config, errors: list[str]) -> None:
+    run, balrog, db = cfg.run, cfg.balrog, cfg.db
+    if not _NAME_RE.match(run["dbname"]):
+        errors.append(f"run['dbname'] = {run['dbname']!r}: use letters, digits and _ (it names DB tables)")
+    if run["joblabel"] is not None and not _LABEL_RE.match(run["joblabel"]):
+        errors.append(f"run['joblabel'] = {run['joblabel']!r}: use letters, digits, _ . - (it names files)")
+    for name in ("ngal", "nodes", "ppn", "npersubjob", "fetch-workers"):
+        if run[name] < 1:
+            errors.append(f"run['{name}'] = {run[name]} must be >= 1")
+    for name in ("realizations", "arraymax"):
+        if run[name] is not None and run[name] < 1:
+            errors.append(f"run['{name}'] = {run[name]} must be >= 1 or None")
+    if run["realization-list"] is not None and any(j < 0 for j in run["realization-list"]):
+        errors.append("run['realization-list'] holds a negative realization index")
+    bad_bands = [b for b in run["bands"] if b not in ALL_BANDS]
+    if bad_bands or not run["bands"] or len(set(run["bands"])) != len(run["bands"]):
+        errors.append(f"run['bands'] = {run['bands']!r}: a non-empty list of distinct bands from {' '.join(ALL_BANDS)}")
+    if not _WALLTIME_RE.match(run["walltime"]):
+        errors.append(f"run['walltime'] = {run['walltime']!r}: use [D-]HH:MM:SS")
+    for name in ("queue", "account", "constraint", "qos"):
+        if run[name] is not None and not _SAFE_WORD_RE.match(run[name]):
+            errors.append(f"run['{name}'] = {run[name]!r}: only letters, digits and _ . , : = + -")
+    if run["email"] is not None and not _EMAIL_RE.match(run["email"]):
+        errors.append(f"run['email'] = {run['email']!r} is not a mail address")
+    if run["duplicate"] not in ("error", "replace"):
+        errors.append(f"run['duplicate'] = {run['duplicate']!r}: allowed 'error' or 'replace'")
+    if run["asarray"] and run["asdependency"]:
+        errors.append("run['asarray'] and run['asdependency'] cannot both be True (an array is one job)")
+    if run["fetch-url"] is not None and "{tile}" not in run["fetch-url"]:
+        errors.append(f"run['fetch-url'] = {run['fetch-url']!r} has no {{tile}} placeholder")
+    if not 0.0 <= balrog["star-fraction"] <= 1.0:
+        errors.append(f"balrog['star-fraction'] = {balrog['star-fraction']} must be within 0..1")
+    for name in ("desservices-section", "reader-role"):
+        if db[name] is not None and not _NAME_RE.match(db[name]):
+            errors.append(f"db['{name}'] = {db[name]!r}: use letters, digits and _")
+    if db["url"] is not None:
+        try:
+            db["url"] = strip_password(db["url"])
+        except ConfigError as exc:
+            errors.append(str(exc))
+    for name in PROGRAM_KEYS:
+        if not run[name].strip():
+            errors.append(f"run['{name}'] is empty")
+
+
+def _check_tiles(cfg: Config, check_positions: bool = True) -> None:
+    bad = [t for t in cfg.tiles if not is_des_tilename(t)]
+    if bad:
+        shown = ", ".join(repr(t) for t in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise TileError(f"not DES tile names (DESHHMM+DDMM): {shown}")
+    seen: set[str] = set()
+    dups = sorted({t for t in cfg.tiles if t in seen or seen.add(t)})
+    if dups:
+        raise TileError(f"tiles listed twice: {', '.join(dups)}")
+    missing = [t for t in cfg.tiles if not position_file(cfg.run, t).is_file()] if check_positions else []
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise InputFileError(f"no position file in {cfg.run['pos']} for tiles {shown} (run balrog-positions first)")
+
+
+# ----------------------------------------------------------------------------- scheduler rules
+
+
+def validate_for_scheduler(cfg: Config, scheduler: str, check_programs: bool = True) -> None:
+    """Rules that depend on the scheduler, then (optionally) resolve the external programs.
+
+    SLURM: the tiles split into a whole number of groups of ``nodes * npersubjob``; an array
+    (one element per node subjob) needs a single group. wq: a single group (one YAML job).
+    local: any number of tiles (``nodes`` subjobs run at once).
+    """
+    if scheduler not in SCHEDULERS:
+        raise ConfigError(f"scheduler {scheduler!r} unknown; allowed: {', '.join(SCHEDULERS)}")
+    run, ntiles = cfg.run, len(cfg.tiles)
+    per_group = run["nodes"] * run["npersubjob"]
+    if scheduler in ("slurm", "wq"):
+        if ntiles % per_group:
+            raise ConfigError(
+                f"{ntiles} tiles do not split into groups of nodes*npersubjob = "
+                f"{run['nodes']}*{run['npersubjob']} = {per_group} ({scheduler} needs a whole number)"
+            )
+        groups = ntiles // per_group
+        if (scheduler == "wq" or run["asarray"]) and groups != 1:
+            what = "wq" if scheduler == "wq" else "a SLURM array"
+            raise ConfigError(
+                f"{what} needs len(tiles) == nodes*npersubjob ({ntiles} != {per_group}); "
+                f"set nodes = {ntiles // run['npersubjob'] if ntiles % run['npersubjob'] == 0 else '?'}"
+            )
+    if scheduler != "slurm" and (run["asarray"] or run["asdependency"]):
+        raise ConfigError(f"run['asarray'] / run['asdependency'] are SLURM options; scheduler is {scheduler}")
+    if run["arraymax"] is not None and not run["asarray"]:
+        log.warning("run['arraymax'] is ignored without run['asarray']")
+    if check_programs:
+        cfg.programs = resolve_programs({k: run[k] for k in PROGRAM_KEYS}, cfg.source)
+
+
+def resolve_programs(programs: dict[str, str], source: Path | None = None) -> dict[str, str]:
+    """Absolute paths of the programs as the node will see them (after sourcing ``source``).
+
+    Runs one ``bash`` that sources the script and asks ``command -v`` for each program; the
+    script path and program names are passed as positional arguments, never spliced into the
+    command text, so no value can inject shell code.
+    """
+    script = (
+        'src="$1"; shift; '
+        'if [ -n "$src" ]; then source "$src" >/dev/null || exit 97; fi; '
+        'for p in "$@"; do r=$(command -v -- "$p") && printf "%s\\n" "$r" || printf "\\n"; done'
+    )
+    names = list(programs)
+    args = ["bash", "-c", script, "balrog-jobs", str(source) if source else ""] + [programs[n] for n in names]
+    try:
+        out = subprocess.run(args, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"could not run bash to look up the programs: {exc}") from None
+    if out.returncode == 97:
+        tail = out.stderr.strip().splitlines()[-1:] or [""]
+        raise ConfigError(f"--source script {source} failed when sourced by bash: {tail[0][-200:]}")
+    if out.returncode != 0:
+        raise ConfigError(f"looking up programs failed (bash exit {out.returncode}): {out.stderr.strip()[-200:]}")
+    found = out.stdout.split("\n")[: len(names)]
+    missing = [f"run['{n}'] = {programs[n]!r}" for n, f in zip(names, found, strict=False) if not f]
+    if missing:
+        after = f" after sourcing {source}" if source else " (use --source to set up PATH)"
+        raise ConfigError(f"programs not found{after}: {', '.join(missing)}")
+    return dict(zip(names, found, strict=False))

@@ -1,0 +1,92 @@
+"""Job builder: from a validated campaign config to ready-to-submit job files.
+
+:func:`build_jobs` writes everything for one scheduler into ``<jobdir>/<jobname>``: the
+subjob specs (``specs/subjob-<kkkk>.json``, one per node runner), the scheduler's files
+(:mod:`.slurm`, :mod:`.wq`, :mod:`.local`) and an empty ``logs/``. The directory is rendered
+into a temporary sibling and renamed into place, so a failure leaves no half-written job.
+:func:`submit` hands the result to the scheduler (``submit.sh`` for SLURM, :func:`run_local`
+for local; wq jobs are submitted by the user with ``wq sub``).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import config as cfgmod
+from ..atomic import atomic_directory
+from ..errors import ConfigError, ExternalProgramError
+from .local import RUN_SCRIPT, run_local, write_local
+from .slurm import SUBMIT_SCRIPT, write_slurm
+from .spec import SubjobSpec, make_specs, read_spec, record_subjob, spec_path, write_spec
+from .wq import write_wq
+
+__all__ = [
+    "RUN_SCRIPT", "SUBMIT_SCRIPT", "JobFiles", "SubjobSpec", "build_jobs", "detect_scheduler", "make_specs", "read_spec",
+    "record_subjob", "run_local", "spec_path", "submit", "write_spec",
+]
+
+log = logging.getLogger(__name__)
+
+_WRITERS = {"slurm": write_slurm, "wq": write_wq, "local": write_local}
+
+
+@dataclass(frozen=True)
+class JobFiles:
+    """What :func:`build_jobs` wrote: the job directory, its scheduler and files, the specs."""
+
+    job_dir: Path
+    scheduler: str
+    files: tuple[Path, ...]
+    specs: tuple[SubjobSpec, ...]
+
+
+def detect_scheduler() -> str:
+    """``slurm`` when ``sbatch`` is on PATH, else ``local`` (wq is only ever chosen explicitly)."""
+    return "slurm" if shutil.which("sbatch") else "local"
+
+
+def build_jobs(cfg: cfgmod.Config, scheduler: str | None = None, replace: bool = False,
+               check_programs: bool = True) -> JobFiles:
+    """Validate ``cfg`` for ``scheduler`` and write the job directory atomically.
+
+    An existing job directory is an error unless ``replace`` (it may hold logs and records of
+    a previous submission).
+    """
+    scheduler = scheduler or detect_scheduler()
+    cfgmod.validate_for_scheduler(cfg, scheduler, check_programs=check_programs)
+    specs = make_specs(cfg, scheduler)
+    final = cfgmod.job_dir(cfg.run).absolute()
+    if final.exists() and not replace:
+        raise ConfigError(f"job directory {final} already exists (use --force to replace it)")
+    with atomic_directory(final, replace=replace) as tmp:
+        for spec in specs:
+            write_spec(spec, tmp)
+        (tmp / "logs").mkdir()
+        files = _WRITERS[scheduler](cfg, specs, tmp)
+    log.info("wrote %d subjob spec(s) and %s to %s", len(specs), ", ".join(map(str, files)), final)
+    return JobFiles(job_dir=final, scheduler=scheduler, files=tuple(files), specs=tuple(specs))
+
+
+def submit(jobs: JobFiles, workers: int | None = None) -> int:
+    """Submit (SLURM) or run (local) a built job; returns an exit code.
+
+    SLURM: runs ``submit.sh`` (its output lists the job ids). local: runs the subjobs here and
+    returns non-zero when any failed. wq: not submitted automatically (``wq sub FILE``).
+    """
+    if jobs.scheduler == "slurm":
+        script = jobs.job_dir / SUBMIT_SCRIPT
+        out = subprocess.run(["bash", str(script)], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        for line in out.stdout.splitlines():
+            log.info("%s", line)
+        if out.returncode != 0:
+            raise ExternalProgramError(str(script), out.returncode, out.stderr)
+        return 0
+    if jobs.scheduler == "local":
+        return run_local(jobs.job_dir, workers)
+    log.warning("wq jobs are submitted with: wq sub %s", jobs.job_dir / jobs.files[0])
+    return 0
+
