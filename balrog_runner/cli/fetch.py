@@ -1,0 +1,84 @@
+"""``balrog-fetch``: download, verify and funpack DES coadd tiles and their PSFEx models.
+
+Files land in ``<outdir>/<TILE>/images/`` (the campaign layout); see
+:mod:`balrog_runner.fetch` for what is checked and retried.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from .. import fetch
+from ..errors import ConfigError
+from ._common import add_logging_options, run_command
+
+PROG = "balrog-fetch"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    layouts = "; ".join(f"{name}: {lay.image}" for name, lay in sorted(fetch.LAYOUTS.items()))
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Download a tile's coadd images (.fits.fz) and PSFEx models, verify their "
+        "FITS checksums, funpack them. Credentials come from a netrc file; they are never logged.",
+    )
+    tiles = parser.add_argument_group("tiles")
+    tiles.add_argument("--tile", action="append", default=[], metavar="NAME",
+                       help="a DES tile name, e.g. DES0001-4914 (repeatable)")
+    tiles.add_argument("--tiles", metavar="FILE",
+                       help="tile list: text (first column) or FITS table with a tilename column")
+    src = parser.add_argument_group("archive")
+    src.add_argument("--root", required=True,
+                     help="archive root: http(s):// URL (no credentials in it), file:// URL or a directory")
+    src.add_argument("--release", default="desdm", metavar="LAYOUT",
+                     help=f"named URL layout (default desdm). Known: {layouts}")
+    src.add_argument("--url-template", metavar="TEMPLATE",
+                     help="image URL template overriding --release; placeholders {root} {tile} {band} {run}")
+    src.add_argument("--psf-template", metavar="TEMPLATE",
+                     help="PSFEx URL template (default: the image template with _psfcat.psf)")
+    src.add_argument("--run", help="the {run} value for every tile (may contain {tile})")
+    src.add_argument("--run-table", metavar="FILE", help="file of 'TILENAME RUN' lines giving each tile's {run}")
+    src.add_argument("--netrc", metavar="FILE", help="netrc file with the archive login (default $NETRC or ~/.netrc)")
+    out = parser.add_argument_group("download")
+    out.add_argument("--outdir", required=True, help="campaign output directory; files go to <outdir>/<TILE>/images")
+    out.add_argument("--bands", default=",".join(fetch.DES_BANDS),
+                     help="comma-separated bands (default g,r,i,z,Y,det)")
+    out.add_argument("--workers", type=int, default=4, help="files downloaded at once (default 4)")
+    out.add_argument("--retries", type=int, default=4,
+                     help="extra attempts per file on network errors, 5xx or bad checksums (default 4)")
+    out.add_argument("--backoff", type=float, default=2.0,
+                     help="first retry wait in seconds, doubled each retry (default 2)")
+    out.add_argument("--timeout", type=float, default=60.0,
+                     help="seconds to wait for a connection or for data (default 60)")
+    out.add_argument("--no-funpack", action="store_true", help="keep the images fpacked (.fits.fz)")
+    out.add_argument("--keep-fz", action="store_true", help="keep the .fits.fz after funpacking it")
+    out.add_argument("--funpack-bin", default="funpack", help="funpack executable (default funpack)")
+    add_logging_options(parser)
+    return parser
+
+
+def _action(args: argparse.Namespace) -> int:
+    tiles = list(args.tile)
+    if args.tiles:
+        tiles += fetch.read_tile_names(args.tiles)
+    if not tiles:
+        raise ConfigError("no tiles given; use --tile NAME or --tiles FILE")
+    source = fetch.ArchiveSource.create(
+        args.root, layout=args.release, url_template=args.url_template, psf_template=args.psf_template,
+        run=args.run, run_table=args.run_table, netrc_path=args.netrc, timeout=args.timeout,
+    )
+    bands = [b for b in args.bands.replace(",", " ").split() if b]
+    fetch.fetch_tiles(
+        tiles, args.outdir, source, bands=bands, workers=args.workers, funpack=not args.no_funpack,
+        funpack_bin=args.funpack_bin, keep_fz=args.keep_fz, retries=args.retries, backoff=args.backoff,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(PROG, build_parser(), _action, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
