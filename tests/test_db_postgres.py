@@ -1,0 +1,134 @@
+"""The results database on a real PostgreSQL 15 server (a throwaway cluster, see pg_cluster.py)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from pg_cluster import pg_cluster, unavailable_reason
+from test_db import TILE, count, kill_during_push, make_campaign, write_realization
+
+from balrog_runner.cli import push as push_cli
+from balrog_runner.db import (
+    DuplicateRealizationError,
+    PushPolicy,
+    make_engine,
+    push_realization,
+    pushed_realizations,
+)
+from balrog_runner.errors import DatabaseError
+
+_REASON = unavailable_reason()
+pytestmark = pytest.mark.skipif(_REASON is not None, reason=f"NO POSTGRESQL TESTS: {_REASON}")
+
+
+@pytest.fixture(scope="session")
+def pg():
+    with pg_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def engine(pg):
+    eng = make_engine(pg.url)
+    yield eng
+    eng.dispose()
+
+
+def column_types(engine, table: str) -> dict[str, str]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT column_name, data_type, numeric_precision, numeric_scale FROM information_schema.columns "
+            "WHERE table_name = :t"), {"t": table}).all()
+    return {r[0]: r[1] + (f"({r[2]},{r[3]})" if r[1] == "numeric" else "") for r in rows}
+
+
+def test_push_types_nulls_and_grant(tmp_path, pg, engine):
+    paths = write_realization(tmp_path / "cat", TILE, 0)
+    res = push_realization(engine, "pgtypes", *paths, policy=PushPolicy(reader=pg.reader))
+    assert (res.ntruth, res.nsim, res.nnosim) == (20, 18, 2)
+    types = column_types(engine, "pgtypes_sim")
+    assert types["mag_auto_g"] == "numeric(6,4)"  # NUMBER(6,4) in the DESDM list
+    assert types["magerr_auto_det"] == "numeric(5,4)"
+    assert types["a_image_r"] == "real"  # BINARY_FLOAT
+    assert types["alphawin_j2000_z"] == "double precision"  # BINARY_DOUBLE
+    assert types["flags_i"] == "smallint"  # NUMBER(3,0)
+    assert types["number_sex"] == "integer" and types["balrog_index"] == "bigint"
+    assert column_types(engine, "pgtypes_des")["tilename"] == "character varying"
+    with engine.connect() as conn:
+        nulls = conn.execute(sa.text("SELECT count(*) FROM pgtypes_sim WHERE mag_auto_g IS NULL")).scalar_one()
+        rerr = conn.execute(sa.text("SELECT magerr_auto_r FROM pgtypes_sim ORDER BY number_sex LIMIT 1")).scalar_one()
+        granted = conn.execute(sa.text("SELECT has_table_privilege(:r, 'pgtypes_truth', 'SELECT')"),
+                               {"r": pg.reader}).scalar_one()
+        bi = conn.execute(sa.text("SELECT balrog_index FROM pgtypes_truth ORDER BY balrog_index")).scalars().all()
+    assert nulls == 1 and rerr is None and granted
+    assert bi == list(range(1000, 1020))
+    indexes = {tuple(ix["column_names"]) for ix in sa.inspect(engine).get_indexes("pgtypes_truth")}
+    assert {("balrog_index",), ("tilename", "realization")} <= indexes
+
+
+def test_duplicate_policies(tmp_path, engine):
+    paths = write_realization(tmp_path / "a", TILE, 2)
+    push_realization(engine, "pgdup", *paths)
+    assert push_realization(engine, "pgdup", *paths).status == "already"
+    changed = write_realization(tmp_path / "b", TILE, 2, ndet=4)
+    with pytest.raises(DuplicateRealizationError, match=r"DES0001\+0001 realization 2"):
+        push_realization(engine, "pgdup", *changed)
+    assert count(engine, "pgdup_sim") == 18
+    assert push_realization(engine, "pgdup", *changed, policy=PushPolicy(duplicate="replace")).status == "replaced"
+    assert count(engine, "pgdup_sim") == 4 and count(engine, "pgdup_truth") == 20
+    assert pushed_realizations(engine, "pgdup") == {(TILE, 2): (1040, 20, 4, 2)}
+
+
+def test_kill_before_commit_leaves_nothing(tmp_path, pg, engine):
+    push_realization(engine, "pgkill", *write_realization(tmp_path / "a", TILE, 0))
+    paths = write_realization(tmp_path / "a", TILE, 1)
+    kill_during_push(pg.url, paths)
+    for kind in ("truth", "sim", "nosim"):
+        assert count(engine, f"pgkill_{kind}", "WHERE realization = 1") == 0
+    assert set(pushed_realizations(engine, "pgkill")) == {(TILE, 0)}
+    assert push_realization(engine, "pgkill", *paths).status == "pushed"
+
+
+def test_wrong_password_error_never_shows_a_password(tmp_path, pg, caplog):
+    paths = write_realization(tmp_path / "a", TILE, 0)
+    wrong = "Wr0ngPassw0rdXYZ"
+    eng = make_engine(pg.url_with_password(wrong))
+    with caplog.at_level(logging.DEBUG), pytest.raises(DatabaseError) as exc:
+        push_realization(eng, "pgpw", *paths)
+    eng.dispose()
+    msg = str(exc.value)
+    assert "password authentication failed" in msg and "***" in msg
+    assert wrong not in msg and pg.password not in msg and "\n" not in msg
+    assert wrong not in caplog.text
+    assert exc.value.__cause__ is None and exc.value.__suppress_context__
+
+
+def test_cli_push_campaign_to_postgres(tmp_path, pg, engine, capsys):
+    out = tmp_path / "out"
+    make_campaign(out, nreal=2)
+    # the first realization went in before an outage; balrog-push adds the rest
+    sets = sorted((out / TILE / "catalogs").glob("*_r0000_*.fits"))
+    push_realization(engine, "pgcli", *(p for k in ("truth", "sim", "nosim") for p in sets if p.name.endswith(f"_{k}.fits")))
+    assert push_cli.main([str(out), "--db", pg.url, "--dbname", "pgcli"]) == 0
+    captured = capsys.readouterr()
+    assert "pushed 3 realizations" in captured.out and "1 already pushed" in captured.out
+    assert pg.password not in captured.out + captured.err
+    assert count(engine, "pgcli_truth") == 80
+    with engine.connect() as conn:
+        tiles = conn.execute(sa.text("SELECT tilename, count(*) FROM pgcli_nosim GROUP BY tilename ORDER BY 1")).all()
+    assert [tuple(t) for t in tiles] == [(TILE, 4), ("DES2359+0001", 4)]
+
+
+def test_outage_is_clean_error(tmp_path, pg, capsys):
+    out = tmp_path / "out"
+    make_campaign(out, tiles=(TILE,), nreal=1)
+    dead = f"postgresql+psycopg://{pg.user}:{pg.password}@127.0.0.1:1/{pg.dbname}"
+    assert push_cli.main([str(out), "--db", dead, "--dbname", "pgout"]) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("balrog-push: error: ") and "Connection refused" in last
+    assert pg.password not in err
+    assert np.all([p.exists() for p in (out / TILE / "catalogs").iterdir()])
