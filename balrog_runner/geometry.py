@@ -84,6 +84,8 @@ class Tile:
     ``uramin <= ra < uramax`` and ``udecmin <= dec < udecmax`` is the unique area (degrees),
     except when ``crossra0``: then ``uramin`` is the upper bound just past RA = 0 and
     ``uramax`` the lower bound just below 360, and the area is ``ra >= uramax or ra < uramin``.
+    Gotcha: the last tile of a ring (just west of RA 275) closes onto the first tile's lower
+    bound, so its unique area is narrower than the others and may not contain its own centre.
     ``pixelscale`` is arcsec/pixel; ``crpix1/2`` are 1-based FITS pixels.
     """
 
@@ -409,8 +411,8 @@ def _read_table(path: Path):
             raise InputFileError(f"tile file {path} holds no tiles")
         first = re.split(r"[\s,]+", lines[0])[0].strip("'\"")
         if is_des_tilename(first):
-            return Table.read(lines, format="ascii.no_header", guess=False,
-                              delimiter="," if "," in lines[0] else None)
+            kwargs = {"delimiter": ","} if "," in lines[0] else {}
+            return Table.read(lines, format="ascii.no_header", guess=False, **kwargs)
         return Table.read(path, format="ascii")
     except InputFileError:
         raise
