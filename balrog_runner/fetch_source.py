@@ -144,7 +144,9 @@ def validate_template(template: str, what: str = "URL template") -> frozenset[st
     for _literal, name, spec, conversion in parts:
         if name is None:
             continue
-        if name not in PLACEHOLDERS or spec or conversion:
+        if name in PLACEHOLDERS and (spec or conversion):
+            raise ConfigError(f"{what} {template!r}: placeholder {{{name}}} must be plain (no ':' or '!')")
+        if name not in PLACEHOLDERS:
             raise ConfigError(
                 f"{what} {template!r} has placeholder {{{name}}}; allowed: "
                 + ", ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS))
@@ -321,7 +323,7 @@ class ArchiveSource:
         parts = urllib.parse.urlsplit(root_url)
         if parts.scheme in ("http", "https"):
             credentials = netrc_credentials(parts.hostname or "", netrc_path)
-            origin = str(Path(netrc_path).expanduser()) if netrc_path is not None else "~/.netrc"
+            origin = str(Path(netrc_path).expanduser() if netrc_path is not None else default_netrc_path())
         return cls(root_url, image_t, psf_t, run, runs, credentials, origin, float(timeout))
 
     @property

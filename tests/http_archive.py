@@ -33,7 +33,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-FAULT_KINDS = ("drop", "truncate", "corrupt", "status", "missing")
+FAULT_KINDS = ("drop", "truncate", "corrupt", "status", "missing", "stall")
 
 
 @dataclass
@@ -43,7 +43,9 @@ class Fault:
     ``kind``: ``drop`` (send the headers with the full Content-Length, half the body, then
     close the socket), ``truncate`` (serve the first half of the file with a matching
     Content-Length), ``corrupt`` (serve the whole file with some bytes in the middle
-    flipped), ``status`` (answer ``status``, e.g. 503, with no body), ``missing`` (404).
+    flipped), ``status`` (answer ``status``, e.g. 503, with no body), ``missing`` (404),
+    ``stall`` (send the headers, then no body until the server stops: the client must
+    time out).
     ``times``: how many matching requests it affects (``None``: all of them).
     ``match``: a glob on the request path (``*`` matches everything).
     """
@@ -94,12 +96,14 @@ class ArchiveServer:
         self.max_concurrency = 0
         self._httpd: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()  # releases stalled responses
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> ArchiveServer:
         """Bind and serve in a background thread; ``self.url`` is valid afterwards."""
         if self._httpd is not None:
             return self
+        self._stopping.clear()
         handler = _make_handler(self)
         self._httpd = http.server.ThreadingHTTPServer((self.host, self.port), handler)
         self._httpd.daemon_threads = True
@@ -117,6 +121,7 @@ class ArchiveServer:
         """Stop serving and release the port."""
         if self._httpd is None:
             return
+        self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
@@ -248,6 +253,10 @@ def _make_handler(server: ArchiveServer) -> type[http.server.BaseHTTPRequestHand
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
+            if kind == "stall":
+                self.wfile.flush()
+                server._stopping.wait()
+                return
             if kind == "drop":
                 self.wfile.write(data[: len(data) // 2])
                 self.wfile.flush()
