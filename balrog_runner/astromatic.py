@@ -117,6 +117,13 @@ class PsfexSetup:
     overrides: Mapping[str, str] = field(default_factory=dict)
 
 
+#: Default setups (frozen, so safe as argument defaults).
+DEFAULT_SEXTRACTOR = SextractorSetup()
+LIGHT_SEXTRACTOR = SextractorSetup(param=LIGHT_SEX_PARAM)
+DEFAULT_SWARP = SwarpSetup()
+DEFAULT_PSFEX = PsfexSetup()
+
+
 @contextlib.contextmanager
 def scratch_dir(parent: str | os.PathLike | None = None, prefix: str = "astromatic-") -> Iterator[Path]:
     """A private working directory, removed afterwards (programs drop side files in cwd)."""
@@ -217,7 +224,7 @@ def sextractor_command(
     zeropoint: float = DEFAULT_ZEROPOINT,
     gain: float = 0.0,
     catalog_type: str = "FITS_1.0",
-    setup: SextractorSetup = SextractorSetup(),
+    setup: SextractorSetup = DEFAULT_SEXTRACTOR,
     extra: Mapping[str, object] | None = None,
 ) -> list[str]:
     """The SExtractor argv for a single-image (``measurement`` None) or dual-image run."""
@@ -258,7 +265,7 @@ def run_sextractor(
     zeropoint: float | None = None,
     gain: float | None = None,
     catalog_type: str = "FITS_1.0",
-    setup: SextractorSetup = SextractorSetup(),
+    setup: SextractorSetup = DEFAULT_SEXTRACTOR,
     extra: Mapping[str, object] | None = None,
     workdir: str | os.PathLike | None = None,
 ) -> Path:
@@ -318,7 +325,7 @@ def run_swarp_detection(
     out_sci: str | os.PathLike,
     out_wgt: str | os.PathLike,
     *,
-    setup: SwarpSetup = SwarpSetup(),
+    setup: SwarpSetup = DEFAULT_SWARP,
     workdir: str | os.PathLike | None = None,
 ) -> tuple[Path, Path]:
     """Combine (science, weight) pairs (r, i, z) into the CHI-MEAN detection image.
@@ -371,7 +378,7 @@ def run_psfex(
     catalog: str | os.PathLike,
     out_psf: str | os.PathLike,
     *,
-    setup: PsfexSetup = PsfexSetup(),
+    setup: PsfexSetup = DEFAULT_PSFEX,
     extra: Mapping[str, object] | None = None,
     workdir: str | os.PathLike | None = None,
 ) -> Path:
@@ -418,3 +425,66 @@ def run_funpack(src: str | os.PathLike, out: str | os.PathLike, *, program: str 
     with scratch_dir(workdir, prefix="funpack-") as tmp, atomic_path(out) as o:
         run_program([program, "-S", str(src)], cwd=tmp, stdout_path=o, expected_outputs=[o])
     return out
+
+
+def write_desdm_image(path: str | os.PathLike, sci: np.ndarray, msk: np.ndarray, wgt: np.ndarray,
+                      header, extra: Mapping[str, tuple[object, str]] | None = None) -> Path:
+    """Write a DESDM-layout MEF (SCI primary, MSK int32, WGT float32) with CHECKSUM, atomically.
+
+    ``header`` (an astropy Header) supplies the WCS and keywords of SCI; MSK and WGT get
+    the WCS keywords only. ``extra`` adds ``{KEY: (value, comment)}`` cards to SCI.
+    """
+    from astropy.io import fits
+
+    hdr = header.copy()
+    for key in ("SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND"):
+        hdr.remove(key, ignore_missing=True)
+    hdr["EXTNAME"] = "SCI"
+    for key, (value, comment) in (extra or {}).items():
+        hdr[key] = (value, comment)
+    wcs_keys = fits.Header([c for c in hdr.cards if c.keyword in _WCS_KEYS])
+    hdus = fits.HDUList([
+        fits.PrimaryHDU(np.asarray(sci, dtype=np.float32), header=hdr),
+        fits.ImageHDU(np.asarray(msk, dtype=np.int32), header=wcs_keys, name="MSK"),
+        fits.ImageHDU(np.asarray(wgt, dtype=np.float32), header=wcs_keys, name="WGT"),
+    ])
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        hdus.writeto(tmp, checksum=True)
+    return path
+
+
+_WCS_KEYS = {"CTYPE1", "CTYPE2", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CD1_1", "CD1_2", "CD2_1", "CD2_2",
+             "CDELT1", "CDELT2", "PC1_1", "PC1_2", "PC2_1", "PC2_2", "CUNIT1", "CUNIT2", "EQUINOX",
+             "RADESYS", "RADECSYS", "LONPOLE", "LATPOLE"}
+
+#: MSK bit set on pixels with zero weight in a detection image.
+MSK_ZERO_WEIGHT = 1
+
+
+def make_detection_image(
+    images: Sequence[tuple[ImageRef | tuple | str | os.PathLike, ImageRef | tuple | str | os.PathLike]],
+    out: str | os.PathLike,
+    *,
+    setup: SwarpSetup = DEFAULT_SWARP,
+    workdir: str | os.PathLike | None = None,
+    extra: Mapping[str, tuple[object, str]] | None = None,
+) -> Path:
+    """SWarp CHI-MEAN of (sci, wgt) pairs, written as a DESDM MEF (SCI, MSK, WGT) at ``out``.
+
+    MSK flags pixels SWarp gave zero weight. SCI keeps SWarp's WCS (the first input's grid)
+    and ``GAIN``, plus the ``SEXMGZPT`` set by :func:`run_swarp_detection`.
+    """
+    from astropy.io import fits
+
+    with scratch_dir(workdir, prefix="det-") as tmp:
+        sci_path, wgt_path = run_swarp_detection(images, tmp / "det_sci.fits", tmp / "det_wgt.fits",
+                                                 setup=setup, workdir=tmp)
+        with fits.open(sci_path) as hs, fits.open(wgt_path) as hw:
+            sci = hs[0].data.astype(np.float32)
+            wgt = hw[0].data.astype(np.float32)
+            header = hs[0].header.copy()
+    msk = (wgt <= 0).astype(np.int32) * MSK_ZERO_WEIGHT
+    cards = {"BAND": ("det", "CHI-MEAN detection image")}
+    cards.update(extra or {})
+    return write_desdm_image(out, sci, msk, wgt, header, cards)

@@ -59,7 +59,7 @@ EXPTIME = {"g": 900.0, "r": 900.0, "i": 900.0, "z": 900.0, "Y": 450.0}
 STAR_COLOUR = {"g": 0.6, "r": 0.0, "i": -0.2, "z": -0.3, "Y": -0.35}
 GALAXY_COLOUR = {"g": 0.8, "r": 0.0, "i": -0.4, "z": -0.6, "Y": -0.7}
 MOFFAT_BETA = 3.5
-MSK_BADPIX = 1
+MSK_BADPIX = 1  #: MSK bit of the synthetic bad pixels
 
 
 @dataclass(frozen=True)
@@ -187,11 +187,19 @@ def _make_objects(rng: np.random.Generator, size: int, bands: Sequence[str]) -> 
     return stars, gals
 
 
-def _psf_at(band: str, x: float, y: float, size: int, psf_fwhm: dict[str, float]) -> galsim.GSObject:
-    """The band's Moffat PSF at pixel (x, y): FWHM +-4% and shear up to 0.02 across the tile."""
+def _psf_at(base: galsim.GSObject, x: float, y: float, size: int) -> galsim.GSObject:
+    """The band's PSF at pixel (x, y): FWHM +-4% and shear up to 0.02 across the tile.
+
+    Built as a dilation and shear of one Moffat per band: GalSim caches the (slow, numerical)
+    maxk of a truncated Moffat on the instance, and transformations reuse it, which makes
+    drawing about ten times faster than a new Moffat per object.
+    """
     u, v = (x - (size + 1) / 2) / size, (y - (size + 1) / 2) / size
-    fwhm = psf_fwhm[band] * (1.0 + 0.08 * u)
-    return galsim.Moffat(beta=MOFFAT_BETA, fwhm=fwhm, trunc=4.0 * fwhm).shear(g1=0.02 * v, g2=0.02 * u)
+    return base.dilate(1.0 + 0.08 * u).shear(g1=0.02 * v, g2=0.02 * u)
+
+
+def _base_psf(fwhm: float, gsparams: galsim.GSParams) -> galsim.GSObject:
+    return galsim.Moffat(beta=MOFFAT_BETA, fwhm=fwhm, trunc=4.0 * fwhm, gsparams=gsparams)
 
 
 def _draw(full: galsim.ImageF, profile: galsim.GSObject, x: float, y: float, stamp: int) -> None:
@@ -213,15 +221,16 @@ def _render_band(band: str, size: int, stars: np.ndarray, gals: np.ndarray, psf_
     """(sci, msk, wgt) arrays of one band: noiseless objects + object Poisson + sky noise."""
     full = galsim.ImageF(size, size, scale=PIXEL_SCALE)
     gsp = galsim.GSParams(folding_threshold=1e-2, maxk_threshold=3e-3)
+    base = _base_psf(psf_fwhm[band], gsp)
     for s in stars:
         flux = 10 ** (0.4 * (ZEROPOINT - s[f"mag_{band}"]))
-        psf = _psf_at(band, s["x"], s["y"], size, psf_fwhm).withFlux(flux)
+        psf = _psf_at(base, s["x"], s["y"], size).withFlux(flux)
         _draw(full, psf, s["x"], s["y"], stamp=41)
     for g in gals:
         flux = 10 ** (0.4 * (ZEROPOINT - g[f"mag_{band}"]))
         gal = galsim.Exponential(half_light_radius=g["hlr"], flux=flux, gsparams=gsp)
         gal = gal.shear(q=g["q"], beta=g["beta"] * galsim.degrees)
-        obj = galsim.Convolve(gal, _psf_at(band, g["x"], g["y"], size, psf_fwhm), gsparams=gsp)
+        obj = galsim.Convolve(gal, _psf_at(base, g["x"], g["y"], size))
         stamp = int(np.clip(2 * math.ceil((6 * g["hlr"] + 2 * psf_fwhm[band]) / PIXEL_SCALE) + 1, 25, 151))
         _draw(full, obj, g["x"], g["y"], stamp=stamp)
     model = full.array.astype(np.float64)
@@ -242,36 +251,9 @@ def _render_band(band: str, size: int, stars: np.ndarray, gals: np.ndarray, psf_
     return sci.astype(np.float32), msk, wgt
 
 
-def write_tile_image(path: str | os.PathLike, sci: np.ndarray, msk: np.ndarray, wgt: np.ndarray,
-                     header: fits.Header, extra: dict[str, tuple[object, str]] | None = None) -> Path:
-    """Write a DESDM-layout MEF (SCI primary, MSK, WGT) with CHECKSUM/DATASUM, atomically."""
-    hdr = header.copy()
-    for key in ("NAXIS", "NAXIS1", "NAXIS2"):
-        hdr.remove(key, ignore_missing=True)
-    hdr["EXTNAME"] = "SCI"
-    for key, (value, comment) in (extra or {}).items():
-        hdr[key] = (value, comment)
-    primary = fits.PrimaryHDU(sci.astype(np.float32), header=hdr)
-    msk_hdu = fits.ImageHDU(msk.astype(np.int32), header=_wcs_only(hdr), name="MSK")
-    wgt_hdu = fits.ImageHDU(wgt.astype(np.float32), header=_wcs_only(hdr), name="WGT")
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fits.HDUList([primary, msk_hdu, wgt_hdu]).writeto(tmp, checksum=True)
-    return path
-
-
-def _wcs_only(header: fits.Header) -> fits.Header:
-    keep = fits.Header()
-    for key in ("CTYPE1", "CTYPE2", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2", "CD1_1", "CD1_2", "CD2_1",
-                "CD2_2", "CUNIT1", "CUNIT2", "EQUINOX", "RADESYS"):
-        if key in header:
-            keep[key] = header[key]
-    return keep
-
-
 def make_psf_model(image: str | os.PathLike, out_psf: str | os.PathLike, *, workdir: str | os.PathLike,
                    sex: astromatic.SextractorSetup | None = None,
-                   psfex: astromatic.PsfexSetup = astromatic.PsfexSetup()) -> Path:
+                   psfex: astromatic.PsfexSetup = astromatic.DEFAULT_PSFEX) -> Path:
     """SExtractor (FITS_LDAC with VIGNET, S/N-limited) + psfex on a DESDM MEF -> PSFEx model."""
     sex = sex or astromatic.SextractorSetup(param=astromatic.PSFEX_SEX_PARAM)
     image = Path(image)
@@ -299,8 +281,8 @@ def make_synthetic_tile(
     workers: int = 2,
     fpack: str = "fpack",
     sex: astromatic.SextractorSetup | None = None,
-    swarp: astromatic.SwarpSetup = astromatic.SwarpSetup(),
-    psfex: astromatic.PsfexSetup = astromatic.PsfexSetup(),
+    swarp: astromatic.SwarpSetup = astromatic.DEFAULT_SWARP,
+    psfex: astromatic.PsfexSetup = astromatic.DEFAULT_PSFEX,
 ) -> SyntheticTile:
     """Write a synthetic DES-like tile into ``outdir``; return the list of its files.
 
@@ -337,17 +319,16 @@ def make_synthetic_tile(
         for k, band in enumerate(bands):
             band_rng = np.random.default_rng([seed, 11, k])
             sci, msk, wgt = _render_band(band, size, stars, gals, PSF_FWHM, band_rng)
-            plain[band] = write_tile_image(
+            plain[band] = astromatic.write_desdm_image(
                 tmp / f"{tilename}_{band}.fits", sci, msk, wgt, header,
                 {"SEXMGZPT": (ZEROPOINT, "Mag zeropoint, mag"), "GAIN": (band_gain(band), "Effective gain, e-/ADU"),
                  "EXPTIME": (EXPTIME[band], "Total exposure time, s"), "BAND": (band, "Filter band"),
                  "TILENAME": (tilename, "DES tile"), "SATURATE": (1.0e9, "Saturation level, ADU")})
 
         if det:
-            d_sci, d_wgt = astromatic.run_swarp_detection(
-                [((plain[b], 0), (plain[b], 2)) for b in DETECTION_BANDS],
-                tmp / "det_sci.fits", tmp / "det_wgt.fits", setup=swarp, workdir=tmp)
-            plain["det"] = assemble_det_image(d_sci, d_wgt, tmp / f"{tilename}_det.fits", tilename)
+            plain["det"] = astromatic.make_detection_image(
+                [((plain[b], 0), (plain[b], 2)) for b in DETECTION_BANDS], tmp / f"{tilename}_det.fits",
+                setup=swarp, workdir=tmp, extra={"TILENAME": (tilename, "DES tile")})
 
         def finish(band: str) -> tuple[str, Path, Path]:
             psf = make_psf_model(plain[band], outdir / f"{tilename}_{band}_psfcat.psf", workdir=tmp,
@@ -365,8 +346,6 @@ def make_synthetic_tile(
                 result.images[band] = image
                 result.psfs[band] = psf
 
-    sky = wcs.toWorld(galsim.PositionD(0, 0))  # touch the WCS once: fails early on a bad header
-    del sky
     radec = np.array([wcs.toWorld(galsim.PositionD(x, y)) for x, y in zip(stars["x"], stars["y"], strict=True)])
     star_table = np.zeros(len(stars), dtype=stars.dtype.descr[:2] + [("ra", "f8"), ("dec", "f8")]
                           + stars.dtype.descr[2:])
@@ -378,21 +357,3 @@ def make_synthetic_tile(
     with atomic_path(stars_path) as o:
         fitsio.write(str(o), star_table, extname="STARS")
     return SyntheticTile(tilename, outdir, bands, result.images, result.psfs, stars_path)
-
-
-def assemble_det_image(sci_path: str | os.PathLike, wgt_path: str | os.PathLike, out: str | os.PathLike,
-                       tilename: str | None = None) -> Path:
-    """Turn SWarp's detection science + weight files into the DESDM MEF (SCI, MSK, WGT).
-
-    MSK flags the pixels SWarp gave zero weight. The SCI header keeps SWarp's WCS, its
-    ``GAIN`` and the ``SEXMGZPT`` :func:`astromatic.run_swarp_detection` wrote.
-    """
-    with fits.open(sci_path) as hs, fits.open(wgt_path) as hw:
-        sci = hs[0].data.astype(np.float32)
-        wgt = hw[0].data.astype(np.float32)
-        header = hs[0].header.copy()
-    header.remove("BITPIX", ignore_missing=True)
-    extra = {"TILENAME": (tilename, "DES tile")} if tilename else {}
-    extra["BAND"] = ("det", "riz CHI-MEAN detection image")
-    msk = (wgt <= 0).astype(np.int32) * MSK_BADPIX
-    return write_tile_image(out, sci, msk, wgt, header, extra)
