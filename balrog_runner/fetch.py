@@ -342,6 +342,10 @@ class _Fetcher:
                     raise _Retryable(f"server answered HTTP {code}")
                 if code != 200:
                     raise FetchError(f"{url}: unexpected answer HTTP {code}")
+                if resp.headers.get("Content-Type", "").startswith("text/html"):
+                    # a login or error page from a proxy: retrying will not turn it into FITS
+                    raise FetchError(f"{url}: the server sent an HTML page instead of the file "
+                                     "(a login page? check the URL template and the credentials)")
                 length = resp.headers.get("Content-Length")
                 expected = int(length) if length and length.isdigit() and not resp.headers.get("Content-Encoding") else None
                 nbytes = 0

@@ -33,7 +33,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-FAULT_KINDS = ("drop", "truncate", "corrupt", "status", "missing", "stall")
+FAULT_KINDS = ("drop", "truncate", "corrupt", "status", "missing", "stall", "html")
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Fault:
     Content-Length), ``corrupt`` (serve the whole file with some bytes in the middle
     flipped), ``status`` (answer ``status``, e.g. 503, with no body), ``missing`` (404),
     ``stall`` (send the headers, then no body until the server stops: the client must
-    time out).
+    time out), ``html`` (200 with an HTML login page, as a single-sign-on proxy answers).
     ``times``: how many matching requests it affects (``None``: all of them).
     ``match``: a glob on the request path (``*`` matches everything).
     """
@@ -233,6 +233,15 @@ def _make_handler(server: ArchiveServer) -> type[http.server.BaseHTTPRequestHand
             if fault is not None and fault.kind == "status":
                 server._record(path, fault.status, "status")
                 self._empty(fault.status)
+                return
+            if fault is not None and fault.kind == "html":
+                server._record(path, 200, "html")
+                page = b"<html><body>Please log in</body></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
                 return
             if target is None or (fault is not None and fault.kind == "missing"):
                 server._record(path, 404, fault.kind if fault else None)

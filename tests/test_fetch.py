@@ -236,6 +236,13 @@ def test_persistent_fault_fails_after_retries(server, netrc_file, tmp_path, kind
     assert _leftovers(dest) == [] and not (dest / f"{TILE}_g.fits").exists()
 
 
+def test_html_page_instead_of_file_fails_fast(server, netrc_file, tmp_path):
+    server.add_fault("html", times=None, match="*_r.fits.fz")
+    with pytest.raises(FetchError, match=r"_r\.fits\.fz: the server sent an HTML page"):
+        _fetch(tmp_path / "images", _source(server, netrc_file), retries=3)
+    assert server.hits("*_r.fits.fz") == 1
+
+
 def test_missing_file_names_url(server, netrc_file, tmp_path):
     with pytest.raises(FetchError) as err:
         _fetch(tmp_path / "images", _source(server, netrc_file), bands=["g", "u"])
