@@ -139,7 +139,6 @@ RUN_KEYS: dict[str, Key] = {
     "fetch-workers": Key(4, "int", "parallel downloads per tile"),
     # database policy
     "DBoverwrite": Key(False, "bool", "DANGEROUS: drop the campaign's existing tables before the first push", dangerous=True),
-    "duplicate": Key("error", "str", "balrog_index already in the DB: 'error' (refuse) or 'replace' (delete then insert)"),
     "push": Key(True, "bool", "push catalogs to the DB after each realization"),
     # cleaning (hidden)
     "intermediate-clean": Key(True, "bool", "HIDDEN: delete a realization's injected images after its catalogs are written", hidden=True),
@@ -155,10 +154,11 @@ BALROG_KEYS: dict[str, Key] = {
 }
 
 DB_KEYS: dict[str, Key] = {
-    "url": Key(None, "str", "SQLAlchemy URL without password; None = sqlite:///<outdir>/<dbname>.sqlite", optional=True),
-    "desservices-section": Key(None, "str", "section of the desservices ini file to read credentials from at run time (e.g. dessci)", optional=True),
-    "desservices-file": Key("~/.desservices.ini", "path", "DES credentials ini file (read on the node, never copied)"),
-    "reader-role": Key(None, "str", "role granted SELECT on the tables (DES: DES_READER); None = no GRANT", optional=True),
+    "url": Key(None, "str", "SQLAlchemy URL, password left out (given at run time: ~/.pgpass, or use section); None = section, else sqlite:///<outdir>/<dbname>.sqlite", optional=True),
+    "section": Key(None, "str", "section of the desservices ini file to read the credentials from on the node (e.g. dessci)", optional=True),
+    "ini": Key("~/.desservices.ini", "str", "DES credentials ini file, ~ expanded on the node at run time (never copied)"),
+    "reader": Key(None, "str", "role granted SELECT on the tables (DES: DES_READER); None = no GRANT", optional=True),
+    "duplicate": Key("error", "str", "balrog_index already in the DB: 'error' (refuse) or 'replace' (delete then insert)"),
 }
 
 SECTIONS: dict[str, dict[str, Key]] = {"run": RUN_KEYS, "balrog": BALROG_KEYS, "db": DB_KEYS}
@@ -236,25 +236,33 @@ def position_file(run: dict[str, Any], tile: str) -> Path:
     return Path(run["pos"]) / f"{tile}.fits"
 
 
-def db_url(run: dict[str, Any], db: dict[str, Any]) -> str:
-    """The database URL to use, without password: ``db['url']`` or the sqlite default in outdir."""
+def db_url(run: dict[str, Any], db: dict[str, Any]) -> str | None:
+    """The database URL without password; None when the node reads it from ``db['section']``.
+
+    Mirrors the order of :func:`balrog_runner.db.url.resolve_url` (url, section, sqlite in
+    outdir); the dicts keep ``url`` as the user gave it so the two never disagree.
+    """
     if db.get("url"):
         return strip_password(db["url"])
+    if db.get("section"):
+        return None
     return f"sqlite:///{Path(run['outdir']) / (run['dbname'] + '.sqlite')}"
 
 
 def strip_password(url: str) -> str:
     """The URL with any password removed; passwords are read at run time (.pgpass, desservices)."""
-    from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import URL, make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigError(f"db['url'] is not a database URL (dialect://user@host/name): {exc}") from None
+    except ArgumentError:  # its message repeats the URL, which may hold a password
+        raise ConfigError("db['url'] is not a database URL (dialect+driver://user@host/name)") from None
     if parsed.password is not None:
         log.warning("db['url'] contains a password: removed; supply it at run time (~/.pgpass or desservices)")
-        parsed = parsed.set(password=None)
+        # URL.set(password=None) means "leave unchanged"; rebuild the URL without it instead.
+        parsed = URL.create(parsed.drivername, username=parsed.username, host=parsed.host,
+                            port=parsed.port, database=parsed.database, query=parsed.query)
     return parsed.render_as_string(hide_password=False)
 
 
@@ -457,15 +465,15 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
             errors.append(f"run['{name}'] = {run[name]!r}: only letters, digits and _ . , : = + -")
     if run["email"] is not None and not _EMAIL_RE.match(run["email"]):
         errors.append(f"run['email'] = {run['email']!r} is not a mail address")
-    if run["duplicate"] not in ("error", "replace"):
-        errors.append(f"run['duplicate'] = {run['duplicate']!r}: allowed 'error' or 'replace'")
+    if db["duplicate"] not in ("error", "replace"):
+        errors.append(f"db['duplicate'] = {db['duplicate']!r}: allowed 'error' or 'replace'")
     if run["asarray"] and run["asdependency"]:
         errors.append("run['asarray'] and run['asdependency'] cannot both be True (an array is one job)")
     if run["fetch-url"] is not None and "{tile}" not in run["fetch-url"]:
         errors.append(f"run['fetch-url'] = {run['fetch-url']!r} has no {{tile}} placeholder")
     if not 0.0 <= balrog["star-fraction"] <= 1.0:
         errors.append(f"balrog['star-fraction'] = {balrog['star-fraction']} must be within 0..1")
-    for name in ("desservices-section", "reader-role"):
+    for name in ("section", "reader"):
         if db[name] is not None and not _NAME_RE.match(db[name]):
             errors.append(f"db['{name}'] = {db[name]!r}: use letters, digits and _")
     if db["url"] is not None:
@@ -479,14 +487,15 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
 
 
 def _check_tiles(cfg: Config, check_positions: bool = True) -> None:
+    where = f" in {cfg.path}" if cfg.path else ""
     bad = [t for t in cfg.tiles if not is_des_tilename(t)]
     if bad:
         shown = ", ".join(repr(t) for t in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-        raise TileError(f"not DES tile names (DESHHMM+DDMM): {shown}")
+        raise TileError(f"not DES tile names (DESHHMM+DDMM){where}: {shown}")
     seen: set[str] = set()
     dups = sorted({t for t in cfg.tiles if t in seen or seen.add(t)})
     if dups:
-        raise TileError(f"tiles listed twice: {', '.join(dups)}")
+        raise TileError(f"tiles listed twice{where}: {', '.join(dups)}")
     missing = [t for t in cfg.tiles if not position_file(cfg.run, t).is_file()] if check_positions else []
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")

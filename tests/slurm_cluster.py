@@ -204,8 +204,8 @@ def start_slurm(state_dir: Path, partition: str = "debug", timeout: float = 30.0
         return cluster
     cluster.started_munge = _start_munge()
     _write_conf(state_dir, host, node_line, partition)
-    for daemon, pidfile in (("slurmctld", "slurmctld.pid"), ("slurmd", "slurmd.pid")):
-        _kill_pidfile(state_dir / pidfile)  # a stale daemon from a crashed session
+    for daemon in ("slurmctld", "slurmd"):
+        _kill_pidfile(state_dir / f"{daemon}.pid", daemon)  # a stale daemon from a crashed session
     subprocess.run([_sbin("slurmctld"), "-c", "-f", str(conf)], env=env, check=True, capture_output=True)
     subprocess.run([_sbin("slurmd"), "-f", str(conf)], env=env, check=True, capture_output=True)
     cluster.started = True
@@ -218,10 +218,14 @@ def start_slurm(state_dir: Path, partition: str = "debug", timeout: float = 30.0
     return cluster
 
 
-def _kill_pidfile(pidfile: Path, timeout: float = 15.0) -> None:
+def _kill_pidfile(pidfile: Path, name: str, timeout: float = 15.0) -> None:
+    """Stop the process a pid file names, only if it still is ``name`` (pids get reused)."""
     try:
         pid = int(pidfile.read_text().strip())
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
     except (OSError, ValueError):
+        return
+    if comm != name:
         return
     try:
         os.kill(pid, signal.SIGTERM)
@@ -246,10 +250,10 @@ def stop_slurm(cluster: SlurmCluster) -> None:
     if not cluster.started:
         return
     subprocess.run(["scancel", "--full", "--user", "root"], env=cluster.env(), capture_output=True)
-    _kill_pidfile(cluster.state_dir / "slurmd.pid")
-    _kill_pidfile(cluster.state_dir / "slurmctld.pid")
+    _kill_pidfile(cluster.state_dir / "slurmd.pid", "slurmd")
+    _kill_pidfile(cluster.state_dir / "slurmctld.pid", "slurmctld")
     if cluster.started_munge:
-        _kill_pidfile(MUNGE_PIDFILE)
+        _kill_pidfile(MUNGE_PIDFILE, "munged")
     cluster.started = False
 
 

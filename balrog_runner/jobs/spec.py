@@ -87,8 +87,7 @@ def spec_path(job_dir: Path, subjob: int) -> Path:
 def make_specs(cfg: cfgmod.Config, scheduler: str) -> list[SubjobSpec]:
     """One spec per subjob of a validated config, in subjob order."""
     run = cfg.run
-    db = dict(cfg.db)
-    db["url"] = cfgmod.db_url(run, cfg.db)
+    db = dict(cfg.db)  # check_config already removed any password from db['url']
     for key in db:
         if "pass" in key.lower():  # defensive: never let a credential reach a file
             raise ConfigError(f"db['{key}'] looks like a credential; keep passwords out of the config")
