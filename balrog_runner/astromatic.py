@@ -407,13 +407,22 @@ def run_psfex(
     return out_psf
 
 
+#: fpack options: Rice, floats quantized at noise/4 with SUBTRACTIVE_DITHER_2.
+FPACK_OPTIONS = ("-qz", "4")
+
+
 def run_fpack(src: str | os.PathLike, out_fz: str | os.PathLike, *, program: str = "fpack",
-              workdir: str | os.PathLike | None = None) -> Path:
-    """Tile-compress ``src`` with ``fpack`` (default Rice, q=4 for floats) into ``out_fz``."""
+              options: Sequence[str] = FPACK_OPTIONS, workdir: str | os.PathLike | None = None) -> Path:
+    """Tile-compress ``src`` with ``fpack`` into ``out_fz``.
+
+    ``-qz`` (SUBTRACTIVE_DITHER_2) matters: with fpack's default dithering, the zero-weight
+    pixels of a WGT HDU come back from funpack as small positive *and negative* numbers,
+    which SExtractor then takes as real (or invalid) weights. ``-qz`` keeps zeros exactly.
+    """
     src = _require(Path(src), "fpack input")
     out_fz = Path(out_fz)
     with scratch_dir(workdir, prefix="fpack-") as tmp, atomic_path(out_fz, suffix=".fz") as o:
-        run_program([program, "-S", str(src)], cwd=tmp, stdout_path=o, expected_outputs=[o])
+        run_program([program, *options, "-S", str(src)], cwd=tmp, stdout_path=o, expected_outputs=[o])
     return out_fz
 
 

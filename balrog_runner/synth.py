@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,7 +34,6 @@ import numpy as np
 from astropy.io import fits
 
 from . import astromatic
-from .atomic import atomic_path
 from .errors import ConfigError, TileError
 from .geometry import TILENAME_RE
 
@@ -330,30 +328,39 @@ def make_synthetic_tile(
                 [((plain[b], 0), (plain[b], 2)) for b in DETECTION_BANDS], tmp / f"{tilename}_det.fits",
                 setup=swarp, workdir=tmp, extra={"TILENAME": (tilename, "DES tile")})
 
-        def finish(band: str) -> tuple[str, Path, Path]:
-            psf = make_psf_model(plain[band], outdir / f"{tilename}_{band}_psfcat.psf", workdir=tmp,
-                                 sex=sex, psfex=psfex)
-            final = outdir / f"{tilename}_{band}{suffix}"
+        # Finished files are staged in the scratch directory and renamed into ``outdir`` only
+        # when every one exists: a failure leaves no partial tile behind.
+        stage = tmp / "stage"
+        stage.mkdir()
+
+        def finish(band: str) -> tuple[str, str, str]:
+            psf_name = f"{tilename}_{band}_psfcat.psf"
+            make_psf_model(plain[band], stage / psf_name, workdir=tmp, sex=sex, psfex=psfex)
+            image_name = f"{tilename}_{band}{suffix}"
             if compress:
-                astromatic.run_fpack(plain[band], final, program=fpack, workdir=tmp)
+                astromatic.run_fpack(plain[band], stage / image_name, program=fpack, workdir=tmp)
             else:
-                with atomic_path(final) as o:
-                    shutil.copyfile(plain[band], o)
-            return band, final, psf
+                os.replace(plain[band], stage / image_name)
+            return band, image_name, psf_name
 
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for band, image, psf in pool.map(finish, list(plain)):
-                result.images[band] = image
-                result.psfs[band] = psf
+            names = list(pool.map(finish, list(plain)))
 
-    radec = np.array([wcs.toWorld(galsim.PositionD(x, y)) for x, y in zip(stars["x"], stars["y"], strict=True)])
-    star_table = np.zeros(len(stars), dtype=stars.dtype.descr[:2] + [("ra", "f8"), ("dec", "f8")]
-                          + stars.dtype.descr[2:])
-    for name in stars.dtype.names:
-        star_table[name] = stars[name]
-    star_table["ra"] = [p.ra.deg for p in radec]
-    star_table["dec"] = [p.dec.deg for p in radec]
-    stars_path = outdir / f"{tilename}_stars.fits"
-    with atomic_path(stars_path) as o:
-        fitsio.write(str(o), star_table, extname="STARS")
+        radec = [wcs.toWorld(galsim.PositionD(x, y)) for x, y in zip(stars["x"], stars["y"], strict=True)]
+        star_table = np.zeros(len(stars), dtype=stars.dtype.descr[:2] + [("ra", "f8"), ("dec", "f8")]
+                              + stars.dtype.descr[2:])
+        for name in stars.dtype.names:
+            star_table[name] = stars[name]
+        star_table["ra"] = [p.ra.deg for p in radec]
+        star_table["dec"] = [p.dec.deg for p in radec]
+        stars_name = f"{tilename}_stars.fits"
+        fitsio.write(str(stage / stars_name), star_table, extname="STARS")
+
+        for band, image_name, psf_name in names:
+            for name in (image_name, psf_name):
+                os.replace(stage / name, outdir / name)
+            result.images[band] = outdir / image_name
+            result.psfs[band] = outdir / psf_name
+        os.replace(stage / stars_name, outdir / stars_name)
+        stars_path = outdir / stars_name
     return SyntheticTile(tilename, outdir, bands, result.images, result.psfs, stars_path)
