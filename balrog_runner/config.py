@@ -463,6 +463,8 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
     for name in ("queue", "account", "constraint", "qos"):
         if run[name] is not None and not _SAFE_WORD_RE.match(run[name]):
             errors.append(f"run['{name}'] = {run[name]!r}: only letters, digits and _ . , : = + -")
+    if "%" in run["jobdir"]:
+        errors.append(f"run['jobdir'] = {run['jobdir']!r} contains '%', which SLURM expands in log file names")
     if run["email"] is not None and not _EMAIL_RE.match(run["email"]):
         errors.append(f"run['email'] = {run['email']!r} is not a mail address")
     if db["duplicate"] not in ("error", "replace"):

@@ -26,7 +26,7 @@ from .wq import write_wq
 
 __all__ = [
     "RUN_SCRIPT", "SUBMIT_SCRIPT", "JobFiles", "SubjobSpec", "build_jobs", "detect_scheduler", "make_specs", "read_spec",
-    "record_subjob", "run_local", "spec_path", "submit", "write_spec",
+    "record_subjob", "run_local", "spec_path", "submit", "submit_slurm", "write_spec",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,20 @@ def build_jobs(cfg: cfgmod.Config, scheduler: str | None = None, replace: bool =
     return JobFiles(job_dir=final, scheduler=scheduler, files=tuple(files), specs=tuple(specs))
 
 
+def submit_slurm(jobs: JobFiles) -> list[str]:
+    """Run the job's ``submit.sh``; returns the SLURM job ids in batch-file order."""
+    script = jobs.job_dir / SUBMIT_SCRIPT
+    out = subprocess.run(["bash", str(script)], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    ids = []
+    for line in out.stdout.splitlines():
+        log.info("%s", line)
+        if line.startswith("submitted "):
+            ids.append(line.split()[1])
+    if out.returncode != 0:
+        raise ExternalProgramError(str(script), out.returncode, out.stderr)
+    return ids
+
+
 def submit(jobs: JobFiles, workers: int | None = None) -> int:
     """Submit (SLURM) or run (local) a built job; returns an exit code.
 
@@ -78,12 +92,7 @@ def submit(jobs: JobFiles, workers: int | None = None) -> int:
     returns non-zero when any failed. wq: not submitted automatically (``wq sub FILE``).
     """
     if jobs.scheduler == "slurm":
-        script = jobs.job_dir / SUBMIT_SCRIPT
-        out = subprocess.run(["bash", str(script)], capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        for line in out.stdout.splitlines():
-            log.info("%s", line)
-        if out.returncode != 0:
-            raise ExternalProgramError(str(script), out.returncode, out.stderr)
+        submit_slurm(jobs)
         return 0
     if jobs.scheduler == "local":
         return run_local(jobs.job_dir, workers)
