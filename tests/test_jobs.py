@@ -46,16 +46,16 @@ def write_positions(posdir: Path, tiles: list[str]) -> None:
             shutil.move(f"{tmp}/p.fits", posdir / f"{t}.fits")
 
 
-def write_campaign(root: Path, tiles: list[str] = TILES, name: str = "cfg.py", **run) -> Path:
+def write_campaign(root: Path, tile_names: list[str] = TILES, name: str = "cfg.py", **run) -> Path:
     """A campaign under ``root``: position files and a CustomConfig file setting ``run``."""
-    write_positions(root / "pos", tiles)
+    write_positions(root / "pos", tile_names)
     settings = {"dbname": "testcamp", "jobdir": str(root / "jobs"), "outdir": str(root / "out"),
                 "pos": str(root / "pos"), "balrog-run": BALROG_RUN, **run}
     path = root / name
     path.write_text(textwrap.dedent(f"""\
         def CustomConfig(run, balrog, db, tiles):
             run.update({settings!r})
-            tiles.extend({list(tiles)!r})
+            tiles.extend({list(tile_names)!r})
             return run, balrog, db, tiles
         """))
     return path

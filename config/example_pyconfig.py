@@ -1,0 +1,50 @@
+"""Example pyconfig: the hooks a campaign may define to customise the injection.
+
+Point ``run['pyconfig']`` at a copy of this file. Every hook is optional; delete the ones you
+do not need. The stubs below change nothing: each returns its input unchanged (or an empty
+dict, meaning "no overrides"). The authoritative signatures are documented in
+``balrog_runner.population`` (the module that calls these hooks).
+
+Rules of thumb:
+- Use the ``rng`` you are given for anything random: it is seeded from the realization's
+  ``indexstart``, so a realization re-runs identically on its own.
+- Never change ``ra``, ``dec`` or ``balrog_index``: positions are fixed per realization.
+- Magnitudes are AB mags, sizes are arcsec (half-light radius along the major axis),
+  angles are degrees.
+"""
+
+
+def CustomArgs(parser):
+    """Add your own options to the ``balrog-run`` parser (argparse.ArgumentParser).
+
+    Example: ``parser.add_argument("--max-mag", type=float, default=25.0,
+    help="faintest i-band magnitude injected (mag)")``.
+    """
+    return None
+
+
+def CustomParseArgs(args):
+    """Check or derive values after parsing (argparse.Namespace); raise to refuse a value."""
+    return None
+
+
+def SimulationRules(rng, n, bands, defaults):
+    """Object properties for one realization.
+
+    ``rng``: numpy Generator seeded from the realization; ``n``: objects in the realization;
+    ``bands``: e.g. ("g", "r", "i", "z", "Y"); ``defaults``: dict of arrays of length ``n``
+    (the default population, plus ``ra``, ``dec``, ``balrog_index``).
+    Return a dict of arrays (length ``n``) to replace or add columns, e.g.
+    ``{"g1": rng.normal(0, 0.02, n)}``; returning ``{}`` keeps the defaults.
+    """
+    return {}
+
+
+def GalsimParams(band):
+    """Drawing options for one band, e.g. ``{"poisson_noise": False}``; ``{}`` = defaults."""
+    return {}
+
+
+def SextractorConfigs(band):
+    """Extra SExtractor settings for one band, e.g. ``{"DETECT_THRESH": "1.2"}``; ``{}`` = none."""
+    return {}

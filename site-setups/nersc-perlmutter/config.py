@@ -1,0 +1,38 @@
+"""NERSC Perlmutter (SLURM): 8 Stripe-82 tiles on 2 CPU nodes, 2 tiles per node, 2 chained jobs.
+
+Build the jobs on a login node::
+
+    balrog-jobs --config site-setups/nersc-perlmutter/config.py \
+                --source site-setups/nersc-perlmutter/source.sh --scheduler slurm
+    bash $SCRATCH/balrog/jobs/stripe82_pm-try1/submit.sh
+
+8 tiles / (nodes 2 * npersubjob 2) = 2 groups; ``asdependency`` runs them one after the other
+(afterany), so a campaign never holds more than 2 nodes. ``ppn`` realizations of a tile run at
+once per node: a Perlmutter CPU node has 128 cores; SExtractor/SWarp runs are single-threaded.
+"""
+
+import os
+
+
+def CustomConfig(run, balrog, db, tiles):
+    base = os.environ.get("BALROG_CAMPAIGN_DIR", os.path.join(os.environ.get("SCRATCH", "~"), "balrog"))
+    run["dbname"] = "stripe82_pm"
+    run["joblabel"] = "try1"
+    run["jobdir"] = os.path.join(base, "jobs")
+    run["outdir"] = os.path.join(base, "output")
+    run["pos"] = os.path.join(base, "positions")        # from balrog-positions
+    run["release"] = "y3a2_coadd"
+    run["ngal"] = 1000                                  # objects per realization
+    run["nodes"] = 2
+    run["ppn"] = 64                                     # realizations at once per node
+    run["npersubjob"] = 2                               # tiles per node, in sequence
+    run["walltime"] = "12:00:00"
+    run["qos"] = "regular"                              # NERSC picks the queue by QOS, no partition
+    run["constraint"] = "cpu"
+    run["account"] = "des"
+    run["asdependency"] = True
+    db["section"] = "dessci"                            # credentials from ~/.desservices.ini on the node
+    db["reader"] = "DES_READER"
+    tiles.extend(["DES0002+0209", "DES0005+0209", "DES0008+0209", "DES0011+0209",
+                  "DES0014+0209", "DES0002+0126", "DES0005+0126", "DES0008+0126"])
+    return run, balrog, db, tiles

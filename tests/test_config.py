@@ -1,0 +1,236 @@
+"""Campaign configuration: defaults, CustomConfig loading, validation, derived values."""
+
+from __future__ import annotations
+
+import runpy
+import textwrap
+from pathlib import Path
+
+import fitsio
+import numpy as np
+import pytest
+from test_jobs import TILES, write_campaign, write_positions
+
+from balrog_runner import config as cfgmod
+from balrog_runner.errors import BalrogError, ConfigError, InputFileError, TileError
+
+
+def _config(tmp_path: Path, body: str, tiles=TILES) -> Path:
+    """A config file whose CustomConfig runs ``body`` after setting the required entries."""
+    write_positions(tmp_path / "pos", list(tiles))
+    path = tmp_path / "cfg.py"
+    path.write_text(
+        "def CustomConfig(run, balrog, db, tiles):\n"
+        f"    run['dbname'] = 'camp'\n    run['jobdir'] = {str(tmp_path / 'jobs')!r}\n"
+        f"    run['outdir'] = {str(tmp_path / 'out')!r}\n    run['pos'] = {str(tmp_path / 'pos')!r}\n"
+        f"    tiles.extend({list(tiles)!r})\n"
+        + textwrap.indent(textwrap.dedent(body), "    ")
+        + "\n    return run, balrog, db, tiles\n"
+    )
+    return path
+
+
+def test_every_key_documented_and_defaults_resolve(monkeypatch, tmp_path):
+    for table in cfgmod.SECTIONS.values():
+        for name, key in table.items():
+            assert key.help.strip(), name
+    run = cfgmod.default_run()
+    assert run["bands"] == ["g", "r", "i", "z", "Y"] and run["sex"] == "source-extractor" and run["swarp"] == "SWarp"
+    assert Path(run["db-columns"]).is_file()  # shipped with the repository
+    assert Path(run["sex-config"]).parent == cfgmod.config_dir()
+    monkeypatch.setenv(cfgmod.CONFIG_DIR_ENV, str(tmp_path))
+    assert cfgmod.default_run()["swarp-config"] == str(tmp_path / "default.swarp")
+    text = cfgmod.describe_keys()
+    assert "DBoverwrite" in text and "dangerous" in text and "hidden" in text and "tile-clean" in text
+    # fresh copies: editing one default dict never leaks into the next
+    run["bands"].append("u")
+    assert cfgmod.default_run()["bands"] == ["g", "r", "i", "z", "Y"]
+
+
+def test_load_and_derived_values(tmp_path):
+    cfg = cfgmod.load_config(_config(tmp_path, "run['joblabel'] = 'try1'\nrun['ngal'] = 50"))
+    assert cfg.tiles == TILES and cfg.run["ngal"] == 50
+    assert cfgmod.jobname(cfg.run) == "camp-try1"
+    assert cfgmod.job_dir(cfg.run) == tmp_path / "jobs" / "camp-try1"
+    assert cfgmod.db_url(cfg.run, cfg.db) == f"sqlite:///{tmp_path / 'out' / 'camp.sqlite'}"
+    assert cfgmod.position_file(cfg.run, TILES[0]) == tmp_path / "pos" / f"{TILES[0]}.fits"
+    cfg.run["npersubjob"] = 3
+    assert cfgmod.subjob_tiles(cfg.run, cfg.tiles) == [TILES[:3], TILES[3:]]
+    for key in ("jobname", "job_dir", "db_url"):
+        assert key not in cfg.run  # derived, never stored
+
+
+def test_relative_paths_are_made_absolute(tmp_path, monkeypatch):
+    write_positions(tmp_path / "pos", TILES[:1])
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "c.py"
+    path.write_text(textwrap.dedent("""\
+        def CustomConfig(run, balrog, db, tiles):
+            run.update(dbname="x", jobdir="jobs", outdir="~/out", pos="pos")
+            return run, balrog, db, ["DES0001-0001"]
+        """))
+    cfg = cfgmod.load_config(path)
+    assert cfg.run["jobdir"] == str(tmp_path / "jobs") and cfg.run["outdir"] == str(Path.home() / "out")
+
+
+def test_tiles_from_text_and_fits_files(tmp_path):
+    write_positions(tmp_path / "pos", TILES)
+    listing = tmp_path / "tiles.txt"
+    listing.write_text("# campaign tiles\n" + "\n".join(TILES[:2]) + "\n\n")
+    fits = tmp_path / "tiles.fits"
+    data = np.zeros(2, dtype=[("TILENAME", "S12"), ("RA", "f8")])
+    data["TILENAME"] = TILES[2:]
+    fitsio.write(str(fits), data, clobber=True)
+    for listfile, want in ((listing, TILES[:2]), (fits, TILES[2:])):
+        path = write_campaign(tmp_path, [], name="c.py", tiles=str(listfile))
+        assert cfgmod.load_config(path).tiles == want
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "match"),
+    [
+        ("run['ngals'] = 5", ConfigError, "unknown key run\\['ngals'\\] \\(did you mean 'ngal'\\?\\)"),
+        ("balrog['sead-offset'] = 1", ConfigError, "did you mean 'seed-offset'"),
+        ("run['nodes'] = '2'", ConfigError, "run\\['nodes'\\] = '2' is a str; expected int"),
+        ("run['nodes'] = True", ConfigError, "expected int"),
+        ("run['asarray'] = 1", ConfigError, "expected bool"),
+        ("run['outdir'] = None", ConfigError, "run\\['outdir'\\] is required"),
+        ("run['dbname'] = 'my-camp'", ConfigError, "names DB tables"),
+        ("run['walltime'] = '24h'", ConfigError, "HH:MM:SS"),
+        ("run['queue'] = 'debug\\n#SBATCH --wrap=x'", ConfigError, "newline"),
+        ("run['queue'] = 'a b'", ConfigError, "only letters"),
+        ("run['bands'] = ['g', 'u']", ConfigError, "distinct bands"),
+        ("db['duplicate'] = 'ignore'", ConfigError, "'error' or 'replace'"),
+        ("run['asarray'] = True\nrun['asdependency'] = True", ConfigError, "cannot both be True"),
+        ("run['jobdir'] = '/tmp/100%x'", ConfigError, "SLURM expands"),
+        ("tiles.append('DES0001-0001; rm -rf ~')", TileError, "not DES tile names"),
+        ("tiles.append('DES0001-0001')", TileError, "listed twice"),
+        ("tiles.append('DES2359+0001')", InputFileError, "no position file .* DES2359\\+0001"),
+    ],
+)
+def test_bad_values(tmp_path, body, error, match):
+    with pytest.raises(error, match=match):
+        cfgmod.load_config(_config(tmp_path, body))
+
+
+def test_all_problems_in_one_message(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        cfgmod.load_config(_config(tmp_path, "run['ngals'] = 1\nrun['ppn'] = 'x'"))
+    msg = str(info.value)
+    assert "ngals" in msg and "ppn" in msg and str(tmp_path / "cfg.py") in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("raise RuntimeError('boom')\n", "raised RuntimeError: boom"),
+        ("def CustomConfig(run, balrog, db, tiles):\n    return 1/0\n", "CustomConfig in .* raised ZeroDivisionError"),
+        ("def CustomConfig(run, balrog, db, tiles):\n    return run\n", "must return \\(run, balrog, db, tiles\\); it returned dict"),
+        ("def CustomConfig(run, balrog, db, tiles):\n    return run, balrog, db\n", "of length 3"),
+        ("def CustomConfig(run, balrog, db, tiles):\n    return run, balrog, db, 'DES0001-0001'\n", "returned str for tiles"),
+        ("x = 1\n", "defines no function CustomConfig"),
+        ("def CustomConfig(run:\n", "syntax error at line 1"),
+    ],
+)
+def test_config_file_failures(tmp_path, text, match):
+    path = tmp_path / "bad.py"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        cfgmod.load_config(path)
+
+
+def test_missing_config_and_source(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        cfgmod.load_config(tmp_path / "nope.py")
+    with pytest.raises(ConfigError, match="--source script .* does not exist"):
+        cfgmod.load_config(_config(tmp_path, ""), source=tmp_path / "setup.sh")
+
+
+def test_scheduler_rules(tmp_path):
+    cfg = cfgmod.load_config(_config(tmp_path, "run['npersubjob'] = 2"))
+    cfgmod.validate_for_scheduler(cfg, "slurm", check_programs=False)  # 4 / (1*2) = 2 groups
+    cfgmod.validate_for_scheduler(cfg, "local", check_programs=False)
+    with pytest.raises(ConfigError, match="wq needs len\\(tiles\\) == nodes\\*npersubjob \\(4 != 2\\); set nodes = 2"):
+        cfgmod.validate_for_scheduler(cfg, "wq", check_programs=False)
+    cfg.run["asarray"] = True
+    with pytest.raises(ConfigError, match="a SLURM array needs"):
+        cfgmod.validate_for_scheduler(cfg, "slurm", check_programs=False)
+    with pytest.raises(ConfigError, match="SLURM options"):
+        cfgmod.validate_for_scheduler(cfg, "local", check_programs=False)
+    cfg.run.update(asarray=False, npersubjob=3)
+    with pytest.raises(ConfigError, match="4 tiles do not split into groups of nodes\\*npersubjob = 1\\*3 = 3"):
+        cfgmod.validate_for_scheduler(cfg, "slurm", check_programs=False)
+    cfgmod.validate_for_scheduler(cfg, "local", check_programs=False)  # local takes any count
+    with pytest.raises(ConfigError, match="scheduler 'pbs' unknown"):
+        cfgmod.validate_for_scheduler(cfg, "pbs")
+
+
+def test_programs_resolved_after_source(tmp_path):
+    bindir = tmp_path / "my bin"
+    bindir.mkdir()
+    prog = bindir / "sex-2.25"
+    prog.write_text("#!/bin/sh\nexit 0\n")
+    prog.chmod(0o755)
+    source = tmp_path / "setup.sh"
+    source.write_text(f"export PATH={str(bindir)!r}:\"$PATH\"\necho noise on stdout\n")
+    cfg = cfgmod.load_config(_config(tmp_path, "run['sex'] = 'sex-2.25'"), source=source)
+    with pytest.raises(ConfigError, match="programs not found \\(use --source"):
+        cfgmod.resolve_programs({"sex": "sex-2.25"}, None)
+    cfgmod.validate_for_scheduler(cfg, "local")
+    assert cfg.programs["sex"] == str(prog)
+    assert cfg.programs["swarp"].endswith("/SWarp")
+
+
+def test_programs_cannot_inject(tmp_path):
+    marker = tmp_path / "PWNED"
+    with pytest.raises(ConfigError, match="programs not found") as info:
+        cfgmod.resolve_programs({"sex": f"x; touch {marker}", "swarp": f"$(touch {marker})"}, None)
+    assert "run['sex']" in str(info.value) and "run['swarp']" in str(info.value)
+    assert not marker.exists()
+
+
+def test_failing_source_script(tmp_path):
+    source = tmp_path / "setup.sh"
+    source.write_text("module load does-not-exist 2>/dev/null\nfalse_command_xyz\nreturn 1\n")
+    cfg = cfgmod.load_config(_config(tmp_path, ""), source=source)
+    with pytest.raises(ConfigError, match="failed when sourced"):
+        cfgmod.validate_for_scheduler(cfg, "local")
+
+
+def test_password_removed_from_db_url(tmp_path, caplog):
+    cfg = cfgmod.load_config(_config(tmp_path, "db['url'] = 'postgresql+psycopg://bob:hunter2@localhost:5432/balrog'"))
+    assert cfg.db["url"] == "postgresql+psycopg://bob@localhost:5432/balrog"
+    assert "hunter2" not in caplog.text
+    with pytest.raises(BalrogError) as info:
+        cfgmod.load_config(_config(tmp_path, "db['url'] = 'not a url :hunter2'"))
+    assert "hunter2" not in str(info.value)
+
+
+def test_section_leaves_url_to_the_node(tmp_path):
+    cfg = cfgmod.load_config(_config(tmp_path, "db['section'] = 'dessci'\ndb['reader'] = 'DES_READER'"))
+    assert cfgmod.db_url(cfg.run, cfg.db) is None
+    assert cfg.db["ini"] == "~/.desservices.ini"  # expanded on the node, not here
+
+
+def test_site_setups_load(repo_root, tmp_path, monkeypatch):
+    """Every shipped site-setup config loads (its paths pointed at a scratch area)."""
+    sites = sorted((repo_root / "site-setups").glob("*/config.py"))
+    assert {p.parent.name for p in sites} >= {"nersc-perlmutter", "nersc-edison", "bnl-wq", "laptop"}
+    monkeypatch.setenv("BALROG_CAMPAIGN_DIR", str(tmp_path))
+    for site in sites:
+        assert (site.parent / "source.sh").is_file()
+        run, _, _, tiles = runpy.run_path(str(site))["CustomConfig"](*cfgmod.defaults())
+        write_positions(Path(run["pos"]), tiles)
+        cfg = cfgmod.load_config(site)
+        scheduler = {"bnl-wq": "wq", "laptop": "local"}.get(site.parent.name, "slurm")
+        cfgmod.validate_for_scheduler(cfg, scheduler, check_programs=False)
+
+
+def test_example_pyconfig_is_a_no_op(repo_root):
+    """The shipped example pyconfig loads with the injection stage's loader and changes nothing."""
+    population = pytest.importorskip("balrog_runner.population")
+    pyc = population.load_pyconfig(repo_root / "config" / "example_pyconfig.py")
+    rng = np.random.default_rng(1)
+    defaults = {"mag_i": np.array([20.0, 21.0]), "ra": np.zeros(2), "dec": np.zeros(2)}
+    assert pyc.simulation_rules(rng, 2, ("g", "r"), defaults) == {}
+    assert pyc.galsim_params("r") == {} and pyc.sextractor_configs("r") == {}
