@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import fitsio
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -22,6 +23,15 @@ from balrog_runner.errors import DatabaseError
 
 _REASON = unavailable_reason()
 pytestmark = pytest.mark.skipif(_REASON is not None, reason=f"NO POSTGRESQL TESTS: {_REASON}")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """CLI mains point the root logger at this test's captured stderr; undo that afterwards."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    yield
+    root.handlers[:], root.level = saved[0], saved[1]
 
 
 @pytest.fixture(scope="session")
@@ -132,3 +142,20 @@ def test_outage_is_clean_error(tmp_path, pg, capsys):
     assert last.startswith("balrog-push: error: ") and "Connection refused" in last
     assert pg.password not in err
     assert np.all([p.exists() for p in (out / TILE / "catalogs").iterdir()])
+
+
+def test_failing_copy_is_a_clean_error_and_rolls_back(tmp_path, engine):
+    push_realization(engine, "pgcopy", *write_realization(tmp_path / "a", TILE, 0))
+    paths = write_realization(tmp_path / "b", TILE, 1)
+    long_tile = "DES0001+0001-long"  # does not fit the VARCHAR(12) the first push created
+    for path in paths:
+        data = fitsio.read(str(path))
+        wide = data.astype([(n, "S20" if n == "tilename" else data.dtype[n].str) for n in data.dtype.names])
+        wide["tilename"] = long_tile
+        fitsio.write(str(path), wide, clobber=True)
+    with pytest.raises(DatabaseError, match="value too long") as exc:
+        push_realization(engine, "pgcopy", *paths)
+    assert f"pushing {long_tile} realization 1" in str(exc.value)
+    for kind in ("truth", "sim", "nosim"):
+        assert count(engine, f"pgcopy_{kind}", "WHERE realization = 1") == 0
+    assert set(pushed_realizations(engine, "pgcopy")) == {(TILE, 0)}

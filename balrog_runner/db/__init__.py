@@ -3,7 +3,8 @@
 Public API (what the node runner and ``balrog-push`` call):
 
 - :func:`resolve_url` / :func:`make_engine`: the campaign's database from its ``db`` dict.
-- :func:`push_realization`: one realization's truth/sim/nosim catalogs, one transaction.
+- :func:`push_realization`: one realization's truth/sim/nosim catalogs, one transaction
+  (:func:`push_catalogs` for the same as in-memory arrays).
 - :func:`reset_tables`: DBoverwrite, once per campaign before pushing.
 - :func:`find_catalogs` / :func:`push_missing`: what is on disk but not yet in the database.
 """
@@ -13,6 +14,7 @@ from .push import (
     DuplicateRealizationError,
     PushPolicy,
     PushResult,
+    push_catalogs,
     push_realization,
     pushed_realizations,
     reset_tables,
@@ -29,6 +31,7 @@ __all__ = [
     "check_identifier",
     "find_catalogs",
     "make_engine",
+    "push_catalogs",
     "push_missing",
     "push_realization",
     "pushed_realizations",

@@ -182,11 +182,13 @@ def db_errors(engine: Engine, action: str) -> Iterator[None]:
     ``action`` says what was being done ("creating tables", "pushing DES0001+0001 r3");
     the message names the URL without the password.
     """
+    dbapi_error = getattr(getattr(engine.dialect, "loaded_dbapi", None), "Error", None) or sa.exc.SQLAlchemyError
     try:
         yield
     except DatabaseError:
         raise
-    except sa.exc.SQLAlchemyError as exc:
+    except (sa.exc.SQLAlchemyError, dbapi_error) as exc:
+        # dbapi_error: the driver's own exceptions, raised unwrapped by the COPY fast path.
         password = engine.url.password
         inner = getattr(exc, "orig", None) or exc
         msg = _scrub(str(inner), str(password) if password else None) or type(inner).__name__
