@@ -10,6 +10,10 @@ The gotcha this module exists to get right: a tile whose unique area straddles R
 convention -- ``uramin`` is the bound just past 0, ``uramax`` the bound just below 360, and
 the unique area is ``ra >= uramax or ra < uramin`` -- whatever convention the table used.
 
+Another gotcha: the ``ra, dec`` columns of DESDM's name lists (tiles/*.fits) are the sky
+position of pixel (5000, 5000), half a pixel (~3.7e-5 deg) from the true centre at CRPIX
+5000.5; the tiling's centres agree with them to better than 1e-4 deg.
+
 All angles are in degrees unless a name says otherwise.
 """
 
@@ -27,7 +31,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from .errors import InputFileError, TileError
+from .atomic import atomic_path
+from .errors import ConfigError, InputFileError, OutputError, TileError
 
 log = logging.getLogger(__name__)
 
@@ -605,9 +610,6 @@ def tiles_to_table(tiles: Sequence[Tile]):
 
 def write_tile_table(tiles: Sequence[Tile], path: str | os.PathLike) -> Path:
     """Write ``tiles`` as a Y3 geometry table, FITS (``.fits``/``.fit``) or CSV (``.csv``), atomically."""
-    from .atomic import atomic_path
-    from .errors import ConfigError
-
     path = Path(path)
     suffix = path.suffix.lower()
     formats = {".fits": "fits", ".fit": "fits", ".csv": "ascii.csv"}
@@ -618,7 +620,5 @@ def write_tile_table(tiles: Sequence[Tile], path: str | os.PathLike) -> Path:
         try:
             table.write(tmp, format=formats[suffix])
         except OSError as exc:
-            from .errors import OutputError
-
             raise OutputError(f"cannot write {path}: {exc}") from exc
     return path

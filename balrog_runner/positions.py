@@ -401,6 +401,11 @@ def run_campaign(
             payload = ("ok", tiles)
         except BalrogError as exc:
             payload = ("error", exc)
+        except BaseException:
+            if comm is not None:  # a bug: do not leave the other ranks waiting in bcast
+                log.exception("rank 0 failed while preparing the campaign")
+                comm.Abort(1)
+            raise
     if comm is not None:
         payload = comm.bcast(payload, root=0)
     if payload[0] == "error":
