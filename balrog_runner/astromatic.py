@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -136,9 +137,15 @@ def scratch_dir(parent: str | os.PathLike | None = None, prefix: str = "astromat
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def _tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
-    # SExtractor redraws progress lines with carriage returns; keep only the last state.
-    cleaned = [ln.rsplit("\r", 1)[-1].rstrip() for ln in text.splitlines()]
+    """Last ``lines`` meaningful lines of a program's stderr, without terminal control codes."""
+    # The AstrOmatic tools redraw progress lines with ANSI cursor moves and carriage returns;
+    # keep only the final state of each line.
+    text = _ANSI_ESCAPE.sub("", text)
+    cleaned = [ln.rsplit("\r", 1)[-1].rstrip() for ln in text.split("\n")]
     cleaned = [ln for ln in cleaned if ln.strip()]
     return "\n".join(cleaned[-lines:])
 
@@ -207,7 +214,8 @@ def read_zeropoint_gain(image: ImageRef | tuple | str | os.PathLike) -> tuple[fl
     try:
         header = fitsio.read_header(str(ref.path), ext=ref.hdu)
     except (OSError, ValueError) as exc:
-        raise InputFileError(f"cannot read HDU {ref.hdu} of image {ref.path}: {exc}") from exc
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputFileError(f"cannot read HDU {ref.hdu} of image {ref.path} as FITS: {reason}") from exc
     zp = float(header.get("SEXMGZPT", DEFAULT_ZEROPOINT))
     gain = float(header.get("GAIN", 0.0))
     return zp, gain

@@ -249,6 +249,12 @@ def _render_band(band: str, size: int, stars: np.ndarray, gals: np.ndarray, psf_
     return sci.astype(np.float32), msk, wgt
 
 
+#: Diameter (pixels, ~5.3") of the aperture PSFEx normalises its samples with (PHOTFLUX_KEY
+#: FLUX_APER(1)). MAG_PSF measures the flux the model is normalised to, so a small aperture
+#: (e.g. 2.4") makes MAG_PSF ~0.1 mag faint for a Moffat beta=3.5 PSF; 20 px holds ~99%.
+PSF_NORM_APERTURE = 20.0
+
+
 def make_psf_model(image: str | os.PathLike, out_psf: str | os.PathLike, *, workdir: str | os.PathLike,
                    sex: astromatic.SextractorSetup | None = None,
                    psfex: astromatic.PsfexSetup = astromatic.DEFAULT_PSFEX) -> Path:
@@ -258,7 +264,7 @@ def make_psf_model(image: str | os.PathLike, out_psf: str | os.PathLike, *, work
     cat = Path(workdir) / f"{image.name}.psfcat.ldac"
     astromatic.run_sextractor((image, 0), cat, detection_weight=(image, 2), catalog_type="FITS_LDAC",
                               setup=sex, extra={"DETECT_THRESH": 5.0, "ANALYSIS_THRESH": 5.0,
-                                                "PHOT_APERTURES": 9.26}, workdir=workdir)
+                                                "PHOT_APERTURES": PSF_NORM_APERTURE}, workdir=workdir)
     try:
         return astromatic.run_psfex(cat, out_psf, setup=psfex, workdir=workdir)
     finally:
