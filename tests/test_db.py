@@ -362,3 +362,26 @@ def test_cli_bad_dbname_is_one_line_error(tmp_path, capsys):
     make_campaign(tmp_path / "out", tiles=(TILE,), nreal=1)
     assert push_cli.main([str(tmp_path / "out"), "--dbname", "bad-name"]) == 2
     assert "dbname 'bad-name' is not allowed" in capsys.readouterr().err
+
+
+PUSH_SCRIPT = """
+import sys
+from balrog_runner.db import push_realization
+print(push_realization(sys.argv[1], sys.argv[2], *sys.argv[3:6]).status)
+"""
+
+
+def concurrent_pushes(url: str, dbname: str, realizations) -> list[str]:
+    """Start one process per realization at once (fresh tables: they race to create them)."""
+    procs = [subprocess.Popen([sys.executable, "-c", PUSH_SCRIPT, url, dbname, *map(str, paths)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for paths in realizations]
+    out = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * len(procs), [e for _, e in out]
+    return [o.strip() for o, _ in out]
+
+
+def test_concurrent_pushers_share_one_sqlite_file(tmp_path, engine):
+    reals = [write_realization(tmp_path / "cat", TILE, j) for j in range(3)]
+    assert concurrent_pushes(str(engine.url), "camp", reals) == ["pushed"] * 3
+    assert count(engine, "camp_truth") == 60 and len(pushed_realizations(engine, "camp")) == 3

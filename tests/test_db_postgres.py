@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from pg_cluster import pg_cluster, unavailable_reason
-from test_db import TILE, count, kill_during_push, make_campaign, write_realization
+from test_db import (
+    TILE,
+    concurrent_pushes,
+    count,
+    kill_during_push,
+    make_campaign,
+    write_realization,
+)
 
 from balrog_runner.cli import push as push_cli
 from balrog_runner.db import (
@@ -159,3 +166,9 @@ def test_failing_copy_is_a_clean_error_and_rolls_back(tmp_path, engine):
     for kind in ("truth", "sim", "nosim"):
         assert count(engine, f"pgcopy_{kind}", "WHERE realization = 1") == 0
     assert set(pushed_realizations(engine, "pgcopy")) == {(TILE, 0)}
+
+
+def test_concurrent_pushers_race_to_create_tables(tmp_path, pg, engine):
+    reals = [write_realization(tmp_path / "cat", TILE, j) for j in range(3)]
+    assert concurrent_pushes(pg.url, "pgrace", reals) == ["pushed"] * 3
+    assert count(engine, "pgrace_sim") == 54 and len(pushed_realizations(engine, "pgrace")) == 3
