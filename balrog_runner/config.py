@@ -134,9 +134,16 @@ RUN_KEYS: dict[str, Key] = {
     "swarp-config": Key(_cfg("default.swarp"), "path", "SWarp configuration file (riz detection image)"),
     "db-columns": Key(_cfg("y1a1_coadd_objects-columns.fits"), "path", "FITS table of DESDM coadd-object columns kept in the DB"),
     # downloads
-    "fetch-url": Key(None, "str", "URL template for one coadd file (placeholders {release} {tile} {band}); None = the release's built-in template", optional=True),
-    "fetch-netrc": Key(None, "path", "netrc file with the archive credentials; None = ~/.netrc", optional=True),
-    "fetch-workers": Key(4, "int", "parallel downloads per tile"),
+    # downloads (the arguments of balrog_runner.fetch_source.ArchiveSource.create)
+    "fetch-root": Key("https://desar2.cosmology.illinois.edu/DESFiles/desarchive", "str", "archive root URL (http(s):// or file://), no credentials in it"),
+    "fetch-layout": Key("desdm", "str", "named archive layout: 'desdm' (<root>/OPS/coadd/<run>/coadd/) or 'plain' (<root>/<TILE>/)"),
+    "fetch-url": Key(None, "str", "image URL template overriding the layout (placeholders {root} {tile} {band} {run}); None = layout", optional=True),
+    "fetch-psf-url": Key(None, "str", "PSFEx model URL template; None = derived from fetch-url (or the layout)", optional=True),
+    "fetch-run": Key(None, "str", "DESDM processing run for {run} (may contain {tile}); the release's run tag", optional=True),
+    "fetch-run-table": Key(None, "path", "file of 'TILENAME RUN' pairs for {run}, one tile a line", optional=True),
+    "fetch-netrc": Key(None, "path", "netrc file with the archive credentials; None = ~/.netrc on the node", optional=True),
+    "fetch-workers": Key(4, "int", "files downloaded at once per tile"),
+    "fetch-timeout": Key(60.0, "float", "network timeout per connection and read (seconds)"),
     # database policy
     "DBoverwrite": Key(False, "bool", "DANGEROUS: drop the campaign's existing tables before the first push", dangerous=True),
     "push": Key(True, "bool", "push catalogs to the DB after each realization"),
@@ -471,8 +478,7 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
         errors.append(f"db['duplicate'] = {db['duplicate']!r}: allowed 'error' or 'replace'")
     if run["asarray"] and run["asdependency"]:
         errors.append("run['asarray'] and run['asdependency'] cannot both be True (an array is one job)")
-    if run["fetch-url"] is not None and "{tile}" not in run["fetch-url"]:
-        errors.append(f"run['fetch-url'] = {run['fetch-url']!r} has no {{tile}} placeholder")
+    _check_fetch(run, errors)
     if not 0.0 <= balrog["star-fraction"] <= 1.0:
         errors.append(f"balrog['star-fraction'] = {balrog['star-fraction']} must be within 0..1")
     for name in ("section", "reader"):
@@ -486,6 +492,26 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
     for name in PROGRAM_KEYS:
         if not run[name].strip():
             errors.append(f"run['{name}'] is empty")
+
+
+def _check_fetch(run: dict[str, Any], errors: list[str]) -> None:
+    """Fetch settings, with the fetch stage's own template rules (one source of truth)."""
+    from .fetch_source import LAYOUTS, validate_template
+
+    if run["fetch-url"] is None and run["fetch-layout"] not in LAYOUTS:
+        errors.append(f"run['fetch-layout'] = {run['fetch-layout']!r}; allowed: {', '.join(sorted(LAYOUTS))}")
+    for name in ("fetch-url", "fetch-psf-url"):
+        if run[name] is not None:
+            try:
+                validate_template(run[name], f"run['{name}']")
+            except ConfigError as exc:
+                errors.append(str(exc))
+    if run["fetch-run"] is not None and run["fetch-run-table"] is not None:
+        errors.append("run['fetch-run'] and run['fetch-run-table'] exclude each other")
+    if "@" in run["fetch-root"].split("//", 1)[-1].split("/", 1)[0]:
+        errors.append("run['fetch-root'] holds credentials (user@host); put them in the netrc file")
+    if not run["fetch-timeout"] > 0:
+        errors.append(f"run['fetch-timeout'] = {run['fetch-timeout']} must be > 0 seconds")
 
 
 def _check_tiles(cfg: Config, check_positions: bool = True) -> None:

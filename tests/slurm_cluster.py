@@ -39,7 +39,7 @@ from pathlib import Path
 
 MUNGE_KEY = Path("/etc/munge/munge.key")
 MUNGE_PIDFILE = Path("/run/munge/munged.pid")
-REQUIRED = ("slurmctld", "slurmd", "munged", "sbatch", "scontrol", "srun")
+REQUIRED = ("slurmctld", "slurmd", "munged", "munge", "unmunge", "sbatch", "scontrol", "srun", "sinfo")
 
 
 class SlurmUnavailable(RuntimeError):
