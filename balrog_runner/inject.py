@@ -60,7 +60,7 @@ import dataclasses
 import logging
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +73,7 @@ from astropy.table import Table
 
 from .atomic import atomic_path
 from .errors import ConfigError, InputFileError
-from .population import OBJTYPE_STAR, ObjectTable, realization_seeds
+from .population import OBJTYPE_STAR, ObjectTable, PyConfig, realization_seeds
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,23 @@ class DrawOptions:
     @property
     def gsparams(self) -> galsim.GSParams:
         return galsim.GSParams(folding_threshold=self.folding_threshold, maxk_threshold=self.maxk_threshold)
+
+
+def draw_options_for_bands(pyconfig: PyConfig | None, bands: Sequence[str]) -> dict[str, DrawOptions]:
+    """Per-band :class:`DrawOptions` from the pyconfig's ``GalsimParams(band)`` (defaults without one)."""
+    if pyconfig is None:
+        return {b: DrawOptions() for b in bands}
+    out = {}
+    for b in bands:
+        try:
+            out[b] = DrawOptions.from_mapping(pyconfig.galsim_params(b))
+        except TypeError as exc:  # a value of the wrong type reaching the dataclass
+            raise ConfigError(f"pyconfig {pyconfig.path}: GalsimParams({b!r}): {exc}") from exc
+        except ConfigError as exc:
+            if str(pyconfig.path) in str(exc):
+                raise
+            raise ConfigError(f"pyconfig {pyconfig.path}: GalsimParams({b!r}): {exc}") from exc
+    return out
 
 
 @dataclass

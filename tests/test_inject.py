@@ -17,18 +17,19 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from balrog_runner.errors import ConfigError, InputFileError
+from balrog_runner.errors import ConfigError, InputFileError, OutputError
 from balrog_runner.inject import (
     CENTRE_OFF_IMAGE,
     CLIPPED,
     OFF_IMAGE,
     DrawOptions,
     draw_objects_into,
+    draw_options_for_bands,
     inject_realization,
     load_psf,
     write_truth,
 )
-from balrog_runner.population import DEFAULT_BANDS, ObjectTable, make_objects
+from balrog_runner.population import DEFAULT_BANDS, ObjectTable, load_pyconfig, make_objects
 
 PIXEL_SCALE = 0.263  # arcsec / pixel
 # DES2359+0001: its unique area straddles RA = 0.
@@ -376,5 +377,27 @@ def test_bad_options_and_band_mismatch(tmp_path, des_psf_path):
         inject_realization({"Y": img}, {"Y": des_psf_path}, objects, {"Y": tmp_path / "o.fits"})
 
 
-def test_default_bands_cover_des(tmp_path):
-    assert set(DEFAULT_BANDS) == {"g", "r", "i", "z", "Y"}
+def test_a_band_that_cannot_be_written_leaves_no_other_band(tmp_path, des_psf_path):
+    imgs = {b: write_band_image(tmp_path / f"{b}.fits", 64, 64) for b in "gr"}
+    objects = inner_objects(2, 64, 64, margin=20, bands=("g", "r"))
+    (tmp_path / "blocker").write_text("a file where a directory should be")
+    outs = {"g": tmp_path / "out" / "g.fits", "r": tmp_path / "blocker" / "r.fits"}
+    with pytest.raises(OutputError):
+        inject_realization(imgs, dict.fromkeys("gr", des_psf_path), objects, outs)
+    assert _only_inputs(tmp_path / "out") == []
+
+
+def test_galsim_params_hook_gives_per_band_options(tmp_path):
+    path = tmp_path / "pyconfig.py"
+    path.write_text(
+        "def GalsimParams(band):\n"
+        "    if band == 'Y':\n"
+        "        return {'poisson_noise': False}\n"
+        "    return {'stamp_margin': 'wide' if band == 'z' else 4}\n"
+    )
+    cfg = load_pyconfig(path)
+    opts = draw_options_for_bands(cfg, ("g", "Y"))
+    assert opts["Y"].poisson_noise is False and opts["g"].stamp_margin == 4
+    with pytest.raises(ConfigError, match=r"pyconfig\.py: GalsimParams\('z'\)"):
+        draw_options_for_bands(cfg, ("z",))
+    assert draw_options_for_bands(None, DEFAULT_BANDS)["i"] == DrawOptions()
