@@ -16,10 +16,9 @@ from .push import (
     PushResult,
     push_catalogs,
     push_realization,
-    pushed_realizations,
-    reset_tables,
 )
 from .schema import check_identifier, read_column_list, table_names
+from .tables import pushed_realizations, reset_tables
 from .url import make_engine, resolve_url, safe_url, url_from_desservices
 
 __all__ = [

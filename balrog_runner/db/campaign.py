@@ -23,8 +23,8 @@ from .push import (
     PushPolicy,
     PushResult,
     push_realization,
-    pushed_realizations,
 )
+from .tables import pushed_realizations
 from .url import as_engine
 
 log = logging.getLogger(__name__)

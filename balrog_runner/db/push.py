@@ -33,24 +33,19 @@ from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Connection, Dialect, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 
 from ..errors import DatabaseError, InputFileError
 from .schema import (
     DEFAULT_BANDS,
     TABLE_KINDS,
-    ColumnList,
     ColumnSpec,
     DbType,
-    catalog_table,
     check_identifier,
-    des_table,
-    plan_columns,
-    pushed_table,
     read_column_list,
-    table_names,
 )
-from .url import as_engine, db_errors, safe_url
+from .tables import ensure_tables, plan_tables
+from .url import as_engine, db_errors
 
 log = logging.getLogger(__name__)
 
@@ -229,142 +224,6 @@ def catalog_rows(data: np.ndarray, specs: Sequence[ColumnSpec]) -> tuple[list[tu
     return list(zip(*cols, strict=True)), nulled
 
 
-# --------------------------------------------------------------------------- tables
-
-_TABLE_CACHE: dict[tuple[str, str], dict[str, set[str]]] = {}
-
-
-def _cache_key(engine: Engine, dbname: str) -> tuple[str, str]:
-    return (safe_url(engine.url), dbname)
-
-
-def _grant(conn: Connection, table: sa.Table, reader: str) -> None:
-    dialect = conn.dialect
-    if dialect.name not in ("postgresql", "oracle"):
-        log.warning("%s has no roles: not granting SELECT on %s to %s", dialect.name, table.name, reader)
-        return
-    role = check_identifier(reader, dialect, "reader role")
-    q = dialect.identifier_preparer
-    conn.exec_driver_sql(f"GRANT SELECT ON {q.format_table(table)} TO {q.quote(role)}")
-    log.info("granted SELECT on %s to %s", table.name, role)
-
-
-def build_tables(
-    dbname: str, specs: dict[str, Sequence[ColumnSpec]], dialect: Dialect | None = None
-) -> dict[str, sa.Table]:
-    """Table objects (truth, sim, nosim, pushed) for catalogs planned as ``specs``."""
-    names = table_names(dbname, dialect)
-    md = sa.MetaData()
-    tables = {kind: catalog_table(md, names[kind], specs[kind], dialect) for kind in TABLE_KINDS}
-    tables["pushed"] = pushed_table(md, names["pushed"])
-    return tables
-
-
-_PLAN_CACHE: dict[tuple, tuple[dict[str, list[ColumnSpec]], dict[str, sa.Table]]] = {}
-
-
-def _plan(engine: Engine, dbname: str, columns: ColumnList, bands: Sequence[str],
-          data: dict[str, np.ndarray]) -> tuple[dict[str, list[ColumnSpec]], dict[str, sa.Table]]:
-    """Column specs and Table objects, cached per (database, dbname, column list, dtypes).
-
-    Every realization of a campaign has the same dtypes, so planning and compiling happen
-    once per process instead of once per realization (a third of the time otherwise).
-    """
-    key = (_cache_key(engine, dbname), str(columns.source), tuple(bands),
-           *(data[k].dtype for k in TABLE_KINDS))
-    hit = _PLAN_CACHE.get(key)
-    if hit is None:
-        specs = {k: plan_columns(data[k].dtype, k, columns, bands, engine.dialect) for k in TABLE_KINDS}
-        hit = (specs, build_tables(dbname, specs, engine.dialect))
-        if len(_PLAN_CACHE) >= 64:
-            _PLAN_CACHE.clear()
-        _PLAN_CACHE[key] = hit
-    return hit
-
-
-def ensure_tables(
-    engine: Engine,
-    dbname: str,
-    tables: dict[str, sa.Table],
-    columns: ColumnList,
-    reader: str | None = None,
-) -> None:
-    """Create the campaign's tables if missing; check the catalogs fit the existing ones.
-
-    ``tables`` come from :func:`build_tables`. Creation (with the empty ``_des`` table)
-    runs in its own transaction before any data; a concurrent creator winning the race is
-    fine. The existing tables' columns are looked up once per process and database.
-    """
-    dialect = engine.dialect
-    names = table_names(dbname, dialect)
-    key = _cache_key(engine, dbname)
-    known = _TABLE_CACHE.get(key)
-    if known is None:
-        des = des_table(sa.MetaData(), names["des"], columns, dialect)
-        with db_errors(engine, f"creating the {dbname} tables"):
-            existing = set(sa.inspect(engine).get_table_names())
-            missing = [t for t in (*tables.values(), des) if t.name not in existing]
-            if missing:
-                try:
-                    with engine.begin() as conn:
-                        for table in missing:
-                            table.create(conn, checkfirst=True)
-                            log.info("created table %s", table.name)
-                            if reader:
-                                _grant(conn, table, reader)
-                except sa.exc.SQLAlchemyError:
-                    # Another process may have created them between our look and our create.
-                    now = set(sa.inspect(engine).get_table_names())
-                    if not all(t.name in now for t in missing):
-                        raise
-            insp = sa.inspect(engine)
-            known = {
-                kind: {c["name"].lower() for c in insp.get_columns(names[kind])} for kind in TABLE_KINDS
-            }
-        _TABLE_CACHE[key] = known
-    for kind in TABLE_KINDS:
-        extra = [c.name for c in tables[kind].columns if c.name not in known[kind]]
-        if extra:
-            raise DatabaseError(
-                f"{kind} catalog columns {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''} are not in "
-                f"table {names[kind]} (made by an earlier push with other columns); push to another dbname "
-                "or drop the tables (DBoverwrite / balrog-push --overwrite)"
-            )
-
-
-def reset_tables(engine_or_db: Engine | URL | str, dbname: str) -> list[str]:
-    """DBoverwrite: drop all of the campaign's tables (they are recreated by the next push).
-
-    Call once per campaign, before any push. Logged at WARNING: this deletes results.
-    """
-    engine = as_engine(engine_or_db)
-    names = table_names(dbname, engine.dialect)
-    with db_errors(engine, f"dropping the {dbname} tables"):
-        existing = set(sa.inspect(engine).get_table_names())
-        doomed = [n for n in names.values() if n in existing]
-        if doomed:
-            log.warning("DBoverwrite: DROPPING tables %s on %s", ", ".join(doomed), safe_url(engine.url))
-            md = sa.MetaData()
-            with engine.begin() as conn:
-                for name in doomed:
-                    sa.Table(name, md).drop(conn)
-    _TABLE_CACHE.pop(_cache_key(engine, dbname), None)
-    return doomed
-
-
-def pushed_realizations(engine_or_db: Engine | URL | str, dbname: str) -> dict[tuple[str, int], tuple[int, int, int, int]]:
-    """The bookkeeping table as {(tilename, realization): (indexstart, ntruth, nsim, nnosim)}."""
-    engine = as_engine(engine_or_db)
-    name = table_names(dbname, engine.dialect)["pushed"]
-    with db_errors(engine, f"reading {name}"):
-        if name not in set(sa.inspect(engine).get_table_names()):
-            return {}
-        t = pushed_table(sa.MetaData(), name)
-        with engine.connect() as conn:
-            rows = conn.execute(sa.select(t.c.tilename, t.c.realization, t.c.indexstart, t.c.ntruth, t.c.nsim, t.c.nnosim))
-            return {(r[0], int(r[1])): (int(r[2]), int(r[3]), int(r[4]), int(r[5])) for r in rows}
-
-
 # --------------------------------------------------------------------------- inserting
 
 
@@ -477,7 +336,7 @@ def push_catalogs(
     columns = read_column_list(policy.columns_file)
     sources = sources or {k: f"<{k} array>" for k in TABLE_KINDS}
     real = _realization({"truth": truth, "sim": sim, "nosim": nosim}, sources)
-    specs, tables = _plan(engine, dbname, columns, policy.bands, real.data)
+    specs, tables = plan_tables(engine, dbname, columns, policy.bands, real.data)
     ensure_tables(engine, dbname, tables, columns, policy.reader)
     rows: dict[str, list[tuple]] = {}
     nulled: dict[str, int] = {}
