@@ -84,13 +84,13 @@ def measured_array(truth: np.ndarray, ndet: int, rng: np.random.Generator) -> np
 
 
 def write_realization(catdir: Path, tile: str, real: int, ngal: int = 20, istart: int = 1000,
-                      ndet: int | None = None, seed: int = 1) -> tuple[Path, Path, Path]:
+                      ndet: int | None = None, seed: int = 1, nnosim: int = 2) -> tuple[Path, Path, Path]:
     """Write <catdir>/<TILE>_r<jjjj>_{truth,sim,nosim}.fits; returns the three paths."""
     rng = np.random.default_rng(seed + real)
     catdir.mkdir(parents=True, exist_ok=True)
     truth = truth_array(tile, real, ngal, istart, rng)
     sim = measured_array(truth, ngal - 2 if ndet is None else ndet, rng)
-    nosim = measured_array(truth, 2, rng)
+    nosim = measured_array(truth, nnosim, rng)
     paths = tuple(catdir / f"{tile}_r{real:04d}_{kind}.fits" for kind in ("truth", "sim", "nosim"))
     for path, data in zip(paths, (truth, sim, nosim), strict=True):
         fitsio.write(str(path), data, clobber=True)
@@ -188,6 +188,16 @@ def test_push_creates_tables_with_selected_columns_and_nulls(tmp_path, engine):
     assert [r.flags_g for r in rows] == sim["FLAGS_G"].tolist()
     assert rows[-1].balrog_index == -1
     assert pushed_realizations(engine, "camp") == {(TILE, 0): (1000, 20, 18, 2)}
+
+
+def test_realization_without_nosim_detections(tmp_path, engine):
+    paths = write_realization(tmp_path / "cat", TILE, 0, nnosim=0)
+    with fitsio.FITS(str(paths[2])) as fits:
+        assert fits[1].get_nrows() == 0
+    res = push_realization(engine, "camp", *paths)
+    assert (res.ntruth, res.nsim, res.nnosim) == (20, 18, 0)
+    assert push_realization(engine, "camp", *paths).status == "already"
+    assert "mag_auto_g" in {c["name"] for c in sa.inspect(engine).get_columns("camp_nosim")}
 
 
 def test_bad_identifiers_are_refused(tmp_path, engine):
