@@ -31,9 +31,11 @@ Conventions that trip people up, all in one place:
 * **Truncation.** Each Sersic component is truncated at ``trunc_factor`` times its circular
   half-light radius, with the half-light radius and the flux referring to the *truncated*
   profile (``flux_untruncated=False``). That makes the truth flux the flux actually drawn:
-  an untruncated n=4 profile keeps ~13% of its light beyond 5 hlr, far outside any stamp.
-  ``trunc_factor=0`` disables truncation (then ``flux_noised`` is short of ``flux`` by the
-  light outside the stamp).
+  an untruncated n=4 profile keeps 11.5% of its light beyond 5 hlr (5.7% beyond 8).
+  ``trunc_factor=0`` disables truncation; the stamp then reaches 8 hlr and the FFT folds
+  the far wings back into it, so the flux is kept but the outskirts are not faithful.
+  Measured (DES PSF, default population): drawn/truth flux within 1.2e-4 for galaxies and
+  1e-3 for stars (the PSFEx image's pixel sum at sub-pixel offsets).
 * **Flux.** ``flux_<b> = magnification * 10**((SEXMGZPT - mag_<b>) / 2.5)`` in ADU (``mag``
   is the unlensed magnitude). Lensing is GalSim's ``lens(g1, g2, mu)`` split in two: the
   shape is sheared and dilated by ``sqrt(mu)``, and ``mu`` enters the flux above, stars

@@ -152,7 +152,12 @@ def test_flux_exact_without_noise_and_within_poisson_with_noise(bands_setup):
         assert np.all(exact["not_drawn"] == 0)
         expected = 10 ** ((ZP[b] - exact[f"mag_{b}"]) / 2.5)
         np.testing.assert_allclose(exact[f"flux_{b}"], expected, rtol=1e-12)
-        np.testing.assert_allclose(exact[f"flux_noised_{b}"], exact[f"flux_{b}"], rtol=1e-3)
+        # Truncated Sersics inside their stamps: all the light lands (measured <= 1.2e-4);
+        # stars are the PSFEx image drawn in real space, whose pixel sum at a sub-pixel
+        # offset differs from its integral by up to ~1e-3 (measured 1.0e-3).
+        gal = exact["objtype"] == 0
+        np.testing.assert_allclose(exact[f"flux_noised_{b}"][gal], exact[f"flux_{b}"][gal], rtol=2e-4)
+        np.testing.assert_allclose(exact[f"flux_noised_{b}"][~gal], exact[f"flux_{b}"][~gal], rtol=1.5e-3)
 
     noisy = inject_realization(images, psfs, objects, {b: p.with_name("n_" + p.name) for b, p in outs.items()})
     for b in BANDS:
