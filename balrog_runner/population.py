@@ -370,7 +370,9 @@ class PyConfig:
     """A loaded user pyconfig: its path and the hooks it defines (missing ones are ``None``).
 
     Call the hooks through the methods here: they check what comes back and turn any
-    exception into a :class:`ConfigError` naming the file and the hook.
+    exception into a :class:`ConfigError` naming the file and the hook. A PyConfig does
+    not pickle (its functions live in a module that is not importable by name): give pool
+    workers the path and let each call :func:`load_pyconfig` itself.
     """
 
     path: Path
