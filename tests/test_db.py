@@ -395,3 +395,36 @@ def test_concurrent_pushers_share_one_sqlite_file(tmp_path, engine):
     reals = [write_realization(tmp_path / "cat", TILE, j) for j in range(3)]
     assert concurrent_pushes(str(engine.url), "camp", reals) == ["pushed"] * 3
     assert count(engine, "camp_truth") == 60 and len(pushed_realizations(engine, "camp")) == 3
+
+
+def test_runner_pusher_and_overwrite_once(tmp_path):
+    from types import SimpleNamespace
+
+    from balrog_runner.db import make_realization_pusher
+
+    out = tmp_path / "out"
+    make_campaign(out, tiles=(TILE,), nreal=2)
+    cat = out / TILE / "catalogs"
+    paths = [{k: cat / f"{TILE}_r{j:04d}_{k}.fits" for k in ("truth", "sim", "nosim")} for j in range(2)]
+    settings = SimpleNamespace(outdir=out, dbname="camp", db={}, db_columns=None,
+                               bands=("g", "r", "i", "z", "Y"), overwrite_db=True)
+    pusher = make_realization_pusher(settings)  # first subjob: claims DBoverwrite (nothing to drop yet)
+    assert pusher(paths[0]).status == "pushed"
+    assert (out / ".camp.dboverwrite").exists()
+    pusher2 = make_realization_pusher(settings)  # a resumed subjob must not drop what is there
+    assert pusher2(paths[1]).status == "pushed"
+    eng = make_engine(f"sqlite:///{out / 'camp.sqlite'}")
+    assert count(eng, "camp_truth") == 40
+    eng.dispose()
+
+
+def test_runner_pusher_reports_unreachable_database(tmp_path):
+    from types import SimpleNamespace
+
+    from balrog_runner.db import make_realization_pusher
+
+    settings = SimpleNamespace(outdir=tmp_path, dbname="camp", db={"url": "postgresql://u:hunter2@127.0.0.1:1/x"},
+                               db_columns=None, bands=("g",), overwrite_db=False)
+    with pytest.raises(DatabaseError, match="connecting on postgresql") as exc:
+        make_realization_pusher(settings)
+    assert "hunter2" not in str(exc.value)

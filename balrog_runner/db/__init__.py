@@ -5,11 +5,19 @@ Public API (what the node runner and ``balrog-push`` call):
 - :func:`resolve_url` / :func:`make_engine`: the campaign's database from its ``db`` dict.
 - :func:`push_realization`: one realization's truth/sim/nosim catalogs, one transaction
   (:func:`push_catalogs` for the same as in-memory arrays).
-- :func:`reset_tables`: DBoverwrite, once per campaign before pushing.
+- :func:`make_realization_pusher`: what the node runner calls per realization.
+- :func:`reset_tables` / :func:`overwrite_once`: DBoverwrite, once per campaign.
 - :func:`find_catalogs` / :func:`push_missing`: what is on disk but not yet in the database.
 """
 
-from .campaign import CatalogSet, PushSummary, find_catalogs, push_missing
+from .campaign import (
+    CatalogSet,
+    PushSummary,
+    find_catalogs,
+    make_realization_pusher,
+    overwrite_once,
+    push_missing,
+)
 from .push import (
     DuplicateRealizationError,
     PushPolicy,
@@ -30,6 +38,8 @@ __all__ = [
     "check_identifier",
     "find_catalogs",
     "make_engine",
+    "make_realization_pusher",
+    "overwrite_once",
     "push_catalogs",
     "push_missing",
     "push_realization",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +24,9 @@ from .push import (
     PushResult,
     push_realization,
 )
-from .tables import pushed_realizations
-from .url import as_engine
+from .schema import DEFAULT_BANDS
+from .tables import pushed_realizations, reset_tables
+from .url import as_engine, db_errors, make_engine, resolve_url, safe_url
 
 log = logging.getLogger(__name__)
 
@@ -120,3 +121,64 @@ def push_missing(
             log.error("stopping: %d realizations pushed before the database failed", len(summary.pushed))
             raise
     return summary
+
+
+def overwrite_once(engine: Engine, dbname: str, outdir: str | os.PathLike) -> bool:
+    """DBoverwrite for a campaign: drop its tables the first time only; True if dropped now.
+
+    The claim is the exclusive creation of ``<outdir>/.<dbname>.dboverwrite`` (``O_EXCL``:
+    one winner among simultaneous subjobs, no waiting). A resumed or later subjob finds it
+    and does not drop the results pushed since. Delete the file (or run
+    ``balrog-push --overwrite``) to drop again. Should a loser push before the winner's drop
+    (it would have to finish a realization first), the dropped bookkeeping makes
+    ``balrog-push`` push that realization again.
+    """
+    marker = Path(outdir) / f".{dbname}.dboverwrite"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        log.info("DBoverwrite: tables of %s already dropped once for this campaign (%s); keeping them",
+                 dbname, marker)
+        return False
+    try:
+        reset_tables(engine, dbname)
+        os.write(fd, f"{dbname} tables dropped on {safe_url(engine.url)}\n".encode())
+    except BaseException:
+        os.close(fd)
+        marker.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return True
+
+
+def make_realization_pusher(settings) -> Callable[[Mapping[str, os.PathLike]], PushResult]:
+    """The node runner's pusher: ``pusher({"truth": p, "sim": p, "nosim": p}) -> PushResult``.
+
+    ``settings`` is the runner's RunSettings (read by attribute: ``outdir``, ``dbname``,
+    ``db`` dict, ``db_columns``, ``bands``, ``overwrite_db``). Connects once now, so an
+    unreachable database is reported (DatabaseError) before any work; each call pushes one
+    realization in one transaction and raises DatabaseError / InputFileError on failure,
+    leaving the catalogs on disk for ``balrog-push``.
+    """
+    db = dict(getattr(settings, "db", {}) or {})
+    dbname = getattr(settings, "dbname", "balrog")
+    outdir = Path(settings.outdir)
+    engine = make_engine(resolve_url(db, outdir, dbname))
+    with db_errors(engine, "connecting"), engine.connect():
+        pass
+    if getattr(settings, "overwrite_db", False):
+        overwrite_once(engine, dbname, outdir)
+    bands = tuple(getattr(settings, "bands", ()) or DEFAULT_BANDS)
+    policy = PushPolicy(
+        duplicate=db.get("duplicate") or "error",
+        reader=db.get("reader"),
+        columns_file=getattr(settings, "db_columns", None),
+        bands=bands if "det" in {b.lower() for b in bands} else (*bands, "det"),
+    )
+    log.info("pushing to %s, tables %s_*", safe_url(engine.url), dbname)
+
+    def pusher(paths: Mapping[str, os.PathLike]) -> PushResult:
+        return push_realization(engine, dbname, paths["truth"], paths["sim"], paths["nosim"], policy)
+
+    return pusher
