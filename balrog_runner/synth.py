@@ -33,9 +33,8 @@ import galsim
 import numpy as np
 from astropy.io import fits
 
-from . import astromatic
-from .errors import ConfigError, TileError
-from .geometry import TILENAME_RE
+from . import astromatic, geometry
+from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -92,18 +91,18 @@ def band_gain(band: str) -> float:
     return sky_pix / pixel_noise_sigma(band) ** 2
 
 
-def tile_centre(tilename: str) -> tuple[float, float]:
-    """Approximate tile centre (RA, Dec in degrees) decoded from a DES tile name.
+def tile_header(tilename: str, size: int, tile: geometry.Tile | None = None,
+                ra: float | None = None, dec: float | None = None) -> fits.Header:
+    """The synthetic tile's TAN header: the DES tile's centre and 0.263"/pix, CRPIX at its centre.
 
-    The name truncates the centre to minutes / arcminutes, which is all a synthetic tile
-    needs; pass ``ra``/``dec`` to :func:`make_synthetic_tile` for an exact centre.
+    The centre comes from ``tile`` (e.g. a row of a Y3 tile table) or else from the DES
+    tiling for ``tilename``; ``ra``/``dec`` (degrees) override it.
     """
-    m = TILENAME_RE.fullmatch(tilename) if isinstance(tilename, str) else None
-    if m is None:
-        raise TileError(f"tile name {tilename!r} is not of the form DESHHMM+DDMM or DESHHMM-DDMM")
-    ra = (int(m["hh"]) + int(m["mm"]) / 60.0) * 15.0
-    dec = int(m["dd"]) + int(m["am"]) / 60.0
-    return ra, -dec if m["sign"] == "-" else dec
+    if ra is None or dec is None:
+        tile = tile if tile is not None else geometry.des_tile(tilename)
+        ra = tile.ra_cent if ra is None else ra
+        dec = tile.dec_cent if dec is None else dec
+    return tile_wcs_header(float(ra), float(dec), size, size)
 
 
 def tile_wcs_header(ra: float, dec: float, naxis1: int, naxis2: int) -> fits.Header:
@@ -280,6 +279,7 @@ def make_synthetic_tile(
     seed: int = 1,
     ra: float | None = None,
     dec: float | None = None,
+    tile: geometry.Tile | None = None,
     compress: bool = True,
     det: bool = True,
     workers: int = 2,
@@ -290,8 +290,9 @@ def make_synthetic_tile(
 ) -> SyntheticTile:
     """Write a synthetic DES-like tile into ``outdir``; return the list of its files.
 
-    ``size`` is the side in pixels (0.263"/pix), ``seed`` makes the tile reproducible,
-    ``ra``/``dec`` (degrees) override the centre decoded from the tile name. With
+    ``size`` is the side in pixels (0.263"/pix), ``seed`` makes the tile reproducible. The
+    centre is the DES tile's (from ``tile`` or the DES tiling); ``ra``/``dec`` (degrees)
+    override it. With
     ``compress`` the images are ``.fits.fz`` (real fpack), else plain ``.fits``. ``det``
     builds the riz detection image (needs r, i and z). ``workers`` external-program runs go
     in parallel (threads: the programs do the work).
@@ -304,12 +305,9 @@ def make_synthetic_tile(
         raise ConfigError(f"bands {','.join(bands)!r} must be distinct values out of {','.join(DEPTH_10SIGMA)}")
     if det and not set(DETECTION_BANDS) <= set(bands):
         raise ConfigError(f"the det image needs bands r, i and z; got {','.join(bands)}")
-    c_ra, c_dec = tile_centre(tilename)
-    ra = c_ra if ra is None else float(ra)
-    dec = c_dec if dec is None else float(dec)
+    header = tile_header(tilename, size, tile, ra, dec)
     outdir = Path(outdir).resolve()
     outdir.mkdir(parents=True, exist_ok=True)
-    header = tile_wcs_header(ra, dec, size, size)
     wcs = galsim.AstropyWCS(header=header)
     rng = np.random.default_rng([seed, 7])
     stars, gals = _make_objects(rng, size, bands)
