@@ -25,7 +25,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +175,30 @@ class Tile:
         h["RADESYS"] = "ICRS"
         h["TILENAME"] = self.tilename
         return h
+
+
+def cutout_tile(tile: Tile, naxis1: int, naxis2: int | None = None, margin: float = 0.0) -> Tile:
+    """A smaller tile around ``tile``'s centre whose unique area is its own image footprint.
+
+    For synthetic surveys (tests, the demo) whose images are ``naxis1`` x ``naxis2`` pixels
+    instead of 10000^2: positions generated inside this tile's unique area all land on the
+    image, at least ``margin`` pixels from its edges. The name, centre and pixel scale stay
+    those of the real DES tile, so ``balrog_index`` values and WCS are the real ones.
+    """
+    naxis2 = naxis1 if naxis2 is None else naxis2
+    if naxis1 <= 2 * margin or naxis2 <= 2 * margin:
+        raise TileError(f"cutout of {naxis1} x {naxis2} pixels leaves nothing inside a {margin}-pixel margin")
+    half_dec = (naxis2 / 2.0 - margin) * tile.pixelscale / 3600.0
+    half_ra = (naxis1 / 2.0 - margin) * tile.pixelscale / 3600.0 / np.cos(np.deg2rad(tile.dec_cent))
+    # An RA/Dec box is not a pixel box: its RA edges converge towards the pole and the TAN
+    # projection curves them. For cutouts of a few thousand pixels the excursion is below
+    # a pixel or two (about tan|dec| * size^2 * scale / 2), which the margin absorbs.
+    lo, hi, cross = normalize_ra_bounds(tile.ra_cent - half_ra, tile.ra_cent + half_ra)
+    return replace(
+        tile, uramin=lo, uramax=hi, crossra0=cross,
+        udecmin=tile.dec_cent - half_dec, udecmax=tile.dec_cent + half_dec,
+        naxis1=int(naxis1), naxis2=int(naxis2), crpix1=(naxis1 + 1) / 2.0, crpix2=(naxis2 + 1) / 2.0,
+    )
 
 
 def unique_area_deg2(tile: Tile) -> float:

@@ -32,9 +32,11 @@ SExtractor with ASSOC for every realization.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import fitsio
@@ -170,6 +172,22 @@ def _wide_from_runs(catalogs: Mapping[str, Path], out_path: Path, keep: bool, he
     return out_path
 
 
+class _StageClock:
+    """Adds the wall time of named steps to a dict (no-op without one)."""
+
+    def __init__(self, timings: dict[str, float] | None):
+        self.timings = timings
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.timings is not None:
+                self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+
 def _check_images(images: Mapping[str, str | os.PathLike], what: str) -> None:
     for band, image in images.items():
         if not Path(image).is_file():
@@ -214,6 +232,7 @@ def measure_realization(
     swarp: astromatic.SwarpSetup = astromatic.DEFAULT_SWARP,
     workdir: str | os.PathLike | None = None,
     keep_band_catalogs: bool = False,
+    timings: dict[str, float] | None = None,
 ) -> Path:
     """One realization's sim run on its injected, funpacked band images -> wide catalog.
 
@@ -221,8 +240,11 @@ def measure_realization(
     ``det_image_out`` if given, else deleted), then runs SExtractor on every band in
     dual-image mode and on the detection image itself. ``psfs['det']`` is the tile's
     original detection-image PSFEx model: the injected objects do not change the PSF, so
-    PSFEx is not re-run per realization. Returns ``out_path``.
+    PSFEx is not re-run per realization. Returns ``out_path``. When ``timings`` is given,
+    the wall seconds of the ``swarp``, ``sextractor`` and ``catalog`` (join + write) steps
+    are added to it, for the runner's per-stage breakdown.
     """
+    clock = _StageClock(timings)
     missing = [b for b in det_bands if b not in images]
     if missing:
         raise ConfigError(f"detection bands {','.join(missing)} are not among the injected bands {','.join(images)}")
@@ -231,13 +253,16 @@ def measure_realization(
     out_path = Path(out_path)
     with astromatic.scratch_dir(workdir if workdir is not None else out_path.parent, prefix=".sim-") as tmp:
         det_path = Path(det_image_out) if det_image_out is not None else tmp / "det.fits"
-        astromatic.make_detection_image(
-            [((Path(bands[b]), SCI_HDU), (Path(bands[b]), WGT_HDU)) for b in det_bands], det_path,
-            setup=swarp, workdir=tmp)
+        with clock("swarp"):
+            astromatic.make_detection_image(
+                [((Path(bands[b]), SCI_HDU), (Path(bands[b]), WGT_HDU)) for b in det_bands], det_path,
+                setup=swarp, workdir=tmp)
         catdir = out_path.parent if keep_band_catalogs else tmp
-        cats = run_band_catalogs(det_path, bands, psfs, catdir, prefix=f"{out_path.stem}_", setup=setup,
-                                 workdir=tmp)
-        return _wide_from_runs(cats, out_path, keep_band_catalogs, {"BALRUN": "sim"})
+        with clock("sextractor"):
+            cats = run_band_catalogs(det_path, bands, psfs, catdir, prefix=f"{out_path.stem}_", setup=setup,
+                                     workdir=tmp)
+        with clock("catalog"):
+            return _wide_from_runs(cats, out_path, keep_band_catalogs, {"BALRUN": "sim"})
 
 
 def associate(

@@ -12,9 +12,9 @@ import fitsio
 import numpy as np
 import pytest
 from astropy.io import fits
-from http_archive import ArchiveServer
 
 from balrog_runner import fetch
+from balrog_runner.archive_server import ArchiveServer
 from balrog_runner.cli import fetch as fetch_cli
 from balrog_runner.errors import (
     ConfigError,

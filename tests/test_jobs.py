@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -28,7 +29,23 @@ from balrog_runner.errors import BalrogError, ConfigError, InputFileError
 from balrog_runner.jobs.spec import RECORD_FILE, read_spec
 
 TILES = ["DES0001-0001", "DES0002-0001", "DES0003-0001", "DES0004-0001"]
-BALROG_RUN = str(Path(sys.executable).parent / "balrog-run")
+
+
+def _dry_run_wrapper() -> str:
+    """An executable that runs ``balrog-run --dry-run``: the job files under test call it,
+    so scheduling is tested for real without running the pipeline on placeholder tiles."""
+    path = Path(tempfile.gettempdir()) / f"balrog-run-dry-{os.getuid()}"
+    real = Path(sys.executable).parent / "balrog-run"
+    text = f"#!/bin/sh\nexec {shlex.quote(str(real))} --dry-run \"$@\"\n"
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_suffix(f".{os.getpid()}")
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        os.replace(tmp, path)
+    return str(path)
+
+
+BALROG_RUN = _dry_run_wrapper()
 
 
 def write_positions(posdir: Path, tiles: list[str]) -> None:
@@ -256,10 +273,10 @@ def test_balrog_run_by_rank_and_errors(tmp_path, monkeypatch, capsys):
     built = jobs.build_jobs(cfgmod.load_config(write_campaign(tmp_path, npersubjob=2)), "local")
     paths = [str(s.path) for s in built.specs]
     monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "1")
-    assert cli_run.main(["--by-rank", "-q", *paths]) == 0
+    assert cli_run.main(["--by-rank", "--dry-run", "-q", *paths]) == 0
     assert [r["subjob"] for r in records(built.job_dir)] == [1]
     monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "5")
-    assert cli_run.main(["--by-rank", "-q", *paths]) == 2
+    assert cli_run.main(["--by-rank", "--dry-run", "-q", *paths]) == 2
     assert "rank 5" in capsys.readouterr().err
     assert cli_run.main([str(tmp_path / "missing.json")]) == 2
     err = capsys.readouterr().err.strip()

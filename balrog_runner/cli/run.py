@@ -1,9 +1,10 @@
 """``balrog-run``: the node runner a job file calls on each node with its subjob spec.
 
-Thin by design: it reads and checks the spec(s) and hands each to :data:`RUNNER`, whose exit
-code becomes ours. Today :data:`RUNNER` is :func:`balrog_runner.jobs.spec.record_subjob`
-(records the tiles it was given, fails a tile without its position file); the node runner
-replaces it with ``balrog_runner.runner.run_subjob`` here and nowhere else.
+Thin by design: it reads and checks the spec(s) and hands each to
+:func:`balrog_runner.runner.run_subjob` (fetch, inject, detect, measure, push), whose exit
+code becomes ours. ``--dry-run`` hands them to :func:`balrog_runner.jobs.spec.record_subjob`
+instead, which only checks each tile's inputs and records what the subjob was given: a
+cheap way to test a campaign's job files (and the scheduler) before spending an allocation.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from collections.abc import Callable, Sequence
 
 from ..errors import ConfigError
 from ..jobs.spec import SubjobSpec, read_spec, record_subjob
+from ..runner import run_subjob
 from ._common import add_logging_options, run_command
 
 PROG = "balrog-run"
 
 #: Runs one subjob and returns its exit code (0: every tile succeeded).
-RUNNER: Callable[[SubjobSpec], int] = record_subjob
+RUNNER: Callable[[SubjobSpec], int] = run_subjob
+DRY_RUNNER: Callable[[SubjobSpec], int] = record_subjob
 
 #: Environment variables holding this process's rank under mpirun / srun (first found wins).
 RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID")
@@ -31,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("specs", nargs="+", metavar="SPEC", help="subjob spec JSON file(s); several run one after the other")
     p.add_argument("--by-rank", action="store_true",
                    help="run only SPEC number <MPI rank> (wq: one mpirun rank per node)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check each tile's inputs and record the tiles in <job dir>/runs.jsonl; run nothing")
     add_logging_options(p)
     return p
 
@@ -52,7 +57,8 @@ def _action(args: argparse.Namespace) -> int:
             raise ConfigError(f"--by-rank: rank {rank} but only {len(paths)} spec(s) given")
         paths = [paths[rank]]
     specs = [read_spec(p) for p in paths]  # check all before running any
-    codes = [RUNNER(spec) for spec in specs]
+    runner = DRY_RUNNER if args.dry_run else RUNNER
+    codes = [runner(spec) for spec in specs]
     return next((c for c in codes if c), 0)
 
 

@@ -1,0 +1,623 @@
+"""The node runner: a subjob's tiles in sequence, each tile's realizations in a process pool.
+
+Per tile (:func:`run_tile`):
+
+1. read the tile's position file and split it into realizations of ``ngal`` objects;
+   realizations whose three catalogs already exist are done (resume after any crash);
+2. fetch the images (skipped when present and valid) and measure the untouched images
+   once (**nosim**: every band in dual-image mode with the original detection image, and
+   the detection image on itself) — the nosim catalog is identical for every realization,
+   so each realization only associates it with its own truth positions;
+3. run the missing realizations in a ``multiprocessing`` pool (:func:`run_realization`):
+   inject, SWarp the injected r,i,z into a new detection image, SExtractor every band in
+   dual-image mode and the detection image on itself, associate with truth, write the
+   truth / sim / nosim catalogs atomically;
+4. the parent process pushes each finished realization to the database (one writer, one
+   transaction per realization) and records its state in ``<outdir>/<TILE>/status.json``.
+
+A realization that fails (an external program's non-zero exit, a bad input) is recorded
+with its reason and the others go on; the exit code of :func:`run_subjob` says whether
+anything failed. Seeds come from each realization's ``indexstart``, so a re-run (or a run
+resumed after ``kill -9``) writes exactly the catalogs an uninterrupted run writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import astromatic, measure
+from .atomic import atomic_write_text
+from .errors import BalrogError, ConfigError, InputFileError
+
+log = logging.getLogger(__name__)
+
+STATUS_FILE = "status.json"
+KINDS = ("truth", "sim", "nosim")
+#: Exit codes of a subjob: every realization done and pushed / some failed / all done but
+#: some not pushed (run ``balrog-push`` later: the catalogs are on disk).
+EXIT_OK, EXIT_FAILED, EXIT_NOT_PUSHED = 0, 1, 4
+#: Bytes a pool worker holds per band-sized float32 image at its peak (injected SCI, WGT,
+#: GalSim's copy, the SWarp output and SExtractor's buffers, measured on 4096^2 tiles).
+IMAGES_PER_WORKER = 12
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def tile_dir(outdir: str | os.PathLike, tile: str) -> Path:
+    return Path(outdir) / tile
+
+
+def catalog_paths(outdir: str | os.PathLike, tile: str, realization: int) -> dict[str, Path]:
+    """``<outdir>/<TILE>/catalogs/<TILE>_r<jjjj>_{truth,sim,nosim}.fits`` (DEVELOPING.md)."""
+    cat = tile_dir(outdir, tile) / "catalogs"
+    return {kind: cat / f"{tile}_r{realization:04d}_{kind}.fits" for kind in KINDS}
+
+
+def scratch_dir(outdir: str | os.PathLike, tile: str, realization: int) -> Path:
+    return tile_dir(outdir, tile) / "scratch" / f"r{realization:04d}"
+
+
+def nosim_catalog_path(outdir: str | os.PathLike, tile: str) -> Path:
+    """The once-per-tile nosim catalog (all detections of the untouched images)."""
+    return tile_dir(outdir, tile) / "nosim" / f"{tile}_nosim_all.fits"
+
+
+def is_complete(outdir: str | os.PathLike, tile: str, realization: int) -> bool:
+    """All three catalogs exist (each is written atomically, so existing means whole)."""
+    return all(p.is_file() for p in catalog_paths(outdir, tile, realization).values())
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a realization needs, resolved from a subjob spec; picklable for the pool."""
+
+    outdir: Path
+    posdir: Path
+    bands: tuple[str, ...]
+    ngal: int
+    realizations: int | None = None
+    realization_list: tuple[int, ...] | None = None
+    ppn: int = 1
+    sextractor: astromatic.SextractorSetup = astromatic.DEFAULT_SEXTRACTOR
+    swarp: astromatic.SwarpSetup = astromatic.DEFAULT_SWARP
+    funpack: str = "funpack"
+    pyconfig: Path | None = None
+    population: Path | None = None
+    star_fraction: float | None = None
+    seed_offset: int = 0
+    psf: bool = True
+    noise: bool = True
+    intermediate_clean: bool = True
+    tile_clean: bool = True
+    fetch: Mapping[str, Any] = field(default_factory=dict)
+    push: bool = True
+    dbname: str = "balrog"
+    db: Mapping[str, Any] = field(default_factory=dict)
+    db_columns: Path | None = None
+    overwrite_db: bool = False
+
+    @property
+    def image_keys(self) -> tuple[str, ...]:
+        """The bands plus the detection coadd: what a tile needs on disk."""
+        return (*self.bands, measure.DET)
+
+
+def settings_from_config(run: Mapping[str, Any], balrog: Mapping[str, Any], db: Mapping[str, Any],
+                         programs: Mapping[str, str] | None = None) -> RunSettings:
+    """Build :class:`RunSettings` from the resolved ``run`` / ``balrog`` / ``db`` dicts."""
+    programs = dict(programs or {})
+
+    def prog(name: str) -> str:
+        return programs.get(name) or run.get(name) or name
+
+    def opt_path(value: Any) -> Path | None:
+        return Path(value) if value else None
+
+    sextractor = astromatic.SextractorSetup(
+        program=prog("sex"), config=Path(run["sex-config"]), param=Path(run["sex-param"]),
+        filter=Path(run["sex-filter"]), nnw=Path(run["sex-nnw"]),
+    )
+    swarp = astromatic.SwarpSetup(program=prog("swarp"), config=Path(run["swarp-config"]))
+    fetch = {k[len("fetch-"):]: v for k, v in run.items() if k.startswith("fetch-")}
+    return RunSettings(
+        outdir=Path(run["outdir"]),
+        posdir=Path(run["pos"]),
+        bands=tuple(run["bands"]),
+        ngal=int(run["ngal"]),
+        realizations=run.get("realizations"),
+        realization_list=tuple(run["realization-list"]) if run.get("realization-list") else None,
+        ppn=int(run.get("ppn") or 1),
+        sextractor=sextractor,
+        swarp=swarp,
+        funpack=prog("funpack"),
+        pyconfig=opt_path(run.get("pyconfig")),
+        population=opt_path(balrog.get("population")),
+        star_fraction=balrog.get("star-fraction"),
+        seed_offset=int(balrog.get("seed-offset") or 0),
+        psf=bool(balrog.get("psf", True)),
+        noise=bool(balrog.get("noise", True)),
+        intermediate_clean=bool(run.get("intermediate-clean", True)),
+        tile_clean=bool(run.get("tile-clean", True)),
+        fetch=fetch,
+        push=bool(run.get("push", True)),
+        dbname=str(run["dbname"]),
+        db=dict(db),
+        db_columns=opt_path(run.get("db-columns")),
+        overwrite_db=bool(run.get("DBoverwrite", False)),
+    )
+
+
+# --------------------------------------------------------------------------- realizations
+
+
+@dataclass(frozen=True)
+class Realization:
+    """Realization ``number`` of a tile: position rows ``[start, stop)``, seeds from ``indexstart``."""
+
+    tile: str
+    number: int
+    start: int
+    stop: int
+    indexstart: int
+
+
+def plan_realizations(tile: str, balrog_index: np.ndarray, ngal: int, count: int | None = None,
+                      only: Sequence[int] | None = None) -> list[Realization]:
+    """Split a tile's positions into realizations of ``ngal`` objects (full ones only)."""
+    if ngal <= 0:
+        raise ConfigError(f"ngal {ngal} must be a positive number of objects per realization")
+    available = len(balrog_index) // ngal
+    if available == 0:
+        raise InputFileError(f"tile {tile} has {len(balrog_index)} positions, fewer than ngal={ngal}")
+    n = available if count is None else int(count)
+    if n > available:
+        raise ConfigError(f"tile {tile}: {n} realizations of {ngal} need {n * ngal} positions; the file has {len(balrog_index)}")
+    numbers = range(n) if only is None else sorted(set(only))
+    bad = [j for j in numbers if not 0 <= j < n]
+    if bad:
+        raise ConfigError(f"tile {tile}: realization(s) {bad} outside 0..{n - 1}")
+    return [Realization(tile, j, j * ngal, (j + 1) * ngal, int(balrog_index[j * ngal])) for j in numbers]
+
+
+@dataclass(frozen=True)
+class TileInputs:
+    """A tile's untouched inputs on disk: funpacked images and PSFEx models per band (+ det)."""
+
+    images: Mapping[str, Path]
+    psfs: Mapping[str, Path]
+    nosim_catalog: Path
+
+
+@dataclass
+class RealizationResult:
+    """What a pool worker reports back (picklable; never raises across the pool)."""
+
+    tile: str
+    number: int
+    ok: bool
+    seconds: float
+    stages: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    scratch_bytes: int = 0
+    n_truth: int = 0
+    n_sim: int = 0
+    n_nosim: int = 0
+
+
+def _dir_bytes(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(root, name)).st_size
+    return total
+
+
+def _load_population(settings: RunSettings):
+    """The population model, catalog and pyconfig of the campaign (once per worker)."""
+    from . import population
+
+    model = population.DEFAULT_MODEL
+    if settings.star_fraction is not None:
+        model = dataclasses.replace(model, star_fraction=float(settings.star_fraction))
+    catalog = population.read_catalog(settings.population) if settings.population else None
+    pyconfig = population.load_pyconfig(settings.pyconfig) if settings.pyconfig else None
+    return model, catalog, pyconfig
+
+
+def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization, ra: np.ndarray,
+                    dec: np.ndarray, balrog_index: np.ndarray) -> RealizationResult:
+    """Inject, detect, measure and write one realization's catalogs; report, never raise.
+
+    Runs in a pool worker. The realization's scratch directory is emptied first (a killed
+    run may have left files) and removed at the end when ``intermediate_clean``.
+    """
+    import fitsio
+
+    from . import inject, population
+
+    start = time.perf_counter()
+    stages: dict[str, float] = {}
+    scratch = scratch_dir(settings.outdir, real.tile, real.number)
+    result = RealizationResult(real.tile, real.number, ok=False, seconds=0.0, stages=stages)
+
+    @contextlib.contextmanager
+    def stage(name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            stages[name] = stages.get(name, 0.0) + time.perf_counter() - t0
+
+    try:
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        with stage("inject"):
+            model, catalog, pyconfig = _load_population(settings)
+            objects = population.make_objects(
+                ra, dec, balrog_index, bands=settings.bands, indexstart=real.indexstart + settings.seed_offset,
+                tilename=real.tile, realization=real.number, model=model, catalog=catalog, pyconfig=pyconfig,
+            )
+            objects = dataclasses.replace(objects, indexstart=real.indexstart)
+            options = {
+                b: dataclasses.replace(o, poisson_noise=o.poisson_noise and settings.noise)
+                for b, o in inject.draw_options_for_bands(pyconfig, settings.bands).items()
+            }
+            injected = {b: scratch / f"{real.tile}_{b}.fits" for b in settings.bands}
+            truth = inject.inject_realization(
+                {b: inputs.images[b] for b in settings.bands},
+                {b: inputs.psfs[b] for b in settings.bands},
+                objects, injected, draw_options=options,
+                noise_seed=population.realization_seeds(real.indexstart + settings.seed_offset)[1],
+            )
+        timings: dict[str, float] = {}
+        sim_wide_path = measure.measure_realization(
+            injected, inputs.psfs, scratch / "sim_wide.fits", setup=_with_pyconfig(settings.sextractor, pyconfig),
+            swarp=settings.swarp, workdir=scratch, timings=timings,
+        )
+        stages.update(timings)
+        with stage("match"):
+            truth_arr = truth.as_array()
+            sim_wide = fitsio.read(str(sim_wide_path), ext=1)
+            nosim_wide = fitsio.read(str(inputs.nosim_catalog), ext=1)
+            sim = measure.sim_for_realization(sim_wide, truth_arr, tilename=real.tile, realization=real.number,
+                                              indexstart=real.indexstart)
+            nosim = measure.nosim_for_realization(nosim_wide, truth_arr, tilename=real.tile,
+                                                  realization=real.number, indexstart=real.indexstart)
+        with stage("write"):
+            paths = catalog_paths(settings.outdir, real.tile, real.number)
+            paths["truth"].parent.mkdir(parents=True, exist_ok=True)
+            header = {"TILENAME": real.tile, "REALIZ": real.number, "INDSTART": real.indexstart}
+            measure.write_catalog(paths["sim"], sim, header=header)
+            measure.write_catalog(paths["nosim"], nosim, header=header)
+            inject.write_truth(truth, paths["truth"])  # last: the three together mark completion
+        result.scratch_bytes = _dir_bytes(scratch)
+        result.n_truth, result.n_sim, result.n_nosim = len(truth), len(sim), len(nosim)
+        result.ok = True
+    except BalrogError as exc:
+        result.error = str(exc)
+        tail = getattr(exc, "stderr_tail", "")
+        log.error("tile %s realization %d failed: %s%s", real.tile, real.number, exc,
+                  f"\n--- stderr tail ---\n{tail}" if tail else "")
+    except Exception as exc:  # noqa: BLE001 - a bug in one realization must not stop the others
+        result.error = f"{type(exc).__name__}: {exc}"
+        log.error("tile %s realization %d failed with an unexpected error:\n%s", real.tile, real.number,
+                  traceback.format_exc())
+    finally:
+        if settings.intermediate_clean or not result.ok:
+            shutil.rmtree(scratch, ignore_errors=True)
+        result.seconds = time.perf_counter() - start
+    return result
+
+
+def _with_pyconfig(setup: astromatic.SextractorSetup, pyconfig) -> astromatic.SextractorSetup:
+    """SExtractor overrides from the pyconfig's ``SextractorConfigs`` hook (same for all bands)."""
+    if pyconfig is None:
+        return setup
+    extra = pyconfig.sextractor_configs("all")
+    return dataclasses.replace(setup, overrides={**setup.overrides, **extra}) if extra else setup
+
+
+# --------------------------------------------------------------------------- status
+
+
+def read_status(outdir: str | os.PathLike, tile: str) -> dict[str, Any]:
+    path = tile_dir(outdir, tile) / STATUS_FILE
+    try:
+        status = json.loads(path.read_text())
+    except FileNotFoundError:
+        status = {}
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable %s (%s); it will be rewritten", path, exc)
+        status = {}
+    status.setdefault("tilename", tile)
+    status.setdefault("realizations", {})
+    return status
+
+
+def write_status(outdir: str | os.PathLike, tile: str, status: Mapping[str, Any]) -> None:
+    atomic_write_text(tile_dir(outdir, tile) / STATUS_FILE, json.dumps(status, indent=1, sort_keys=True) + "\n")
+
+
+# --------------------------------------------------------------------------- pool
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux), None elsewhere."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def pool_size(ppn: int, image_shape: tuple[int, int], nbands: int, realizations: int,
+              memory: int | None = None) -> int:
+    """Workers that fit: at most ``ppn``, the number of realizations, and 80% of free memory.
+
+    A worker's peak is about ``IMAGES_PER_WORKER`` float32 images of the tile's size
+    (10000^2 -> 400 MB each), plus one injected copy per band.
+    """
+    npix = int(image_shape[0]) * int(image_shape[1])
+    per_worker = 4 * npix * (IMAGES_PER_WORKER + nbands)
+    memory = available_memory_bytes() if memory is None else memory
+    fit = max(1, int(0.8 * memory // per_worker)) if memory else ppn
+    size = max(1, min(ppn, realizations, fit))
+    if size < min(ppn, realizations):
+        log.warning("pool limited to %d workers by memory (%.1f GB free, ~%.1f GB per worker)", size,
+                    (memory or 0) / 1e9, per_worker / 1e9)
+    return size
+
+
+def _worker_init(log_level: int) -> None:
+    """Pool worker set-up: die with the parent (no orphans after ``kill -9``), default SIGINT."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    logging.getLogger().setLevel(log_level)
+
+
+def _run_packed(args: tuple) -> RealizationResult:
+    return run_realization(*args)
+
+
+# --------------------------------------------------------------------------- tiles
+
+
+@dataclass
+class TileOutcome:
+    tile: str
+    done: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+    not_pushed: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.error or self.failed:
+            return EXIT_FAILED
+        return EXIT_NOT_PUSHED if self.not_pushed else EXIT_OK
+
+
+@contextlib.contextmanager
+def tile_log(outdir: Path, tile: str) -> Iterator[Path]:
+    """Copy every log record to ``<outdir>/<TILE>/<TILE>.log`` while the tile runs."""
+    path = tile_dir(outdir, tile) / f"{tile}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield path
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def fetch_inputs(settings: RunSettings, tile: str) -> TileInputs:
+    """Fetch (or find) the tile's images and PSFEx models; measure nosim once."""
+    from . import fetch
+
+    fetch_opts = dict(settings.fetch)
+    source = fetch.ArchiveSource.create(
+        fetch_opts.get("root") or "",
+        layout=fetch_opts.get("layout") or "desdm",
+        url_template=fetch_opts.get("url"),
+        psf_template=fetch_opts.get("psf-url"),
+        run=fetch_opts.get("run"),
+        run_table=fetch_opts.get("run-table"),
+        netrc_path=fetch_opts.get("netrc"),
+        timeout=float(fetch_opts.get("timeout") or 60.0),
+    )
+    files = fetch.fetch_tile(
+        tile, tile_dir(settings.outdir, tile) / "images", source, bands=settings.image_keys,
+        workers=int(fetch_opts.get("workers") or 4), funpack=True, funpack_bin=settings.funpack,
+    )
+    nosim = nosim_catalog_path(settings.outdir, tile)
+    if not nosim.is_file():
+        t0 = time.perf_counter()
+        nosim.parent.mkdir(parents=True, exist_ok=True)
+        measure.measure_nosim(files.images, files.psfs, nosim, setup=settings.sextractor, workdir=nosim.parent)
+        log.info("tile %s: nosim measured once in %.1f s", tile, time.perf_counter() - t0)
+    return TileInputs(images=dict(files.images), psfs=dict(files.psfs), nosim_catalog=nosim)
+
+
+def _image_shape(path: Path) -> tuple[int, int]:
+    import fitsio
+
+    with fitsio.FITS(str(path)) as f:
+        dims = f[0].get_dims()
+    return (int(dims[0]), int(dims[1])) if len(dims) == 2 else (10000, 10000)
+
+
+def run_tile(settings: RunSettings, tile: str, pusher=None) -> TileOutcome:
+    """All realizations of one tile: resume, fetch, nosim once, pool, push, clean."""
+    from .positions import read_positions
+
+    outcome = TileOutcome(tile)
+    outdir = settings.outdir
+    with tile_log(outdir, tile):
+        status = read_status(outdir, tile)
+        try:
+            positions = read_positions(settings.posdir / f"{tile}.fits")
+            plan = plan_realizations(tile, positions.balrog_index, settings.ngal, settings.realizations,
+                                     settings.realization_list)
+        except BalrogError as exc:
+            outcome.error = str(exc)
+            log.error("tile %s: %s", tile, exc)
+            return outcome
+        todo = [r for r in plan if not is_complete(outdir, tile, r.number)]
+        outcome.skipped = [r.number for r in plan if r not in todo]
+        if outcome.skipped:
+            log.info("tile %s: %d realization(s) already complete, skipped", tile, len(outcome.skipped))
+        results: list[RealizationResult] = []
+        if todo:
+            try:
+                t0 = time.perf_counter()
+                inputs = fetch_inputs(settings, tile)
+                status["nosim_seconds"] = status.get("nosim_seconds", 0.0) + (time.perf_counter() - t0)
+            except BalrogError as exc:
+                outcome.error = str(exc)
+                log.error("tile %s: inputs not ready: %s", tile, exc)
+                status["error"] = str(exc)
+                write_status(outdir, tile, status)
+                return outcome
+            results = _run_pool(settings, tile, inputs, positions, todo, status)
+        for res in results:
+            entry = status["realizations"].setdefault(str(res.number), {})
+            if not res.ok:
+                outcome.failed[res.number] = res.error or "failed"
+        done = [r.number for r in plan if is_complete(outdir, tile, r.number)]
+        outcome.done = [j for j in done if j not in outcome.failed]
+        for j in outcome.done:
+            entry = status["realizations"].setdefault(str(j), {})
+            if settings.push and pusher is not None and not entry.get("pushed"):
+                try:
+                    pusher(catalog_paths(outdir, tile, j))
+                    entry["pushed"] = True
+                except BalrogError as exc:
+                    entry["pushed"] = False
+                    entry["push_error"] = str(exc)
+                    log.error("tile %s realization %d: catalogs kept on disk, not pushed: %s", tile, j, exc)
+                write_status(outdir, tile, status)
+            if settings.push and not entry.get("pushed"):
+                outcome.not_pushed.append(j)
+        status.pop("error", None)
+        status["complete"] = not outcome.failed and len(outcome.done) == len(plan)
+        write_status(outdir, tile, status)
+        if settings.tile_clean and status["complete"]:
+            shutil.rmtree(tile_dir(outdir, tile) / "images", ignore_errors=True)
+            shutil.rmtree(tile_dir(outdir, tile) / "scratch", ignore_errors=True)
+        log.info("tile %s: %d done, %d failed, %d not pushed", tile, len(outcome.done), len(outcome.failed),
+                 len(outcome.not_pushed))
+    return outcome
+
+
+def _run_pool(settings: RunSettings, tile: str, inputs: TileInputs, positions, todo: list[Realization],
+              status: dict[str, Any]) -> list[RealizationResult]:
+    """Run ``todo`` in a pool; record each result in ``status`` as it arrives."""
+    from tqdm import tqdm
+
+    workers = pool_size(settings.ppn, _image_shape(inputs.images[settings.bands[0]]), len(settings.bands), len(todo))
+    tasks = [
+        (settings, inputs, r, positions.ra[r.start:r.stop], positions.dec[r.start:r.stop],
+         positions.balrog_index[r.start:r.stop])
+        for r in todo
+    ]
+    results: list[RealizationResult] = []
+    tty = sys.stderr.isatty()
+    bar = tqdm(total=len(tasks), desc=tile, unit="real", disable=not tty)
+    log.info("tile %s: %d realization(s) to run with %d worker(s)", tile, len(tasks), workers)
+
+    def record(res: RealizationResult) -> None:
+        results.append(res)
+        entry = status["realizations"].setdefault(str(res.number), {})
+        entry.update(
+            state="done" if res.ok else "failed", seconds=round(res.seconds, 3),
+            stages={k: round(v, 3) for k, v in res.stages.items()}, error=res.error,
+            scratch_bytes=res.scratch_bytes, n_truth=res.n_truth, n_sim=res.n_sim, n_nosim=res.n_nosim,
+        )
+        status["peak_scratch_bytes"] = max(status.get("peak_scratch_bytes", 0), res.scratch_bytes)
+        write_status(settings.outdir, tile, status)
+        bar.update(1)
+        if not tty:
+            log.info("tile %s: realization %d %s in %.1f s (%d/%d)", tile, res.number,
+                     "done" if res.ok else "FAILED", res.seconds, len(results), len(tasks))
+
+    try:
+        if workers == 1:
+            for task in tasks:
+                record(run_realization(*task))
+        else:
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(workers, initializer=_worker_init, initargs=(logging.getLogger().level,)) as pool:
+                for res in pool.imap_unordered(_run_packed, tasks):
+                    record(res)
+    finally:
+        bar.close()
+    return results
+
+
+# --------------------------------------------------------------------------- subjob
+
+
+def make_pusher(settings: RunSettings):
+    """A function that pushes one realization's catalogs (None when pushing is off)."""
+    if not settings.push:
+        return None
+    from . import db
+
+    return db.make_realization_pusher(settings)
+
+
+def run_tiles(settings: RunSettings, tiles: Sequence[str]) -> int:
+    """Run ``tiles`` in order; return the subjob's exit code (see ``EXIT_*``)."""
+    try:
+        pusher = make_pusher(settings)
+    except BalrogError as exc:
+        log.error("database not reachable, catalogs will stay on disk (run balrog-push later): %s", exc)
+        pusher = None
+    outcomes = [run_tile(settings, tile, pusher) for tile in tiles]
+    failed = [o.tile for o in outcomes if o.exit_code == EXIT_FAILED]
+    not_pushed = [o.tile for o in outcomes if o.exit_code == EXIT_NOT_PUSHED]
+    if failed:
+        log.error("tiles with failures: %s", ", ".join(failed))
+        return EXIT_FAILED
+    if not_pushed:
+        log.error("tiles not (fully) pushed to the database: %s; run balrog-push", ", ".join(not_pushed))
+        return EXIT_NOT_PUSHED
+    return EXIT_OK
+
+
+def run_subjob(spec) -> int:
+    """``balrog-run SPEC``: the node runner entry point for one subjob spec."""
+    settings = settings_from_config(spec.run, spec.balrog, spec.db, spec.programs)
+    log.info("subjob %d of %s: tiles %s", spec.subjob, spec.jobname, ", ".join(spec.tiles))
+    return run_tiles(settings, spec.tiles)
