@@ -1,5 +1,8 @@
 """A small real HTTP file server on 127.0.0.1 that behaves like a DESDM archive, with faults.
 
+The demo serves its synthetic survey with it (basic auth from a .netrc, as DESDM is used);
+the fetch tests switch on its faults.
+
 Tests (and the demo) serve a directory with HTTP basic auth and can switch on the
 failures a real archive shows: a connection dropped mid-body, a file served truncated or
 with flipped bytes (well-framed HTTP, corrupt FITS), 5xx responses, a forced 404.
