@@ -269,13 +269,16 @@ def _resolve_duplicates(conn: Connection, tables: dict[str, sa.Table], real: _Re
             pushed.c.tilename == real.tilename, pushed.c.realization == real.realization
         )
     ).first()
-    overlapping = set(
-        conn.execute(
-            sa.select(truth.c.realization).distinct().where(
-                truth.c.tilename == real.tilename, truth.c.balrog_index.between(real.lo, real.hi)
+    # Filter on balrog_index alone (its index) and the tile in Python: with the tile in the
+    # WHERE clause SQLite picks the (tilename, realization) index and scans the whole tile,
+    # which makes every push slower than the last.
+    overlapping = {
+        int(r) for t, r in conn.execute(
+            sa.select(truth.c.tilename, truth.c.realization).distinct().where(
+                truth.c.balrog_index.between(real.lo, real.hi)
             )
-        ).scalars()
-    )
+        ) if t == real.tilename
+    }
     if prev is None and not overlapping:
         return None
     if policy.duplicate == "error":
