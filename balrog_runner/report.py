@@ -9,7 +9,8 @@ Definitions (what a reader of the plots needs to know):
 * an injected object is *recovered* in a realization when a detection of that
   realization's sim catalog is associated with it (nearest truth position within 2 px,
   SExtractor ASSOC semantics), so completeness = recovered / drawn per magnitude bin;
-* objects flagged ``not_drawn`` (off the image) are excluded from every statistic;
+* objects flagged ``not_drawn`` as off the image (or failed) are excluded from every
+  statistic; objects whose stamp was only clipped at the image edge count as drawn;
 * the photometric bias uses ``MAG_AUTO_<BAND> - mag_<band>`` of recovered objects, and
   leaves out objects that fell within 2 px of a detection already present in the
   untouched image (the nosim association): their measurement is a blend with a real
@@ -31,11 +32,15 @@ import numpy as np
 
 from .atomic import atomic_path, atomic_write_text
 from .errors import InputFileError
+from .inject import CENTRE_OFF_IMAGE, DRAW_FAILED, OFF_IMAGE
 
 log = logging.getLogger(__name__)
 
 #: Association radius used by the runner, in pixels (reported on the page).
 ASSOC_RADIUS_PIX = 2.0
+#: ``not_drawn`` bits that mean the object is not in the image: off image, centre off
+#: image, drawing failed. ``CLIPPED`` (stamp cut at the image edge) was drawn.
+NOT_DRAWN_BITS = OFF_IMAGE | CENTRE_OFF_IMAGE | DRAW_FAILED
 #: DES coadd pixel scale in arcsec per pixel.
 PIXEL_SCALE_ARCSEC = 0.263
 
@@ -64,6 +69,7 @@ class CampaignData:
     bands: list[str]
     truth_ra: np.ndarray
     truth_dec: np.ndarray
+    truth_tile: np.ndarray
     offsets_arcsec: np.ndarray
     matches: dict[str, BandMatches] = field(default_factory=dict)
     seconds_spent: float | None = None
@@ -125,7 +131,7 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
         raise InputFileError(f"no realization catalogs under {outdir} (expected <TILE>/catalogs/*_truth.fits)")
 
     tiles: set[str] = set()
-    ra_parts, dec_parts, offset_parts = [], [], []
+    ra_parts, dec_parts, tile_parts, offset_parts = [], [], [], []
     per_band: dict[str, dict[str, list[np.ndarray]]] = {}
     n_injected = n_drawn = n_recovered = 0
     found_bands: list[str] | None = list(bands) if bands else None
@@ -137,7 +143,7 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
         tiles.add(truth_path.parent.parent.name)
         n_injected += len(truth)
         not_drawn = _column(truth, "not_drawn")
-        drawn = np.ones(len(truth), bool) if not_drawn is None else (not_drawn == 0)
+        drawn = np.ones(len(truth), bool) if not_drawn is None else (not_drawn & NOT_DRAWN_BITS) == 0
         n_drawn += int(drawn.sum())
         index = _column(truth, "balrog_index")
         sim_index = _column(sim, "balrog_index")
@@ -159,6 +165,7 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
         blended = np.isin(index, nosim_index[nosim_index >= 0]) if nosim_index is not None else np.zeros(len(index), bool)
 
         ra_parts.append(_column(truth, "ra")[drawn])
+        tile_parts.append(np.full(int(drawn.sum()), truth_path.parent.parent.name))
         dec_parts.append(_column(truth, "dec")[drawn])
 
         x_meas = _column(sim, "XWIN_IMAGE_DET")
@@ -206,6 +213,7 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
         bands=list(matches),
         truth_ra=np.concatenate(ra_parts),
         truth_dec=np.concatenate(dec_parts),
+        truth_tile=np.concatenate(tile_parts),
         offsets_arcsec=np.concatenate(offset_parts) if offset_parts else np.empty(0),
         matches=matches,
         seconds_spent=_seconds_spent(outdir),
@@ -358,50 +366,70 @@ def plot_offsets(data: CampaignData, path: Path) -> float:
     return median
 
 
-def plot_skymap(data: CampaignData, path: Path, nside: int = 1024) -> None:
-    """HEALPix map of injected positions (count per pixel) over the campaign's tiles."""
+def _skymap_nside(extent_deg: float) -> int:
+    """A HEALPix nside whose pixels are about 1/40 of the mapped extent (64 .. 8192)."""
+    import healpy as hp
+
+    target_arcmin = max(extent_deg, 1e-3) * 60.0 / 40.0
+    nside = 64
+    while nside < 8192 and hp.nside2resol(nside, arcmin=True) > target_arcmin:
+        nside *= 2
+    return nside
+
+
+def plot_skymap(data: CampaignData, path: Path) -> None:
+    """HEALPix map of injected positions (count per pixel) with the campaign's tile outlines.
+
+    The view and the pixel size follow the extent of the injected positions, so a full
+    campaign and a small synthetic one both show their structure.
+    """
+    import warnings
+
     import healpy as hp
     import matplotlib.pyplot as plt
 
     from .geometry import des_tile
 
-    pix = hp.ang2pix(nside, data.truth_ra, data.truth_dec, lonlat=True)
-    counts = np.bincount(pix, minlength=hp.nside2npix(nside)).astype(float)
-    counts[counts == 0] = hp.UNSEEN
-    # Centre the view on the tiles; the circular mean handles tiles on both sides of RA = 0.
+    logging.getLogger("healpy").setLevel(logging.WARNING)
+    # Centre the view on the objects; the circular mean handles tiles on both sides of RA = 0.
     ra_rad = np.deg2rad(data.truth_ra)
     lon0 = float(np.rad2deg(np.arctan2(np.sin(ra_rad).mean(), np.cos(ra_rad).mean())))
     lon_off = (data.truth_ra - lon0 + 180.0) % 360.0 - 180.0
-    pad = 0.5
+    extent = max(float(np.ptp(lon_off)), float(np.ptp(data.truth_dec)), 1e-3)
+    pad = 0.1 * extent
     lonra = [float(lon_off.min() - pad), float(lon_off.max() + pad)]
     latra = [float(data.truth_dec.min() - pad), float(data.truth_dec.max() + pad)]
-    fig = plt.figure(figsize=(7.0, 5.0))
-    hp.cartview(
-        counts,
-        rot=(lon0, 0.0),
-        lonra=lonra,
-        latra=latra,
-        fig=fig.number,
-        title=f"Injected positions per HEALPix pixel (nside {nside}, {hp.nside2resol(nside, arcmin=True):.1f}')",
-        unit="objects",
-        cmap="viridis",
-        notext=True,
-    )
-    hp.graticule(dpar=1.0, dmer=1.0, alpha=0.3)
+    nside = _skymap_nside(extent)
+    pix = hp.ang2pix(nside, data.truth_ra, data.truth_dec, lonlat=True)
+    counts = np.bincount(pix, minlength=hp.nside2npix(nside)).astype(float)
+    counts[counts == 0] = hp.UNSEEN
+    fig = plt.figure(figsize=(8.5, 5.4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # healpy re-uses our figure and says so
+        hp.cartview(
+            counts, rot=(lon0, 0.0), lonra=lonra, latra=latra, fig=fig.number,
+            title=f"Injected positions per HEALPix pixel (nside {nside}, {hp.nside2resol(nside, arcmin=True):.2f}')",
+            unit="objects per pixel", cmap="viridis", notext=True,
+        )
+        step = max(extent / 4.0, 0.01)
+        hp.graticule(dpar=step, dmer=step, alpha=0.3)
     for name in data.tiles:
         try:
             tile = des_tile(name)
         except Exception:  # noqa: BLE001 - an unknown tile only loses its outline
             continue
         lo, hi = tile.uramin, tile.uramax
-        if tile.crossra0 or hi < lo:
+        if tile.crossra0:
             lo, hi = hi, lo + 360.0
         ras = np.concatenate([np.linspace(lo, hi, 20), [hi, hi], np.linspace(hi, lo, 20), [lo, lo]])
         decs = np.concatenate(
             [np.full(20, tile.udecmin), [tile.udecmin, tile.udecmax], np.full(20, tile.udecmax), [tile.udecmax, tile.udecmin]]
         )
         hp.projplot(ras, decs, lonlat=True, color="w", lw=0.8)
-        hp.projtext(tile.ra_cent, tile.dec_cent, name, lonlat=True, color="w", fontsize=7, ha="center")
+        sel = np.flatnonzero(np.char.startswith(np.asarray(data.truth_tile, dtype=str), name))
+        if len(sel):
+            hp.projtext(float(np.median(data.truth_ra[sel])), float(data.truth_dec[sel].max() + 0.03 * extent), name,
+                        lonlat=True, color="k", fontsize=8, ha="center")
     _save(fig, path)
     plt.close(fig)
 
