@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="SQLAlchemy database URL (default: sqlite file <outdir>/<dbname>.sqlite, "
                           "outdir = the first PATH if it is a directory)")
     src.add_argument("--config", metavar="FILE",
-                     help="the campaign's CustomConfig python file: its db dict, dbname, db-columns, DBoverwrite")
+                     help="the campaign's CustomConfig python file: its db dict, dbname, outdir, db-columns "
+                          "(its DBoverwrite is ignored: use --overwrite)")
     p.add_argument("--dbname", help="table name prefix: <dbname>_truth, _sim, _nosim (default: balrog "
                                     "or the config's dbname)")
     p.add_argument("--duplicate", choices=("error", "replace"), default=None,
@@ -78,7 +79,9 @@ def _action(args: argparse.Namespace) -> int:
     dbname = args.dbname or run.get("dbname") or "balrog"
     first = Path(args.paths[0])
     outdir = run.get("outdir") or (first if first.is_dir() else first.parent)
-    overwrite = args.overwrite or bool(run.get("DBoverwrite", False))
+    overwrite = args.overwrite  # never from the config: a DBoverwrite left on must not drop here
+    if run.get("DBoverwrite") and not overwrite:
+        log.info("the config sets DBoverwrite; balrog-push drops tables only with --overwrite")
     policy = PushPolicy(
         duplicate=args.duplicate or db.get("duplicate") or "error",
         reader=args.reader or db.get("reader"),
