@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+from slurm_cluster import SlurmUnavailable, missing_binaries, start_slurm, stop_slurm
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,3 +31,30 @@ def des_psf_path() -> Path:
 @pytest.fixture(scope="session")
 def tiles_dir() -> Path:
     return REPO / "tiles"
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """A one-node SLURM on localhost for the whole session (tests/slurm_cluster.py).
+
+    Skips only when the binaries are absent or we are not root; if SLURM is installed and
+    we are root but it does not come up, the tests fail, so CI cannot pass without them.
+    """
+    missing = missing_binaries()
+    if missing:
+        pytest.skip(f"SLURM TESTS NOT RUN: binaries missing ({', '.join(missing)}); install slurm-wlm and munge")
+    if os.geteuid() != 0:
+        pytest.skip("SLURM TESTS NOT RUN: starting slurmctld/slurmd needs root")
+    try:
+        cluster = start_slurm(Path(tempfile.gettempdir()) / "balrog_runner_slurm")
+    except SlurmUnavailable as exc:
+        pytest.fail(f"SLURM is installed but did not start: {exc}")
+    yield cluster
+    stop_slurm(cluster)
+
+
+@pytest.fixture
+def slurm_env(slurm, monkeypatch):
+    """Point the SLURM clients (sbatch in submit.sh, scontrol in the batch files) at our cluster."""
+    monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
+    return slurm

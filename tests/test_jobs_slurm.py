@@ -8,41 +8,13 @@ it does not come up, they fail, so CI cannot pass without running them.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import datetime
-from pathlib import Path
 
-import pytest
-from slurm_cluster import SlurmUnavailable, missing_binaries, start_slurm, stop_slurm, wait_for_jobs
+from slurm_cluster import wait_for_jobs
 from test_jobs import TILES, records, write_campaign
 
 from balrog_runner import config as cfgmod
 from balrog_runner import jobs
-
-STATE_DIR = Path(tempfile.gettempdir()) / "balrog_runner_slurm"
-
-
-@pytest.fixture(scope="session")
-def slurm():
-    missing = missing_binaries()
-    if missing:
-        pytest.skip(f"SLURM TESTS NOT RUN: binaries missing ({', '.join(missing)}); install slurm-wlm and munge")
-    if os.geteuid() != 0:
-        pytest.skip("SLURM TESTS NOT RUN: starting slurmctld/slurmd needs root")
-    try:
-        cluster = start_slurm(STATE_DIR)
-    except SlurmUnavailable as exc:
-        pytest.fail(f"SLURM is installed but did not start: {exc}")
-    yield cluster
-    stop_slurm(cluster)
-
-
-@pytest.fixture
-def slurm_env(slurm, monkeypatch):
-    """Point the SLURM clients (sbatch in submit.sh, scontrol in the batch files) at our cluster."""
-    monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
-    return slurm
 
 
 def _time(value: str) -> datetime:
