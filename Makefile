@@ -28,8 +28,12 @@ test-all: setup
 demo: setup
 	$(VENV)/bin/balrog-demo
 
+# Speed and memory figures (each prints a table; several minutes in all on 2 cores).
 bench: setup
 	$(PY) benchmarks/positions.py
+	$(PY) benchmarks/inject.py --size 4096 --nobj 300
+	$(PY) benchmarks/db.py
+	$(PY) benchmarks/tile.py
 
 lint: venv
 	$(PY) -m ruff check balrog_runner tests benchmarks aux

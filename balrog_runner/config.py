@@ -46,6 +46,8 @@ SCHEDULERS = ("slurm", "wq", "local")
 ALL_BANDS = ("g", "r", "i", "z", "Y")
 #: Keys of ``run`` naming external programs; checked on PATH after sourcing ``--source``.
 PROGRAM_KEYS = ("sex", "swarp", "funpack", "psfex", "balrog-run")
+#: The programs a node runs (resolved at build time); psfex only makes synthetic tiles' PSFs.
+NODE_PROGRAM_KEYS = ("sex", "swarp", "funpack", "balrog-run")
 
 
 def config_dir() -> Path:
@@ -315,8 +317,12 @@ def read_tile_list(path: str | os.PathLike) -> list[str]:
     return out
 
 
-def load_config(path: str | os.PathLike, source: str | os.PathLike | None = None) -> Config:
+def load_config(path: str | os.PathLike, source: str | os.PathLike | None = None,
+                check_positions: bool = True) -> Config:
     """Run the user's ``CustomConfig`` on fresh defaults, then normalise and check the result.
+
+    ``check_positions=False`` skips the position-file check, for tools that work on a
+    campaign's results after its position files may have been cleaned up (balrog-push).
 
     Raises :class:`ConfigError` with the file's name when the file fails to run, defines no
     ``CustomConfig``, returns the wrong shape, or any value is invalid.
@@ -354,7 +360,7 @@ def load_config(path: str | os.PathLike, source: str | os.PathLike | None = None
         if not isinstance(value, want):
             raise ConfigError(f"CustomConfig in {path} returned {type(value).__name__} for {name}; expected {'list' if name == 'tiles' else 'dict'}")
     cfg = Config(run=dict(run), balrog=dict(balrog), db=dict(db), tiles=list(tiles), path=path.resolve(), source=src)
-    check_config(cfg)
+    check_config(cfg, check_positions=check_positions)
     return cfg
 
 
@@ -562,7 +568,7 @@ def validate_for_scheduler(cfg: Config, scheduler: str, check_programs: bool = T
     if run["arraymax"] is not None and not run["asarray"]:
         log.warning("run['arraymax'] is ignored without run['asarray']")
     if check_programs:
-        cfg.programs = resolve_programs({k: run[k] for k in PROGRAM_KEYS}, cfg.source)
+        cfg.programs = resolve_programs({k: run[k] for k in NODE_PROGRAM_KEYS}, cfg.source)
 
 
 def resolve_programs(programs: dict[str, str], source: Path | None = None) -> dict[str, str]:

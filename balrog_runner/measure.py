@@ -74,15 +74,18 @@ def run_band_catalogs(
     prefix: str = "",
     setup: astromatic.SextractorSetup = astromatic.DEFAULT_SEXTRACTOR,
     workdir: str | os.PathLike | None = None,
+    det_weight: tuple[str | os.PathLike, int] | None = None,
 ) -> dict[str, Path]:
     """SExtractor for every band (dual-image, detection on ``det_image``) and det on itself.
 
     Images are funpacked DESDM MEFs (SCI 0, MSK 1, WGT 2). ``psfs`` maps band (and
     ``'det'``) to its PSFEx model (or None with a parameter file that needs no PSF).
     Returns ``{band: catalog path}`` with ``'det'`` last, catalogs named
-    ``<catdir>/<prefix><band>_cat.fits``.
+    ``<catdir>/<prefix><band>_cat.fits``. ``det_weight`` is the detection weight as
+    ``(path, hdu)`` when it is not HDU 2 of ``det_image`` (SWarp's own two-file output).
     """
     det_image = Path(det_image)
+    det_wgt = (Path(det_weight[0]), det_weight[1]) if det_weight is not None else (det_image, WGT_HDU)
     catdir = Path(catdir)
     out: dict[str, Path] = {}
     for band, image in band_images.items():
@@ -90,11 +93,11 @@ def run_band_catalogs(
             continue
         out[band] = astromatic.run_sextractor(
             (det_image, SCI_HDU), catdir / f"{prefix}{band}_cat.fits",
-            measurement=(Path(image), SCI_HDU), detection_weight=(det_image, WGT_HDU),
+            measurement=(Path(image), SCI_HDU), detection_weight=det_wgt,
             measurement_weight=(Path(image), WGT_HDU), psf=_psf_for(psfs, band), setup=setup, workdir=workdir)
     out[DET] = astromatic.run_sextractor(
         (det_image, SCI_HDU), catdir / f"{prefix}{DET}_cat.fits", measurement=(det_image, SCI_HDU),
-        detection_weight=(det_image, WGT_HDU), measurement_weight=(det_image, WGT_HDU),
+        detection_weight=det_wgt, measurement_weight=det_wgt,
         psf=_psf_for(psfs, DET), setup=setup, workdir=workdir)
     return out
 
@@ -252,15 +255,19 @@ def measure_realization(
     _check_images(bands, "injected")
     out_path = Path(out_path)
     with astromatic.scratch_dir(workdir if workdir is not None else out_path.parent, prefix=".sim-") as tmp:
-        det_path = Path(det_image_out) if det_image_out is not None else tmp / "det.fits"
+        pairs = [((Path(bands[b]), SCI_HDU), (Path(bands[b]), WGT_HDU)) for b in det_bands]
         with clock("swarp"):
-            astromatic.make_detection_image(
-                [((Path(bands[b]), SCI_HDU), (Path(bands[b]), WGT_HDU)) for b in det_bands], det_path,
-                setup=swarp, workdir=tmp)
+            if det_image_out is not None:  # kept: the DESDM-like MEF (SCI, MSK, WGT)
+                det_path = astromatic.make_detection_image(pairs, Path(det_image_out), setup=swarp, workdir=tmp)
+                det_weight = None
+            else:  # SExtractor reads SWarp's two files as they are: no re-write per realization
+                det_path, wgt_path = astromatic.run_swarp_detection(
+                    pairs, tmp / "det_sci.fits", tmp / "det_wgt.fits", setup=swarp, workdir=tmp)
+                det_weight = (wgt_path, 0)
         catdir = out_path.parent if keep_band_catalogs else tmp
         with clock("sextractor"):
             cats = run_band_catalogs(det_path, bands, psfs, catdir, prefix=f"{out_path.stem}_", setup=setup,
-                                     workdir=tmp)
+                                     workdir=tmp, det_weight=det_weight)
         with clock("catalog"):
             return _wide_from_runs(cats, out_path, keep_band_catalogs, {"BALRUN": "sim"})
 

@@ -288,7 +288,7 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
             truth = inject.inject_realization(
                 {b: inputs.images[b] for b in settings.bands},
                 {b: inputs.psfs[b] for b in settings.bands},
-                objects, injected, draw_options=options,
+                objects, injected, draw_options=options, checksum=False,
                 noise_seed=population.realization_seeds(real.indexstart + settings.seed_offset)[1],
             )
         timings: dict[str, float] = {}

@@ -26,7 +26,7 @@ How the time is split (probes wrap functions of this process, nothing else chang
 - **own overhead**: everything else in the realization's wall time -- our Python and the
   libraries it calls: building GalSim profiles, evaluating the PSFEx model per object
   (``inject.psfex_profile``, itemised), Poisson noise, reading and writing images with
-  astropy (``HDUList.writeto``, itemised), joining catalogs, matching, writing catalogs,
+  image writes (``inject.write_hdus``, itemised), joining catalogs, matching, writing catalogs,
   scratch clean-up. Target (issue 5): own overhead < 15% of the realization's wall time.
 
 nosim: ``measure.measure_nosim`` is timed when the runner calls it (once per tile);
@@ -59,7 +59,6 @@ if str(REPO) not in sys.path:
 
 import fitsio  # noqa: E402
 import galsim  # noqa: E402
-from astropy.io import fits  # noqa: E402
 
 from balrog_runner import astromatic, config, geometry, inject, measure, positions, runner, synth  # noqa: E402
 
@@ -131,7 +130,7 @@ class Probes:
         self.wrap(galsim.GSObject, "drawImage", "galsim_draw")
         self.wrap(inject, "psfex_profile", "psfex_profile")
         self.wrap(galsim.Image, "addNoise", "poisson_noise")
-        self.wrap(fits.HDUList, "writeto", "astropy_writeto")
+        self.wrap(inject, "write_hdus", "image_write")
         self.wrap(measure, "measure_nosim", "measure_nosim")
         self.wrap(measure, "nosim_for_realization", "nosim_assoc")
         self._wrap_phase(runner, "fetch_inputs", lambda args, kwargs: "fetch")
@@ -291,10 +290,10 @@ def report(args, probes: Probes, settings: runner.RunSettings, synth_seconds: fl
     inj_own = stage_wall["inject"] - draw
     psf = mean(probes.get(ph, "psfex_profile") for ph in phases)
     noise = mean(probes.get(ph, "poisson_noise") for ph in phases)
-    wr = mean(probes.get(ph, "astropy_writeto") for ph in phases)
+    wr = mean(probes.get(ph, "image_write") for ph in phases)
     ndraw = mean(probes.calls.get((ph, "galsim_draw"), 0) for ph in phases)
     print(f"inject own {inj_own:.2f} s of which: PSFEx model per object {psf:.2f} s, Poisson noise {noise:.2f} s, "
-          f"astropy image write {wr:.2f} s, rest (population, profiles, image read, stamp adds) "
+          f"injected image write (fitsio) {wr:.2f} s, rest (population, profiles, image read, stamp adds) "
           f"{inj_own - psf - noise - wr:.2f} s; {ndraw:.0f} drawImage calls, "
           f"{1000 * draw / max(ndraw, 1):.1f} ms each")
     own_share = own_total / wall

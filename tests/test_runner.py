@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -268,6 +269,16 @@ def test_database_outage_keeps_catalogs_and_balrog_push_catches_up(tmp_path, sur
     engine = sa.create_engine(good)
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM demo_truth")).scalar_one() == 60
+    engine.dispose()
+    # The campaign's own config works too, after its position files were cleaned up.
+    shutil.rmtree(data["run"]["pos"])
+    push = subprocess.run([str(BIN / "balrog-push"), str(outdir), "--config", str(tmp_path / "demo_config.py")],
+                          capture_output=True, text=True)
+    assert push.returncode == 0, push.stderr
+    engine = sa.create_engine(f"sqlite:///{outdir / 'demo.sqlite'}")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM demo_sim")).scalar_one() == sum(
+            len(read(runner.catalog_paths(outdir, TILE, j)["sim"])) for j in range(2))
     engine.dispose()
 
 

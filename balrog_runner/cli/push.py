@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..config import load_config
 from ..db import (
     PushPolicy,
     find_catalogs,
@@ -22,7 +23,6 @@ from ..db import (
     resolve_url,
     safe_url,
 )
-from ..errors import ConfigError
 from ._common import add_logging_options, run_command
 
 PROG = "balrog-push"
@@ -30,7 +30,9 @@ log = logging.getLogger(PROG)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog=PROG, description="Push the realizations whose catalogs are on disk but not yet in the database "
+        "(after a database outage, or to load a campaign into another database).")
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="campaign outdir, tile directory or <TILE>_r<jjjj>_{truth,sim,nosim}.fits files")
     src = p.add_mutually_exclusive_group()
@@ -55,17 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_config(path: str) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
-    """(run, db) dicts from a CustomConfig file via ``balrog_runner.config.load_config``."""
-    try:
-        from .. import config as config_module
-    except ImportError:
-        raise ConfigError("--config needs balrog_runner.config, which this installation lacks; use --db") from None
-    loader = getattr(config_module, "load_config", None)
-    if loader is None:
-        raise ConfigError("balrog_runner.config has no load_config(); use --db URL instead of --config")
-    cfg = loader(path)
-    get = cfg.get if isinstance(cfg, Mapping) else lambda k, d=None: getattr(cfg, k, d)
-    return dict(get("run", {}) or {}), dict(get("db", {}) or {})
+    """(run, db) dicts from a CustomConfig file; its position files need not exist any more."""
+    cfg = load_config(path, check_positions=False)
+    return cfg.run, cfg.db
 
 
 def _action(args: argparse.Namespace) -> int:

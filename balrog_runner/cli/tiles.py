@@ -19,7 +19,9 @@ log = logging.getLogger(PROG)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0].split(": ", 1)[1])
+    p = argparse.ArgumentParser(
+        prog=PROG, description="Turn a list of DES tile names into a full Y3 geometry table (centre, "
+        "unique-area bounds, CROSSRA0, WCS), from the DES tiling rule or the input table's own bounds.")
     p.add_argument("--tiles", metavar="FILE", help="tile list or table (FITS or CSV/text; Y1, Y3 or names only)")
     p.add_argument("--tilecol", metavar="NAME", help="tile-name column of --tiles (default: tilename, any case)")
     p.add_argument("--tilenames", metavar="NAME", nargs="+", help="DES tile names (DESHHMM+DDMM); with --tiles, a subset of it")
