@@ -126,7 +126,7 @@ RUN_KEYS: dict[str, Key] = {
     "sex": Key("source-extractor", "str", "SExtractor executable (Debian: source-extractor)"),
     "swarp": Key("SWarp", "str", "SWarp executable (Debian: SWarp)"),
     "funpack": Key("funpack", "str", "funpack executable (libcfitsio-bin)"),
-    "psfex": Key("psfex", "str", "psfex executable"),
+    "psfex": Key("psfex", "str", "psfex executable (balrog-make-tile / synthetic tiles only; not needed on the nodes)"),
     "balrog-run": Key(_default_balrog_run, "str", "the node runner executable the job files call"),
     # AstrOmatic configuration files
     "sex-config": Key(_cfg("default.sex"), "path", "SExtractor configuration file"),
