@@ -341,7 +341,7 @@ def plot_bias(data: CampaignData, path: Path) -> dict[str, tuple[float, float]]:
     ax_med.set_ylabel("median MAG_AUTO - true [mag]")
     ax_sig.set_ylabel("scatter (1.4826 MAD) [mag]")
     ax_sig.set_xlabel("true magnitude")
-    ax_med.legend(title="band", frameon=False, ncol=len(data.matches) or 1)
+    ax_med.legend(title="band", frameon=False, ncol=len(data.matches) or 1, loc="upper left", fontsize=8)
     ax_med.set_title("Photometric bias and scatter of recovered, unblended objects")
     _save(fig, path)
     plt.close(fig)

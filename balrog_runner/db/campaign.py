@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import URL, Engine
+from tqdm import tqdm
 
 from ..errors import DatabaseError, InputFileError
 from .push import (
@@ -108,7 +110,11 @@ def push_missing(
     engine = as_engine(engine_or_db)
     done = {} if repush else pushed_realizations(engine, dbname)
     summary = PushSummary()
+    sets = list(sets)
+    # A bar on a terminal; in batch logs the per-realization INFO lines are the progress.
+    bar = tqdm(total=len(sets), unit="real", desc="push", disable=not sys.stderr.isatty())
     for cs in sets:
+        bar.update(1)
         if (cs.tilename, cs.realization) in done:
             summary.skipped += 1
             continue
@@ -119,7 +125,9 @@ def push_missing(
             summary.failed.append((f"{cs.tilename} r{cs.realization:04d}", str(exc)))
         except DatabaseError:
             log.error("stopping: %d realizations pushed before the database failed", len(summary.pushed))
+            bar.close()
             raise
+    bar.close()
     return summary
 
 
