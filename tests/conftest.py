@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -58,3 +59,12 @@ def slurm_env(slurm, monkeypatch):
     """Point the SLURM clients (sbatch in submit.sh, scontrol in the batch files) at our cluster."""
     monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
     return slurm
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """CLI mains (run_command) point the root logger at the test's captured stderr; undo that."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    yield
+    root.handlers[:], root.level = saved[0], saved[1]

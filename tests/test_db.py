@@ -100,15 +100,6 @@ def write_realization(catdir: Path, tile: str, real: int, ngal: int = 20, istart
 TILE = "DES0001+0001"
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """CLI mains point the root logger at this test's captured stderr; undo that afterwards."""
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
-    yield
-    root.handlers[:], root.level = saved[0], saved[1]
-
-
 @pytest.fixture
 def engine(tmp_path):
     eng = make_engine(f"sqlite:///{tmp_path / 'db' / 'camp.sqlite'}")

@@ -32,15 +32,6 @@ _REASON = unavailable_reason()
 pytestmark = pytest.mark.skipif(_REASON is not None, reason=f"NO POSTGRESQL TESTS: {_REASON}")
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """CLI mains point the root logger at this test's captured stderr; undo that afterwards."""
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
-    yield
-    root.handlers[:], root.level = saved[0], saved[1]
-
-
 @pytest.fixture(scope="session")
 def pg():
     with pg_cluster() as cluster:
