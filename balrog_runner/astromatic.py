@@ -415,8 +415,9 @@ def run_psfex(
     return out_psf
 
 
-#: fpack options: Rice, floats quantized at noise/4 with SUBTRACTIVE_DITHER_2.
-FPACK_OPTIONS = ("-qz", "4")
+#: fpack options: Rice, floats quantized at noise/4 with SUBTRACTIVE_DITHER_2, the dither
+#: seed taken from the first tile's checksum (``t``) rather than the clock.
+FPACK_OPTIONS = ("-qzt", "4")
 
 
 def run_fpack(src: str | os.PathLike, out_fz: str | os.PathLike, *, program: str = "fpack",
@@ -426,6 +427,8 @@ def run_fpack(src: str | os.PathLike, out_fz: str | os.PathLike, *, program: str
     ``-qz`` (SUBTRACTIVE_DITHER_2) matters: with fpack's default dithering, the zero-weight
     pixels of a WGT HDU come back from funpack as small positive *and negative* numbers,
     which SExtractor then takes as real (or invalid) weights. ``-qz`` keeps zeros exactly.
+    ``t`` makes the compressed file a function of the image alone (fpack otherwise seeds
+    its dithering from the clock), so the same seed gives the same synthetic tile.
     """
     src = _require(Path(src), "fpack input")
     out_fz = Path(out_fz)

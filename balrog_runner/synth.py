@@ -318,8 +318,9 @@ def make_synthetic_tile(
 
     with astromatic.scratch_dir(outdir, prefix=f".{tilename}-synth-") as tmp:
         plain: dict[str, Path] = {}
-        for k, band in enumerate(bands):
-            band_rng = np.random.default_rng([seed, 11, k])
+        for band in bands:
+            # Seeded by the band itself, so a band's pixels do not depend on the others made.
+            band_rng = np.random.default_rng([seed, 11, list(DEPTH_10SIGMA).index(band)])
             sci, msk, wgt = _render_band(band, size, stars, gals, PSF_FWHM, band_rng)
             plain[band] = astromatic.write_desdm_image(
                 tmp / f"{tilename}_{band}.fits", sci, msk, wgt, header,
