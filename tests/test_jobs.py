@@ -283,13 +283,18 @@ def test_balrog_run_by_rank_and_errors(tmp_path, monkeypatch, capsys):
     assert err.startswith("balrog-run: error: spec") and "\n" not in err
 
 
-def test_detect_scheduler(tmp_path, monkeypatch):
+def test_detect_scheduler_asks_the_controller(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert jobs.detect_scheduler() == "local"
-    fake = tmp_path / "sbatch"
-    fake.write_text("#!/bin/sh\n")
-    fake.chmod(0o755)
+    assert jobs.detect_scheduler() == "local"  # no sbatch
+    for name, body in (("sbatch", ""), ("scontrol", 'echo "Slurmctld(primary) at node1 is UP"')):
+        fake = tmp_path / name
+        fake.write_text(f"#!/bin/sh\n{body}\n")
+        fake.chmod(0o755)
     assert jobs.detect_scheduler() == "slurm"
+    (tmp_path / "scontrol").write_text("#!/bin/sh\necho 'scontrol: fatal: no configuration' >&2\nexit 1\n")
+    assert jobs.detect_scheduler() == "local"  # client tools without a cluster
+    (tmp_path / "scontrol").unlink()
+    assert jobs.detect_scheduler() == "slurm"  # no way to ask: trust sbatch
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -85,3 +85,7 @@ def test_array_throttled_by_arraymax(slurm_env, tmp_path):
     intervals = sorted((starts[k], recs[k]["end"]) for k in range(3))
     for (_, end_a), (start_b, _) in zip(intervals, intervals[1:], strict=False):
         assert start_b >= end_a, f"array elements overlapped: {intervals}"
+
+
+def test_scheduler_detected_when_the_controller_answers(slurm_env):
+    assert jobs.detect_scheduler() == "slurm"

@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", metavar="FILE",
                    help="shell script sourced before looking up programs and at the top of every job file")
     p.add_argument("--scheduler", choices=cfgmod.SCHEDULERS,
-                   help="job flavour; default: slurm when sbatch is on PATH, else local")
+                   help="job flavour; default: slurm when sbatch is on PATH and a SLURM controller answers, else local")
     p.add_argument("--force", action="store_true", help="replace an existing job directory (its logs and records go)")
     p.add_argument("--submit", action="store_true",
                    help="after building: run submit.sh (slurm) or run the subjobs here (local)")

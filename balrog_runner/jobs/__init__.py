@@ -45,8 +45,26 @@ class JobFiles:
 
 
 def detect_scheduler() -> str:
-    """``slurm`` when ``sbatch`` is on PATH, else ``local`` (wq is only ever chosen explicitly)."""
-    return "slurm" if shutil.which("sbatch") else "local"
+    """``slurm`` when ``sbatch`` is on PATH and a controller answers, else ``local``.
+
+    wq is only ever chosen explicitly. Why ask the controller: a workstation can have the
+    SLURM client packages installed with no cluster behind them (Debian's slurm-wlm), and
+    jobs built for SLURM there could never run. ``scontrol ping`` is cheap and needs no
+    allocation; without ``scontrol`` we trust ``sbatch`` alone.
+    """
+    if not shutil.which("sbatch"):
+        return "local"
+    if not shutil.which("scontrol"):
+        return "slurm"
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        ping = None
+    if ping is not None and ping.returncode == 0 and " is UP" in ping.stdout:
+        return "slurm"
+    log.warning("sbatch is installed but no SLURM controller answers 'scontrol ping': building local jobs "
+                "(give --scheduler slurm to force)")
+    return "local"
 
 
 def build_jobs(cfg: cfgmod.Config, scheduler: str | None = None, replace: bool = False,
