@@ -157,7 +157,6 @@ RUN_KEYS: dict[str, Key] = {
 BALROG_KEYS: dict[str, Key] = {
     "seed-offset": Key(0, "int", "added to every seed derived from a realization's indexstart (new noise, same positions)"),
     "star-fraction": Key(0.0, "float", "fraction of injected objects drawn as stars (0..1)"),
-    "psf": Key(True, "bool", "convolve objects with the image's PSFEx model (False: no PSF, for tests)"),
     "noise": Key(True, "bool", "add the objects' own Poisson noise (from GAIN)"),
     "population": Key(None, "path", "FITS catalog of object properties to sample rows from; None = built-in population", optional=True),
 }

@@ -106,7 +106,6 @@ class RunSettings:
     population: Path | None = None
     star_fraction: float | None = None
     seed_offset: int = 0
-    psf: bool = True
     noise: bool = True
     intermediate_clean: bool = True
     tile_clean: bool = True
@@ -155,7 +154,6 @@ def settings_from_config(run: Mapping[str, Any], balrog: Mapping[str, Any], db: 
         population=opt_path(balrog.get("population")),
         star_fraction=balrog.get("star-fraction"),
         seed_offset=int(balrog.get("seed-offset") or 0),
-        psf=bool(balrog.get("psf", True)),
         noise=bool(balrog.get("noise", True)),
         intermediate_clean=bool(run.get("intermediate-clean", True)),
         tile_clean=bool(run.get("tile-clean", True)),
