@@ -115,6 +115,7 @@ class RunSettings:
     db: Mapping[str, Any] = field(default_factory=dict)
     db_columns: Path | None = None
     overwrite_db: bool = False
+    release: str | None = None
 
     @property
     def image_keys(self) -> tuple[str, ...]:
@@ -163,6 +164,7 @@ def settings_from_config(run: Mapping[str, Any], balrog: Mapping[str, Any], db: 
         db=dict(db),
         db_columns=opt_path(run.get("db-columns")),
         overwrite_db=bool(run.get("DBoverwrite", False)),
+        release=run.get("release"),
     )
 
 
@@ -483,6 +485,7 @@ def run_tile(settings: RunSettings, tile: str, pusher=None) -> TileOutcome:
     outdir = settings.outdir
     with tile_log(outdir, tile):
         status = read_status(outdir, tile)
+        status["release"] = settings.release  # which coadds these catalogs were measured on
         try:
             positions = read_positions(settings.posdir / f"{tile}.fits")
             plan = plan_realizations(tile, positions.balrog_index, settings.ngal, settings.realizations,

@@ -136,6 +136,7 @@ def test_bright_isolated_objects_are_found_with_the_expected_photometry(tmp_path
     nosim_all = read(runner.nosim_catalog_path(outdir, TILE))
     status = json.loads((outdir / TILE / "status.json").read_text())
     assert status["complete"] and set(status["realizations"]) == {"0", "1"}
+    assert status["release"] == run["release"]
     assert all(e["state"] == "done" and e["pushed"] for e in status["realizations"].values())
 
     found = total = 0
