@@ -53,8 +53,9 @@ KINDS = ("truth", "sim", "nosim")
 #: Exit codes of a subjob: every realization done and pushed / some failed / all done but
 #: some not pushed (run ``balrog-push`` later: the catalogs are on disk).
 EXIT_OK, EXIT_FAILED, EXIT_NOT_PUSHED = 0, 1, 4
-#: Bytes a pool worker holds per band-sized float32 image at its peak (injected SCI, WGT,
-#: GalSim's copy, the SWarp output and SExtractor's buffers, measured on 4096^2 tiles).
+#: Band-sized float32 images a pool worker may hold at its peak, an estimate with margin:
+#: the band being injected (SCI, MSK, WGT and GalSim's view), the SWarp output pair, and
+#: SExtractor's detection + measurement buffers (a separate process, same node).
 IMAGES_PER_WORKER = 12
 
 
@@ -511,10 +512,7 @@ def run_tile(settings: RunSettings, tile: str, pusher=None) -> TileOutcome:
                 write_status(outdir, tile, status)
                 return outcome
             results = _run_pool(settings, tile, inputs, positions, todo, status)
-        for res in results:
-            entry = status["realizations"].setdefault(str(res.number), {})
-            if not res.ok:
-                outcome.failed[res.number] = res.error or "failed"
+        outcome.failed = {res.number: res.error or "failed" for res in results if not res.ok}
         done = [r.number for r in plan if is_complete(outdir, tile, r.number)]
         outcome.done = [j for j in done if j not in outcome.failed]
         for j in outcome.done:
