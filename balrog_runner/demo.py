@@ -148,7 +148,7 @@ def run_demo(plan: DemoPlan) -> dict:
     import json
 
     from .config import load_config
-    from .db import make_engine, resolve_url, table_names
+    from .db import make_engine, resolve_url, safe_url, table_names
 
     t_start = time.perf_counter()
     plan.workdir.mkdir(parents=True, exist_ok=True)
@@ -159,15 +159,15 @@ def run_demo(plan: DemoPlan) -> dict:
                               str(plan.seed), "--outdir", str(plan.paths["pos"]), "--overwrite"])
     with serve_archive(plan) as url:
         config_path = write_config(plan, url)
-        jobs_args = ["--config", str(config_path), "--scheduler", plan.scheduler, "--force"]
+        cfg = load_config(config_path)
         if plan.scheduler == "slurm":
-            _run_on_slurm(jobs_args, load_config(config_path))
+            _run_on_slurm(cfg)
         else:
-            _cli("balrog-jobs", [*jobs_args, "--submit"])
+            _cli("balrog-jobs", ["--config", str(config_path), "--scheduler", "local", "--force", "--submit"])
     _cli("balrog-report", [str(plan.paths["out"])])
     summary = json.loads((plan.paths["out"] / "report" / "summary.json").read_text())
-    cfg = load_config(config_path)
-    engine = make_engine(resolve_url(cfg.db, cfg.run["outdir"], cfg.run["dbname"]))
+    db_url = resolve_url(cfg.db, cfg.run["outdir"], cfg.run["dbname"])
+    engine = make_engine(db_url)
     import sqlalchemy as sa
 
     with engine.connect() as conn:
@@ -177,12 +177,12 @@ def run_demo(plan: DemoPlan) -> dict:
         }
     engine.dispose()
     summary["report"] = str(plan.paths["out"] / "report" / "index.html")
-    summary["database"] = str(resolve_url(cfg.db, cfg.run["outdir"], cfg.run["dbname"]))
+    summary["database"] = safe_url(db_url)
     summary["demo_seconds"] = time.perf_counter() - t_start
     return summary
 
 
-def _run_on_slurm(jobs_args: list[str], cfg) -> None:
+def _run_on_slurm(cfg) -> None:
     """Build and submit the SLURM jobs, then wait for them (the archive must stay up)."""
     from . import jobs
 
