@@ -303,12 +303,19 @@ def associate(
     return out
 
 
-def _truth_value(truth: np.ndarray, name: str, given: object) -> object:
-    if given is not None:
-        return given
-    if truth.dtype.names and name in truth.dtype.names and len(truth):
-        return truth[name][0]
-    raise InputFileError(f"truth table has no {name!r} column (or no rows): pass {name} explicitly")
+def _labels(truth: np.ndarray, tilename: str | None, realization: int | None,
+            indexstart: int | None) -> tuple[str, int, int]:
+    """``(tilename, realization, indexstart)``: the values given, else the truth table's."""
+
+    def value(name: str, given: object) -> object:
+        if given is not None:
+            return given
+        if truth.dtype.names and name in truth.dtype.names and len(truth):
+            return truth[name][0]
+        raise InputFileError(f"truth table has no {name!r} column (or no rows): pass {name} explicitly")
+
+    return (str(value("tilename", tilename)), int(value("realization", realization)),
+            int(value("indexstart", indexstart)))
 
 
 def with_truth_columns(
@@ -353,9 +360,7 @@ def sim_for_realization(
     ``tilename``/``realization``/``indexstart`` default to the truth table's columns.
     """
     idx = _match(sim_wide, truth, radius, xcol, ycol)
-    return with_truth_columns(sim_wide, idx, str(_truth_value(truth, "tilename", tilename)),
-                              int(_truth_value(truth, "realization", realization)),
-                              int(_truth_value(truth, "indexstart", indexstart)))
+    return with_truth_columns(sim_wide, idx, *_labels(truth, tilename, realization, indexstart))
 
 
 def nosim_for_realization(
@@ -378,9 +383,7 @@ def nosim_for_realization(
     """
     idx = _match(nosim_wide, truth, radius, xcol, ycol)
     keep = idx >= 0
-    out = with_truth_columns(nosim_wide[keep], idx[keep], str(_truth_value(truth, "tilename", tilename)),
-                             int(_truth_value(truth, "realization", realization)),
-                             int(_truth_value(truth, "indexstart", indexstart)))
+    out = with_truth_columns(nosim_wide[keep], idx[keep], *_labels(truth, tilename, realization, indexstart))
     if renumber:
         out["NUMBER"] = np.arange(1, len(out) + 1)
     return out
