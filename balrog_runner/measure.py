@@ -75,6 +75,7 @@ def run_band_catalogs(
     setup: astromatic.SextractorSetup = astromatic.DEFAULT_SEXTRACTOR,
     workdir: str | os.PathLike | None = None,
     det_weight: tuple[str | os.PathLike, int] | None = None,
+    band_extra: Mapping[str, Mapping[str, object]] | None = None,
 ) -> dict[str, Path]:
     """SExtractor for every band (dual-image, detection on ``det_image``) and det on itself.
 
@@ -83,7 +84,10 @@ def run_band_catalogs(
     Returns ``{band: catalog path}`` with ``'det'`` last, catalogs named
     ``<catdir>/<prefix><band>_cat.fits``. ``det_weight`` is the detection weight as
     ``(path, hdu)`` when it is not HDU 2 of ``det_image`` (SWarp's own two-file output).
+    ``band_extra`` maps a band (or ``'det'``) to extra ``-KEY value`` overrides for its run
+    (a pyconfig's ``SextractorConfigs(band)``).
     """
+    band_extra = band_extra or {}
     det_image = Path(det_image)
     det_wgt = (Path(det_weight[0]), det_weight[1]) if det_weight is not None else (det_image, WGT_HDU)
     catdir = Path(catdir)
@@ -94,11 +98,12 @@ def run_band_catalogs(
         out[band] = astromatic.run_sextractor(
             (det_image, SCI_HDU), catdir / f"{prefix}{band}_cat.fits",
             measurement=(Path(image), SCI_HDU), detection_weight=det_wgt,
-            measurement_weight=(Path(image), WGT_HDU), psf=_psf_for(psfs, band), setup=setup, workdir=workdir)
+            measurement_weight=(Path(image), WGT_HDU), psf=_psf_for(psfs, band), setup=setup, workdir=workdir,
+            extra=band_extra.get(band))
     out[DET] = astromatic.run_sextractor(
         (det_image, SCI_HDU), catdir / f"{prefix}{DET}_cat.fits", measurement=(det_image, SCI_HDU),
         detection_weight=det_wgt, measurement_weight=det_wgt,
-        psf=_psf_for(psfs, DET), setup=setup, workdir=workdir)
+        psf=_psf_for(psfs, DET), setup=setup, workdir=workdir, extra=band_extra.get(DET))
     return out
 
 
@@ -205,6 +210,7 @@ def measure_nosim(
     setup: astromatic.SextractorSetup = astromatic.DEFAULT_SEXTRACTOR,
     workdir: str | os.PathLike | None = None,
     keep_band_catalogs: bool = False,
+    band_extra: Mapping[str, Mapping[str, object]] | None = None,
 ) -> Path:
     """The once-per-tile nosim run on the untouched, funpacked images -> wide catalog.
 
@@ -220,7 +226,7 @@ def measure_nosim(
     with astromatic.scratch_dir(workdir if workdir is not None else out_path.parent, prefix=".nosim-") as tmp:
         catdir = out_path.parent if keep_band_catalogs else tmp
         cats = run_band_catalogs(images[DET], images, psfs, catdir, prefix=f"{out_path.stem}_", setup=setup,
-                                 workdir=tmp)
+                                 workdir=tmp, band_extra=band_extra)
         return _wide_from_runs(cats, out_path, keep_band_catalogs, {"BALRUN": "nosim"})
 
 
@@ -236,6 +242,7 @@ def measure_realization(
     workdir: str | os.PathLike | None = None,
     keep_band_catalogs: bool = False,
     timings: dict[str, float] | None = None,
+    band_extra: Mapping[str, Mapping[str, object]] | None = None,
 ) -> Path:
     """One realization's sim run on its injected, funpacked band images -> wide catalog.
 
@@ -267,7 +274,7 @@ def measure_realization(
         catdir = out_path.parent if keep_band_catalogs else tmp
         with clock("sextractor"):
             cats = run_band_catalogs(det_path, bands, psfs, catdir, prefix=f"{out_path.stem}_", setup=setup,
-                                     workdir=tmp, det_weight=det_weight)
+                                     workdir=tmp, det_weight=det_weight, band_extra=band_extra)
         with clock("catalog"):
             return _wide_from_runs(cats, out_path, keep_band_catalogs, {"BALRUN": "sim"})
 

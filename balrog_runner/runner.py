@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import functools
 import json
 import logging
 import multiprocessing
@@ -235,15 +236,33 @@ def _dir_bytes(path: Path) -> int:
     return total
 
 
+@functools.lru_cache(maxsize=8)
+def _read_population_catalog(path: Path):
+    from . import population
+
+    return population.read_catalog(path)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_pyconfig(path: Path):
+    from . import population
+
+    return population.load_pyconfig(path)
+
+
 def _load_population(settings: RunSettings):
-    """The population model, catalog and pyconfig of the campaign (once per worker)."""
+    """The population model, catalog and pyconfig of the campaign.
+
+    The catalog and the pyconfig are read once per process (a pool worker keeps them for
+    every realization it runs); sampling never modifies them.
+    """
     from . import population
 
     model = population.DEFAULT_MODEL
     if settings.star_fraction is not None:
         model = dataclasses.replace(model, star_fraction=float(settings.star_fraction))
-    catalog = population.read_catalog(settings.population) if settings.population else None
-    pyconfig = population.load_pyconfig(settings.pyconfig) if settings.pyconfig else None
+    catalog = _read_population_catalog(settings.population) if settings.population else None
+    pyconfig = _read_pyconfig(settings.pyconfig) if settings.pyconfig else None
     return model, catalog, pyconfig
 
 
@@ -294,8 +313,9 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
             )
         timings: dict[str, float] = {}
         sim_wide_path = measure.measure_realization(
-            injected, inputs.psfs, scratch / "sim_wide.fits", setup=_with_pyconfig(settings.sextractor, pyconfig),
+            injected, inputs.psfs, scratch / "sim_wide.fits", setup=settings.sextractor,
             swarp=settings.swarp, workdir=scratch, timings=timings,
+            band_extra=sextractor_extra(pyconfig, settings.bands),
         )
         stages.update(timings)
         with stage("match"):
@@ -332,12 +352,13 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
     return result
 
 
-def _with_pyconfig(setup: astromatic.SextractorSetup, pyconfig) -> astromatic.SextractorSetup:
-    """SExtractor overrides from the pyconfig's ``SextractorConfigs`` hook (same for all bands)."""
+def sextractor_extra(pyconfig, bands: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Per-band SExtractor overrides from the pyconfig's ``SextractorConfigs(band)`` hook
+    (bands and ``'det'``); the nosim and sim runs of a tile both use them, so the two are
+    measured alike."""
     if pyconfig is None:
-        return setup
-    extra = pyconfig.sextractor_configs("all")
-    return dataclasses.replace(setup, overrides={**setup.overrides, **extra}) if extra else setup
+        return {}
+    return {b: pyconfig.sextractor_configs(b) for b in (*bands, measure.DET)}
 
 
 # --------------------------------------------------------------------------- status
@@ -465,7 +486,9 @@ def fetch_inputs(settings: RunSettings, tile: str) -> TileInputs:
     if not nosim.is_file():
         t0 = time.perf_counter()
         nosim.parent.mkdir(parents=True, exist_ok=True)
-        measure.measure_nosim(files.images, files.psfs, nosim, setup=settings.sextractor, workdir=nosim.parent)
+        pyconfig = _read_pyconfig(settings.pyconfig) if settings.pyconfig else None
+        measure.measure_nosim(files.images, files.psfs, nosim, setup=settings.sextractor, workdir=nosim.parent,
+                              band_extra=sextractor_extra(pyconfig, settings.bands))
         log.info("tile %s: nosim measured once in %.1f s", tile, time.perf_counter() - t0)
     return TileInputs(images=dict(files.images), psfs=dict(files.psfs), nosim_catalog=nosim)
 

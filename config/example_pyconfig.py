@@ -46,5 +46,11 @@ def GalsimParams(band):
 
 
 def SextractorConfigs(band):
-    """Extra SExtractor settings for one band, e.g. ``{"DETECT_THRESH": "1.2"}``; ``{}`` = none."""
+    """Extra SExtractor measurement settings for one band, e.g. ``{"PHOT_APERTURES": "5,10"}``.
+
+    Called for every band and for ``"det"``, for the nosim run and every realization alike.
+    ``{}`` = none. Detection settings (DETECT_THRESH, DEBLEND_*) must be the same in every
+    band's run, because the bands' catalogs are joined on NUMBER: set those in the file
+    named by run['sex-config'] instead.
+    """
     return {}

@@ -175,6 +175,29 @@ def _expected_from_archive(archive: Path, band: str, tmp: Path) -> float:
     return _expected_auto_offset(archive / f"{TILE}_{band}_psfcat.psf", out)
 
 
+def test_sextractor_configs_hook_applies_per_band_to_sim_and_nosim(tmp_path, survey):
+    """``SextractorConfigs(band)`` reaches that band's runs only, in the nosim run as in sim."""
+    pyconfig = tmp_path / "hooks.py"
+    pyconfig.write_text(STARS_PYCONFIG + textwrap.dedent("""
+
+        def SextractorConfigs(band):
+            return {"MAG_ZEROPOINT": 20.0} if band == "g" else {}
+        """))
+    spec = make_campaign(tmp_path, survey, ngal=30, realizations=1, pyconfig=str(pyconfig), push=False)
+    assert balrog_run(spec).returncode == 0
+    outdir = Path(spec_run(spec)["outdir"])
+    truth, sim = (read(runner.catalog_paths(outdir, TILE, 0)[k]) for k in ("truth", "sim"))
+    rows = {i: r for r, i in enumerate(sim["balrog_index"]) if i >= 0}
+    hit = [(rows[i], k) for k, i in enumerate(truth["balrog_index"]) if i in rows]
+    assert len(hit) >= 20
+    dg = np.median([sim["MAG_AUTO_G"][r] - truth["mag_g"][k] for r, k in hit])
+    dr = np.median([sim["MAG_AUTO_R"][r] - truth["mag_r"][k] for r, k in hit])
+    assert dg == pytest.approx(-10.0, abs=0.1) and dr == pytest.approx(0.0, abs=0.1)
+    nosim = read(runner.nosim_catalog_path(outdir, TILE))
+    ok = (nosim["MAG_AUTO_G"] < 90) & (nosim["MAG_AUTO_R"] < 90)
+    assert np.median(nosim["MAG_AUTO_G"][ok] - nosim["MAG_AUTO_R"][ok]) < -8.0
+
+
 def test_database_rows_match_the_catalogs(tmp_path, survey):
     import sqlalchemy as sa
 
