@@ -36,7 +36,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-FAULT_KINDS = ("drop", "truncate", "corrupt", "status", "missing", "stall", "html")
+FAULT_KINDS = ("drop", "truncate", "corrupt", "status", "missing", "stall", "html", "trickle", "redirect")
+#: A trickling answer sends this many bytes every ``TRICKLE_INTERVAL`` seconds: each read
+#: gets data well within any read timeout, so only an overall deadline ends it.
+TRICKLE_BYTES, TRICKLE_INTERVAL = 512, 1.5
 
 
 @dataclass
@@ -48,7 +51,9 @@ class Fault:
     Content-Length), ``corrupt`` (serve the whole file with some bytes in the middle
     flipped), ``status`` (answer ``status``, e.g. 503, with no body), ``missing`` (404),
     ``stall`` (send the headers, then no body until the server stops: the client must
-    time out), ``html`` (200 with an HTML login page, as a single-sign-on proxy answers).
+    time out), ``html`` (200 with an HTML login page, as a single-sign-on proxy answers),
+    ``trickle`` (the whole file, ``TRICKLE_BYTES`` every ``TRICKLE_INTERVAL`` seconds),
+    ``redirect`` (302 to the same path under ``redirect_to``, e.g. another host).
     ``times``: how many matching requests it affects (``None``: all of them).
     ``match``: a glob on the request path (``*`` matches everything).
     """
@@ -57,6 +62,7 @@ class Fault:
     times: int | None = 1
     match: str = "*"
     status: int = 503
+    redirect_to: str = ""
 
     def applies(self, path: str) -> bool:
         return (self.times is None or self.times > 0) and fnmatch.fnmatch(path, self.match)
@@ -144,11 +150,12 @@ class ArchiveServer:
         return f"http://{self.host}:{self.port}"
 
     # -- faults and records ----------------------------------------------------------
-    def add_fault(self, kind: str, times: int | None = 1, match: str = "*", status: int = 503) -> Fault:
+    def add_fault(self, kind: str, times: int | None = 1, match: str = "*", status: int = 503,
+                  redirect_to: str = "") -> Fault:
         """Switch on a fault for the next ``times`` requests whose path matches ``match``."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; allowed: {', '.join(FAULT_KINDS)}")
-        fault = Fault(kind, times, match, status)
+        fault = Fault(kind, times, match, status, redirect_to)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -237,6 +244,10 @@ def _make_handler(server: ArchiveServer) -> type[http.server.BaseHTTPRequestHand
                 server._record(path, fault.status, "status")
                 self._empty(fault.status)
                 return
+            if fault is not None and fault.kind == "redirect":
+                server._record(path, 302, "redirect")
+                self._empty(302, {"Location": fault.redirect_to.rstrip("/") + path})
+                return
             if fault is not None and fault.kind == "html":
                 server._record(path, 200, "html")
                 page = b"<html><body>Please log in</body></html>"
@@ -268,6 +279,16 @@ def _make_handler(server: ArchiveServer) -> type[http.server.BaseHTTPRequestHand
             if kind == "stall":
                 self.wfile.flush()
                 server._stopping.wait()
+                return
+            if kind == "trickle":
+                for start in range(0, len(data), TRICKLE_BYTES):
+                    if server._stopping.wait(TRICKLE_INTERVAL if start else 0):
+                        return
+                    try:
+                        self.wfile.write(data[start:start + TRICKLE_BYTES])
+                        self.wfile.flush()
+                    except OSError:  # the client gave up
+                        return
                 return
             if kind == "drop":
                 self.wfile.write(data[: len(data) // 2])

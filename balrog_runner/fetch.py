@@ -14,6 +14,17 @@ errors, timeouts and 5xx answers, with exponential backoff; 401/403/404 are not 
 (they will not get better) and raise :class:`~balrog_runner.errors.FetchError` naming the
 URL. URLs never carry credentials, so neither do messages built from them.
 
+Nothing is trusted because it exists: a file already on disk is verified as a download
+is, and fetched again when it fails. PSFEx models get a structural check (the
+``PSF_DATA`` table, PSFEx's ``PSFNAXIS``/``PSFAXISn``/``POLNAXIS`` keys, and the data size
+those keys imply: a PSF truncated at a 2880-byte block boundary reads as FITS but lacks
+its data). Where the archive records a file's size and MD5 (DESDM's ``DESFILE``, carried
+by the inputs manifest) they are checked too: they are the only defence against flipped
+bytes in a PSF, which has no FITS checksum. Each file has an overall deadline besides the
+per-read timeout (a server trickling a few bytes per second never trips a read timeout),
+and a redirect to another host is an error that names it: ``requests`` would follow it
+and drop the credentials, and the resulting 401 would blame the netrc file.
+
 Images are then ``funpack``-ed (SExtractor cannot read ``.fz``; SWarp can) to ``.fits``
 beside them, atomically too. Files already present and valid are not fetched again; a
 funpacked ``.fits`` counts as present for its ``.fz``.
@@ -22,6 +33,7 @@ funpacked ``.fits`` counts as present for its ``.fz``.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import logging
 import os
 import re
@@ -29,14 +41,17 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import fitsio
+import numpy as np
 import requests
+import urllib3
 from tqdm import tqdm
 
 from .atomic import atomic_path
@@ -52,7 +67,8 @@ from .fetch_source import (
 from .geometry import is_des_tilename
 
 __all__ = [
-    "DES_BANDS", "LAYOUTS", "ArchiveSource", "CorruptFile", "Credentials", "Layout", "TileFiles",
+    "DES_BANDS", "DEFAULT_FILE_DEADLINE", "LAYOUTS", "ArchiveSource", "CorruptFile", "Credentials",
+    "FileCheck", "Layout", "TileFiles",
     "check_tile_and_bands", "fetch_tile", "fetch_tiles", "funpack_file", "read_run_table",
     "read_tile_names", "tile_image_dir", "verify_fits",
 ]
@@ -64,6 +80,40 @@ CHUNK_BYTES = 1 << 20
 _BAND_RE = re.compile(r"^[A-Za-z0-9_]+$")
 _RETRY_STATUS = frozenset({408, 429})  # plus every 5xx
 _MAX_BACKOFF = 120.0  # seconds: one wait never exceeds this, however many retries
+#: Overall wall-clock limit for one file transfer attempt, in seconds: a 10000^2 fpacked
+#: coadd is 200-400 MB, so 30 min allows ~0.2 MB/s, far below any working link.
+DEFAULT_FILE_DEADLINE = 1800.0
+_MAX_REDIRECTS = 5
+_REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+# read1 on the raw urllib3 response raises urllib3's own errors, not requests' wrappers
+_PROTOCOL_ERRORS = (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError)
+_READ_TIMEOUTS = (urllib3.exceptions.ReadTimeoutError, TimeoutError)
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """What the archive recorded about a file (DESDM ``DESFILE.FILESIZE``/``MD5SUM``).
+
+    Either may be None (unknown). They describe the file as archived (the ``.fz`` for
+    images), so they are checked on the transferred file, before funpack.
+    """
+
+    size: int | None = None
+    md5: str | None = None
+
+    def verify(self, path: Path) -> None:
+        """Raise :class:`CorruptFile` when ``path`` differs from the recorded size or MD5."""
+        if self.size is not None:
+            actual = path.stat().st_size
+            if actual != self.size:
+                raise CorruptFile(f"{actual} bytes, the archive records {self.size}")
+        if self.md5:
+            digest = hashlib.md5(usedforsecurity=False)
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(CHUNK_BYTES), b""):
+                    digest.update(block)
+            if digest.hexdigest().lower() != self.md5.strip().lower():
+                raise CorruptFile(f"MD5 {digest.hexdigest()} differs from the archive's {self.md5}")
 
 
 @dataclass
@@ -117,6 +167,8 @@ def fetch_tile(
     retries: int = 4,
     backoff: float = 2.0,
     progress: bool | None = None,
+    checks: Mapping[tuple[str, str], FileCheck] | None = None,
+    deadline: float = DEFAULT_FILE_DEADLINE,
 ) -> TileFiles:
     """Download, verify and funpack one tile's images and PSFEx models into ``dest``.
 
@@ -128,6 +180,9 @@ def fetch_tile(
 
     On the first failure the remaining transfers are abandoned (their temporaries removed)
     and the error raised; files completed before it stay, valid, and are skipped next time.
+
+    ``checks`` maps ``("image" | "psf", band)`` to the archive's record of that file (from
+    the inputs manifest); ``deadline`` bounds each transfer attempt, in seconds.
     """
     bands = check_tile_and_bands(tile, bands)
     if workers < 1:
@@ -136,15 +191,20 @@ def fetch_tile(
         raise ConfigError(f"retries must be >= 0, got {retries}")
     if backoff < 0:
         raise ConfigError(f"backoff must be >= 0 seconds, got {backoff}")
+    if not 0 < deadline < float("inf"):
+        raise ConfigError(f"deadline must be a finite number of seconds > 0, got {deadline}")
     if funpack and shutil.which(funpack_bin) is None:
         raise ExternalProgramError(funpack_bin, None, detail="not found (install libcfitsio-bin or set the funpack path)")
     dest = Path(dest)
     jobs = []
+    checks = checks or {}
     for band in bands:
         image_url, psf_url = source.urls(tile, band)
-        jobs.append(_Job("image", band, image_url, dest / f"{tile}_{band}.fits.fz"))
-        jobs.append(_Job("psf", band, psf_url, dest / f"{tile}_{band}_psfcat.psf"))
-    fetcher = _Fetcher(source, retries, backoff, funpack, funpack_bin, keep_fz)
+        jobs.append(_Job("image", band, image_url, dest / f"{tile}_{band}.fits.fz",
+                         checks.get(("image", band), FileCheck())))
+        jobs.append(_Job("psf", band, psf_url, dest / f"{tile}_{band}_psfcat.psf",
+                         checks.get(("psf", band), FileCheck())))
+    fetcher = _Fetcher(source, retries, backoff, funpack, funpack_bin, keep_fz, deadline)
     show_bar = sys.stderr.isatty() if progress is None else progress
     results = _run_jobs(jobs, fetcher, workers, tile, show_bar)
     files = TileFiles(tile, dest, {}, {})
@@ -184,9 +244,10 @@ def fetch_tiles(
 def verify_fits(path: str | os.PathLike, kind: str) -> None:
     """Raise :class:`CorruptFile` unless ``path`` is a complete, checksum-valid FITS file.
 
-    ``kind`` ``image`` also needs an image HDU with pixels; ``psf`` a PSFEx table (a
-    ``PSF_MASK`` column and ``POLNAXIS`` in the header). CHECKSUM/DATASUM are checked on
-    every HDU that has them (DESDM and fpack write them; PSFEx does not).
+    ``kind`` ``image`` also needs an image HDU with pixels; ``psf`` a PSFEx model (see
+    :func:`_check_psfex`). CHECKSUM/DATASUM are checked on every HDU that has them (DESDM
+    and fpack write them; PSFEx does not). Every HDU's data must fit in the file: fitsio
+    reads headers lazily, so a file cut at a block boundary opens without complaint.
     """
     path = Path(path)
     size = path.stat().st_size
@@ -198,6 +259,9 @@ def verify_fits(path: str | os.PathLike, kind: str) -> None:
             for hdu in fits:
                 ext = hdu.get_extnum()
                 header = hdu.read_header()
+                end = int(hdu.get_info()["data_end"])  # from the header's sizes, by cfitsio
+                if end > size:
+                    raise CorruptFile(f"HDU {ext} needs {end} bytes, the file has {size} (truncated)")
                 if "CHECKSUM" in header or "DATASUM" in header:
                     try:
                         hdu.verify_checksum()
@@ -205,14 +269,44 @@ def verify_fits(path: str | os.PathLike, kind: str) -> None:
                         raise CorruptFile(f"checksum mismatch in HDU {ext} ({hdu.get_extname() or 'primary'})") from None
                 if kind == "image" and hdu.get_exttype() == "IMAGE_HDU" and len(hdu.get_dims()) >= 2:
                     found = True
-                if (kind == "psf" and hdu.get_exttype() == "BINARY_TBL"
-                        and "PSF_MASK" in hdu.get_colnames() and "POLNAXIS" in header):
+                if kind == "psf" and hdu.get_exttype() == "BINARY_TBL" and "PSF_MASK" in hdu.get_colnames():
+                    _check_psfex(hdu, header)
                     found = True
     except OSError:
         raise CorruptFile("not a readable FITS file (truncated or not FITS)") from None
     if not found:
         what = "an image HDU with pixels" if kind == "image" else "a PSFEx PSF_DATA table (PSF_MASK, POLNAXIS)"
         raise CorruptFile(f"has no {what}")
+
+
+def _check_psfex(hdu, header) -> None:
+    """A PSFEx model as GalSim's ``DES_PSFEx`` reads it: the keys and the data they imply.
+
+    ``PSFAXIS1 x PSFAXIS2`` pixels per basis image, ``PSFAXIS3`` polynomial terms, which
+    must equal the number of terms of degree ``POLDEG1`` in ``POLNAXIS`` variables; the
+    ``PSF_MASK`` cell holds exactly that many finite float32 values.
+    """
+    missing = [k for k in ("POLNAXIS", "PSFNAXIS", "PSFAXIS1", "PSFAXIS2", "PSFAXIS3", "PSF_SAMP")
+               if k not in header]
+    if missing:
+        raise CorruptFile(f"PSFEx table lacks header key(s) {', '.join(missing)}")
+    axes = [int(header[f"PSFAXIS{k}"]) for k in (1, 2, 3)]
+    if min(axes) < 1:
+        raise CorruptFile(f"PSFEx PSFAXIS1..3 = {axes} must be positive")
+    npol = int(header["POLNAXIS"])
+    if npol > 0:
+        degree = int(header.get("POLDEG1", -1))
+        terms = 1
+        for k in range(1, npol + 1):  # C(degree + npol, npol)
+            terms = terms * (degree + k) // k
+        if degree < 0 or terms != axes[2]:
+            raise CorruptFile(f"PSFEx PSFAXIS3 = {axes[2]} differs from the {terms} terms of degree "
+                              f"{degree} in {npol} variables")
+    data = hdu.read(columns=["PSF_MASK"])["PSF_MASK"]
+    if data.size != axes[0] * axes[1] * axes[2]:
+        raise CorruptFile(f"PSF_MASK holds {data.size} values, PSFAXIS1..3 imply {axes[0] * axes[1] * axes[2]}")
+    if not np.all(np.isfinite(data)):
+        raise CorruptFile("PSF_MASK has non-finite values (corrupt)")
 
 
 class CorruptFile(Exception):
@@ -246,6 +340,7 @@ class _Job:
     band: str
     url: str
     path: Path
+    check: FileCheck = FileCheck()
 
 
 class _Retryable(Exception):
@@ -264,8 +359,9 @@ class _Fetcher:
     """
 
     def __init__(self, source: ArchiveSource, retries: int, backoff: float, funpack: bool,
-                 funpack_bin: str, keep_fz: bool):
+                 funpack_bin: str, keep_fz: bool, deadline: float = DEFAULT_FILE_DEADLINE):
         self.source = source
+        self.deadline = deadline
         self.retries = retries
         self.backoff = backoff
         self.funpack = funpack
@@ -276,7 +372,7 @@ class _Fetcher:
     def run(self, job: _Job) -> tuple[Path, int, bool]:
         """Return (path on disk, bytes transferred, whether anything was transferred)."""
         if job.kind == "psf":
-            if _valid_existing(job.path, "psf"):
+            if _valid_existing(job.path, "psf", job.check):
                 return job.path, 0, False
             return job.path, self.download(job), True
         fz = job.path
@@ -284,7 +380,7 @@ class _Fetcher:
         if _valid_existing(unpacked, "image"):
             return unpacked, 0, False
         nbytes, fetched = 0, False
-        if not _valid_existing(fz, "image"):
+        if not _valid_existing(fz, "image", job.check):
             nbytes, fetched = self.download(job), True
         if not self.funpack:
             return fz, nbytes, fetched
@@ -307,6 +403,7 @@ class _Fetcher:
             try:
                 with atomic_path(job.path) as tmp:
                     nbytes = self._transfer(job.url, tmp)
+                    job.check.verify(tmp)
                     verify_fits(tmp, job.kind)
                 log.debug("fetched %s (%d bytes)", job.url, nbytes)
                 return nbytes
@@ -331,8 +428,10 @@ class _Fetcher:
         session = requests.Session()
         if self.source.credentials is not None:
             session.auth = self.source.credentials.as_auth()
+        started = time.monotonic()
         try:
-            with session.get(url, stream=True, timeout=self.source.timeout) as resp:
+            resp = self._get_following_same_host(session, url)
+            with resp:
                 code = resp.status_code
                 if code in (401, 403):
                     raise FetchError(self._refused(url, code))
@@ -350,16 +449,21 @@ class _Fetcher:
                 expected = int(length) if length and length.isdigit() and not resp.headers.get("Content-Encoding") else None
                 nbytes = 0
                 with open(tmp, "wb") as fh:
-                    for chunk in resp.iter_content(CHUNK_BYTES):
+                    # read1 returns what one socket read brings, so the deadline is checked
+                    # between trickles too (iter_content waits to fill a whole chunk)
+                    while chunk := resp.raw.read1(CHUNK_BYTES, decode_content=True):
                         self._check_abort()
                         fh.write(chunk)
                         nbytes += len(chunk)
+                        if time.monotonic() - started > self.deadline:
+                            raise _Retryable(f"transfer not finished within the {self.deadline:g} s deadline "
+                                             f"({nbytes} bytes received)")
                 if expected is not None and nbytes != expected:
                     raise _Retryable(f"received {nbytes} of {expected} bytes")
                 return nbytes
-        except requests.exceptions.ChunkedEncodingError:
+        except (requests.exceptions.ChunkedEncodingError, *_PROTOCOL_ERRORS):
             raise _Retryable("connection broken during the transfer") from None
-        except requests.exceptions.Timeout:
+        except (requests.exceptions.Timeout, *_READ_TIMEOUTS):
             raise _Retryable(f"no answer within {self.source.timeout:g} s") from None
         except requests.exceptions.ConnectionError:
             raise _Retryable("connection failed") from None
@@ -367,6 +471,32 @@ class _Fetcher:
             raise FetchError(f"{url}: request failed ({type(exc).__name__})") from None
         finally:
             session.close()
+
+    def _get_following_same_host(self, session: requests.Session, url: str) -> requests.Response:
+        """GET ``url``, following redirects only within the same scheme, host and port.
+
+        A redirect elsewhere is an error naming both ends: following it would send the
+        request without the netrc credentials (requests drops them across hosts), and the
+        other host's 401 would read as a netrc problem.
+        """
+        current = url
+        for _ in range(_MAX_REDIRECTS + 1):
+            resp = session.get(current, stream=True, timeout=self.source.timeout, allow_redirects=False)
+            if resp.status_code not in _REDIRECT_STATUS:
+                return resp
+            location = resp.headers.get("Location", "")
+            resp.close()
+            target = urllib.parse.urljoin(current, location)
+            here, there = urllib.parse.urlsplit(current), urllib.parse.urlsplit(target)
+            if (there.scheme, there.hostname, there.port) != (here.scheme, here.hostname, here.port):
+                shown = urllib.parse.urlunsplit((there.scheme, there.hostname or "", there.path, "", ""))
+                if there.port:
+                    shown = shown.replace(there.hostname or "", f"{there.hostname}:{there.port}", 1)
+                raise FetchError(f"{url}: the server redirected (HTTP {resp.status_code}) to another host, "
+                                 f"{shown}; credentials are not sent there. Set the archive root to "
+                                 "the final location if that host is the archive")
+            current = target
+        raise FetchError(f"{url}: more than {_MAX_REDIRECTS} redirects")
 
     def _refused(self, url: str, code: int) -> str:
         where = self.source.netrc_origin or "the netrc file"
@@ -387,11 +517,13 @@ def _copy_local(url: str, tmp: Path) -> int:
     return tmp.stat().st_size
 
 
-def _valid_existing(path: Path, kind: str) -> bool:
+def _valid_existing(path: Path, kind: str, check: FileCheck | None = None) -> bool:
     """True if ``path`` exists and verifies; an invalid one is logged and will be replaced."""
     if not path.exists():
         return False
     try:
+        if check is not None:
+            check.verify(path)
         verify_fits(path, kind)
     except CorruptFile as exc:
         log.warning("%s is present but invalid (%s); fetching it again", path, exc)
