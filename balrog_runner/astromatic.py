@@ -39,7 +39,7 @@ import fitsio
 import numpy as np
 
 from .atomic import atomic_path
-from .errors import ExternalProgramError, InputFileError
+from .errors import ConfigError, ExternalProgramError, InputFileError
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +221,39 @@ def read_zeropoint_gain(image: ImageRef | tuple | str | os.PathLike) -> tuple[fl
     return zp, gain
 
 
+def param_needs_detection_psf(param: str | os.PathLike) -> bool:
+    """Whether a SExtractor parameter file asks for ``*_DETMODEL`` columns.
+
+    Those fit the model on the detection image, with the detection image's PSF. In
+    SExtractor 2.25 that PSF exists only when ``PSF_NAME`` lists two files, and the
+    order then matters (checked on real runs):
+
+    - with ``*_DETMODEL`` requested, the first file is the detection PSF and the second the
+      measurement PSF (``PSF_NAME det.psf,band.psf``); with one file the detection PSF is
+      NULL and SExtractor segfaults (``profit_init(thedpsf, ...)`` in ``makeit.c``);
+    - without them, only the first file is read, as the measurement PSF: ``det,band`` would
+      measure ``MAG_PSF``/``SPREAD_MODEL``/``MAG_MODEL`` of the band with the det PSF.
+    """
+    try:
+        text = Path(param).read_text()
+    except (OSError, UnicodeDecodeError):
+        return False  # run_sextractor reports an unreadable parameter file itself
+    for line in text.splitlines():
+        name = line.split("#", 1)[0].strip()
+        if name and "DETMODEL" in name.split("(", 1)[0].upper():
+            return True
+    return False
+
+
+def psf_name_value(psf: Path | None, detection_psf: Path | None, needs_detection_psf: bool) -> str | None:
+    """The ``PSF_NAME`` value for SExtractor 2.25 (see :func:`param_needs_detection_psf`)."""
+    if needs_detection_psf:
+        if psf is None or detection_psf is None:
+            return None
+        return f"{detection_psf},{psf}"
+    return str(psf) if psf is not None else None
+
+
 def sextractor_command(
     detection: ImageRef,
     measurement: ImageRef | None,
@@ -229,6 +262,7 @@ def sextractor_command(
     detection_weight: ImageRef | None = None,
     measurement_weight: ImageRef | None = None,
     psf: Path | None = None,
+    detection_psf: Path | None = None,
     zeropoint: float = DEFAULT_ZEROPOINT,
     gain: float = 0.0,
     catalog_type: str = "FITS_1.0",
@@ -255,8 +289,9 @@ def sextractor_command(
                  "-WEIGHT_IMAGE", ",".join(w.spec() for w in weights)]
     else:
         argv += ["-WEIGHT_TYPE", "NONE"]
-    if psf is not None:
-        argv += ["-PSF_NAME", str(psf)]
+    psf_name = psf_name_value(psf, detection_psf, param_needs_detection_psf(setup.param))
+    if psf_name is not None:
+        argv += ["-PSF_NAME", psf_name]
     argv += _override_args(setup.overrides)
     argv += _override_args(extra or {})
     return argv
@@ -270,6 +305,7 @@ def run_sextractor(
     detection_weight: ImageRef | tuple | str | os.PathLike | None = None,
     measurement_weight: ImageRef | tuple | str | os.PathLike | None = None,
     psf: str | os.PathLike | None = None,
+    detection_psf: str | os.PathLike | None = None,
     zeropoint: float | None = None,
     gain: float | None = None,
     catalog_type: str = "FITS_1.0",
@@ -282,7 +318,8 @@ def run_sextractor(
     Single-image mode when ``measurement`` is None, else dual-image mode (detection on
     ``detection``, photometry on ``measurement``). ``zeropoint`` (mag) and ``gain`` (e-/ADU)
     default to the measured image's ``SEXMGZPT`` and ``GAIN`` header keywords. ``psf`` is the
-    PSFEx model of the measured image (needed by PSF/model-fitting parameters). ``extra``
+    PSFEx model of the measured image (needed by PSF/model-fitting parameters),
+    ``detection_psf`` the detection image's (needed by ``*_DETMODEL`` parameters). ``extra``
     holds further ``-KEY value`` overrides (e.g. ``{"DETECT_THRESH": 5}``).
     """
     det = _as_ref(detection)
@@ -295,6 +332,12 @@ def run_sextractor(
         _require(Path(f), what)
     if psf is not None:
         _require(Path(psf), "PSFEx model")
+    if detection_psf is not None:
+        _require(Path(detection_psf), "detection PSFEx model")
+    if param_needs_detection_psf(setup.param) and (psf is None or detection_psf is None):
+        raise ConfigError(f"parameter file {setup.param} asks for *_DETMODEL columns, which need the "
+                          "PSFEx models of both the detection and the measured image "
+                          "(SExtractor 2.25 segfaults with one)")
     hdr_zp, hdr_gain = read_zeropoint_gain(meas or det)
     zp = hdr_zp if zeropoint is None else zeropoint
     g = hdr_gain if gain is None else gain
@@ -304,7 +347,8 @@ def run_sextractor(
             det, meas, out,
             detection_weight=_as_ref(detection_weight) if detection_weight is not None else None,
             measurement_weight=_as_ref(measurement_weight) if measurement_weight is not None else None,
-            psf=Path(psf) if psf is not None else None, zeropoint=zp, gain=g,
+            psf=Path(psf) if psf is not None else None,
+            detection_psf=Path(detection_psf) if detection_psf is not None else None, zeropoint=zp, gain=g,
             catalog_type=catalog_type, setup=setup, extra=extra,
         )
         run_program(argv, cwd=tmp, expected_outputs=[out])

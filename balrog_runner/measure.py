@@ -98,12 +98,13 @@ def run_band_catalogs(
         out[band] = astromatic.run_sextractor(
             (det_image, SCI_HDU), catdir / f"{prefix}{band}_cat.fits",
             measurement=(Path(image), SCI_HDU), detection_weight=det_wgt,
-            measurement_weight=(Path(image), WGT_HDU), psf=_psf_for(psfs, band), setup=setup, workdir=workdir,
-            extra=band_extra.get(band))
+            measurement_weight=(Path(image), WGT_HDU), psf=_psf_for(psfs, band),
+            detection_psf=_psf_for(psfs, DET), setup=setup, workdir=workdir, extra=band_extra.get(band))
     out[DET] = astromatic.run_sextractor(
         (det_image, SCI_HDU), catdir / f"{prefix}{DET}_cat.fits", measurement=(det_image, SCI_HDU),
         detection_weight=det_wgt, measurement_weight=det_wgt,
-        psf=_psf_for(psfs, DET), setup=setup, workdir=workdir, extra=band_extra.get(DET))
+        psf=_psf_for(psfs, DET), detection_psf=_psf_for(psfs, DET), setup=setup, workdir=workdir,
+        extra=band_extra.get(DET))
     return out
 
 
