@@ -135,6 +135,7 @@ RUN_KEYS: dict[str, Key] = {
     "sex-nnw": Key("/usr/share/source-extractor/default.nnw", "path", "SExtractor star/galaxy neural network"),
     "swarp-config": Key(_cfg("default.swarp"), "path", "SWarp configuration file (riz detection image)"),
     "db-columns": Key(_cfg("y1a1_coadd_objects-columns.fits"), "path", "FITS table of DESDM coadd-object columns kept in the DB"),
+    "sim-restrict": Key(True, "bool", "sim runs measure only detections within 2 px of an injected object (SExtractor ASSOC MATCHED, as the original Balrog): same values for those rows, model fitting skipped for the rest; False = every detection"),
     # downloads
     # downloads (the arguments of balrog_runner.fetch_source.ArchiveSource.create)
     "fetch-root": Key("https://desar2.cosmology.illinois.edu/DESFiles/desarchive", "str", "archive root URL (http(s):// or file://), no credentials in it"),
@@ -146,6 +147,7 @@ RUN_KEYS: dict[str, Key] = {
     "fetch-netrc": Key(None, "path", "netrc file with the archive credentials; None = ~/.netrc on the node", optional=True),
     "fetch-workers": Key(4, "int", "files downloaded at once per tile"),
     "fetch-timeout": Key(60.0, "float", "network timeout per connection and read (seconds)"),
+    "fetch-deadline": Key(1800.0, "float", "overall limit for one file's transfer attempt (seconds; a trickling server never trips fetch-timeout)"),
     # database policy
     "DBoverwrite": Key(False, "bool", "DANGEROUS: drop the campaign's existing tables before the first push", dangerous=True),
     "push": Key(True, "bool", "push catalogs to the DB after each realization"),
@@ -517,6 +519,8 @@ def _check_fetch(run: dict[str, Any], errors: list[str]) -> None:
         errors.append("run['fetch-root'] holds credentials (user@host); put them in the netrc file")
     if not run["fetch-timeout"] > 0:
         errors.append(f"run['fetch-timeout'] = {run['fetch-timeout']} must be > 0 seconds")
+    if not 0 < run["fetch-deadline"] < float("inf"):
+        errors.append(f"run['fetch-deadline'] = {run['fetch-deadline']} must be a finite number of seconds > 0")
 
 
 def _check_tiles(cfg: Config, check_positions: bool = True) -> None:

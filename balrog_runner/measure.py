@@ -33,6 +33,7 @@ SExtractor with ASSOC for every realization.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -171,8 +172,12 @@ def write_catalog(path: str | os.PathLike, table: np.ndarray, extname: str = "OB
     return path
 
 
-def _wide_from_runs(catalogs: Mapping[str, Path], out_path: Path, keep: bool, header: Mapping[str, object]) -> Path:
+def _wide_from_runs(catalogs: Mapping[str, Path], out_path: Path, keep: bool, header: Mapping[str, object],
+                    drop_prefix: str | None = None) -> Path:
     wide = build_wide_catalog(catalogs)
+    if drop_prefix is not None:
+        keep_names = [n for n in wide.dtype.names if not n.startswith(drop_prefix)]
+        wide = wide[keep_names]
     write_catalog(out_path, wide, header=header)
     if not keep:
         for c in catalogs.values():
@@ -244,6 +249,7 @@ def measure_realization(
     keep_band_catalogs: bool = False,
     timings: dict[str, float] | None = None,
     band_extra: Mapping[str, Mapping[str, object]] | None = None,
+    restrict_to: np.ndarray | None = None,
 ) -> Path:
     """One realization's sim run on its injected, funpacked band images -> wide catalog.
 
@@ -254,6 +260,12 @@ def measure_realization(
     PSFEx is not re-run per realization. Returns ``out_path``. When ``timings`` is given,
     the wall seconds of the ``swarp``, ``sextractor`` and ``catalog`` (join + write) steps
     are added to it, for the runner's per-stage breakdown.
+
+    ``restrict_to`` (an ``(n, 2)`` array of the injected objects' 1-based pixel x, y)
+    restricts the measurement to the detections within ``ASSOC_RADIUS`` pixels of one of
+    them, with SExtractor's own ASSOC ``MATCHED`` selection (see :func:`assoc_overrides`):
+    SExtractor then skips measuring every other detection, which is where model fitting
+    spends its time on a full tile, and the kept rows are those of an unrestricted run.
     """
     clock = _StageClock(timings)
     missing = [b for b in det_bands if b not in images]
@@ -273,11 +285,46 @@ def measure_realization(
                     pairs, tmp / "det_sci.fits", tmp / "det_wgt.fits", setup=swarp, workdir=tmp)
                 det_weight = (wgt_path, 0)
         catdir = out_path.parent if keep_band_catalogs else tmp
+        drop = None
+        if restrict_to is not None:
+            setup, band_extra = assoc_overrides(setup, band_extra, [*bands, DET], restrict_to, tmp)
+            drop = ASSOC_COUNT_COLUMN
         with clock("sextractor"):
             cats = run_band_catalogs(det_path, bands, psfs, catdir, prefix=f"{out_path.stem}_", setup=setup,
                                      workdir=tmp, det_weight=det_weight, band_extra=band_extra)
         with clock("catalog"):
-            return _wide_from_runs(cats, out_path, keep_band_catalogs, {"BALRUN": "sim"})
+            return _wide_from_runs(cats, out_path, keep_band_catalogs, {"BALRUN": "sim"}, drop_prefix=drop)
+
+
+#: The ASSOC output column added to the parameter file of a restricted run: SExtractor
+#: performs ASSOC only when the catalog asks for an ASSOC column. Dropped from the result.
+ASSOC_COUNT_COLUMN = "NUMBER_ASSOC"
+
+
+def assoc_overrides(
+    setup: astromatic.SextractorSetup,
+    band_extra: Mapping[str, Mapping[str, object]] | None,
+    bands: Sequence[str],
+    xy: np.ndarray,
+    workdir: Path,
+) -> tuple[astromatic.SextractorSetup, dict[str, dict[str, object]]]:
+    """The setup and per-band overrides of an ASSOC ``MATCHED`` run on positions ``xy``.
+
+    Writes the position list and a copy of the parameter file with ``NUMBER_ASSOC`` into
+    ``workdir``. Nearest match within ``ASSOC_RADIUS`` pixels of the detection's position,
+    as :func:`associate` does, so every kept detection gets a ``balrog_index``.
+    """
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    assoc_list = workdir / "assoc_positions.txt"
+    np.savetxt(assoc_list, np.column_stack([xy, np.arange(1, len(xy) + 1)]), fmt=["%.6f", "%.6f", "%d"])
+    text = Path(setup.param).read_text()
+    names = {line.split("#", 1)[0].strip().split("(", 1)[0] for line in text.splitlines()}
+    param = workdir / f"assoc_{Path(setup.param).name}"
+    param.write_text(text.rstrip("\n") + ("" if ASSOC_COUNT_COLUMN in names else f"\n{ASSOC_COUNT_COLUMN}") + "\n")
+    assoc = {"ASSOC_NAME": assoc_list, "ASSOC_PARAMS": "1,2", "ASSOC_DATA": "3", "ASSOC_RADIUS": ASSOC_RADIUS,
+             "ASSOC_TYPE": "NEAREST", "ASSOCSELEC_TYPE": "MATCHED", "ASSOCCOORD_TYPE": "PIXEL"}
+    extra = {b: {**assoc, **(band_extra or {}).get(b, {})} for b in bands}
+    return dataclasses.replace(setup, param=param), extra
 
 
 def associate(

@@ -118,6 +118,7 @@ class RunSettings:
     db_columns: Path | None = None
     overwrite_db: bool = False
     release: str | None = None
+    restrict_sim: bool = True
 
     @property
     def image_keys(self) -> tuple[str, ...]:
@@ -167,6 +168,7 @@ def settings_from_config(run: Mapping[str, Any], balrog: Mapping[str, Any], db: 
         db_columns=opt_path(run.get("db-columns")),
         overwrite_db=bool(run.get("DBoverwrite", False)),
         release=run.get("release"),
+        restrict_sim=bool(run.get("sim-restrict", True)),
     )
 
 
@@ -312,10 +314,11 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
                 noise_seed=population.realization_seeds(real.indexstart + settings.seed_offset)[1],
             )
         timings: dict[str, float] = {}
+        restrict = np.column_stack([truth["x"], truth["y"]]) if settings.restrict_sim else None
         sim_wide_path = measure.measure_realization(
             injected, inputs.psfs, scratch / "sim_wide.fits", setup=settings.sextractor,
             swarp=settings.swarp, workdir=scratch, timings=timings,
-            band_extra=sextractor_extra(pyconfig, settings.bands),
+            band_extra=sextractor_extra(pyconfig, settings.bands), restrict_to=restrict,
         )
         stages.update(timings)
         with stage("match"):
@@ -481,6 +484,7 @@ def fetch_inputs(settings: RunSettings, tile: str) -> TileInputs:
     files = fetch.fetch_tile(
         tile, tile_dir(settings.outdir, tile) / "images", source, bands=settings.image_keys,
         workers=int(fetch_opts.get("workers") or 4), funpack=True, funpack_bin=settings.funpack,
+        deadline=float(fetch_opts.get("deadline") or fetch.DEFAULT_FILE_DEADLINE),
     )
     nosim = nosim_catalog_path(settings.outdir, tile)
     if not nosim.is_file():

@@ -1,0 +1,81 @@
+"""Sim runs restricted to the injected objects (SExtractor ASSOC MATCHED) give the rows of an
+unrestricted run, column for column, with the model-fitting parameter set and real SExtractor."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import fitsio
+import galsim
+import numpy as np
+import pytest
+
+from balrog_runner import astromatic, measure, synth
+
+TILE = "DES0002+0209"
+SIZE = 320
+BANDS = ("r", "i", "z")
+
+
+@pytest.fixture(scope="module")
+def tile(tmp_path_factory):
+    out = tmp_path_factory.mktemp("restrict")
+    return synth.make_synthetic_tile(TILE, out, size=SIZE, bands=BANDS, seed=8, compress=False)
+
+
+def _inject(src, dst, xy, mags, fwhm, hlr):
+    """Copy a funpacked tile image and add stars (hlr 0) and exponential galaxies."""
+    sci = fitsio.read(str(src), ext=0, header=False)
+    full = galsim.ImageF(sci.astype(np.float32), xmin=1, ymin=1)
+    base = synth._base_psf(fwhm, galsim.GSParams())
+    for (x, y), m, r in zip(xy, mags, hlr, strict=True):
+        flux = 10 ** (0.4 * (30.0 - m))
+        psf = synth._psf_at(base, x, y, SIZE)
+        obj = psf.withFlux(flux) if r == 0 else galsim.Convolve(galsim.Exponential(half_light_radius=r, flux=flux), psf)
+        synth._draw(full, obj, x, y, stamp=61)
+    with fitsio.FITS(str(src)) as f:
+        hdrs = [f[k].read_header() for k in range(3)]
+        planes = [full.array, f[1].read(), f[2].read()]
+    with fitsio.FITS(str(dst), "rw", clobber=True) as out:
+        for plane, hdr in zip(planes, hdrs, strict=True):
+            out.write(plane, header=hdr)
+    return dst
+
+
+def test_restricted_sim_rows_equal_the_full_run(tile, tmp_path):
+    param = tmp_path / "model.param"
+    param.write_text(astromatic.DEFAULT_SEXTRACTOR.param.read_text()
+                     + "FLUX_DETMODEL\nFLUXERR_DETMODEL\nMAG_DETMODEL\nMAGERR_DETMODEL\n")
+    setup = dataclasses.replace(astromatic.DEFAULT_SEXTRACTOR, param=param)
+    rng = np.random.default_rng(11)
+    xy = synth._isolated_positions(rng, 10, SIZE, margin=25, min_sep=30)
+    mags = rng.uniform(19.0, 22.5, len(xy))
+    hlr = np.where(np.arange(len(xy)) % 2 == 0, 0.0, rng.uniform(0.5, 1.2, len(xy)))
+    injected = {b: _inject(tile.images[b], tmp_path / f"inj_{b}.fits", xy, mags, synth.PSF_FWHM[b], hlr)
+                for b in BANDS}
+    truth = np.zeros(len(xy), dtype=[("balrog_index", "i8"), ("x", "f8"), ("y", "f8")])
+    truth["balrog_index"] = 700 + np.arange(len(xy))
+    truth["x"], truth["y"] = xy[:, 0], xy[:, 1]
+
+    full_path = measure.measure_realization(injected, tile.psfs, tmp_path / "full.fits", setup=setup,
+                                            workdir=tmp_path)
+    part_path = measure.measure_realization(injected, tile.psfs, tmp_path / "part.fits", setup=setup,
+                                            workdir=tmp_path, restrict_to=xy)
+    labels = {"tilename": TILE, "realization": 0, "indexstart": 700}
+    full = measure.sim_for_realization(fitsio.read(str(full_path)), truth, **labels)
+    part = measure.sim_for_realization(fitsio.read(str(part_path)), truth, **labels)
+
+    assert full.dtype == part.dtype  # same columns: the ASSOC helper column is dropped
+    assert np.all(part["balrog_index"] >= 0)  # only detections of injected objects are kept
+    matched = full[full["balrog_index"] >= 0]
+    assert len(part) == len(matched) < len(full)
+    assert set(truth["balrog_index"]) <= set(part["balrog_index"])
+    key = ["balrog_index", "X_IMAGE_DET", "Y_IMAGE_DET"]
+    matched, part = np.sort(matched, order=key), np.sort(part, order=key)
+    for name in full.dtype.names:
+        if name == "NUMBER":  # SExtractor numbers the kept detections 1..n
+            continue
+        floats = matched[name].dtype.kind == "f"
+        assert np.array_equal(matched[name], part[name], equal_nan=floats), name
+    for col in ("SPREAD_MODEL_R", "MAG_PSF_I", "MAG_MODEL_Z", "MAG_DETMODEL_R", "FLUX_RADIUS_DET"):
+        assert np.isfinite(part[col]).sum() >= len(xy) // 2, col
