@@ -316,7 +316,7 @@ port = 1522
     assert resolve_url({"section": "desoper", "ini": ini}, tmp_path, "x").port == 1522
     with pytest.raises(ConfigError) as exc:
         resolve_url({"section": "desdr", "ini": ini}, tmp_path, "x")
-    assert str(exc.value) == (f"section [desdr] (or [db-desdr]) not found in {ini}; "
+    assert str(exc.value) == (f"section [desdr] not found in {ini} (nor [db-desdr]); "
                               "sections present: [db-dessci], [db-desoper]")
 
 

@@ -131,7 +131,7 @@ def _find_section(parser: configparser.ConfigParser, section: str, path: Path) -
         if parser.has_section(candidate):
             return candidate
     present = ", ".join(f"[{name}]" for name in parser.sections()) or "none"
-    raise ConfigError(f"section [{wanted}] (or [db-{bare}]) not found in {path}; sections present: {present}")
+    raise ConfigError(f"section [{wanted}] not found in {path} (nor [db-{bare}]); sections present: {present}")
 
 
 def resolve_url(db: Mapping[str, Any] | None, outdir: str | os.PathLike, dbname: str) -> URL:
