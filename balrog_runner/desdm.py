@@ -287,13 +287,7 @@ def _assemble(tiles: list[str], bands: list[str], found: dict[tuple[str, str, st
     return out, problems
 
 
-def describe_query(era: str, schema: str | None = None, prefix: str = "") -> str:
-    """The SQL of an era's query as text (for --show-sql and debugging), binds as names."""
-    t = desdm_tables(schema, prefix)
-    return str((y1_query(t) if era == "y1" else y3_query(t)).compile())
-
-
 __all__ = [
     "ARCHIVE_NAME", "DES_BANDS", "ERAS", "IMAGE_FILETYPES", "IN_CHUNK", "PSF_FILETYPES", "DesdmTables",
-    "check_tiles", "desdm_tables", "describe_query", "era_for", "resolve", "y1_query", "y3_query",
+    "check_tiles", "desdm_tables", "era_for", "resolve", "y1_query", "y3_query",
 ]
