@@ -1,10 +1,19 @@
 """Where a release's files live and how to log in: URL layouts, run tables, netrc.
 
 An :class:`ArchiveSource` turns ``(tile, band)`` into the image and PSFEx URLs of a
-release: a named layout (``desdm``: ``<root>/OPS/coadd/<run>/coadd/<TILE>_<band>.fits.fz``;
-``plain``: ``<root>/<TILE>/<TILE>_<band>.fits.fz``) or user templates, over an
-``http(s)://`` or ``file://`` root. DESDM finds a tile's ``<run>`` with a database query a
-compute node cannot make, so runs come from the user (one value, or a run table).
+release, over an ``http(s)://`` or ``file://`` root (or a directory: site mirrors such as
+NERSC's copy of DESDM keep the same relative paths):
+
+* a manifest written by ``balrog-inputs`` (:mod:`balrog_runner.manifest`): each file's path
+  relative to the root, looked up in DESDM's database once on a login node;
+* a named layout: ``desdm``/``y1`` (Y1 era: ``<root>/OPS/coadd/<run>/coadd/<TILE>_<band>.fits.fz``),
+  ``y3`` (Y3 era and later: ``<root>/OPS/multiepoch/<campaign>/r<reqnum>/<TILE>/p<attnum>/coadd/
+  <TILE>_r<reqnum>p<attnum>_<band>.fits.fz``, PSF under ``.../p<attnum>/psf/``), ``plain``
+  (``<root>/<TILE>/<TILE>_<band>.fits.fz``);
+* or user templates over ``{root} {tile} {band} {run} {reqnum} {attnum} {campaign}``.
+
+Without a manifest the per-tile values come from the user: one ``run`` or a run table
+(``TILENAME RUN``), a ``campaign`` and an attempt table (``TILENAME REQNUM ATTNUM``).
 
 Credentials come from a netrc file. ``requests`` reads ``~/.netrc`` by itself but ignores
 any other path, so we read the file with the stdlib :mod:`netrc` parser and pass the pair
@@ -23,6 +32,7 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import re
 import stat
 import string
 import urllib.parse
@@ -33,10 +43,20 @@ import fitsio
 
 from .errors import ConfigError, InputFileError
 from .geometry import is_des_tilename
+from .manifest import FileEntry, Manifest
+from .manifest import read as read_manifest
 
 log = logging.getLogger(__name__)
 
-PLACEHOLDERS: frozenset[str] = frozenset({"root", "tile", "band", "run"})
+PLACEHOLDERS: frozenset[str] = frozenset({"root", "tile", "band", "run", "reqnum", "attnum", "campaign"})
+
+# DESDM's two archive layouts, relative to the archive root (DESIGN.md §10). The Y3+ PSF
+# folder and name follow DES's own paths, e.g. mepipelineappintg's pizza-cutter inputs:
+# OPS/multiepoch/Y3A1/r2597/DES2029-5457/p01/psf/DES2029-5457_r2597p01_r_psfcat.psf.
+Y1_IMAGE_RELPATH = "OPS/coadd/{run}/coadd/{tile}_{band}.fits.fz"
+Y1_PSF_RELPATH = "OPS/coadd/{run}/coadd/{tile}_{band}_psfcat.psf"
+Y3_IMAGE_RELPATH = "OPS/multiepoch/{campaign}/r{reqnum}/{tile}/p{attnum}/coadd/{tile}_r{reqnum}p{attnum}_{band}.fits.fz"
+Y3_PSF_RELPATH = "OPS/multiepoch/{campaign}/r{reqnum}/{tile}/p{attnum}/psf/{tile}_r{reqnum}p{attnum}_{band}_psfcat.psf"
 
 
 @dataclass(frozen=True)
@@ -159,9 +179,22 @@ def validate_template(template: str, what: str = "URL template") -> frozenset[st
 
 register_layout(Layout(
     "desdm",
-    "{root}/OPS/coadd/{run}/coadd/{tile}_{band}.fits.fz",
-    "{root}/OPS/coadd/{run}/coadd/{tile}_{band}_psfcat.psf",
-    "DESDM archive; {run} is the coadd processing run of the tile (--run or --run-table)",
+    "{root}/" + Y1_IMAGE_RELPATH,
+    "{root}/" + Y1_PSF_RELPATH,
+    "DESDM archive, Y1 era; {run} is the coadd processing run of the tile (--run or --run-table)",
+))
+register_layout(Layout(
+    "y1",
+    "{root}/" + Y1_IMAGE_RELPATH,
+    "{root}/" + Y1_PSF_RELPATH,
+    "DESDM archive, Y1 era (same as desdm)",
+))
+register_layout(Layout(
+    "y3",
+    "{root}/" + Y3_IMAGE_RELPATH,
+    "{root}/" + Y3_PSF_RELPATH,
+    "DESDM archive, Y3 era and later (multiepoch); {campaign} e.g. Y3A1, {reqnum}/{attnum} per tile "
+    "from an attempt table",
 ))
 register_layout(Layout(
     "plain",
@@ -200,6 +233,43 @@ def read_run_table(path: str | os.PathLike) -> dict[str, str]:
     if not runs:
         raise InputFileError(f"run table {path} has no 'TILENAME RUN' lines")
     return runs
+
+
+def read_attempt_table(path: str | os.PathLike) -> dict[str, tuple[str, str]]:
+    """Read ``TILENAME REQNUM ATTNUM`` lines (Y3+ layouts without a manifest).
+
+    ``REQNUM`` may be written ``2590`` or ``r2590``, ``ATTNUM`` ``1``, ``01`` or ``p01``;
+    attempts are zero-padded to two digits as DESDM names them (``p01``). A first line
+    ``tilename reqnum attnum`` is a header; ``#`` starts a comment.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"cannot read attempt table {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    attempts: dict[str, tuple[str, str]] = {}
+    for lineno, raw in enumerate(lines, 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = line.replace(",", " ").split()
+        if not attempts and fields[0].lower() == "tilename":
+            continue
+        if len(fields) != 3:
+            raise InputFileError(f"attempt table {path} line {lineno}: expected 'TILENAME REQNUM ATTNUM', got {raw.strip()!r}")
+        tile, req, att = fields
+        if not is_des_tilename(tile):
+            raise InputFileError(f"attempt table {path} line {lineno}: {tile!r} is not a DES tile name")
+        req, att = req.lower().removeprefix("r"), att.lower().removeprefix("p")
+        if not (req.isdigit() and att.isdigit()):
+            raise InputFileError(
+                f"attempt table {path} line {lineno}: request {fields[1]!r} and attempt {fields[2]!r} "
+                "must be numbers (e.g. 2590 01)"
+            )
+        attempts[tile] = (str(int(req)), f"{int(att):02d}")
+    if not attempts:
+        raise InputFileError(f"attempt table {path} has no 'TILENAME REQNUM ATTNUM' lines")
+    return attempts
 
 
 def read_tile_names(path: str | os.PathLike) -> list[str]:
@@ -271,6 +341,9 @@ class ArchiveSource:
     credentials: Credentials | None = field(default=None, repr=False)
     netrc_origin: str = ""
     timeout: float = 60.0
+    campaign: str | None = None
+    attempts: dict[str, tuple[str, str]] = field(default_factory=dict)
+    manifest: Manifest | None = field(default=None, repr=False)
 
     @classmethod
     def create(
@@ -283,8 +356,17 @@ class ArchiveSource:
         run_table: str | os.PathLike | None = None,
         netrc_path: str | os.PathLike | None = None,
         timeout: float = 60.0,
+        campaign: str | None = None,
+        attempt_table: str | os.PathLike | None = None,
+        manifest: Manifest | str | os.PathLike | None = None,
     ) -> ArchiveSource:
         """Validate the pieces and build a source.
+
+        With ``manifest`` (a :class:`~balrog_runner.manifest.Manifest` or its path) every URL
+        is ``root`` + the manifest's relative path and the layout/template/run options must
+        be left out. ``campaign`` is the ``{campaign}`` of Y3+ layouts (e.g. ``Y3A1``);
+        ``attempt_table`` a file of per-tile ``{reqnum}``/``{attnum}`` (see
+        :func:`read_attempt_table`).
 
         ``layout`` names an entry of LAYOUTS; ``url_template`` (image) overrides it, with
         ``psf_template`` or, if that is omitted, the image template with its final
@@ -294,6 +376,18 @@ class ArchiveSource:
         (connect, and each read of the socket).
         """
         root_url = _normalise_root(root)
+        if not timeout > 0:
+            raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
+        if manifest is not None:
+            given = [name for name, value in (("url_template", url_template), ("psf_template", psf_template),
+                                              ("run", run), ("run_table", run_table), ("campaign", campaign),
+                                              ("attempt_table", attempt_table)) if value is not None]
+            if given:
+                raise ConfigError(f"a manifest gives every file's path; do not also give {', '.join(given)}")
+            if not isinstance(manifest, Manifest):
+                manifest = read_manifest(manifest)
+            credentials, origin = _credentials_for(root_url, netrc_path)
+            return cls(root_url, "", "", None, {}, credentials, origin, float(timeout), manifest=manifest)
         if url_template is None:
             if layout not in LAYOUTS:
                 raise ConfigError(f"unknown archive layout {layout!r}; allowed: {', '.join(sorted(LAYOUTS))}")
@@ -316,15 +410,19 @@ class ArchiveSource:
             )
         if "run" not in names and (run is not None or runs):
             log.warning("a run was given but the URL templates have no {run}; it is ignored")
-        if not timeout > 0:
-            raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
-        credentials = None
-        origin = ""
-        parts = urllib.parse.urlsplit(root_url)
-        if parts.scheme in ("http", "https"):
-            credentials = netrc_credentials(parts.hostname or "", netrc_path)
-            origin = str(Path(netrc_path).expanduser() if netrc_path is not None else default_netrc_path())
-        return cls(root_url, image_t, psf_t, run, runs, credentials, origin, float(timeout))
+        if campaign is not None and not _CAMPAIGN_RE.fullmatch(campaign):
+            raise ConfigError(f"campaign {campaign!r} is not a DESDM campaign name (letters, digits, '_', e.g. Y3A1)")
+        if "campaign" in names and campaign is None:
+            raise ConfigError(f"URL template {image_t!r} needs {{campaign}} (e.g. Y3A1): give a campaign")
+        attempts = read_attempt_table(attempt_table) if attempt_table is not None else {}
+        if names & {"reqnum", "attnum"} and not attempts:
+            raise ConfigError(
+                f"URL template {image_t!r} needs each tile's {{reqnum}} and {{attnum}}: give an attempt "
+                "table ('TILENAME REQNUM ATTNUM' lines) or a manifest from balrog-inputs"
+            )
+        credentials, origin = _credentials_for(root_url, netrc_path)
+        return cls(root_url, image_t, psf_t, run, runs, credentials, origin, float(timeout),
+                   campaign=campaign, attempts=attempts)
 
     @property
     def is_local(self) -> bool:
@@ -345,12 +443,43 @@ class ArchiveSource:
             return ""
         raise ConfigError(f"tile {tile} is not in the run table; add a 'TILENAME RUN' line for it")
 
+    def entry(self, tile: str, band: str) -> FileEntry | None:
+        """The manifest entry (paths, sizes in bytes, MD5) of ``tile``/``band``; None without a manifest."""
+        return self.manifest.entry(tile, band) if self.manifest is not None else None
+
     def urls(self, tile: str, band: str) -> tuple[str, str]:
         """The image and PSF URLs of ``tile`` in ``band`` (never with credentials)."""
+        if self.manifest is not None:
+            entry = self.manifest.entry(tile, band)
+            return self._join(entry.image), self._join(entry.psf)
         values = {"root": self.root, "tile": tile, "band": band}
-        if "{run}" in self.image_template + self.psf_template:
+        templates = self.image_template + self.psf_template
+        if "{run}" in templates:
             values["run"] = self.run_for(tile)
+        if "{campaign}" in templates:
+            values["campaign"] = self.campaign or ""
+        if "{reqnum}" in templates or "{attnum}" in templates:
+            if tile not in self.attempts:
+                raise ConfigError(f"tile {tile} is not in the attempt table; add a 'TILENAME REQNUM ATTNUM' line for it")
+            values["reqnum"], values["attnum"] = self.attempts[tile]
         return self.image_template.format(**values), self.psf_template.format(**values)
+
+    def _join(self, relpath: str) -> str:
+        # '+' in tile names stays literal (as in the templates); anything odd is escaped
+        return f"{self.root}/{urllib.parse.quote(relpath.lstrip('/'), safe='/+')}"
+
+
+_CAMPAIGN_RE = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def _credentials_for(root_url: str, netrc_path: str | os.PathLike | None) -> tuple[Credentials | None, str]:
+    """The netrc login for an http(s) root and the netrc file's name (for error messages)."""
+    parts = urllib.parse.urlsplit(root_url)
+    if parts.scheme not in ("http", "https"):
+        return None, ""
+    credentials = netrc_credentials(parts.hostname or "", netrc_path)
+    origin = str(Path(netrc_path).expanduser() if netrc_path is not None else default_netrc_path())
+    return credentials, origin
 
 
 def _derive_psf_template(image_template: str) -> str:

@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="PSFEx URL template (default: the image template with _psfcat.psf)")
     src.add_argument("--run", help="the {run} value for every tile (may contain {tile})")
     src.add_argument("--run-table", metavar="FILE", help="file of 'TILENAME RUN' lines giving each tile's {run}")
+    src.add_argument("--campaign", help="the {campaign} of Y3+ layouts, e.g. Y3A1")
+    src.add_argument("--attempt-table", metavar="FILE",
+                     help="file of 'TILENAME REQNUM ATTNUM' lines giving each tile's {reqnum} {attnum} (Y3+)")
+    src.add_argument("--manifest", metavar="FILE",
+                     help="manifest from balrog-inputs: every file's path under --root (replaces the layout options)")
     src.add_argument("--netrc", metavar="FILE", help="netrc file with the archive login (default $NETRC or ~/.netrc)")
     out = parser.add_argument_group("download")
     out.add_argument("--outdir", required=True, help="campaign output directory; files go to <outdir>/<TILE>/images")
@@ -64,10 +69,12 @@ def _action(args: argparse.Namespace) -> int:
         tiles += fetch.read_tile_names(args.tiles)
     if not tiles:
         raise ConfigError("no tiles given; use --tile NAME or --tiles FILE")
-    source = fetch.ArchiveSource.create(
-        args.root, layout=args.release, url_template=args.url_template, psf_template=args.psf_template,
-        run=args.run, run_table=args.run_table, netrc_path=args.netrc, timeout=args.timeout,
-    )
+    layout = {"layout": args.release, "url_template": args.url_template, "psf_template": args.psf_template,
+              "run": args.run, "run_table": args.run_table, "campaign": args.campaign,
+              "attempt_table": args.attempt_table}
+    if args.manifest:
+        layout = {k: v for k, v in layout.items() if k != "layout"} | {"manifest": args.manifest}
+    source = fetch.ArchiveSource.create(args.root, netrc_path=args.netrc, timeout=args.timeout, **layout)
     bands = [b for b in args.bands.replace(",", " ").split() if b]
     fetch.fetch_tiles(
         tiles, args.outdir, source, bands=bands, workers=args.workers, funpack=not args.no_funpack,

@@ -6,6 +6,8 @@ The campaign's ``db`` config dict decides the URL, in this order:
    ``oracle+oracledb://user:pw@host:1521/?service_name=dessci``).
 2. ``db["section"]``: a section of ``db["ini"]`` (default ``~/.desservices.ini``), the file
    DES tools such as easyaccess read: ``user``, ``passwd``, ``server``, ``port``, ``name``.
+   easyaccess names its sections ``[db-dessci]``, ``[db-desoper]``; ``dessci`` and
+   ``db-dessci`` both find them.
    DES sections describe Oracle services (``name`` is the service name, e.g. ``dessci``);
    an optional ``type = postgresql | sqlite | oracle`` key lets the same file hold others.
 3. otherwise an SQLite file ``<outdir>/<dbname>.sqlite``: embedded, nothing to start.
@@ -92,10 +94,7 @@ def url_from_desservices(section: str, ini: str | os.PathLike = DEFAULT_INI) -> 
         raise ConfigError(f"cannot read database credentials file {path}: {exc.strerror}") from exc
     except configparser.Error as exc:
         raise ConfigError(f"{path} is not an INI file ({type(exc).__name__})") from None
-    if not parser.has_section(section):
-        raise ConfigError(
-            f"section [{section}] not found in {path} (sections: {', '.join(parser.sections()) or 'none'})"
-        )
+    section = _find_section(parser, section, path)
     sec = parser[section]
     kind = sec.get("type", "oracle").strip().lower()
     if kind == "sqlite":
@@ -121,6 +120,18 @@ def url_from_desservices(section: str, ini: str | os.PathLike = DEFAULT_INI) -> 
             port=port or 5432, database=sec["name"],
         )
     raise ConfigError(f"[{section}] in {path}: type {kind!r} is not one of oracle, postgresql, sqlite")
+
+
+def _find_section(parser: configparser.ConfigParser, section: str, path: Path) -> str:
+    """The ini section meant by ``section``: easyaccess writes ``[db-dessci]``, users say
+    ``dessci``; both spellings find either section. Missing: name the file and what is there."""
+    wanted = section.strip()
+    bare = wanted.removeprefix("db-")
+    for candidate in (wanted, f"db-{bare}", bare):
+        if parser.has_section(candidate):
+            return candidate
+    present = ", ".join(f"[{name}]" for name in parser.sections()) or "none"
+    raise ConfigError(f"section [{wanted}] not found in {path} (nor [db-{bare}]); sections present: {present}")
 
 
 def resolve_url(db: Mapping[str, Any] | None, outdir: str | os.PathLike, dbname: str) -> URL:
