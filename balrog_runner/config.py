@@ -139,11 +139,14 @@ RUN_KEYS: dict[str, Key] = {
     # downloads
     # downloads (the arguments of balrog_runner.fetch_source.ArchiveSource.create)
     "fetch-root": Key("https://desar2.cosmology.illinois.edu/DESFiles/desarchive", "str", "archive root URL (http(s):// or file://), no credentials in it"),
-    "fetch-layout": Key("desdm", "str", "named archive layout: 'desdm' (<root>/OPS/coadd/<run>/coadd/) or 'plain' (<root>/<TILE>/)"),
+    "fetch-layout": Key("desdm", "str", "named archive layout: 'desdm' or 'y1' (<root>/OPS/coadd/<run>/coadd/), 'y3' (<root>/OPS/multiepoch/<campaign>/r<reqnum>/<TILE>/p<attnum>/coadd/) or 'plain' (<root>/<TILE>/); ignored with fetch-manifest"),
     "fetch-url": Key(None, "str", "image URL template overriding the layout (placeholders {root} {tile} {band} {run}); None = layout", optional=True),
     "fetch-psf-url": Key(None, "str", "PSFEx model URL template; None = derived from fetch-url (or the layout)", optional=True),
     "fetch-run": Key(None, "str", "DESDM processing run for {run} (may contain {tile}); the release's run tag", optional=True),
     "fetch-run-table": Key(None, "path", "file of 'TILENAME RUN' pairs for {run}, one tile a line", optional=True),
+    "fetch-manifest": Key(None, "path", "inputs manifest from balrog-inputs (every tile's image and PSF path, size, MD5, resolved from the release tag): URLs are fetch-root + its paths; overrides fetch-layout/url/run", optional=True),
+    "fetch-campaign": Key(None, "str", "DESDM campaign for {campaign} in Y3+ layouts (e.g. Y3A1), when fetching without a manifest", optional=True),
+    "fetch-attempt-table": Key(None, "path", "file of 'TILENAME REQNUM ATTNUM' lines for {reqnum}/{attnum} in Y3+ layouts, when fetching without a manifest", optional=True),
     "fetch-netrc": Key(None, "path", "netrc file with the archive credentials; None = ~/.netrc on the node", optional=True),
     "fetch-workers": Key(4, "int", "files downloaded at once per tile"),
     "fetch-timeout": Key(60.0, "float", "network timeout per connection and read (seconds)"),
@@ -537,6 +540,39 @@ def _check_tiles(cfg: Config, check_positions: bool = True) -> None:
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise InputFileError(f"no position file in {cfg.run['pos']} for tiles {shown} (run balrog-positions first)")
+    check_inputs_resolve(cfg)
+
+
+def check_inputs_resolve(cfg: Config) -> None:
+    """Every tile's image and PSF URL, in every band and det, resolves from the fetch keys.
+
+    The node builds its source with the same function (:func:`fetch.source_from_options`),
+    so a tile missing from the manifest, the run table or the attempt table fails here, at
+    build time, and not on the node after the queue wait. Nothing is downloaded.
+    """
+    from .fetch import source_from_options
+
+    run = cfg.run
+    opts = {k[len("fetch-"):]: v for k, v in run.items() if k.startswith("fetch-")}
+    where = f" in {cfg.path}" if cfg.path else ""
+    try:
+        source = source_from_options(opts)
+    except ConfigError as exc:
+        raise ConfigError(f"run['fetch-*']{where}: {exc}; a DESDM release's files are found with "
+                          "run['fetch-manifest'] (from balrog-inputs), or fetch-run / fetch-run-table (Y1), "
+                          "or fetch-campaign + fetch-attempt-table (Y3+)") from None
+    keys = [*run["bands"], "det"]
+    missing: list[str] = []
+    for tile in cfg.tiles:
+        for band in keys:
+            try:
+                source.urls(tile, band)
+            except (ConfigError, InputFileError) as exc:
+                missing.append(f"{tile} {band} ({exc})" if not missing else f"{tile} {band}")
+                break
+    if missing:
+        shown = "; ".join(missing[:3]) + (f" and {len(missing) - 3} more tiles" if len(missing) > 3 else "")
+        raise InputFileError(f"inputs do not resolve for {len(missing)} tile(s){where}: {shown}")
 
 
 # ----------------------------------------------------------------------------- scheduler rules

@@ -68,7 +68,7 @@ from .geometry import is_des_tilename
 
 __all__ = [
     "DES_BANDS", "DEFAULT_FILE_DEADLINE", "LAYOUTS", "ArchiveSource", "CorruptFile", "Credentials",
-    "FileCheck", "Layout", "TileFiles",
+    "FileCheck", "Layout", "TileFiles", "source_from_options",
     "check_tile_and_bands", "fetch_tile", "fetch_tiles", "funpack_file", "read_run_table",
     "read_tile_names", "tile_image_dir", "verify_fits",
 ]
@@ -197,7 +197,7 @@ def fetch_tile(
         raise ExternalProgramError(funpack_bin, None, detail="not found (install libcfitsio-bin or set the funpack path)")
     dest = Path(dest)
     jobs = []
-    checks = checks or {}
+    checks = {**_manifest_checks(source, tile, bands), **(checks or {})}
     for band in bands:
         image_url, psf_url = source.urls(tile, band)
         jobs.append(_Job("image", band, image_url, dest / f"{tile}_{band}.fits.fz",
@@ -218,6 +218,42 @@ def fetch_tile(
     log.info("%s: %d files fetched (%.1f MB), %d already present", tile, files.fetched,
              files.nbytes / 1e6, files.skipped)
     return files
+
+
+def source_from_options(opts: Mapping[str, object]) -> ArchiveSource:
+    """The :class:`ArchiveSource` of a campaign's ``fetch-*`` keys (without the prefix).
+
+    One place for the node (``balrog-run``) and the build-time check (``balrog-jobs``), so
+    what the build verified is what the node fetches.
+    """
+    def opt(name: str):
+        value = opts.get(name)
+        return None if value in (None, "") else value
+
+    return ArchiveSource.create(
+        str(opt("root") or ""),
+        layout=str(opt("layout") or "desdm"),
+        url_template=opt("url"),
+        psf_template=opt("psf-url"),
+        run=opt("run"),
+        run_table=opt("run-table"),
+        netrc_path=opt("netrc"),
+        timeout=float(opt("timeout") or 60.0),
+        campaign=opt("campaign"),
+        attempt_table=opt("attempt-table"),
+        manifest=opt("manifest"),
+    )
+
+
+def _manifest_checks(source: ArchiveSource, tile: str, bands: Sequence[str]) -> dict[tuple[str, str], FileCheck]:
+    """The archive's size/MD5 of each file, from the source's inputs manifest (if any)."""
+    checks: dict[tuple[str, str], FileCheck] = {}
+    for band in bands:
+        entry = source.entry(tile, band)
+        if entry is not None:
+            checks["image", band] = FileCheck(entry.image_size, entry.image_md5)
+            checks["psf", band] = FileCheck(entry.psf_size, entry.psf_md5)
+    return checks
 
 
 def tile_image_dir(outdir: str | os.PathLike, tile: str) -> Path:

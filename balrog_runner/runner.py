@@ -471,16 +471,7 @@ def fetch_inputs(settings: RunSettings, tile: str) -> TileInputs:
     from . import fetch
 
     fetch_opts = dict(settings.fetch)
-    source = fetch.ArchiveSource.create(
-        fetch_opts.get("root") or "",
-        layout=fetch_opts.get("layout") or "desdm",
-        url_template=fetch_opts.get("url"),
-        psf_template=fetch_opts.get("psf-url"),
-        run=fetch_opts.get("run"),
-        run_table=fetch_opts.get("run-table"),
-        netrc_path=fetch_opts.get("netrc"),
-        timeout=float(fetch_opts.get("timeout") or 60.0),
-    )
+    source = fetch.source_from_options(fetch_opts)
     files = fetch.fetch_tile(
         tile, tile_dir(settings.outdir, tile) / "images", source, bands=settings.image_keys,
         workers=int(fetch_opts.get("workers") or 4), funpack=True, funpack_bin=settings.funpack,

@@ -23,6 +23,7 @@ def _config(tmp_path: Path, body: str, tiles=TILES) -> Path:
         "def CustomConfig(run, balrog, db, tiles):\n"
         f"    run['dbname'] = 'camp'\n    run['jobdir'] = {str(tmp_path / 'jobs')!r}\n"
         f"    run['outdir'] = {str(tmp_path / 'out')!r}\n    run['pos'] = {str(tmp_path / 'pos')!r}\n"
+        "    run['fetch-layout'] = 'plain'\n"
         f"    tiles.extend({list(tiles)!r})\n"
         + textwrap.indent(textwrap.dedent(body), "    ")
         + "\n    return run, balrog, db, tiles\n"
@@ -66,7 +67,7 @@ def test_relative_paths_are_made_absolute(tmp_path, monkeypatch):
     path = tmp_path / "c.py"
     path.write_text(textwrap.dedent("""\
         def CustomConfig(run, balrog, db, tiles):
-            run.update(dbname="x", jobdir="jobs", outdir="~/out", pos="pos")
+            run.update(dbname="x", jobdir="jobs", outdir="~/out", pos="pos", **{"fetch-layout": "plain"})
             return run, balrog, db, ["DES0001-0001"]
         """))
     cfg = cfgmod.load_config(path)
@@ -215,6 +216,15 @@ def test_section_leaves_url_to_the_node(tmp_path):
     assert cfg.db["ini"] == "~/.desservices.ini"  # expanded on the node, not here
 
 
+def _write_manifest(path: Path, tiles, bands) -> None:
+    from balrog_runner import manifest
+
+    entries = {t: {b: manifest.FileEntry(f"OPS/multiepoch/Y3A2/r1/{t}/p01/coadd/{t}_r1p01_{b}.fits.fz",
+                                         f"OPS/multiepoch/Y3A2/r1/{t}/p01/psf/{t}_r1p01_{b}_psfcat.psf")
+                   for b in [*bands, "det"]} for t in tiles}
+    manifest.write(manifest.Manifest(release="Y3A2_COADD", era="y3", tiles=entries), path)
+
+
 def test_site_setups_load(repo_root, tmp_path, monkeypatch):
     """Every shipped site-setup config loads (its paths pointed at a scratch area)."""
     sites = sorted((repo_root / "site-setups").glob("*/config.py"))
@@ -224,6 +234,8 @@ def test_site_setups_load(repo_root, tmp_path, monkeypatch):
         assert (site.parent / "source.sh").is_file()
         run, _, _, tiles = runpy.run_path(str(site))["CustomConfig"](*cfgmod.defaults())
         write_positions(Path(run["pos"]), tiles)
+        if run.get("fetch-manifest"):  # what balrog-inputs writes on a login node
+            _write_manifest(Path(run["fetch-manifest"]), tiles, run["bands"])
         cfg = cfgmod.load_config(site)
         scheduler = {"bnl-wq": "wq", "laptop": "local"}.get(site.parent.name, "slurm")
         cfgmod.validate_for_scheduler(cfg, scheduler, check_programs=False)
@@ -237,3 +249,23 @@ def test_example_pyconfig_is_a_no_op(repo_root):
     defaults = {"mag_i": np.array([20.0, 21.0]), "ra": np.zeros(2), "dec": np.zeros(2)}
     assert pyc.simulation_rules(rng, 2, ("g", "r"), defaults) == {}
     assert pyc.galsim_params("r") == {} and pyc.sextractor_configs("r") == {}
+
+
+def test_inputs_must_resolve_at_build_time(tmp_path):
+    """The shipped default (DESDM Y1 layout, no run) used to build and fail on every node."""
+    with pytest.raises(ConfigError, match=r"run\['fetch-\*'\].*needs a \{run\}.*fetch-manifest"):
+        cfgmod.load_config(_config(tmp_path, "run['fetch-layout'] = 'desdm'"))
+    inputs = tmp_path / "inputs.json"
+    _write_manifest(inputs, TILES[:1], list(cfgmod.ALL_BANDS))  # the other tiles are missing
+    with pytest.raises(InputFileError) as err:
+        cfgmod.load_config(_config(tmp_path, f"run['fetch-manifest'] = {str(inputs)!r}"))
+    msg = str(err.value)
+    assert f"inputs do not resolve for {len(TILES) - 1} tile(s)" in msg and TILES[1] in msg
+    assert "\n" not in msg
+    _write_manifest(inputs, TILES, list(cfgmod.ALL_BANDS))
+    cfg = cfgmod.load_config(_config(tmp_path, f"run['fetch-manifest'] = {str(inputs)!r}"))
+    assert cfg.run["fetch-manifest"] == str(inputs)
+    table = tmp_path / "runs.txt"
+    table.write_text("".join(f"{t} 20130101000000_{t}\n" for t in TILES[:2]))
+    with pytest.raises(InputFileError, match=f"{TILES[2]} g .*not in the run table"):
+        cfgmod.load_config(_config(tmp_path, f"run['fetch-layout'] = 'y1'\nrun['fetch-run-table'] = {str(table)!r}"))

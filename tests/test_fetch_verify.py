@@ -4,6 +4,7 @@ deadline per file, and redirects to other hosts (real HTTP server on 127.0.0.1).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 
@@ -126,3 +127,27 @@ def test_redirect_within_the_archive_host_is_followed(server, netrc_file, survey
     files = _fetch(tmp_path / "images", _source(server, netrc_file))
     assert files.psfs["g"].read_bytes() == des_psf_path.read_bytes()
     assert server.hits("*_g_psfcat.psf") == 2
+
+
+def test_manifest_size_and_md5_are_checked(server, netrc_file, survey, tmp_path, des_psf_path):
+    """A manifest from balrog-inputs carries DESDM's size/MD5: a mismatch is never accepted."""
+    from balrog_runner import manifest
+
+    root = survey[0]
+    entries = {}
+    for band in BANDS:
+        image = root / TILE / f"{TILE}_{band}.fits.fz"
+        psf = root / TILE / f"{TILE}_{band}_psfcat.psf"
+        entries[band] = manifest.FileEntry(
+            f"{TILE}/{image.name}", f"{TILE}/{psf.name}", image.stat().st_size, _md5(image.read_bytes()),
+            psf.stat().st_size, _md5(psf.read_bytes()) if band == "g" else "0" * 32)
+    path = manifest.write(manifest.Manifest(release="TEST", era="y3", tiles={TILE: entries}), tmp_path / "m.json")
+    source = fetch.ArchiveSource.create(server.url, netrc_path=netrc_file, manifest=path)
+    with pytest.raises(FetchError, match=r"_r_psfcat.psf: MD5 .* differs from the archive's 0{32}"):
+        _fetch(tmp_path / "images", source, retries=1)
+    assert server.hits("*_r_psfcat.psf") == 2
+    entries["r"] = dataclasses.replace(entries["r"], psf_md5=_md5(des_psf_path.read_bytes()))
+    path = manifest.write(manifest.Manifest(release="TEST", era="y3", tiles={TILE: entries}), tmp_path / "m.json")
+    source = fetch.ArchiveSource.create(server.url, netrc_path=netrc_file, manifest=path)
+    files = _fetch(tmp_path / "images", source)
+    assert files.psfs["r"].read_bytes() == des_psf_path.read_bytes()

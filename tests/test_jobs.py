@@ -67,7 +67,7 @@ def write_campaign(root: Path, tile_names: list[str] = TILES, name: str = "cfg.p
     """A campaign under ``root``: position files and a CustomConfig file setting ``run``."""
     write_positions(root / "pos", tile_names)
     settings = {"dbname": "testcamp", "jobdir": str(root / "jobs"), "outdir": str(root / "out"),
-                "pos": str(root / "pos"), "balrog-run": BALROG_RUN, **run}
+                "pos": str(root / "pos"), "balrog-run": BALROG_RUN, "fetch-layout": "plain", **run}
     path = root / name
     path.write_text(textwrap.dedent(f"""\
         def CustomConfig(run, balrog, db, tiles):

@@ -13,6 +13,9 @@ def CustomConfig(run, balrog, db, tiles):
     run["jobdir"] = os.path.join(base, "jobs")
     run["outdir"] = os.path.join(base, "output")
     run["pos"] = os.path.join(base, "positions")
+    run["release"] = "y3a2_coadd"
+    # balrog-inputs --release Y3A2_COADD --tiles <list> --db dessci -o ~/balrog/inputs.json
+    run["fetch-manifest"] = os.path.join(base, "inputs.json")
     run["ngal"] = 1000
     run["nodes"] = 4
     run["ppn"] = 8

@@ -13,6 +13,9 @@ def CustomConfig(run, balrog, db, tiles):
     run["jobdir"] = os.path.join(base, "jobs")
     run["outdir"] = os.path.join(base, "output")
     run["pos"] = os.path.join(base, "positions")
+    # synthetic tiles, one folder each: balrog-make-tile --tile DES0002+0209 --outdir <base>/archive/DES0002+0209
+    run["fetch-root"] = "file://" + os.path.join(base, "archive")
+    run["fetch-layout"] = "plain"
     run["ngal"] = 100                   # objects per realization
     run["realizations"] = 2             # per tile
     run["nodes"] = 2                    # local: subjobs at once

@@ -14,6 +14,8 @@ def CustomConfig(run, balrog, db, tiles):
     run["outdir"] = os.path.join(base, "output")
     run["pos"] = os.path.join(base, "positions")
     run["release"] = "y1a1_coadd"
+    # balrog-inputs --release Y1A1_COADD --tiles <list> --db dessci -o $BALROG_CAMPAIGN_DIR/inputs.json
+    run["fetch-manifest"] = os.path.join(base, "inputs.json")
     run["ngal"] = 1000
     run["nodes"] = 4                    # array elements (one node each)
     run["ppn"] = 24                     # Edison: 24 cores per node

@@ -22,6 +22,10 @@ def CustomConfig(run, balrog, db, tiles):
     run["outdir"] = os.path.join(base, "output")
     run["pos"] = os.path.join(base, "positions")        # from balrog-positions
     run["release"] = "y3a2_coadd"
+    # Where every tile's files are: resolved once from the release tag on a login node with
+    #   balrog-inputs --release Y3A2_COADD --tiles <list> --db dessci -o $BALROG_CAMPAIGN_DIR/inputs.json
+    # and fetched over HTTP from DESDM (~/.netrc) on the nodes, verified against its size/MD5.
+    run["fetch-manifest"] = os.path.join(base, "inputs.json")
     run["ngal"] = 1000                                  # objects per realization
     run["nodes"] = 2
     run["ppn"] = 64                                     # realizations at once per node
