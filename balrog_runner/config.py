@@ -122,6 +122,8 @@ RUN_KEYS: dict[str, Key] = {
     "asdependency": Key(False, "bool", "SLURM: chain the job groups with --dependency=afterany (one runs after the other)"),
     "asarray": Key(False, "bool", "SLURM: submit one job array, one element per node subjob (needs a single group)"),
     "arraymax": Key(None, "int", "SLURM: at most this many array elements run at once (--array=0-N%arraymax)", optional=True),
+    "sbatch-extra": Key([], "strlist", "SLURM: extra sbatch options, one per entry, each written as an #SBATCH line (e.g. '--license=scratch', '--comment=try 2'); each starts with --, and the options balrog-jobs sets itself (nodes, time, output, ...) have their own keys"),
+    "stripe": Key(None, "int", "Lustre: the job runs 'lfs setstripe -c <stripe> <outdir>' before its tiles (-1 = all OSTs); a warning, not a failure, where lfs is absent or outdir is not on Lustre; None = leave the striping alone", optional=True),
     # external programs (names on PATH after --source, or absolute paths)
     "sex": Key("source-extractor", "str", "SExtractor executable (Debian: source-extractor)"),
     "swarp": Key("SWarp", "str", "SWarp executable (Debian: SWarp)"),
@@ -177,6 +179,29 @@ _WALLTIME_RE = re.compile(r"^(\d+-)?\d{1,3}:[0-5]\d:[0-5]\d$")
 _EMAIL_RE = re.compile(r"^[^@\s'\"\\]+@[^@\s'\"\\]+$")
 _SAFE_WORD_RE = re.compile(r"^[A-Za-z0-9_.,:=+-]+$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+#: The campaign's longest derived SQL identifier is the index ``ix_<dbname>_nosim_tr``
+#: (db/schema.py); it must fit PostgreSQL's 63-byte limit (NAMEDATALEN - 1), which also
+#: satisfies Oracle 12.2+ (128 bytes). Pre-12.2 Oracle (30 bytes) is not enforced.
+MAX_IDENTIFIER_BYTES = 63
+_LONGEST_DERIVED = "ix_{}_nosim_tr"
+_DBNAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+#: Integers end up in int64 columns, JSON specs and scheduler options: keep them in int64.
+_INT64 = 2**63
+#: Options the job files set from their own keys (an #SBATCH repeat would silently override).
+SBATCH_MANAGED = {
+    "job-name": "run['dbname'] and run['joblabel']", "nodes": "run['nodes']",
+    "ntasks-per-node": "one runner per node", "ntasks": "one runner per node",
+    "cpus-per-task": "run['ppn']", "time": "run['walltime']", "output": "logs/ in the job directory",
+    "error": "logs/ in the job directory", "chdir": "the job directory", "partition": "run['queue']",
+    "account": "run['account']", "constraint": "run['constraint']", "qos": "run['qos']",
+    "mail-user": "run['email']", "array": "run['asarray'] and run['arraymax']",
+    "dependency": "run['asdependency']",
+}
+_SBATCH_OPTION_RE = re.compile(r"^--([a-z][a-z0-9-]*)(=.*)?$")
+#: Lustre's largest stripe count (LOV_MAX_STRIPE_COUNT); -1 means "all OSTs".
+MAX_STRIPE_COUNT = 2000
+#: A day: longer is a typo (and values beyond ~1e9 s overflow the socket timeout).
+MAX_FETCH_TIMEOUT = 86400.0
 
 
 @dataclass
@@ -308,8 +333,16 @@ def read_tile_list(path: str | os.PathLike) -> list[str]:
             raise InputFileError(f"tile list {path} has no tilename column (columns: {', '.join(names.values())})")
         col = data[names["tilename"]]
         return [(v.decode() if isinstance(v, bytes) else str(v)).strip() for v in col]
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise InputFileError(f"tile list {path} is not a text file (one tile name a line) nor a .fits table") from None
+    except OSError as exc:
+        raise InputFileError(f"cannot read tile list {path}: {exc.strerror or exc}") from None
+    if "\x00" in text:  # UTF-16, or binary data that happens to decode
+        raise InputFileError(f"tile list {path} is not a text file (it holds NUL bytes); one tile name a line")
     out = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             out.append(line.split()[0])
@@ -337,6 +370,8 @@ def load_config(path: str | os.PathLike, source: str | os.PathLike | None = None
         src = src.resolve()
     try:
         namespace = runpy.run_path(str(path), run_name="balrog_config")
+    except SystemExit as exc:  # not an Exception: would end balrog-jobs with the config's code
+        raise ConfigError(f"config file {path} called sys.exit({exc.code!r}); a config must define CustomConfig, not exit") from None
     except SyntaxError as exc:
         raise ConfigError(f"config file {path} has a syntax error at line {exc.lineno}: {exc.msg}") from None
     except Exception as exc:  # the user's code; any failure is a config error
@@ -347,6 +382,8 @@ def load_config(path: str | os.PathLike, source: str | os.PathLike | None = None
     run, balrog, db, tiles = defaults()
     try:
         result = func(run, balrog, db, tiles)
+    except SystemExit as exc:
+        raise ConfigError(f"CustomConfig in {path} called sys.exit({exc.code!r}); it must return (run, balrog, db, tiles)") from None
     except Exception as exc:
         raise ConfigError(f"CustomConfig in {path} raised {type(exc).__name__}: {exc}") from None
     if not (isinstance(result, (tuple, list)) and len(result) == 4):
@@ -393,6 +430,13 @@ def _check_kind(where: str, name: str, key: Key, value: Any) -> tuple[Any, str |
         raise AssertionError(kind)
     if not ok:
         return value, f"{where}['{name}'] = {value!r} is a {type(value).__name__}; expected {kind}{' or None' if key.optional else ''}"
+    # inf/nan would reach the spec as JSON 'Infinity'/'NaN' (not JSON) and mean nothing as a
+    # count, timeout or fraction; huge integers overflow the int64 columns and seeds.
+    if kind == "float" and not math.isfinite(value):
+        return value, f"{where}['{name}'] = {value!r} must be a finite number"
+    numbers = value if kind == "intlist" else [value] if kind == "int" else []
+    if any(not -_INT64 < v < _INT64 for v in numbers):
+        return value, f"{where}['{name}'] = {value!r} does not fit in 64 bits"
     return value, None
 
 
@@ -455,8 +499,7 @@ def check_config(cfg: Config, check_positions: bool = True) -> None:
 
 def _check_values(cfg: Config, errors: list[str]) -> None:
     run, balrog, db = cfg.run, cfg.balrog, cfg.db
-    if not _NAME_RE.match(run["dbname"]):
-        errors.append(f"run['dbname'] = {run['dbname']!r}: use letters, digits and _ (it names DB tables)")
+    _check_dbname(run["dbname"], errors)
     if run["joblabel"] is not None and not _LABEL_RE.match(run["joblabel"]):
         errors.append(f"run['joblabel'] = {run['joblabel']!r}: use letters, digits, _ . - (it names files)")
     for name in ("ngal", "nodes", "ppn", "npersubjob", "fetch-workers"):
@@ -483,6 +526,11 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
         errors.append(f"db['duplicate'] = {db['duplicate']!r}: allowed 'error' or 'replace'")
     if run["asarray"] and run["asdependency"]:
         errors.append("run['asarray'] and run['asdependency'] cannot both be True (an array is one job)")
+    _check_sbatch_extra(run["sbatch-extra"], errors)
+    if run["stripe"] is not None and not (run["stripe"] == -1 or 1 <= run["stripe"] <= MAX_STRIPE_COUNT):
+        errors.append(f"run['stripe'] = {run['stripe']}: a stripe count 1..{MAX_STRIPE_COUNT}, -1 (all OSTs) or None (off)")
+    if not 0 <= balrog["seed-offset"] < 2**62:
+        errors.append(f"balrog['seed-offset'] = {balrog['seed-offset']} must be within 0..2**62 (seeds are >= 0 int64)")
     _check_fetch(run, errors)
     if not 0.0 <= balrog["star-fraction"] <= 1.0:
         errors.append(f"balrog['star-fraction'] = {balrog['star-fraction']} must be within 0..1")
@@ -497,6 +545,34 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
     for name in PROGRAM_KEYS:
         if not run[name].strip():
             errors.append(f"run['{name}'] is empty")
+
+
+def _check_dbname(dbname: str, errors: list[str]) -> None:
+    """dbname names tables and indexes on every backend: an identifier that needs no quoting.
+
+    A leading letter (Oracle's unquoted identifiers and a table name that starts with ``_``
+    are trouble), and short enough that ``ix_<dbname>_nosim_tr`` fits
+    :data:`MAX_IDENTIFIER_BYTES` (PostgreSQL truncates longer names silently, so two
+    campaigns' indexes could collide).
+    """
+    if not _DBNAME_RE.match(dbname):
+        errors.append(f"run['dbname'] = {dbname!r}: start with a letter, then letters, digits and _ (it names DB tables)")
+        return
+    longest = _LONGEST_DERIVED.format(dbname)
+    if len(longest.encode()) > MAX_IDENTIFIER_BYTES:
+        most = MAX_IDENTIFIER_BYTES - len(_LONGEST_DERIVED.format("").encode())
+        errors.append(f"run['dbname'] = {dbname!r} is {len(dbname.encode())} bytes; at most {most} "
+                      f"(its index {longest[:20]}... must fit {MAX_IDENTIFIER_BYTES} bytes, PostgreSQL's limit)")
+
+
+def _check_sbatch_extra(options: list[str], errors: list[str]) -> None:
+    """Each entry one long option ``--name`` or ``--name=value``, not one balrog-jobs sets."""
+    for opt in options:
+        m = _SBATCH_OPTION_RE.match(opt)
+        if not m:
+            errors.append(f"run['sbatch-extra'] entry {opt!r}: one sbatch long option per entry, --name or --name=value")
+        elif m.group(1) in SBATCH_MANAGED:
+            errors.append(f"run['sbatch-extra'] entry {opt!r}: --{m.group(1)} is set by balrog-jobs (from {SBATCH_MANAGED[m.group(1)]})")
 
 
 def _check_fetch(run: dict[str, Any], errors: list[str]) -> None:
@@ -515,8 +591,8 @@ def _check_fetch(run: dict[str, Any], errors: list[str]) -> None:
         errors.append("run['fetch-run'] and run['fetch-run-table'] exclude each other")
     if "@" in run["fetch-root"].split("//", 1)[-1].split("/", 1)[0]:
         errors.append("run['fetch-root'] holds credentials (user@host); put them in the netrc file")
-    if not run["fetch-timeout"] > 0:
-        errors.append(f"run['fetch-timeout'] = {run['fetch-timeout']} must be > 0 seconds")
+    if not 0 < run["fetch-timeout"] <= MAX_FETCH_TIMEOUT:
+        errors.append(f"run['fetch-timeout'] = {run['fetch-timeout']} must be > 0 and <= {MAX_FETCH_TIMEOUT:g} seconds")
 
 
 def _check_tiles(cfg: Config, check_positions: bool = True) -> None:
