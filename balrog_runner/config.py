@@ -96,7 +96,7 @@ def _cfg(name: str) -> Callable[[], str]:
 
 RUN_KEYS: dict[str, Key] = {
     # identity and places
-    "dbname": Key(None, "str", "campaign name: DB tables <dbname>_truth/_sim/_nosim/_des; letters, digits, _", optional=True, required=True),
+    "dbname": Key(None, "str", "campaign name: DB tables <dbname>_truth/_sim/_nosim/_des/_pushed; a letter, then letters, digits, _; at most 51 bytes", optional=True, required=True),
     "joblabel": Key(None, "str", "label appended to the job name (<dbname>-<joblabel>); letters, digits, _ . -", optional=True),
     "jobdir": Key(None, "path", "directory that receives the job files (one subdirectory per job name)", optional=True, required=True),
     "outdir": Key(None, "path", "campaign output directory (<outdir>/<TILE>/...)", optional=True, required=True),
@@ -123,7 +123,7 @@ RUN_KEYS: dict[str, Key] = {
     "asarray": Key(False, "bool", "SLURM: submit one job array, one element per node subjob (needs a single group)"),
     "arraymax": Key(None, "int", "SLURM: at most this many array elements run at once (--array=0-N%arraymax)", optional=True),
     "sbatch-extra": Key([], "strlist", "SLURM: extra sbatch options, one per entry, each written as an #SBATCH line (e.g. '--license=scratch', '--comment=try 2'); each starts with --, and the options balrog-jobs sets itself (nodes, time, output, ...) have their own keys"),
-    "stripe": Key(None, "int", "Lustre: the job runs 'lfs setstripe -c <stripe> <outdir>' before its tiles (-1 = all OSTs); a warning, not a failure, where lfs is absent or outdir is not on Lustre; None = leave the striping alone", optional=True),
+    "stripe": Key(None, "int", "Lustre: the SLURM/wq job (and local run.sh) runs 'lfs setstripe -c <stripe> <outdir>' before its tiles (-1 = all OSTs); a warning, not a failure, where lfs is absent or outdir is not on Lustre; None = leave the striping alone", optional=True),
     # external programs (names on PATH after --source, or absolute paths)
     "sex": Key("source-extractor", "str", "SExtractor executable (Debian: source-extractor)"),
     "swarp": Key("SWarp", "str", "SWarp executable (Debian: SWarp)"),

@@ -9,9 +9,13 @@ from pathlib import Path
 import fitsio
 import numpy as np
 import pytest
+from sqlalchemy.dialects import oracle, postgresql
 from test_jobs import TILES, write_campaign, write_positions
 
 from balrog_runner import config as cfgmod
+from balrog_runner import jobs
+from balrog_runner.cli import jobs as cli_jobs
+from balrog_runner.db.schema import table_names
 from balrog_runner.errors import BalrogError, ConfigError, InputFileError, TileError
 
 
@@ -143,17 +147,12 @@ def test_numbers_and_dbname_rejected_at_load(tmp_path, body, match):
 
 def test_longest_dbname_accepted(tmp_path):
     cfg = cfgmod.load_config(_config(tmp_path, "run['dbname'] = 'a' * 51"))
-    from balrog_runner.db.schema import table_names
-    from sqlalchemy.dialects import oracle, postgresql
-
     for dialect in (postgresql.dialect(), oracle.dialect()):  # the DB layer accepts every name
         assert table_names(cfg.run["dbname"], dialect)
 
 
 def test_nonfinite_value_never_reaches_a_spec(tmp_path):
     """The spec writer refuses NaN/Infinity itself (defence behind check_config)."""
-    from balrog_runner import jobs
-
     cfg = cfgmod.load_config(_config(tmp_path, ""))
     cfg.run["fetch-timeout"] = float("inf")  # bypasses load_config
     with pytest.raises(ConfigError, match="cannot be written to the spec"):
@@ -166,8 +165,6 @@ def test_nonfinite_value_never_reaches_a_spec(tmp_path):
 @pytest.mark.parametrize("where", ["module", "CustomConfig"])
 def test_config_calling_sys_exit_is_a_config_error(tmp_path, capsys, code, shown, where):
     """sys.exit in a config ended balrog-jobs with the config's code (0: silently, nothing built)."""
-    from balrog_runner.cli import jobs as cli_jobs
-
     path = _config(tmp_path, f"import sys\nsys.exit({code})" if where == "CustomConfig" else "")
     if where == "module":
         path.write_text(f"import sys\nsys.exit({code})\n" + path.read_text())
@@ -180,8 +177,6 @@ def test_config_calling_sys_exit_is_a_config_error(tmp_path, capsys, code, shown
 @pytest.mark.parametrize("content", [bytes(range(256)) * 4, "DES0001-0001\n".encode("utf-16"),
                                      b"\x89PNG\r\n\x1a\n\x00\x00"])
 def test_binary_tile_list_is_a_one_line_error(tmp_path, capsys, content):
-    from balrog_runner.cli import jobs as cli_jobs
-
     listing = tmp_path / "tiles.txt"
     listing.write_bytes(content)
     path = write_campaign(tmp_path, [], name="c.py", tiles=str(listing))
