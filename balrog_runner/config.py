@@ -566,13 +566,19 @@ def _check_dbname(dbname: str, errors: list[str]) -> None:
 
 
 def _check_sbatch_extra(options: list[str], errors: list[str]) -> None:
-    """Each entry one long option ``--name`` or ``--name=value``, not one balrog-jobs sets."""
+    """Each entry one long option ``--name`` or ``--name=value``, not one balrog-jobs sets.
+
+    sbatch (getopt_long) takes any unambiguous prefix of a long option (``--out`` is
+    ``--output``), so a prefix of a managed option is refused too.
+    """
     for opt in options:
         m = _SBATCH_OPTION_RE.match(opt)
         if not m:
             errors.append(f"run['sbatch-extra'] entry {opt!r}: one sbatch long option per entry, --name or --name=value")
-        elif m.group(1) in SBATCH_MANAGED:
-            errors.append(f"run['sbatch-extra'] entry {opt!r}: --{m.group(1)} is set by balrog-jobs (from {SBATCH_MANAGED[m.group(1)]})")
+            continue
+        managed = next((full for full in SBATCH_MANAGED if full.startswith(m.group(1))), None)
+        if managed:
+            errors.append(f"run['sbatch-extra'] entry {opt!r}: --{managed} is set by balrog-jobs (from {SBATCH_MANAGED[managed]})")
 
 
 def _check_fetch(run: dict[str, Any], errors: list[str]) -> None:

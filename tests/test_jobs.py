@@ -177,6 +177,8 @@ def test_sbatch_extra_lines(tmp_path):
         (["--comment=a\n#SBATCH --wrap=x"], "newline"),
         (["--nodes=2"], "--nodes is set by balrog-jobs \\(from run\\['nodes'\\]\\)"),
         (["--output=/tmp/x"], "--output is set by balrog-jobs"),
+        (["--out=/tmp/x"], "--output is set by balrog-jobs"),  # sbatch takes unambiguous prefixes
+        (["--comment=ok", "--cpus=4"], "--cpus-per-task is set by balrog-jobs \\(from run\\['ppn'\\]\\)"),
         ("--comment=x", "expected strlist"),
     ],
 )
