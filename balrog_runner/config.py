@@ -146,7 +146,7 @@ RUN_KEYS: dict[str, Key] = {
     "fetch-run": Key(None, "str", "DESDM processing run for {run} (may contain {tile}); the release's run tag", optional=True),
     "fetch-run-table": Key(None, "path", "file of 'TILENAME RUN' pairs for {run}, one tile a line", optional=True),
     "fetch-netrc": Key(None, "path", "netrc file with the archive credentials; None = ~/.netrc on the node", optional=True),
-    "fetch-workers": Key(4, "int", "files downloaded at once per tile"),
+    "fetch-workers": Key(4, "int", "files downloaded at once per tile (1..64)"),
     "fetch-timeout": Key(60.0, "float", "network timeout per connection and read (seconds)"),
     # database policy
     "DBoverwrite": Key(False, "bool", "DANGEROUS: drop the campaign's existing tables before the first push", dangerous=True),
@@ -202,6 +202,8 @@ _SBATCH_OPTION_RE = re.compile(r"^--([a-z][a-z0-9-]*)(=.*)?$")
 MAX_STRIPE_COUNT = 2000
 #: A day: longer is a typo (and values beyond ~1e9 s overflow the socket timeout).
 MAX_FETCH_TIMEOUT = 86400.0
+#: A tile has 12 files to fetch (6 images, 6 PSF models); more threads only load the archive.
+MAX_FETCH_WORKERS = 64
 
 
 @dataclass
@@ -505,6 +507,8 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
     for name in ("ngal", "nodes", "ppn", "npersubjob", "fetch-workers"):
         if run[name] < 1:
             errors.append(f"run['{name}'] = {run[name]} must be >= 1")
+    if run["fetch-workers"] > MAX_FETCH_WORKERS:
+        errors.append(f"run['fetch-workers'] = {run['fetch-workers']} must be <= {MAX_FETCH_WORKERS} (one thread per file)")
     for name in ("realizations", "arraymax"):
         if run[name] is not None and run[name] < 1:
             errors.append(f"run['{name}'] = {run[name]} must be >= 1 or None")

@@ -132,6 +132,7 @@ def test_bad_values(tmp_path, body, error, match):
         ("run['realization-list'] = [0, 2**63]", "realization-list.* does not fit in 64 bits"),
         ("balrog['seed-offset'] = -1", "seed-offset.* must be within 0..2\\*\\*62"),
         ("run['fetch-workers'] = 0", "fetch-workers'\\] = 0 must be >= 1"),
+        ("run['fetch-workers'] = 10**6", "fetch-workers'\\] = 1000000 must be <= 64"),
         ("run['dbname'] = ''", "run\\['dbname'\\] is required"),
         ("run['dbname'] = '_camp'", "run\\['dbname'\\] = '_camp': start with a letter"),
         ("run['dbname'] = '1camp'", "start with a letter"),

@@ -205,6 +205,10 @@ def test_stripe_rendered_and_harmless_without_lustre(tmp_path):
     text = (slurm.job_dir / "slurm" / "group-000.sbatch").read_text()
     assert "lfs setstripe -c 8 \"$stripe_dir\"" in text and text.index("lfs setstripe") < text.index("\nsrun ")
     assert subprocess.run(["bash", "-n", str(slurm.job_dir / "slurm" / "group-000.sbatch")]).returncode == 0
+    wq = jobs.build_jobs(cfgmod.load_config(write_campaign(root, TILES[:1], stripe=8)), "wq", replace=True)
+    command = yaml.safe_load((wq.job_dir / "testcamp.yaml").read_text())["command"]
+    assert command.index("lfs setstripe -c 8") < command.index("mpirun")
+    assert subprocess.run(["bash", "-n"], input=command, text=True).returncode == 0
     built = jobs.build_jobs(cfgmod.load_config(write_campaign(root, TILES[:1], stripe=8)), "local",
                             replace=True)
     env = dict(os.environ, PATH=_path_without("lfs", tmp_path))
