@@ -96,7 +96,7 @@ def _cfg(name: str) -> Callable[[], str]:
 
 RUN_KEYS: dict[str, Key] = {
     # identity and places
-    "dbname": Key(None, "str", "campaign name: DB tables <dbname>_truth/_sim/_nosim/_des; letters, digits, _", optional=True, required=True),
+    "dbname": Key(None, "str", "campaign name: DB tables <dbname>_truth/_sim/_nosim/_des/_pushed; a letter, then letters, digits, _; at most 51 bytes", optional=True, required=True),
     "joblabel": Key(None, "str", "label appended to the job name (<dbname>-<joblabel>); letters, digits, _ . -", optional=True),
     "jobdir": Key(None, "path", "directory that receives the job files (one subdirectory per job name)", optional=True, required=True),
     "outdir": Key(None, "path", "campaign output directory (<outdir>/<TILE>/...)", optional=True, required=True),
@@ -122,6 +122,8 @@ RUN_KEYS: dict[str, Key] = {
     "asdependency": Key(False, "bool", "SLURM: chain the job groups with --dependency=afterany (one runs after the other)"),
     "asarray": Key(False, "bool", "SLURM: submit one job array, one element per node subjob (needs a single group)"),
     "arraymax": Key(None, "int", "SLURM: at most this many array elements run at once (--array=0-N%arraymax)", optional=True),
+    "sbatch-extra": Key([], "strlist", "SLURM: extra sbatch options, one per entry, each written as an #SBATCH line (e.g. '--license=scratch', '--comment=try 2'); each starts with --, and the options balrog-jobs sets itself (nodes, time, output, ...) have their own keys"),
+    "stripe": Key(None, "int", "Lustre: the SLURM/wq job (and local run.sh) runs 'lfs setstripe -c <stripe> <outdir>' before its tiles (-1 = all OSTs); a warning, not a failure, where lfs is absent or outdir is not on Lustre; None = leave the striping alone", optional=True),
     # external programs (names on PATH after --source, or absolute paths)
     "sex": Key("source-extractor", "str", "SExtractor executable (Debian: source-extractor)"),
     "swarp": Key("SWarp", "str", "SWarp executable (Debian: SWarp)"),
@@ -148,7 +150,7 @@ RUN_KEYS: dict[str, Key] = {
     "fetch-campaign": Key(None, "str", "DESDM campaign for {campaign} in Y3+ layouts (e.g. Y3A1), when fetching without a manifest", optional=True),
     "fetch-attempt-table": Key(None, "path", "file of 'TILENAME REQNUM ATTNUM' lines for {reqnum}/{attnum} in Y3+ layouts, when fetching without a manifest", optional=True),
     "fetch-netrc": Key(None, "path", "netrc file with the archive credentials; None = ~/.netrc on the node", optional=True),
-    "fetch-workers": Key(4, "int", "files downloaded at once per tile"),
+    "fetch-workers": Key(4, "int", "files downloaded at once per tile (1..64)"),
     "fetch-timeout": Key(60.0, "float", "network timeout per connection and read (seconds)"),
     "fetch-deadline": Key(1800.0, "float", "overall limit for one file's transfer attempt (seconds; a trickling server never trips fetch-timeout)"),
     # database policy
@@ -182,6 +184,31 @@ _WALLTIME_RE = re.compile(r"^(\d+-)?\d{1,3}:[0-5]\d:[0-5]\d$")
 _EMAIL_RE = re.compile(r"^[^@\s'\"\\]+@[^@\s'\"\\]+$")
 _SAFE_WORD_RE = re.compile(r"^[A-Za-z0-9_.,:=+-]+$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+#: The campaign's longest derived SQL identifier is the index ``ix_<dbname>_nosim_tr``
+#: (db/schema.py); it must fit PostgreSQL's 63-byte limit (NAMEDATALEN - 1), which also
+#: satisfies Oracle 12.2+ (128 bytes). Pre-12.2 Oracle (30 bytes) is not enforced.
+MAX_IDENTIFIER_BYTES = 63
+_LONGEST_DERIVED = "ix_{}_nosim_tr"
+_DBNAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+#: Integers end up in int64 columns, JSON specs and scheduler options: keep them in int64.
+_INT64 = 2**63
+#: Options the job files set from their own keys (an #SBATCH repeat would silently override).
+SBATCH_MANAGED = {
+    "job-name": "run['dbname'] and run['joblabel']", "nodes": "run['nodes']",
+    "ntasks-per-node": "one runner per node", "ntasks": "one runner per node",
+    "cpus-per-task": "run['ppn']", "time": "run['walltime']", "output": "logs/ in the job directory",
+    "error": "logs/ in the job directory", "chdir": "the job directory", "partition": "run['queue']",
+    "account": "run['account']", "constraint": "run['constraint']", "qos": "run['qos']",
+    "mail-user": "run['email']", "array": "run['asarray'] and run['arraymax']",
+    "dependency": "run['asdependency']",
+}
+_SBATCH_OPTION_RE = re.compile(r"^--([a-z][a-z0-9-]*)(=.*)?$")
+#: Lustre's largest stripe count (LOV_MAX_STRIPE_COUNT); -1 means "all OSTs".
+MAX_STRIPE_COUNT = 2000
+#: A day: longer is a typo (and values beyond ~1e9 s overflow the socket timeout).
+MAX_FETCH_TIMEOUT = 86400.0
+#: A tile has 12 files to fetch (6 images, 6 PSF models); more threads only load the archive.
+MAX_FETCH_WORKERS = 64
 
 
 @dataclass
@@ -313,8 +340,16 @@ def read_tile_list(path: str | os.PathLike) -> list[str]:
             raise InputFileError(f"tile list {path} has no tilename column (columns: {', '.join(names.values())})")
         col = data[names["tilename"]]
         return [(v.decode() if isinstance(v, bytes) else str(v)).strip() for v in col]
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise InputFileError(f"tile list {path} is not a text file (one tile name a line) nor a .fits table") from None
+    except OSError as exc:
+        raise InputFileError(f"cannot read tile list {path}: {exc.strerror or exc}") from None
+    if "\x00" in text:  # UTF-16, or binary data that happens to decode
+        raise InputFileError(f"tile list {path} is not a text file (it holds NUL bytes); one tile name a line")
     out = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             out.append(line.split()[0])
@@ -342,6 +377,8 @@ def load_config(path: str | os.PathLike, source: str | os.PathLike | None = None
         src = src.resolve()
     try:
         namespace = runpy.run_path(str(path), run_name="balrog_config")
+    except SystemExit as exc:  # not an Exception: would end balrog-jobs with the config's code
+        raise ConfigError(f"config file {path} called sys.exit({exc.code!r}); a config must define CustomConfig, not exit") from None
     except SyntaxError as exc:
         raise ConfigError(f"config file {path} has a syntax error at line {exc.lineno}: {exc.msg}") from None
     except Exception as exc:  # the user's code; any failure is a config error
@@ -352,6 +389,8 @@ def load_config(path: str | os.PathLike, source: str | os.PathLike | None = None
     run, balrog, db, tiles = defaults()
     try:
         result = func(run, balrog, db, tiles)
+    except SystemExit as exc:
+        raise ConfigError(f"CustomConfig in {path} called sys.exit({exc.code!r}); it must return (run, balrog, db, tiles)") from None
     except Exception as exc:
         raise ConfigError(f"CustomConfig in {path} raised {type(exc).__name__}: {exc}") from None
     if not (isinstance(result, (tuple, list)) and len(result) == 4):
@@ -398,6 +437,13 @@ def _check_kind(where: str, name: str, key: Key, value: Any) -> tuple[Any, str |
         raise AssertionError(kind)
     if not ok:
         return value, f"{where}['{name}'] = {value!r} is a {type(value).__name__}; expected {kind}{' or None' if key.optional else ''}"
+    # inf/nan would reach the spec as JSON 'Infinity'/'NaN' (not JSON) and mean nothing as a
+    # count, timeout or fraction; huge integers overflow the int64 columns and seeds.
+    if kind == "float" and not math.isfinite(value):
+        return value, f"{where}['{name}'] = {value!r} must be a finite number"
+    numbers = value if kind == "intlist" else [value] if kind == "int" else []
+    if any(not -_INT64 < v < _INT64 for v in numbers):
+        return value, f"{where}['{name}'] = {value!r} does not fit in 64 bits"
     return value, None
 
 
@@ -460,13 +506,14 @@ def check_config(cfg: Config, check_positions: bool = True) -> None:
 
 def _check_values(cfg: Config, errors: list[str]) -> None:
     run, balrog, db = cfg.run, cfg.balrog, cfg.db
-    if not _NAME_RE.match(run["dbname"]):
-        errors.append(f"run['dbname'] = {run['dbname']!r}: use letters, digits and _ (it names DB tables)")
+    _check_dbname(run["dbname"], errors)
     if run["joblabel"] is not None and not _LABEL_RE.match(run["joblabel"]):
         errors.append(f"run['joblabel'] = {run['joblabel']!r}: use letters, digits, _ . - (it names files)")
     for name in ("ngal", "nodes", "ppn", "npersubjob", "fetch-workers"):
         if run[name] < 1:
             errors.append(f"run['{name}'] = {run[name]} must be >= 1")
+    if run["fetch-workers"] > MAX_FETCH_WORKERS:
+        errors.append(f"run['fetch-workers'] = {run['fetch-workers']} must be <= {MAX_FETCH_WORKERS} (one thread per file)")
     for name in ("realizations", "arraymax"):
         if run[name] is not None and run[name] < 1:
             errors.append(f"run['{name}'] = {run[name]} must be >= 1 or None")
@@ -488,6 +535,11 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
         errors.append(f"db['duplicate'] = {db['duplicate']!r}: allowed 'error' or 'replace'")
     if run["asarray"] and run["asdependency"]:
         errors.append("run['asarray'] and run['asdependency'] cannot both be True (an array is one job)")
+    _check_sbatch_extra(run["sbatch-extra"], errors)
+    if run["stripe"] is not None and not (run["stripe"] == -1 or 1 <= run["stripe"] <= MAX_STRIPE_COUNT):
+        errors.append(f"run['stripe'] = {run['stripe']}: a stripe count 1..{MAX_STRIPE_COUNT}, -1 (all OSTs) or None (off)")
+    if not 0 <= balrog["seed-offset"] < 2**62:
+        errors.append(f"balrog['seed-offset'] = {balrog['seed-offset']} must be within 0..2**62 (seeds are >= 0 int64)")
     _check_fetch(run, errors)
     if not 0.0 <= balrog["star-fraction"] <= 1.0:
         errors.append(f"balrog['star-fraction'] = {balrog['star-fraction']} must be within 0..1")
@@ -502,6 +554,40 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
     for name in PROGRAM_KEYS:
         if not run[name].strip():
             errors.append(f"run['{name}'] is empty")
+
+
+def _check_dbname(dbname: str, errors: list[str]) -> None:
+    """dbname names tables and indexes on every backend: an identifier that needs no quoting.
+
+    A leading letter (Oracle's unquoted identifiers and a table name that starts with ``_``
+    are trouble), and short enough that ``ix_<dbname>_nosim_tr`` fits
+    :data:`MAX_IDENTIFIER_BYTES` (PostgreSQL truncates longer names silently, so two
+    campaigns' indexes could collide).
+    """
+    if not _DBNAME_RE.match(dbname):
+        errors.append(f"run['dbname'] = {dbname!r}: start with a letter, then letters, digits and _ (it names DB tables)")
+        return
+    longest = _LONGEST_DERIVED.format(dbname)
+    if len(longest.encode()) > MAX_IDENTIFIER_BYTES:
+        most = MAX_IDENTIFIER_BYTES - len(_LONGEST_DERIVED.format("").encode())
+        errors.append(f"run['dbname'] = {dbname!r} is {len(dbname.encode())} bytes; at most {most} "
+                      f"(its index {longest[:20]}... must fit {MAX_IDENTIFIER_BYTES} bytes, PostgreSQL's limit)")
+
+
+def _check_sbatch_extra(options: list[str], errors: list[str]) -> None:
+    """Each entry one long option ``--name`` or ``--name=value``, not one balrog-jobs sets.
+
+    sbatch (getopt_long) takes any unambiguous prefix of a long option (``--out`` is
+    ``--output``), so a prefix of a managed option is refused too.
+    """
+    for opt in options:
+        m = _SBATCH_OPTION_RE.match(opt)
+        if not m:
+            errors.append(f"run['sbatch-extra'] entry {opt!r}: one sbatch long option per entry, --name or --name=value")
+            continue
+        managed = next((full for full in SBATCH_MANAGED if full.startswith(m.group(1))), None)
+        if managed:
+            errors.append(f"run['sbatch-extra'] entry {opt!r}: --{managed} is set by balrog-jobs (from {SBATCH_MANAGED[managed]})")
 
 
 def _check_fetch(run: dict[str, Any], errors: list[str]) -> None:
@@ -520,8 +606,8 @@ def _check_fetch(run: dict[str, Any], errors: list[str]) -> None:
         errors.append("run['fetch-run'] and run['fetch-run-table'] exclude each other")
     if "@" in run["fetch-root"].split("//", 1)[-1].split("/", 1)[0]:
         errors.append("run['fetch-root'] holds credentials (user@host); put them in the netrc file")
-    if not run["fetch-timeout"] > 0:
-        errors.append(f"run['fetch-timeout'] = {run['fetch-timeout']} must be > 0 seconds")
+    if not 0 < run["fetch-timeout"] <= MAX_FETCH_TIMEOUT:
+        errors.append(f"run['fetch-timeout'] = {run['fetch-timeout']} must be > 0 and <= {MAX_FETCH_TIMEOUT:g} seconds")
     if not 0 < run["fetch-deadline"] < float("inf"):
         errors.append(f"run['fetch-deadline'] = {run['fetch-deadline']} must be a finite number of seconds > 0")
 

@@ -9,6 +9,12 @@ Facts that make a one-node SLURM work in a container (slurm-wlm 22.05 on Debian)
 - ``SlurmctldHost`` and ``NodeName`` must equal ``hostname -s``; the node line comes from
   ``slurmd -C`` so CPUs/memory match what slurmd detects (a mismatch drains the node).
 - No cgroups here: ``ProctrackType=proctrack/linuxproc`` and ``TaskPlugin=task/none``.
+  ``cpu_binding=True`` writes ``TaskPlugin=task/affinity`` + ``TaskPluginParam=Cores``
+  instead (sched_setaffinity, no cgroups needed): a step is bound to the cores it was given,
+  as at NERSC, so a step that gets 1 CPU sees 1 CPU. Without binding every step sees all
+  CPUs of the machine and CPU-count bugs pass unseen (DESIGN.md section 8).
+- A second cluster (another state directory) runs beside the first on other ports
+  (``port``: slurmctld's, slurmd's is ``port + 1``); both daemons are per-state-directory.
 - ``ReturnToService=2`` brings the node back after a restart without ``scontrol update``.
 - No accounting daemon: job states are read with ``scontrol show job`` (kept for
   ``MinJobAge`` seconds after the end, so tests must read them before that).
@@ -91,14 +97,18 @@ def _node_line() -> tuple[str, str]:
     return host, line
 
 
-def _write_conf(state_dir: Path, host: str, node_line: str, partition: str) -> Path:
+def _write_conf(state_dir: Path, host: str, node_line: str, partition: str,
+                cpu_binding: bool = False, port: int | None = None) -> Path:
     (state_dir / "state").mkdir(parents=True, exist_ok=True)
     (state_dir / "spool").mkdir(parents=True, exist_ok=True)
     conf = state_dir / "slurm.conf"
+    task = "TaskPlugin=task/affinity\nTaskPluginParam=Cores" if cpu_binding else "TaskPlugin=task/none"
+    name = "balrogbound" if cpu_binding else "balrogtest"
+    ports = f"SlurmctldPort={port}\nSlurmdPort={port + 1}\n" if port else ""
     text = f"""\
 # one-node test cluster written by tests/slurm_cluster.py
-ClusterName=balrogtest
-SlurmctldHost={host}
+ClusterName={name}
+{ports}SlurmctldHost={host}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -111,7 +121,7 @@ SlurmdLogFile={state_dir}/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+{task}
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 MpiDefault=pmix
@@ -184,8 +194,12 @@ def _wait(predicate, timeout: float, what: str) -> None:
         delay = min(delay * 2, 0.5)
 
 
-def start_slurm(state_dir: Path, partition: str = "debug", timeout: float = 30.0) -> SlurmCluster:
+def start_slurm(state_dir: Path, partition: str = "debug", timeout: float = 30.0,
+                cpu_binding: bool = False, port: int | None = None) -> SlurmCluster:
     """Start munged, slurmctld and slurmd for this host, with all state under ``state_dir``.
+
+    ``cpu_binding`` binds each step to its cores (task/affinity); ``port`` moves the daemons
+    off SLURM's default ports so this cluster can run beside the default one.
 
     Reuses a controller that already answers for this state directory. Raises
     :class:`SlurmUnavailable` when the binaries are absent or we are not root.
@@ -203,7 +217,7 @@ def start_slurm(state_dir: Path, partition: str = "debug", timeout: float = 30.0
     if conf.exists() and _ping(env) and _node_ready(env, host):
         return cluster
     cluster.started_munge = _start_munge()
-    _write_conf(state_dir, host, node_line, partition)
+    _write_conf(state_dir, host, node_line, partition, cpu_binding=cpu_binding, port=port)
     for daemon in ("slurmctld", "slurmd"):
         _kill_pidfile(state_dir / f"{daemon}.pid", daemon)  # a stale daemon from a crashed session
     subprocess.run([_sbin("slurmctld"), "-c", "-f", str(conf)], env=env, check=True, capture_output=True)

@@ -9,9 +9,13 @@ from pathlib import Path
 import fitsio
 import numpy as np
 import pytest
+from sqlalchemy.dialects import oracle, postgresql
 from test_jobs import TILES, write_campaign, write_positions
 
 from balrog_runner import config as cfgmod
+from balrog_runner import jobs
+from balrog_runner.cli import jobs as cli_jobs
+from balrog_runner.db.schema import table_names
 from balrog_runner.errors import BalrogError, ConfigError, InputFileError, TileError
 
 
@@ -115,6 +119,74 @@ def test_tiles_from_text_and_fits_files(tmp_path):
 def test_bad_values(tmp_path, body, error, match):
     with pytest.raises(error, match=match):
         cfgmod.load_config(_config(tmp_path, body))
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        ("run['fetch-timeout'] = float('inf')", "run\\['fetch-timeout'\\] = inf must be a finite number"),
+        ("run['fetch-timeout'] = float('nan')", "run\\['fetch-timeout'\\] = nan must be a finite number"),
+        ("run['fetch-timeout'] = -1", "must be > 0 and <= 86400 seconds"),
+        ("run['fetch-timeout'] = 1e12", "must be > 0 and <= 86400 seconds"),
+        ("balrog['star-fraction'] = float('nan')", "star-fraction.* must be a finite number"),
+        ("run['ngal'] = 2**64", "run\\['ngal'\\] = 18446744073709551616 does not fit in 64 bits"),
+        ("run['realization-list'] = [0, 2**63]", "realization-list.* does not fit in 64 bits"),
+        ("balrog['seed-offset'] = -1", "seed-offset.* must be within 0..2\\*\\*62"),
+        ("run['fetch-workers'] = 0", "fetch-workers'\\] = 0 must be >= 1"),
+        ("run['fetch-workers'] = 10**6", "fetch-workers'\\] = 1000000 must be <= 64"),
+        ("run['dbname'] = ''", "run\\['dbname'\\] is required"),
+        ("run['dbname'] = '_camp'", "run\\['dbname'\\] = '_camp': start with a letter"),
+        ("run['dbname'] = '1camp'", "start with a letter"),
+        ("run['dbname'] = 'a' * 52", "is 52 bytes; at most 51 .*63 bytes, PostgreSQL's limit"),
+    ],
+)
+def test_numbers_and_dbname_rejected_at_load(tmp_path, body, match):
+    """Values that used to load: inf reached the spec as JSON 'Infinity', a dbname the DB
+    layer refuses (or PostgreSQL truncates) failed only at the first push, on the nodes."""
+    with pytest.raises(ConfigError, match=match):
+        cfgmod.load_config(_config(tmp_path, body))
+
+
+def test_longest_dbname_accepted(tmp_path):
+    cfg = cfgmod.load_config(_config(tmp_path, "run['dbname'] = 'a' * 51"))
+    for dialect in (postgresql.dialect(), oracle.dialect()):  # the DB layer accepts every name
+        assert table_names(cfg.run["dbname"], dialect)
+
+
+def test_nonfinite_value_never_reaches_a_spec(tmp_path):
+    """The spec writer refuses NaN/Infinity itself (defence behind check_config)."""
+    cfg = cfgmod.load_config(_config(tmp_path, ""))
+    cfg.run["fetch-timeout"] = float("inf")  # bypasses load_config
+    with pytest.raises(ConfigError, match="cannot be written to the spec"):
+        jobs.build_jobs(cfg, "local", check_programs=False)
+    assert not (tmp_path / "jobs" / "camp").exists()
+
+
+@pytest.mark.parametrize(("code", "shown"), [(0, "sys.exit(0)"), (3, "sys.exit(3)"), (None, "sys.exit(None)"),
+                                             ("'bye'", "sys.exit('bye')")])
+@pytest.mark.parametrize("where", ["module", "CustomConfig"])
+def test_config_calling_sys_exit_is_a_config_error(tmp_path, capsys, code, shown, where):
+    """sys.exit in a config ended balrog-jobs with the config's code (0: silently, nothing built)."""
+    path = _config(tmp_path, f"import sys\nsys.exit({code})" if where == "CustomConfig" else "")
+    if where == "module":
+        path.write_text(f"import sys\nsys.exit({code})\n" + path.read_text())
+    assert cli_jobs.main(["--config", str(path), "--scheduler", "local"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("balrog-jobs: error: ") and shown in err and str(path) in err and "\n" not in err
+    assert not (tmp_path / "jobs").exists()
+
+
+@pytest.mark.parametrize("content", [bytes(range(256)) * 4, "DES0001-0001\n".encode("utf-16"),
+                                     b"\x89PNG\r\n\x1a\n\x00\x00"])
+def test_binary_tile_list_is_a_one_line_error(tmp_path, capsys, content):
+    listing = tmp_path / "tiles.txt"
+    listing.write_bytes(content)
+    path = write_campaign(tmp_path, [], name="c.py", tiles=str(listing))
+    with pytest.raises(InputFileError, match=f"tile list {listing} is not a text file"):
+        cfgmod.load_config(path)
+    assert cli_jobs.main(["--config", str(path), "--scheduler", "local"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"balrog-jobs: error: tile list {listing} is not a text file") and "\n" not in err
 
 
 def test_all_problems_in_one_message(tmp_path):

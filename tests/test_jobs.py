@@ -100,7 +100,7 @@ def test_slurm_groups_specs_and_batch_files(tmp_path):
     text = batch[1].read_text()
     assert "#SBATCH --partition=debug" in text and "#SBATCH --account=des" in text
     assert "#SBATCH --time=1-02:00:00" in text and "#SBATCH --mail-user=me@example.org" in text
-    assert text.count("srun -N1 -n1 --nodelist") == 1 and "subjob-0001.json" in text and "subjob-0000.json" not in text
+    assert text.count("srun -N1 -n1 --cpus-per-task=1 --nodelist") == 1 and "subjob-0001.json" in text and "subjob-0000.json" not in text
     for f in batch + [jd / "submit.sh"]:
         assert subprocess.run(["bash", "-n", str(f)]).returncode == 0
     assert "--dependency" not in (jd / "submit.sh").read_text()
@@ -113,7 +113,7 @@ def test_slurm_nodes_per_group_and_dependency_chain(tmp_path):
     built = jobs.build_jobs(cfg, "slurm")
     batch = sorted((built.job_dir / "slurm").glob("*.sbatch"))
     assert len(batch) == 2
-    assert batch[0].read_text().count("srun -N1 -n1 --nodelist") == 3
+    assert batch[0].read_text().count("srun -N1 -n1 --cpus-per-task=1 --nodelist") == 3
     assert "#SBATCH --nodes=3" in batch[0].read_text()
     submit = (built.job_dir / "submit.sh").read_text()
     assert submit.count('--dependency="afterany:$prev"') == 2  # rendered once per file after the first
@@ -126,6 +126,143 @@ def test_slurm_array(tmp_path):
     text = (built.job_dir / "slurm" / "array.sbatch").read_text()
     assert "#SBATCH --array=0-3%2" in text and "#SBATCH --nodes=1" in text
     assert not list((built.job_dir / "slurm").glob("group-*"))
+
+
+def test_job_steps_are_given_the_allocations_cpus(tmp_path):
+    """srun (Slurm >= 22.05) does not inherit --cpus-per-task: every step must pass run['ppn'].
+
+    Run for real, with CPU binding, in test_jobs_slurm.py; here for every SLURM flavour.
+    """
+    cfg = cfgmod.load_config(write_campaign(tmp_path, nodes=2, ppn=3))
+    built = jobs.build_jobs(cfg, "slurm")
+    cfg = cfgmod.load_config(write_campaign(tmp_path / "array", nodes=4, asarray=True, ppn=3))
+    array = jobs.build_jobs(cfg, "slurm")
+    files = sorted((built.job_dir / "slurm").glob("*.sbatch")) + [array.job_dir / "slurm" / "array.sbatch"]
+    assert len(files) == 3
+    for f in files:
+        text = f.read_text()
+        sruns = [ln for ln in text.splitlines() if ln.startswith("srun ")]
+        assert sruns and all(ln.startswith("srun -N1 -n1 --cpus-per-task=3 ") for ln in sruns), f
+        assert "#SBATCH --cpus-per-task=3\n" in text and "\nexport SRUN_CPUS_PER_TASK=3\n" in text
+
+
+def _sbatch_lines(text: str) -> list[str]:
+    """The #SBATCH lines sbatch reads: those before the first other non-comment line."""
+    out = []
+    for line in text.splitlines()[1:]:
+        if line.startswith("#SBATCH"):
+            out.append(line)
+        elif line.strip() and not line.startswith("#"):
+            break
+    return out
+
+
+def test_sbatch_extra_lines(tmp_path):
+    extra = ["--license=scratch", "--comment=try 2; $(touch PWNED)", "--exclusive"]
+    cfg = cfgmod.load_config(write_campaign(tmp_path, nodes=4, asarray=True, **{"sbatch-extra": extra}))
+    built = jobs.build_jobs(cfg, "slurm")
+    lines = _sbatch_lines((built.job_dir / "slurm" / "array.sbatch").read_text())
+    words = [shlex.split(ln.removeprefix("#SBATCH ")) for ln in lines]
+    assert all(len(w) == 1 for w in words)  # one shell word per line
+    assert [w[0] for w in words if w[0] in extra] == extra  # all of them, in order, among the #SBATCH lines
+    assert not list(tmp_path.rglob("PWNED"))
+    assert "#SBATCH --license=scratch" in lines  # quoted only where needed
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["comment=x"], "one sbatch long option per entry"),
+        (["-c 4"], "one sbatch long option per entry"),
+        (["--comment=a\n#SBATCH --wrap=x"], "newline"),
+        (["--nodes=2"], "--nodes is set by balrog-jobs \\(from run\\['nodes'\\]\\)"),
+        (["--output=/tmp/x"], "--output is set by balrog-jobs"),
+        (["--out=/tmp/x"], "--output is set by balrog-jobs"),  # sbatch takes unambiguous prefixes
+        (["--comment=ok", "--cpus=4"], "--cpus-per-task is set by balrog-jobs \\(from run\\['ppn'\\]\\)"),
+        ("--comment=x", "expected strlist"),
+    ],
+)
+def test_sbatch_extra_rejects(tmp_path, extra, match):
+    with pytest.raises(ConfigError, match=match):
+        cfgmod.load_config(write_campaign(tmp_path, **{"sbatch-extra": extra}))
+
+
+def _path_without(program: str, tmp_path: Path) -> str:
+    """PATH with ``program`` absent: the venv and system dirs minus any dir holding it."""
+    dirs = [d for d in os.environ["PATH"].split(os.pathsep) if d and not (Path(d) / program).exists()]
+    assert shutil.which(program, path=os.pathsep.join(dirs)) is None
+    return os.pathsep.join(dirs)
+
+
+def test_stripe_rendered_and_harmless_without_lustre(tmp_path):
+    """run['stripe'] adds 'lfs setstripe -c N outdir' before the runs; without lfs (here) or
+    off Lustre the job warns and still runs every subjob."""
+    plain = jobs.build_jobs(cfgmod.load_config(write_campaign(tmp_path / "p")), "slurm")
+    assert "lfs" not in (plain.job_dir / "slurm" / "group-000.sbatch").read_text()
+    root = tmp_path / "a b$(touch PWNED)"
+    cfg = cfgmod.load_config(write_campaign(root, TILES[:1], stripe=8))
+    slurm = jobs.build_jobs(cfg, "slurm")
+    text = (slurm.job_dir / "slurm" / "group-000.sbatch").read_text()
+    assert "lfs setstripe -c 8 \"$stripe_dir\"" in text and text.index("lfs setstripe") < text.index("\nsrun ")
+    assert subprocess.run(["bash", "-n", str(slurm.job_dir / "slurm" / "group-000.sbatch")]).returncode == 0
+    wq = jobs.build_jobs(cfgmod.load_config(write_campaign(root, TILES[:1], stripe=8)), "wq", replace=True)
+    command = yaml.safe_load((wq.job_dir / "testcamp.yaml").read_text())["command"]
+    assert command.index("lfs setstripe -c 8") < command.index("mpirun")
+    assert subprocess.run(["bash", "-n"], input=command, text=True).returncode == 0
+    built = jobs.build_jobs(cfgmod.load_config(write_campaign(root, TILES[:1], stripe=8)), "local",
+                            replace=True)
+    env = dict(os.environ, PATH=_path_without("lfs", tmp_path))
+    out = subprocess.run(["bash", str(built.job_dir / "run.sh")], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert f"warning: lfs not found; {root / 'out'} not striped" in out.stderr
+    assert (root / "out").is_dir() and [r["subjob"] for r in records(built.job_dir)] == [0]
+    # An lfs that refuses (what lfs says off Lustre: "not on a Lustre filesystem", exit 22).
+    # lfs cannot be installed here (no Debian package): this stand-in only plays its refusal.
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "lfs").write_text('#!/bin/sh\necho "lfs setstripe: $4: not on a Lustre filesystem" >&2\nexit 22\n')
+    (fake / "lfs").chmod(0o755)
+    env["PATH"] = f"{fake}{os.pathsep}{env['PATH']}"
+    (built.job_dir / RECORD_FILE).unlink()
+    out = subprocess.run(["bash", str(built.job_dir / "run.sh")], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "not on a Lustre filesystem" in out.stderr and "failed (not on Lustre?); going on unstriped" in out.stderr
+    assert [r["subjob"] for r in records(built.job_dir)] == [0]
+    assert not list(tmp_path.rglob("PWNED"))
+
+
+@pytest.mark.parametrize("stripe", [0, -2, 2001, 1.5, True])
+def test_stripe_rejects(tmp_path, stripe):
+    with pytest.raises(ConfigError, match="run\\['stripe'\\]"):
+        cfgmod.load_config(write_campaign(tmp_path, stripe=stripe))
+
+
+@pytest.mark.parametrize(
+    ("settings", "scheduler", "warns"),
+    [
+        ({"nodes": 2}, "slurm", True),  # two node runners in one job
+        ({"npersubjob": 2}, "slurm", True),  # two independent jobs may run at once
+        ({"npersubjob": 2, "asdependency": True}, "slurm", False),  # chained: one at a time
+        ({"nodes": 4, "asarray": True}, "slurm", True),
+        ({"nodes": 4, "asarray": True, "arraymax": 1}, "slurm", False),
+        ({"nodes": 4}, "wq", True),
+        ({"nodes": 2, "push": False}, "slurm", False),  # the safe pattern: one balrog-push later
+        ({"nodes": 2}, "local", False),  # one machine, its own disk
+    ],
+)
+def test_sqlite_on_several_nodes_warns(tmp_path, caplog, settings, scheduler, warns):
+    cfg = cfgmod.load_config(write_campaign(tmp_path, **settings))
+    jobs.build_jobs(cfg, scheduler)
+    warned = [r for r in caplog.records if r.levelname == "WARNING" and "SQLite" in r.getMessage()]
+    assert bool(warned) == warns
+    if warns:
+        msg = warned[0].getMessage()
+        assert str(tmp_path / "out" / "testcamp.sqlite") in msg and "run['push'] = False" in msg and "balrog-push" in msg
+    path = write_campaign(tmp_path / "pg", **settings)
+    path.write_text(path.read_text().replace("return run", 'db["url"] = "postgresql://u@h/d"\n    return run'))
+    caplog.clear()
+    jobs.build_jobs(cfgmod.load_config(path), scheduler)
+    assert not [r for r in caplog.records if "SQLite" in r.getMessage()]
 
 
 def test_wq_yaml(tmp_path):

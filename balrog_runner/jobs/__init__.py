@@ -77,6 +77,7 @@ def build_jobs(cfg: cfgmod.Config, scheduler: str | None = None, replace: bool =
     scheduler = scheduler or detect_scheduler()
     cfgmod.validate_for_scheduler(cfg, scheduler, check_programs=check_programs)
     specs = make_specs(cfg, scheduler)
+    _warn_sqlite_on_many_nodes(cfg, scheduler, specs)
     final = cfgmod.job_dir(cfg.run).absolute()
     if final.exists() and not replace:
         raise ConfigError(f"job directory {final} already exists (use --force to replace it)")
@@ -87,6 +88,41 @@ def build_jobs(cfg: cfgmod.Config, scheduler: str | None = None, replace: bool =
         files = _WRITERS[scheduler](cfg, specs, tmp)
     log.info("wrote %d subjob spec(s) and %s to %s", len(specs), ", ".join(map(str, files)), final)
     return JobFiles(job_dir=final, scheduler=scheduler, files=tuple(files), specs=tuple(specs))
+
+
+def runners_at_once(run: dict, scheduler: str, nspecs: int) -> int:
+    """How many node runners of this job may run at the same time, on different nodes.
+
+    An array runs ``arraymax`` elements at once (all without it); chained groups one group
+    of ``nodes``; unchained groups are independent jobs that may all run at once. wq is one
+    job of ``nodes``. Local subjobs share one machine (and its local disk): 1 node.
+    """
+    if scheduler == "local":
+        return 1
+    if scheduler == "slurm" and run["asarray"]:
+        return min(nspecs, run["arraymax"] or nspecs)
+    if scheduler == "slurm" and not run["asdependency"]:
+        return nspecs
+    return min(nspecs, run["nodes"])
+
+
+def _warn_sqlite_on_many_nodes(cfg: cfgmod.Config, scheduler: str, specs: list[SubjobSpec]) -> None:
+    """Warn when several nodes would push into one SQLite file at once.
+
+    SQLite's locking relies on POSIX advisory locks, which parallel filesystems (Lustre, GPFS,
+    NFS) implement partially or not at all: concurrent writers from several nodes see
+    ``database is locked`` or corrupt the file. The safe patterns are named in the message.
+    """
+    url = cfgmod.db_url(cfg.run, cfg.db)
+    if not cfg.run["push"] or url is None or not url.startswith("sqlite"):
+        return
+    n = runners_at_once(cfg.run, scheduler, len(specs))
+    if n > 1:
+        log.warning(
+            "up to %d nodes would push to the SQLite file %s at once; SQLite on a shared "
+            "filesystem with writers on several nodes fails (database is locked) or corrupts it: "
+            "set run['push'] = False and run one balrog-push after the jobs end, or use "
+            "PostgreSQL/Oracle (db['url'] or db['section'])", n, url.removeprefix("sqlite:///"))
 
 
 def submit_slurm(jobs: JobFiles) -> list[str]:

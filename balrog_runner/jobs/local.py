@@ -32,7 +32,7 @@ def write_local(cfg: cfgmod.Config, specs: list[SubjobSpec], tmp_dir: Path) -> l
     run = cfg.run
     text = render(
         "local_run.sh.j2", jobname=cfgmod.jobname(run), job_dir=cfgmod.job_dir(run).absolute(),
-        python=sys.executable, workers=run["nodes"],
+        python=sys.executable, workers=run["nodes"], run=run,
     )
     atomic_write_text(tmp_dir / RUN_SCRIPT, text, mode=0o755)
     log.info("local: %s runs %d subjob(s), %d at once", RUN_SCRIPT, len(specs), run["nodes"])

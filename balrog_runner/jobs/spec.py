@@ -59,6 +59,14 @@ class SubjobSpec:
         return spec_path(self.job_dir, self.subjob)
 
     def to_json(self) -> str:
+        """The spec as JSON; a non-finite float (which ``json`` would write as ``Infinity``,
+        not JSON) is refused, a second line of defence behind :func:`config.check_config`."""
+        try:
+            return self._json()
+        except ValueError as exc:
+            raise ConfigError(f"subjob {self.subjob}: a config value cannot be written to the spec ({exc})") from None
+
+    def _json(self) -> str:
         return json.dumps(
             {
                 "format": SPEC_FORMAT,
@@ -76,6 +84,7 @@ class SubjobSpec:
             },
             indent=2,
             sort_keys=False,
+            allow_nan=False,
         ) + "\n"
 
 
