@@ -443,6 +443,23 @@ def truth_table(objects: ObjectTable, results: Mapping[str, DrawResult]) -> Tabl
     return t
 
 
+def require_something_drawn(truth: Table, positions_file: str | Path) -> None:
+    """Refuse a realization none of whose objects landed on the images.
+
+    When every object is off the image or centred off it (``not_drawn`` bit
+    :data:`OFF_IMAGE` or :data:`CENTRE_OFF_IMAGE`), the catalogs would be a "successful"
+    realization that measured nothing: the positions almost surely belong to another tile
+    (or another tile geometry). Raises :class:`InputFileError` naming the positions file.
+    """
+    flags = np.asarray(truth["not_drawn"])
+    if len(flags) and np.all(flags & (OFF_IMAGE | CENTRE_OFF_IMAGE)):
+        tile = str(truth["tilename"][0]) if "tilename" in truth.colnames else "?"
+        real = int(truth["realization"][0]) if "realization" in truth.colnames else -1
+        raise InputFileError(
+            f"no object of realization {real} falls on the tile's images ({len(flags)} of {len(flags)} "
+            f"off the image): positions file {positions_file} does not match tile {tile}?")
+
+
 def write_truth(table: Table, path: str | Path) -> Path:
     """Write a truth table as FITS, atomically."""
     path = Path(path)
