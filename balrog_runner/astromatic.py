@@ -3,8 +3,17 @@
 Every function here is path-in / path-out: it takes input files, runs the real Debian
 binary in a scratch directory, and leaves exactly the requested output file (written to a
 temporary name and renamed, so a killed run never leaves a half-written catalog or image).
-A non-zero exit status, or a missing output, raises
-:class:`~balrog_runner.errors.ExternalProgramError` carrying the tail of the program's stderr.
+A non-zero exit status, a missing or unreadable output (garbage, truncated FITS), or a run
+past its deadline raises :class:`~balrog_runner.errors.ExternalProgramError` carrying the
+tail of the program's stderr, so the caller fails only its own unit (a realization, a tile).
+
+**Deadlines.** Every run has one (seconds): the setup's ``timeout`` when given (the campaign's
+``run['program-timeout']``), else :func:`default_deadline` of the size of the image the
+program works on, ``DEADLINE_BASE_SECONDS + DEADLINE_SECONDS_PER_MEGAPIXEL * megapixels``:
+300 s + 30 s per megapixel, i.e. 55 min for a 10000^2 DES tile, over 3x the ~15 min a
+model-fitting SExtractor run on a full tile can take. A program past its deadline is killed
+with its whole process group (each program runs in its own session), so a hung or stopped
+program leaves neither an orphan nor a zombie behind.
 
 Gotchas worth knowing (found with the Debian builds: SExtractor 2.25, SWarp 2.41, PSFEx 3.21):
 
@@ -29,6 +38,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -60,6 +70,30 @@ DEFAULT_NNW = SEXTRACTOR_SHARE / "default.nnw"
 #: Zeropoint assumed when an image header has no ``SEXMGZPT`` (DESDM convention), in mag.
 DEFAULT_ZEROPOINT = 30.0
 STDERR_TAIL_LINES = 20
+#: Default deadline of one program run: this base plus the per-megapixel term, seconds.
+DEADLINE_BASE_SECONDS = 300.0
+#: Seconds per megapixel of the image a program works on (see the module docstring).
+DEADLINE_SECONDS_PER_MEGAPIXEL = 30.0
+
+
+def default_deadline(megapixels: float) -> float:
+    """Default deadline (seconds) of a program run on an image of ``megapixels`` (1e6 pixels)."""
+    return DEADLINE_BASE_SECONDS + DEADLINE_SECONDS_PER_MEGAPIXEL * max(float(megapixels), 0.0)
+
+
+def image_megapixels(path: str | os.PathLike, hdu: int | None = None) -> float:
+    """Pixels of image HDU ``hdu`` (None: the largest image HDU) of ``path``, in millions.
+
+    Tile-compressed HDUs count their uncompressed pixels. An unreadable file counts as 0:
+    the program itself will then fail with its own, better, message.
+    """
+    try:
+        with fitsio.FITS(str(path)) as f:
+            hdus = [f[hdu]] if hdu is not None else list(f)
+            sizes = [int(np.prod(h.get_dims())) for h in hdus if h.get_exttype() == "IMAGE_HDU" and h.get_dims()]
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(sizes, default=0) / 1e6
 
 
 @dataclass(frozen=True)
@@ -98,6 +132,8 @@ class SextractorSetup:
     filter: Path = DEFAULT_FILTER
     nnw: Path = DEFAULT_NNW
     overrides: Mapping[str, str] = field(default_factory=dict)
+    #: Deadline of one run, seconds; None = :func:`default_deadline` of the measured image.
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +143,8 @@ class SwarpSetup:
     program: str = "SWarp"
     config: Path = DEFAULT_SWARP_CONFIG
     overrides: Mapping[str, str] = field(default_factory=dict)
+    #: Deadline of one run, seconds; None = :func:`default_deadline` of the output image.
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +154,9 @@ class PsfexSetup:
     program: str = "psfex"
     config: Path = DEFAULT_PSFEX_CONFIG
     overrides: Mapping[str, str] = field(default_factory=dict)
+    #: Deadline of one run, seconds; None = :func:`default_deadline` with the input
+    #: catalog's size in MB standing in for megapixels.
+    timeout: float | None = None
 
 
 #: Default setups (frozen, so safe as argument defaults).
@@ -150,6 +191,22 @@ def _tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
     return "\n".join(cleaned[-lines:])
 
 
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the program's process group (it leads its own session): children die with it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _reap(proc: subprocess.Popen) -> tuple[bytes | None, bytes | None]:
+    """Wait for a killed program; a descendant that left its group may hold the pipes open."""
+    try:
+        return proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None, b""
+
+
 def run_program(
     argv: Sequence[str | os.PathLike],
     *,
@@ -161,27 +218,43 @@ def run_program(
     """Run an external program in ``cwd``; fail loudly with its stderr tail.
 
     ``argv[0]`` is the program name or path. ``stdout_path`` redirects stdout to a file
-    (``fpack -S``). A program that is not installed, exits non-zero, times out (seconds) or
-    does not produce every file in ``expected_outputs`` raises ExternalProgramError.
+    (``fpack -S``). A program that is not installed, exits non-zero, runs past ``timeout``
+    seconds or does not produce every file in ``expected_outputs`` raises
+    ExternalProgramError. The program runs in a new session; on a timeout (or any exception
+    here, e.g. KeyboardInterrupt) its whole process group is killed and reaped, and so is
+    anything it left running in its group after a normal exit.
     """
     argv = [str(a) for a in argv]
     program = argv[0]
-    log.debug("running %s (cwd %s)", " ".join(argv), cwd)
+    log.debug("running %s (cwd %s, deadline %s s)", " ".join(argv), cwd, timeout)
     stdout_handle = open(stdout_path, "wb") if stdout_path is not None else subprocess.PIPE  # noqa: SIM115
     try:
-        proc = subprocess.run(
-            argv, cwd=cwd, stdout=stdout_handle, stderr=subprocess.PIPE, timeout=timeout, check=False
-        )
-    except FileNotFoundError as exc:
-        raise ExternalProgramError(program, None, "", detail=f"not found on PATH ({exc.strerror})") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise ExternalProgramError(
-            program, None, _tail((exc.stderr or b"").decode(errors="replace")), detail=f"timed out after {timeout} s"
-        ) from exc
+        try:
+            proc = subprocess.Popen(argv, cwd=cwd, stdout=stdout_handle, stderr=subprocess.PIPE,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        except FileNotFoundError as exc:
+            raise ExternalProgramError(program, None, "", detail=f"not found on PATH ({exc.strerror})") from exc
+        except OSError as exc:
+            raise ExternalProgramError(program, None, "", detail=f"could not be started ({exc.strerror or exc})") from exc
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            out, err = _reap(proc)
+            raise ExternalProgramError(
+                program, None, _tail((err or b"").decode(errors="replace")),
+                detail=f"did not finish within its deadline of {timeout:g} s; killed with its children",
+            ) from None
+        except BaseException:
+            _kill_group(proc)
+            _reap(proc)
+            raise
+        _kill_group(proc)  # leftovers of a program that exited: nothing may outlive the run
     finally:
         if stdout_path is not None:
             stdout_handle.close()
-    stderr = (proc.stderr or b"").decode(errors="replace")
+    proc_result = subprocess.CompletedProcess(argv, proc.returncode, out, err)
+    stderr = (err or b"").decode(errors="replace")
     if proc.returncode != 0:
         raise ExternalProgramError(program, proc.returncode, _tail(stderr))
     missing = [str(p) for p in expected_outputs if not Path(cwd, p).exists()]
@@ -192,7 +265,47 @@ def run_program(
         for line in stderr.splitlines():
             if "> WARNING" in line:
                 log.debug("%s: %s", Path(program).name, line.strip())
-    return proc
+    return proc_result
+
+
+def check_fits_output(path: str | os.PathLike, program: str, *, kind: str,
+                      shape: tuple[int, int] | None = None, shown_as: str | os.PathLike | None = None) -> None:
+    """Refuse a program's output that is not a complete FITS file of the expected kind.
+
+    ``kind`` ``image``: HDU 0 is a 2-D image (of ``shape`` = (naxis1, naxis2) pixels when
+    given); ``table``: some HDU is a table. The file must be whole 2880-byte FITS blocks and
+    end exactly where its last HDU's data ends (a truncated write fails one or the other). Raises ExternalProgramError naming the program and the file, so a
+    program that exits 0 but writes garbage fails its realization (or tile), not the run.
+    ``shown_as`` is the file name the message gives (the final name of a temporary).
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size == 0 or size % 2880:
+            raise ExternalProgramError(program, 0, detail=(
+                f"exited 0 but its output {shown_as or path} is truncated or not FITS "
+                f"({size} bytes, not a whole number of 2880-byte FITS blocks)"))
+        with fitsio.FITS(str(path)) as f:
+            end = max(h.get_offsets()["data_end"] for h in f)
+            if end != size:  # short: cut in a data unit; long: the rest is a header cut short
+                problem = f"is truncated ({size} bytes, its complete HDUs end at byte {end})"
+            elif kind == "image":
+                dims = f[0].get_dims()
+                got = tuple(int(d) for d in reversed(dims))
+                if f[0].get_exttype() != "IMAGE_HDU" or len(dims) != 2:
+                    problem = f"has no 2-D image in HDU 0 (dimensions {list(got)})"
+                elif shape is not None and got != tuple(shape):
+                    problem = f"is {got[0]}x{got[1]} pixels, not the expected {shape[0]}x{shape[1]}"
+                else:
+                    return
+            elif any(h.get_exttype() in ("BINARY_TBL", "ASCII_TBL") for h in f):
+                return
+            else:
+                problem = "holds no table"
+    except (OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        problem = f"is not readable as FITS ({reason})"
+    raise ExternalProgramError(program, 0, detail=f"exited 0 but its output {shown_as or path} {problem}")
 
 
 def _override_args(overrides: Mapping[str, object]) -> list[str]:
@@ -351,7 +464,9 @@ def run_sextractor(
             detection_psf=Path(detection_psf) if detection_psf is not None else None, zeropoint=zp, gain=g,
             catalog_type=catalog_type, setup=setup, extra=extra,
         )
-        run_program(argv, cwd=tmp, expected_outputs=[out])
+        deadline = setup.timeout or default_deadline(image_megapixels((meas or det).path, (meas or det).hdu))
+        run_program(argv, cwd=tmp, expected_outputs=[out], timeout=deadline)
+        check_fits_output(out, setup.program, kind="table", shown_as=catalog)
     log.debug("SExtractor wrote %s", catalog)
     return catalog
 
@@ -416,7 +531,10 @@ def run_swarp_detection(
                 "-RESAMPLE_DIR", str(tmp), "-VMEM_DIR", str(tmp),
                 "-WRITE_XML", "N", "-NTHREADS", "1", "-VERBOSE_TYPE", "NORMAL"]
         argv += _override_args(setup.overrides)
-        run_program(argv, cwd=tmp, expected_outputs=[sci_tmp, wgt_tmp])
+        deadline = setup.timeout or default_deadline(nx * ny / 1e6)
+        run_program(argv, cwd=tmp, expected_outputs=[sci_tmp, wgt_tmp], timeout=deadline)
+        for output in (sci_tmp, wgt_tmp):
+            check_fits_output(output, setup.program, kind="image", shape=(nx, ny))
         with fitsio.FITS(str(sci_tmp), "rw") as f:
             f[0].write_key("SEXMGZPT", zps[0], comment="Mag zeropoint (from the first input)")
         with atomic_path(out_sci) as o:
@@ -453,7 +571,9 @@ def run_psfex(
                 "-CHECKIMAGE_TYPE", "NONE", "-NTHREADS", "1"]
         argv += _override_args(setup.overrides)
         argv += _override_args(extra or {})
-        run_program(argv, cwd=tmp, expected_outputs=[tmp / "psfcat.psf"])
+        deadline = setup.timeout or default_deadline(catalog.stat().st_size / 1e6)
+        run_program(argv, cwd=tmp, expected_outputs=[tmp / "psfcat.psf"], timeout=deadline)
+        check_fits_output(tmp / "psfcat.psf", setup.program, kind="table")
         with atomic_path(out_psf) as o:
             shutil.move(tmp / "psfcat.psf", o)
     return out_psf
@@ -465,7 +585,8 @@ FPACK_OPTIONS = ("-qzt", "4")
 
 
 def run_fpack(src: str | os.PathLike, out_fz: str | os.PathLike, *, program: str = "fpack",
-              options: Sequence[str] = FPACK_OPTIONS, workdir: str | os.PathLike | None = None) -> Path:
+              options: Sequence[str] = FPACK_OPTIONS, workdir: str | os.PathLike | None = None,
+              timeout: float | None = None) -> Path:
     """Tile-compress ``src`` with ``fpack`` into ``out_fz``.
 
     ``-qz`` (SUBTRACTIVE_DITHER_2) matters: with fpack's default dithering, the zero-weight
@@ -477,17 +598,23 @@ def run_fpack(src: str | os.PathLike, out_fz: str | os.PathLike, *, program: str
     src = _require(Path(src), "fpack input")
     out_fz = Path(out_fz)
     with scratch_dir(workdir, prefix="fpack-") as tmp, atomic_path(out_fz, suffix=".fz") as o:
-        run_program([program, *options, "-S", str(src)], cwd=tmp, stdout_path=o, expected_outputs=[o])
+        deadline = timeout or default_deadline(image_megapixels(src))
+        run_program([program, *options, "-S", str(src)], cwd=tmp, stdout_path=o, expected_outputs=[o],
+                    timeout=deadline)
     return out_fz
 
 
 def run_funpack(src: str | os.PathLike, out: str | os.PathLike, *, program: str = "funpack",
-                workdir: str | os.PathLike | None = None) -> Path:
-    """Uncompress a ``.fits.fz`` file with ``funpack`` into ``out`` (SExtractor needs this)."""
+                workdir: str | os.PathLike | None = None, timeout: float | None = None) -> Path:
+    """Uncompress a ``.fits.fz`` file with ``funpack`` into ``out`` (SExtractor needs this).
+
+    ``timeout``: deadline in seconds (None: :func:`default_deadline` of the largest image).
+    """
     src = _require(Path(src), "funpack input")
     out = Path(out)
     with scratch_dir(workdir, prefix="funpack-") as tmp, atomic_path(out) as o:
-        run_program([program, "-S", str(src)], cwd=tmp, stdout_path=o, expected_outputs=[o])
+        deadline = timeout or default_deadline(image_megapixels(src))
+        run_program([program, "-S", str(src)], cwd=tmp, stdout_path=o, expected_outputs=[o], timeout=deadline)
     return out
 
 

@@ -130,6 +130,7 @@ RUN_KEYS: dict[str, Key] = {
     "funpack": Key("funpack", "str", "funpack executable (libcfitsio-bin)"),
     "psfex": Key("psfex", "str", "psfex executable (balrog-make-tile / synthetic tiles only; not needed on the nodes)"),
     "balrog-run": Key(_default_balrog_run, "str", "the node runner executable the job files call"),
+    "program-timeout": Key(None, "float", "deadline of each SExtractor / SWarp / funpack run, seconds (a hung run fails its realization or tile and is killed); None = 300 + 30 per megapixel of the image (55 min for 10000^2)", optional=True),
     # AstrOmatic configuration files
     "sex-config": Key(_cfg("default.sex"), "path", "SExtractor configuration file"),
     "sex-param": Key(_cfg("default.param"), "path", "SExtractor output parameter list"),
@@ -541,6 +542,8 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
     if not 0 <= balrog["seed-offset"] < 2**62:
         errors.append(f"balrog['seed-offset'] = {balrog['seed-offset']} must be within 0..2**62 (seeds are >= 0 int64)")
     _check_fetch(run, errors)
+    if run["program-timeout"] is not None and not run["program-timeout"] > 0:
+        errors.append(f"run['program-timeout'] = {run['program-timeout']} must be > 0 seconds or None")
     if not 0.0 <= balrog["star-fraction"] <= 1.0:
         errors.append(f"balrog['star-fraction'] = {balrog['star-fraction']} must be within 0..1")
     for name in ("section", "reader"):

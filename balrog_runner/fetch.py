@@ -38,7 +38,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -54,6 +53,7 @@ import requests
 import urllib3
 from tqdm import tqdm
 
+from . import astromatic
 from .atomic import atomic_path
 from .errors import ConfigError, ExternalProgramError, FetchError, TileError
 from .fetch_source import (
@@ -169,6 +169,7 @@ def fetch_tile(
     progress: bool | None = None,
     checks: Mapping[tuple[str, str], FileCheck] | None = None,
     deadline: float = DEFAULT_FILE_DEADLINE,
+    funpack_timeout: float | None = None,
 ) -> TileFiles:
     """Download, verify and funpack one tile's images and PSFEx models into ``dest``.
 
@@ -176,7 +177,8 @@ def fetch_tile(
     ``retries`` is the number of extra attempts per file after the first; the wait before
     retry k (0-based) is ``backoff * 2**k`` seconds. With ``funpack`` the ``.fz`` is removed
     after a successful funpack unless ``keep_fz``. ``progress`` None shows a tqdm bar when
-    stderr is a terminal and INFO log lines otherwise.
+    stderr is a terminal and INFO log lines otherwise. ``funpack_timeout`` is each funpack's
+    deadline in seconds (None: scaled to the image size, :func:`funpack_file`).
 
     On the first failure the remaining transfers are abandoned (their temporaries removed)
     and the error raised; files completed before it stay, valid, and are skipped next time.
@@ -204,7 +206,7 @@ def fetch_tile(
                          checks.get(("image", band), FileCheck())))
         jobs.append(_Job("psf", band, psf_url, dest / f"{tile}_{band}_psfcat.psf",
                          checks.get(("psf", band), FileCheck())))
-    fetcher = _Fetcher(source, retries, backoff, funpack, funpack_bin, keep_fz, deadline)
+    fetcher = _Fetcher(source, retries, backoff, funpack, funpack_bin, keep_fz, deadline, funpack_timeout)
     show_bar = sys.stderr.isatty() if progress is None else progress
     results = _run_jobs(jobs, fetcher, workers, tile, show_bar)
     files = TileFiles(tile, dest, {}, {})
@@ -349,20 +351,19 @@ class CorruptFile(Exception):
     """Internal: a file failed :func:`verify_fits` (the reason is the message)."""
 
 
-def funpack_file(src: str | os.PathLike, final: str | os.PathLike, funpack_bin: str = "funpack") -> Path:
+def funpack_file(src: str | os.PathLike, final: str | os.PathLike, funpack_bin: str = "funpack",
+                 timeout: float | None = None) -> Path:
     """Uncompress ``src`` (.fits.fz) to ``final`` (.fits) with the real ``funpack``, atomically.
 
     funpack writes the temporary (``-O``) and the result is verified before the rename,
-    so a killed or failing funpack never leaves a ``.fits`` that looks usable.
+    so a killed or failing funpack never leaves a ``.fits`` that looks usable. ``timeout``
+    is its deadline in seconds (None: :func:`astromatic.default_deadline` of the image size);
+    a funpack past it is killed and raises ExternalProgramError.
     """
     src, final = Path(src), Path(final)
+    deadline = timeout or astromatic.default_deadline(astromatic.image_megapixels(src))
     with atomic_path(final) as tmp:
-        try:
-            proc = subprocess.run([funpack_bin, "-O", str(tmp), str(src)], capture_output=True, text=True)
-        except OSError as exc:
-            raise ExternalProgramError(funpack_bin, None, detail=f"could not be started: {exc.strerror or exc}") from None
-        if proc.returncode != 0:
-            raise ExternalProgramError(funpack_bin, proc.returncode, proc.stderr or proc.stdout)
+        astromatic.run_program([funpack_bin, "-O", str(tmp), str(src)], cwd=tmp.parent, timeout=deadline)
         try:
             verify_fits(tmp, "image")
         except (CorruptFile, FileNotFoundError) as exc:
@@ -395,7 +396,8 @@ class _Fetcher:
     """
 
     def __init__(self, source: ArchiveSource, retries: int, backoff: float, funpack: bool,
-                 funpack_bin: str, keep_fz: bool, deadline: float = DEFAULT_FILE_DEADLINE):
+                 funpack_bin: str, keep_fz: bool, deadline: float = DEFAULT_FILE_DEADLINE,
+                 funpack_timeout: float | None = None):
         self.source = source
         self.deadline = deadline
         self.retries = retries
@@ -403,6 +405,7 @@ class _Fetcher:
         self.funpack = funpack
         self.funpack_bin = funpack_bin
         self.keep_fz = keep_fz
+        self.funpack_timeout = funpack_timeout
         self.abort = threading.Event()
 
     def run(self, job: _Job) -> tuple[Path, int, bool]:
@@ -421,7 +424,7 @@ class _Fetcher:
         if not self.funpack:
             return fz, nbytes, fetched
         self._check_abort()
-        funpack_file(fz, unpacked, self.funpack_bin)
+        funpack_file(fz, unpacked, self.funpack_bin, self.funpack_timeout)
         if not self.keep_fz:
             fz.unlink()
         return unpacked, nbytes, fetched

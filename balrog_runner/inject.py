@@ -443,6 +443,23 @@ def truth_table(objects: ObjectTable, results: Mapping[str, DrawResult]) -> Tabl
     return t
 
 
+def require_something_drawn(truth: Table, positions_file: str | Path) -> None:
+    """Refuse a realization none of whose objects landed on the images.
+
+    When every object is off the image or centred off it (``not_drawn`` bit
+    :data:`OFF_IMAGE` or :data:`CENTRE_OFF_IMAGE`), the catalogs would be a "successful"
+    realization that measured nothing: the positions almost surely belong to another tile
+    (or another tile geometry). Raises :class:`InputFileError` naming the positions file.
+    """
+    flags = np.asarray(truth["not_drawn"])
+    if len(flags) and np.all(flags & (OFF_IMAGE | CENTRE_OFF_IMAGE)):
+        tile = str(truth["tilename"][0]) if "tilename" in truth.colnames else "?"
+        real = int(truth["realization"][0]) if "realization" in truth.colnames else -1
+        raise InputFileError(
+            f"no object of realization {real} falls on the tile's images ({len(flags)} of {len(flags)} "
+            f"off the image): positions file {positions_file} does not match tile {tile}?")
+
+
 def write_truth(table: Table, path: str | Path) -> Path:
     """Write a truth table as FITS, atomically."""
     path = Path(path)
@@ -455,11 +472,27 @@ def write_truth(table: Table, path: str | Path) -> Path:
 _STRUCTURAL = re.compile(r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|EXTEND|PCOUNT|GCOUNT|BSCALE|BZERO|CHECKSUM|DATASUM)$")
 
 
+def native_image(data: np.ndarray) -> np.ndarray:
+    """``data`` as a C-contiguous array in native byte order, values unchanged bit for bit.
+
+    What fitsio must be given for an image: it mis-writes non-native float images (see
+    :func:`write_hdus`). ``astype`` to the same type in the other byte order swaps the bytes
+    and keeps every value, NaN payloads included.
+    """
+    data = np.asarray(data)
+    return np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("="))
+
+
 def write_hdus(path: str | Path, hdul: fits.HDUList, checksum: bool) -> None:
     """Write every HDU's data and header with fitsio (optionally with CHECKSUM/DATASUM).
 
     Why not ``HDUList.writeto``: astropy re-serialises each 4096^2 HDU about 2.5x slower than
     cfitsio, and the node runner writes three HDUs per band per realization.
+
+    Every array is handed to fitsio in native byte order (:func:`native_image`): astropy
+    gives big-endian ``>f4`` data, and fitsio 1.4 writes a non-native float image wrong
+    wherever the byte-swapped value reads as NaN/Inf (about 1 pixel in 700 of a real weight
+    map came back as 4.6e-41).
     """
     import fitsio
 
@@ -471,7 +504,7 @@ def write_hdus(path: str | Path, hdul: fits.HDUList, checksum: bool) -> None:
                 if c.keyword and c.keyword != "EXTNAME" and not _STRUCTURAL.match(c.keyword)
             ]
             data = hdu.data if hdu.data is not None else np.zeros((0,), dtype=np.float32)
-            out.write(np.ascontiguousarray(data), header=cards, extname=hdu.header.get("EXTNAME"))
+            out.write(native_image(data), header=cards, extname=hdu.header.get("EXTNAME"))
             if checksum:
                 out[-1].write_checksum()
 

@@ -114,6 +114,15 @@ def _psf_for(psfs: Mapping[str, str | os.PathLike | None], band: str) -> Path | 
     return Path(value) if value is not None else None
 
 
+def _read_catalog(path: str | os.PathLike, band: str) -> np.ndarray:
+    """HDU 1 of a per-band SExtractor catalog; an unreadable one is an InputFileError."""
+    try:
+        return fitsio.read(str(path), ext=1)
+    except (OSError, ValueError, IndexError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputFileError(f"cannot read the SExtractor catalog {path} of band {band}: {reason}") from exc
+
+
 def build_wide_catalog(catalogs: Mapping[str, str | os.PathLike | np.ndarray]) -> np.ndarray:
     """Join per-band SExtractor catalogs on ``NUMBER`` into one row per detection.
 
@@ -124,7 +133,7 @@ def build_wide_catalog(catalogs: Mapping[str, str | os.PathLike | np.ndarray]) -
     """
     if not catalogs:
         raise InputFileError("no catalogs to join")
-    tables = {band: (fitsio.read(str(c), ext=1) if not isinstance(c, np.ndarray) else c)
+    tables = {band: (_read_catalog(c, band) if not isinstance(c, np.ndarray) else c)
               for band, c in catalogs.items()}
     first_band = next(iter(tables))
     number = tables[first_band]["NUMBER"]

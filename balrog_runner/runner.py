@@ -104,6 +104,7 @@ class RunSettings:
     sextractor: astromatic.SextractorSetup = astromatic.DEFAULT_SEXTRACTOR
     swarp: astromatic.SwarpSetup = astromatic.DEFAULT_SWARP
     funpack: str = "funpack"
+    program_timeout: float | None = None
     pyconfig: Path | None = None
     population: Path | None = None
     star_fraction: float | None = None
@@ -139,9 +140,10 @@ def settings_from_config(run: Mapping[str, Any], balrog: Mapping[str, Any], db: 
 
     sextractor = astromatic.SextractorSetup(
         program=prog("sex"), config=Path(run["sex-config"]), param=Path(run["sex-param"]),
-        filter=Path(run["sex-filter"]), nnw=Path(run["sex-nnw"]),
+        filter=Path(run["sex-filter"]), nnw=Path(run["sex-nnw"]), timeout=run.get("program-timeout"),
     )
-    swarp = astromatic.SwarpSetup(program=prog("swarp"), config=Path(run["swarp-config"]))
+    swarp = astromatic.SwarpSetup(program=prog("swarp"), config=Path(run["swarp-config"]),
+                                  timeout=run.get("program-timeout"))
     fetch = {k[len("fetch-"):]: v for k, v in run.items() if k.startswith("fetch-")}
     return RunSettings(
         outdir=Path(run["outdir"]),
@@ -154,6 +156,7 @@ def settings_from_config(run: Mapping[str, Any], balrog: Mapping[str, Any], db: 
         sextractor=sextractor,
         swarp=swarp,
         funpack=prog("funpack"),
+        program_timeout=run.get("program-timeout"),
         pyconfig=opt_path(run.get("pyconfig")),
         population=opt_path(balrog.get("population")),
         star_fraction=balrog.get("star-fraction"),
@@ -313,6 +316,7 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
                 objects, injected, draw_options=options, checksum=False,
                 noise_seed=population.realization_seeds(real.indexstart + settings.seed_offset)[1],
             )
+            inject.require_something_drawn(truth, settings.posdir / f"{real.tile}.fits")
         timings: dict[str, float] = {}
         restrict = np.column_stack([truth["x"], truth["y"]]) if settings.restrict_sim else None
         sim_wide_path = measure.measure_realization(
@@ -476,6 +480,7 @@ def fetch_inputs(settings: RunSettings, tile: str) -> TileInputs:
         tile, tile_dir(settings.outdir, tile) / "images", source, bands=settings.image_keys,
         workers=int(fetch_opts.get("workers") or 4), funpack=True, funpack_bin=settings.funpack,
         deadline=float(fetch_opts.get("deadline") or fetch.DEFAULT_FILE_DEADLINE),
+        funpack_timeout=settings.program_timeout,
     )
     nosim = nosim_catalog_path(settings.outdir, tile)
     if not nosim.is_file():

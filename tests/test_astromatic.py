@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import textwrap
+import time
+from pathlib import Path
+
 import fitsio
 import galsim
 import galsim.des
@@ -196,3 +200,155 @@ def test_fpack_round_trip_keeps_zero_weights_and_quantizes_below_noise(tile, tmp
 def test_stderr_tail_keeps_the_last_progress_state():
     text = "line 1\n> Setting up\r> Measuring 10\r> Measuring 20\n\n> *Error*: boom\n"
     assert astromatic._tail(text).splitlines() == ["line 1", "> Measuring 20", "> *Error*: boom"]
+
+
+# ----------------------------------------------------------------------------- deadlines, garbage
+
+
+def _script(path, body: str):
+    """An executable /bin/sh wrapper standing in for one of the programs."""
+    path.write_text("#!/bin/sh\n" + textwrap.dedent(body))
+    path.chmod(0o755)
+    return path
+
+
+def _running(pid: int, marker: str) -> bool:
+    """Whether process ``pid`` still runs ``marker`` (a zombie or a reused pid does not count)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return marker in cmdline and state not in ("Z", "X")
+
+
+def _gone(pid: int, marker: str, wait: float = 5.0) -> bool:
+    deadline = time.monotonic() + wait
+    while _running(pid, marker):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+#: A hung program that started a child of its own: it either sleeps or stops itself.
+HANG = {
+    "sleeps": "exec sleep {sleep}\n",
+    "stops": "kill -STOP $$\nsleep {sleep}\n",
+}
+
+
+@pytest.mark.parametrize("how", sorted(HANG))
+@pytest.mark.parametrize("which", ["sextractor", "swarp"])
+def test_hung_program_is_killed_at_its_deadline_with_its_children(tile, tmp_path, which, how):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    child_sleep, own_sleep = "4321.5", "4322.5"
+    fake = _script(tmp_path / f"hung-{which}", f"""\
+        sleep {child_sleep} &
+        echo $! > {marks}/child
+        echo $$ > {marks}/self
+        echo "started, now hanging" >&2
+        """ + HANG[how].format(sleep=own_sleep))
+    out = tmp_path / "out"
+    out.mkdir()
+    r = tile.images["r"]
+    with pytest.raises(ExternalProgramError) as info:
+        if which == "sextractor":
+            setup = astromatic.SextractorSetup(program=str(fake), param=astromatic.LIGHT_SEX_PARAM, timeout=1.5)
+            astromatic.run_sextractor((r, 0), out / "c.fits", setup=setup, workdir=tmp_path / "work")
+        else:
+            setup = astromatic.SwarpSetup(program=str(fake), timeout=1.5)
+            astromatic.run_swarp_detection([((r, 0), (r, 2))], out / "s.fits", out / "w.fits", setup=setup,
+                                           workdir=tmp_path / "work")
+    msg = str(info.value)
+    assert str(fake) in msg and "deadline of 1.5 s" in msg and "\n" not in msg
+    assert info.value.returncode is None and "now hanging" in info.value.stderr_tail
+    child, own = int((marks / "child").read_text()), int((marks / "self").read_text())
+    assert _gone(child, child_sleep), "the hung program's child was left running"
+    assert _gone(own, own_sleep) and not _running(own, str(fake)), "the hung program was left running"
+    assert not any(out.iterdir()) and not any((tmp_path / "work").iterdir())  # nothing half-written
+
+
+def test_hung_funpack_is_killed_and_leaves_no_fits(tile, tmp_path):
+    from balrog_runner import fetch
+
+    fz = astromatic.run_fpack(tile.images["r"], tmp_path / "r.fits.fz")
+    fake = _script(tmp_path / "hung-funpack", "exec sleep 4323.5\n")
+    with pytest.raises(ExternalProgramError, match=r"hung-funpack did not finish within its deadline of 1 s"):
+        fetch.funpack_file(fz, tmp_path / "r.fits", funpack_bin=str(fake), timeout=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hung-funpack", "r.fits.fz"]
+
+
+def test_default_deadline_scales_with_the_image():
+    assert astromatic.default_deadline(0) == astromatic.DEADLINE_BASE_SECONDS
+    full_tile = astromatic.default_deadline(10000 * 10000 / 1e6)
+    assert full_tile >= 3 * 15 * 60  # over 3x a 15-minute model-fitting SExtractor run
+
+
+def test_default_deadline_comes_from_the_image_size(tile, tmp_path, monkeypatch):
+    seen = []
+    real = astromatic.run_program
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("timeout"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(astromatic, "run_program", spy)
+    astromatic.run_sextractor((tile.images["r"], 0), tmp_path / "c.fits", detection_weight=(tile.images["r"], 2),
+                              psf=tile.psfs["r"], setup=astromatic.LIGHT_SEXTRACTOR)
+    assert seen == [astromatic.default_deadline(SIZE * SIZE / 1e6)]
+
+
+#: Wrappers that run the real program, exit 0, and spoil the output named after ``option``.
+SPOIL = {
+    "random bytes": 'head -c 14400 /dev/urandom > "$out"\n',  # 5 whole FITS blocks
+    "truncated": 'size=$(stat -c %s "$out"); truncate -s $((size / 2)) "$out"\n',
+}
+
+
+def _spoiling_wrapper(path, real: str, option: str, spoil: str):
+    return _script(path, f"""\
+        {real} "$@" || exit $?
+        out=""; prev=""
+        for a in "$@"; do [ "$prev" = "{option}" ] && out="$a"; prev="$a"; done
+        """ + spoil + "exit 0\n")
+
+
+@pytest.mark.parametrize("spoil", sorted(SPOIL))
+def test_sextractor_garbage_catalog_is_an_external_program_error(tile, tmp_path, spoil):
+    fake = _spoiling_wrapper(tmp_path / "garbage-sex", "source-extractor", "-CATALOG_NAME", SPOIL[spoil])
+    setup = astromatic.SextractorSetup(program=str(fake), param=astromatic.LIGHT_SEX_PARAM)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ExternalProgramError) as info:
+        astromatic.run_sextractor((tile.images["r"], 0), out / "c.fits", detection_weight=(tile.images["r"], 2),
+                                  psf=tile.psfs["r"], setup=setup)
+    msg = str(info.value)
+    assert str(fake) in msg and str(out / "c.fits") in msg and "\n" not in msg
+    assert ("truncated" in msg) if spoil == "truncated" else ("not readable as FITS" in msg), msg
+    assert not any(out.iterdir())
+
+
+@pytest.mark.parametrize("spoil", sorted(SPOIL))
+def test_swarp_garbage_image_is_an_external_program_error(tile, tmp_path, spoil):
+    fake = _spoiling_wrapper(tmp_path / "garbage-swarp", "SWarp", "-IMAGEOUT_NAME", SPOIL[spoil])
+    pairs = [((tile.images[b], 0), (tile.images[b], 2)) for b in ("r", "i", "z")]
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ExternalProgramError) as info:
+        astromatic.run_swarp_detection(pairs, out / "s.fits", out / "w.fits",
+                                       setup=astromatic.SwarpSetup(program=str(fake)))
+    msg = str(info.value)
+    assert str(fake) in msg and "det_sci.fits" in msg and "\n" not in msg
+    with pytest.raises(ExternalProgramError, match="garbage-swarp exited 0 but its output"):
+        astromatic.make_detection_image(pairs, out / "det.fits", setup=astromatic.SwarpSetup(program=str(fake)))
+    assert not any(out.iterdir())
+
+
+def test_swarp_image_of_the_wrong_size_is_refused(tile, tmp_path):
+    pairs = [((tile.images["r"], 0), (tile.images["r"], 2))]
+    small = astromatic.SwarpSetup(overrides={"IMAGE_SIZE": f"{SIZE // 2},{SIZE // 2}"})
+    with pytest.raises(ExternalProgramError, match=rf"is {SIZE // 2}x{SIZE // 2} pixels, not the expected {SIZE}x{SIZE}"):
+        astromatic.run_swarp_detection(pairs, tmp_path / "s.fits", tmp_path / "w.fits", setup=small)
+    assert not any(tmp_path.glob("*.fits"))

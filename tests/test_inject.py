@@ -7,6 +7,7 @@ images use pixel coordinates inside that range, so it is evaluated where it is d
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -23,13 +24,20 @@ from balrog_runner.inject import (
     CLIPPED,
     OFF_IMAGE,
     DrawOptions,
+    _psf_radius_pixels,
     draw_objects_into,
     draw_options_for_bands,
     inject_realization,
     load_psf,
     write_truth,
 )
-from balrog_runner.population import DEFAULT_BANDS, ObjectTable, load_pyconfig, make_objects
+from balrog_runner.population import (
+    DEFAULT_BANDS,
+    DEFAULT_MODEL,
+    ObjectTable,
+    load_pyconfig,
+    make_objects,
+)
 
 PIXEL_SCALE = 0.263  # arcsec / pixel
 # DES2359+0001: its unique area straddles RA = 0.
@@ -406,3 +414,62 @@ def test_galsim_params_hook_gives_per_band_options(tmp_path):
     with pytest.raises(ConfigError, match=r"pyconfig\.py: GalsimParams\('z'\)"):
         draw_options_for_bands(cfg, ("z",))
     assert draw_options_for_bands(None, DEFAULT_BANDS)["i"] == DrawOptions()
+
+
+# ----------------------------------------------------------------------------- MSK / WGT bits
+
+
+def _byteswap_is_not_finite(values: np.ndarray) -> np.ndarray:
+    """Where a float32's bytes, read in the other order, are NaN or Inf (what fitsio mis-wrote)."""
+    native = np.asarray(values, dtype=np.float32)
+    return ~np.isfinite(native.view(native.dtype.newbyteorder()))
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    """The raw 32-bit patterns of a float32 / int32 array, whatever its byte order."""
+    a = np.asarray(a)
+    return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("=")).view(np.uint32)
+
+
+def write_des_like_band(path: Path, nx: int, ny: int, seed: int) -> Path:
+    """A band image whose MSK and WGT look like DESDM's: bit-mask values, a per-pixel
+    inverse variance (varying depth, zero where masked) full of values whose byte-swapped
+    pattern is NaN/Inf."""
+    rng = np.random.default_rng(seed)
+    hdr = tile_header(nx, ny)
+    hdr["SEXMGZPT"], hdr["GAIN"], hdr["EXTNAME"] = 30.0, 4.0, "SCI"
+    sigma = 2.0 * rng.uniform(0.8, 1.25, (ny, nx))
+    sci = rng.normal(0.0, sigma).astype(np.float32)
+    msk = np.where(rng.random((ny, nx)) < 0.02, rng.choice([1, 2, 16, 64, 2**20], (ny, nx)), 0).astype(np.int32)
+    wgt = (1.0 / sigma**2).astype(np.float32)
+    wgt[msk != 0] = 0.0
+    hdul = fits.HDUList([fits.PrimaryHDU(sci, header=hdr), fits.ImageHDU(msk, name="MSK"),
+                         fits.ImageHDU(wgt, name="WGT")])
+    hdul.writeto(path)
+    return path
+
+
+def test_msk_and_wgt_survive_injection_bit_for_bit(tmp_path, des_psf_path):
+    nx = ny = 256
+    images = {b: write_des_like_band(tmp_path / f"in_{b}.fits", nx, ny, seed=k) for k, b in enumerate(BANDS)}
+    for b in BANDS:  # the trap is really in the input: weights whose swapped bytes are NaN/Inf
+        assert _byteswap_is_not_finite(fits.getdata(images[b], 2)).sum() > 20
+    psfs = dict.fromkeys(BANDS, des_psf_path)
+    outs = {b: tmp_path / "out" / f"inj_{b}.fits" for b in BANDS}
+    objects = inner_objects(8, nx, ny, margin=50, model=dataclasses.replace(DEFAULT_MODEL, star_fraction=1.0))
+    truth = inject_realization(images, psfs, objects, outs)
+    # Stars only: a stamp reaches at most the PSFEx model's radius (+ margin) from its centre.
+    reach = int(np.ceil(_psf_radius_pixels(load_psf(des_psf_path)) + DrawOptions().stamp_margin + 1))
+    yy, xx = np.mgrid[1:ny + 1, 1:nx + 1]
+    away = np.ones((ny, nx), dtype=bool)
+    for x, y in zip(truth["x"], truth["y"], strict=True):
+        away &= (np.abs(xx - x) > reach) | (np.abs(yy - y) > reach)
+    assert away.sum() > nx * ny // 2
+    for b in BANDS:
+        with fits.open(images[b]) as before, fits.open(outs[b]) as after:
+            for k in (1, 2):
+                assert after[k].data.dtype.kind == before[k].data.dtype.kind
+                assert np.array_equal(_bits(after[k].data), _bits(before[k].data)), (b, k)
+            sci_in, sci_out = _bits(before[0].data), _bits(after[0].data)
+            assert np.array_equal(sci_out[away], sci_in[away])
+            assert np.any(sci_out[~away] != sci_in[~away])  # the stars are there

@@ -186,6 +186,16 @@ def test_wide_catalog_refuses_catalogs_of_different_runs():
     assert wide.dtype.names == ("NUMBER", "MAG_AUTO_G", "MAG_AUTO_DET")
 
 
+def test_wide_catalog_of_an_unreadable_catalog_is_an_input_error(tmp_path):
+    good = np.zeros(2, dtype=[("NUMBER", "i4"), ("MAG_AUTO", "f4")])
+    fitsio.write(str(tmp_path / "g_cat.fits"), good)
+    bad = tmp_path / "r_cat.fits"
+    bad.write_bytes(b"SIMPLE  =                    T" + bytes(range(256)) * 20)
+    with pytest.raises(InputFileError) as info:
+        measure.build_wide_catalog({"g": tmp_path / "g_cat.fits", "r": bad})
+    assert str(bad) in str(info.value) and "band r" in str(info.value) and "\n" not in str(info.value)
+
+
 def test_nosim_needs_the_det_image(tile, tmp_path):
     with pytest.raises(ConfigError, match="det"):
         measure.measure_nosim({"r": tile.images["r"]}, tile.psfs, tmp_path / "x.fits", setup=SETUP)
