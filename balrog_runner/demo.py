@@ -4,10 +4,11 @@ What it does, in the order a campaign does it:
 
 1. **survey** — synthetic coadds (g, r, i, z, Y and the riz ``det`` image, with real PSFEx
    models made by SExtractor + psfex) for a few real DES tiles, at a reduced size but with
-   each tile's real centre, pixel scale and name, laid out as an archive
-   ``<archive>/<TILE>/<TILE>_<band>.fits.fz``;
-2. **archive** — served over HTTP on 127.0.0.1 with basic auth, the credentials in a
-   ``.netrc`` of the demo's own (as DESDM is used);
+   each tile's real centre, pixel scale and name;
+2. **archive** — laid out as DESDM's Y3 multiepoch archive, described by DESDM's tables in
+   an SQLite file (:mod:`balrog_runner.demo_desdm`), resolved from the release tag into an
+   inputs manifest by ``balrog-inputs`` (as on a login node), and served over HTTP on
+   127.0.0.1 with basic auth, the credentials in a ``.netrc`` of the demo's own;
 3. ``balrog-positions`` over a Y3 geometry table of the cutouts (their unique area is the
    image footprint, so every position lands on the image);
 4. ``balrog-jobs --scheduler local --submit`` (or ``slurm`` on a machine with SLURM up),
@@ -69,13 +70,14 @@ class DemoPlan:
             raise ConfigError(f"demo scheduler {self.scheduler!r} is not one of local, slurm")
         w = self.workdir
         self.paths = {
-            "archive": w / "archive", "pos": w / "positions", "out": w / "campaign", "jobs": w / "jobs",
+            "archive": w / "archive", "desdm-archive": w / "desarchive", "desdm": w / "desdm.sqlite",
+            "manifest": w / "inputs.json", "pos": w / "positions", "out": w / "campaign", "jobs": w / "jobs",
             "netrc": w / "netrc", "config": w / "demo_config.py", "geometry": w / "demo-tiles.fits",
         }
 
 
 def make_survey(plan: DemoPlan) -> None:
-    """Synthetic coadds and PSFEx models for every tile, in the plain archive layout."""
+    """Synthetic coadds and PSFEx models for every tile, in the plain layout ``<archive>/<TILE>/``."""
     from .synth import make_synthetic_tile
 
     for i, name in enumerate(plan.tiles):
@@ -100,17 +102,25 @@ def write_netrc(path: Path, host: str, login: str, password: str) -> Path:
     return path
 
 
-def write_config(plan: DemoPlan, archive_url: str) -> Path:
-    """The campaign's CustomConfig file, as a user would write it."""
+def write_config(plan: DemoPlan, archive_url: str, manifest: Path | None = None) -> Path:
+    """The campaign's CustomConfig file, as a user would write it.
+
+    With ``manifest`` the files are found as a DESDM campaign finds them (paths from the
+    inputs manifest under ``archive_url``); without, in the plain layout under it.
+    """
     from .config import config_dir
 
     run = {
         "dbname": "demo", "jobdir": str(plan.paths["jobs"]), "outdir": str(plan.paths["out"]),
         "pos": str(plan.paths["pos"]), "ngal": plan.ngal, "realizations": plan.realizations,
         "ppn": plan.ppn, "nodes": 1, "npersubjob": len(plan.tiles), "walltime": "00:30:00",
-        "fetch-root": archive_url, "fetch-layout": "plain", "fetch-netrc": str(plan.paths["netrc"]),
+        "fetch-root": archive_url, "fetch-netrc": str(plan.paths["netrc"]),
         "sex-param": str(config_dir() / plan.sex_param),
     }
+    if manifest is not None:
+        run.update({"release": "y3a2_coadd", "fetch-manifest": str(manifest)})
+    else:
+        run["fetch-layout"] = "plain"
     text = (
         '"""Demo campaign: written by balrog-demo (a user writes one like it)."""\n\n\n'
         "def CustomConfig(run, balrog, db, tiles):\n"
@@ -126,7 +136,10 @@ def _cli(name: str, args: Sequence[str]) -> None:
     exe = Path(sys.executable).parent / name
     cmd = [str(exe) if exe.exists() else name, *args]
     log.info("$ %s", " ".join(shlex.quote(c) for c in cmd))
-    code = subprocess.call(cmd)
+    try:
+        code = subprocess.call(cmd)
+    except OSError as exc:
+        raise BalrogError(f"{name} could not be started ({exc.strerror}); is balrog_runner installed?") from None
     if code != 0:
         raise BalrogError(f"{name} exited with code {code} (see the log above)")
 
@@ -137,7 +150,7 @@ def serve_archive(plan: DemoPlan) -> Iterator[str]:
     from .archive_server import ArchiveServer
 
     login, password = "demo", secrets.token_urlsafe(16)
-    with ArchiveServer(plan.paths["archive"], credentials=(login, password)) as server:
+    with ArchiveServer(plan.paths["desdm-archive"], credentials=(login, password)) as server:
         write_netrc(plan.paths["netrc"], "127.0.0.1", login, password)
         log.info("archive served at %s (credentials in %s)", server.url, plan.paths["netrc"])
         yield server.url
@@ -153,12 +166,18 @@ def run_demo(plan: DemoPlan) -> dict:
     t_start = time.perf_counter()
     plan.workdir.mkdir(parents=True, exist_ok=True)
     make_survey(plan)
+    from . import demo_desdm
+
+    desdm_url = demo_desdm.build(plan.paths["archive"], plan.paths["desdm-archive"], plan.paths["desdm"],
+                                 plan.tiles, BANDS)
+    _cli("balrog-inputs", ["--release", demo_desdm.RELEASE, *[a for t in plan.tiles for a in ("--tile", t)],
+                           "--db", desdm_url, "-o", str(plan.paths["manifest"])])
     geometry_table = write_geometry(plan)
     pertile = plan.ngal * plan.realizations
     _cli("balrog-positions", ["--tiles", str(geometry_table), "--pertile", str(pertile), "--seed",
                               str(plan.seed), "--outdir", str(plan.paths["pos"]), "--overwrite"])
     with serve_archive(plan) as url:
-        config_path = write_config(plan, url)
+        config_path = write_config(plan, url, plan.paths["manifest"])
         cfg = load_config(config_path)
         if plan.scheduler == "slurm":
             _run_on_slurm(cfg)

@@ -71,6 +71,17 @@ def check_demo(workdir: Path, result: subprocess.CompletedProcess, ntiles: int, 
         for kind, n in expected["rows"].items():
             assert conn.execute(sa.text(f"SELECT COUNT(*) FROM demo_{kind}")).scalar_one() == n, kind
     engine.dispose()
+    # the inputs were resolved from the release tag (DESDM's tables) into a manifest, as on a
+    # login node, and the campaign fetched its Y3-layout paths with DESDM's size/MD5 checked
+    inputs = json.loads((workdir / "inputs.json").read_text())
+    assert inputs["release"] == "Y3A2_COADD" and inputs["era"] == "y3"
+    assert len(inputs["tiles"]) == ntiles
+    for tile, bands in inputs["tiles"].items():
+        assert set(bands) == {"g", "r", "i", "z", "Y", "det"}
+        for entry in bands.values():
+            assert entry["image"].startswith("OPS/multiepoch/Y3A2/r") and f"/{tile}/p01/coadd/{tile}_r" in entry["image"]
+            assert len(entry["image_md5"]) == 32 and entry["psf_size"] > 0
+    assert "fetch-manifest" in (workdir / "demo_config.py").read_text()
     netrc = workdir / "netrc"
     password = netrc.read_text().split("password ")[1].strip()
     assert netrc.stat().st_mode & 0o077 == 0
