@@ -1,9 +1,9 @@
-"""Sim runs restricted to the injected objects (SExtractor ASSOC MATCHED) give the rows of an
-unrestricted run, column for column, with the model-fitting parameter set and real SExtractor."""
+"""The default (DESDM) measurement with real SExtractor: sim runs restricted to the injected
+objects (ASSOC MATCHED) give the rows of an unrestricted run, column for column; stars and
+galaxies separate by SPREAD_MODEL in every band; every DESDM column SExtractor can make is
+in the default parameter file."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import fitsio
 import galsim
@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from balrog_runner import astromatic, measure, synth
+from balrog_runner.config import config_dir
 
 TILE = "DES0002+0209"
 SIZE = 320
-BANDS = ("r", "i", "z")
+BANDS = ("g", "r", "i", "z", "Y")
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +44,11 @@ def _inject(src, dst, xy, mags, fwhm, hlr):
 
 
 def test_restricted_sim_rows_equal_the_full_run(tile, tmp_path):
-    param = tmp_path / "model.param"
-    param.write_text(astromatic.DEFAULT_SEXTRACTOR.param.read_text()
-                     + "FLUX_DETMODEL\nFLUXERR_DETMODEL\nMAG_DETMODEL\nMAGERR_DETMODEL\n")
-    setup = dataclasses.replace(astromatic.DEFAULT_SEXTRACTOR, param=param)
+    setup = astromatic.DEFAULT_SEXTRACTOR  # config/default.param: model fitting and DETMODEL
     rng = np.random.default_rng(11)
-    xy = synth._isolated_positions(rng, 10, SIZE, margin=25, min_sep=30)
-    mags = rng.uniform(19.0, 22.5, len(xy))
-    hlr = np.where(np.arange(len(xy)) % 2 == 0, 0.0, rng.uniform(0.5, 1.2, len(xy)))
+    xy = synth._isolated_positions(rng, 12, SIZE, margin=25, min_sep=30)
+    mags = np.where(np.arange(len(xy)) < 8, rng.uniform(18.5, 20.5, len(xy)), rng.uniform(21.0, 22.5, len(xy)))
+    hlr = np.where(np.arange(len(xy)) % 2 == 0, 0.0, rng.uniform(0.6, 1.2, len(xy)))
     injected = {b: _inject(tile.images[b], tmp_path / f"inj_{b}.fits", xy, mags, synth.PSF_FWHM[b], hlr)
                 for b in BANDS}
     truth = np.zeros(len(xy), dtype=[("balrog_index", "i8"), ("x", "f8"), ("y", "f8")])
@@ -69,7 +67,8 @@ def test_restricted_sim_rows_equal_the_full_run(tile, tmp_path):
     assert np.all(part["balrog_index"] >= 0)  # only detections of injected objects are kept
     matched = full[full["balrog_index"] >= 0]
     assert len(part) == len(matched) < len(full)
-    assert set(truth["balrog_index"]) <= set(part["balrog_index"])
+    assert set(matched["balrog_index"]) == set(part["balrog_index"])
+    assert set(truth["balrog_index"][mags < 20.5]) <= set(part["balrog_index"])  # the bright ones
     key = ["balrog_index", "X_IMAGE_DET", "Y_IMAGE_DET"]
     matched, part = np.sort(matched, order=key), np.sort(part, order=key)
     for name in full.dtype.names:
@@ -79,3 +78,37 @@ def test_restricted_sim_rows_equal_the_full_run(tile, tmp_path):
         assert np.array_equal(matched[name], part[name], equal_nan=floats), name
     for col in ("SPREAD_MODEL_R", "MAG_PSF_I", "MAG_MODEL_Z", "MAG_DETMODEL_R", "FLUX_RADIUS_DET"):
         assert np.isfinite(part[col]).sum() >= len(xy) // 2, col
+
+    # star/galaxy separation as DES uses it, in every band: the bright injected stars have
+    # |SPREAD_MODEL| < 0.003, the bright extended galaxies more
+    for k, index in enumerate(truth["balrog_index"]):
+        if mags[k] > 20.5:
+            continue
+        rows = part[part["balrog_index"] == index]
+        row = rows[np.argmin(np.hypot(rows["X_IMAGE_DET"] - xy[k, 0], rows["Y_IMAGE_DET"] - xy[k, 1]))]
+        for band in BANDS:
+            spread = row[f"SPREAD_MODEL_{band.upper()}"]
+            if hlr[k] == 0:
+                assert abs(spread) < 0.003, (k, band, spread)
+            else:
+                assert spread > 0.003, (k, band, spread)
+
+
+def test_default_param_has_every_desdm_column_sextractor_makes():
+    """Every base name of the shipped db-columns list that SExtractor 2.25 knows is measured
+    by default, except DURATION_ANALYSIS (wall time: a re-run would not be identical)."""
+    import re
+    import subprocess
+
+    names = [str(n).strip() for n in fitsio.read(str(config_dir() / "y1a1_coadd_objects-columns.fits"),
+                                                   columns=["column_name"])["column_name"].astype(str)]
+    bases = {re.sub(r"(_\d+)?(_[GRIZY])?$", "", n) for n in names}
+    known = set(re.findall(r"^#(\w+)", subprocess.run(["source-extractor", "-dp"], capture_output=True,
+                                                       text=True).stdout, re.M))
+    param = {line.split("#", 1)[0].strip().split("(", 1)[0]
+             for line in astromatic.DEFAULT_SEXTRACTOR.param.read_text().splitlines()}
+    missing = sorted((bases & known) - param - {"DURATION_ANALYSIS"})
+    assert missing == []
+    assert {"SPREAD_MODEL", "SPREADERR_MODEL", "MAG_PSF", "MAG_MODEL", "MAG_DETMODEL", "CLASS_STAR", "FLAGS",
+            "ALPHAWIN_J2000", "DELTAWIN_J2000"} <= param
+    assert param <= known | {""}  # nothing SExtractor 2.25 would warn about and ignore
