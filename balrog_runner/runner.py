@@ -551,14 +551,15 @@ def _run_pool(settings: RunSettings, tile: str, inputs: TileInputs, positions, t
             log.info("tile %s: realization %d %s in %.1f s (%d/%d)", tile, res.number,
                      "done" if res.ok else "FAILED", res.seconds, len(results), len(tasks))
 
-    try:
-        for out in pool.run_tasks(_run_packed, tasks, plan.workers):
-            if isinstance(out, pool.TaskFailure):
-                real = out.task[2]
-                log.error("tile %s realization %d failed: %s", tile, real.number, out.reason)
-                shutil.rmtree(scratch_dir(settings.outdir, tile, real.number), ignore_errors=True)
-                out = RealizationResult(tile, real.number, ok=False, seconds=out.seconds, error=out.reason)
-            record(out)
+    try:  # closing(): an exception here (Ctrl-C) kills and reaps the running workers at once
+        with contextlib.closing(pool.run_tasks(_run_packed, tasks, plan.workers)) as outcomes:
+            for out in outcomes:
+                if isinstance(out, pool.TaskFailure):
+                    real = out.task[2]
+                    log.error("tile %s realization %d failed: %s", tile, real.number, out.reason)
+                    shutil.rmtree(scratch_dir(settings.outdir, tile, real.number), ignore_errors=True)
+                    out = RealizationResult(tile, real.number, ok=False, seconds=out.seconds, error=out.reason)
+                record(out)
     finally:
         bar.close()
     return results

@@ -189,3 +189,26 @@ def test_a_single_worker_killed_does_not_kill_the_run(tmp_path, survey):  # noqa
     assert status["realizations"]["0"]["state"] == "done"
     assert "signal 9" in status["realizations"]["1"]["error"]
 
+
+
+def _fast_or_hang(args) -> int:
+    pidfile, hang = args
+    pidfile.write_text(str(os.getpid()))
+    if hang:
+        time.sleep(300)
+    return os.getpid()
+
+
+@pytest.mark.timeout(60)
+def test_stopping_early_kills_and_reaps_the_running_workers(tmp_path):
+    """What Ctrl-C (or any exception in the caller) does: no worker is left running."""
+    slow = tmp_path / "slow.pid"
+    outcomes = pool.run_tasks(_fast_or_hang, [(tmp_path / "fast.pid", False), (slow, True)], workers=2)
+    first = next(outcomes)
+    assert first == int((tmp_path / "fast.pid").read_text())
+    while not slow.exists() or not slow.read_text():  # the slow worker is running
+        time.sleep(0.01)
+    outcomes.close()
+    pid = int(slow.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # killed and reaped (a zombie would still accept signal 0)
