@@ -8,7 +8,7 @@ Per tile (:func:`run_tile`):
    once (**nosim**: every band in dual-image mode with the original detection image, and
    the detection image on itself) — the nosim catalog is identical for every realization,
    so each realization only associates it with its own truth positions;
-3. run the missing realizations in a ``multiprocessing`` pool (:func:`run_realization`):
+3. run the missing realizations in worker processes (:mod:`.pool`, :func:`run_realization`):
    inject, SWarp the injected r,i,z into a new detection image, SExtractor every band in
    dual-image mode and the detection image on itself, associate with truth, write the
    truth / sim / nosim catalogs atomically;
@@ -24,15 +24,12 @@ resumed after ``kill -9``) writes exactly the catalogs an uninterrupted run writ
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import functools
 import json
 import logging
-import multiprocessing
 import os
 import shutil
-import signal
 import sys
 import time
 import traceback
@@ -43,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from . import astromatic, measure
+from . import astromatic, measure, pool, resources
 from .atomic import atomic_write_text
 from .errors import BalrogError, ConfigError, InputFileError
 
@@ -54,10 +51,6 @@ KINDS = ("truth", "sim", "nosim")
 #: Exit codes of a subjob: every realization done and pushed / some failed / all done but
 #: some not pushed (run ``balrog-push`` later: the catalogs are on disk).
 EXIT_OK, EXIT_FAILED, EXIT_NOT_PUSHED = 0, 1, 4
-#: Band-sized float32 images a pool worker may hold at its peak, an estimate with margin:
-#: the band being injected (SCI, MSK, WGT and GalSim's view), the SWarp output pair, and
-#: SExtractor's detection + measurement buffers (a separate process, same node).
-IMAGES_PER_WORKER = 12
 
 
 # --------------------------------------------------------------------------- layout
@@ -258,8 +251,8 @@ def _read_pyconfig(path: Path):
 def _load_population(settings: RunSettings):
     """The population model, catalog and pyconfig of the campaign.
 
-    The catalog and the pyconfig are read once per process (a pool worker keeps them for
-    every realization it runs); sampling never modifies them.
+    The catalog and the pyconfig are read once, by the parent before the workers fork
+    (:func:`_run_pool`), so every worker shares that copy; sampling never modifies them.
     """
     from . import population
 
@@ -387,52 +380,6 @@ def read_status(outdir: str | os.PathLike, tile: str) -> dict[str, Any]:
 
 def write_status(outdir: str | os.PathLike, tile: str, status: Mapping[str, Any]) -> None:
     atomic_write_text(tile_dir(outdir, tile) / STATUS_FILE, json.dumps(status, indent=1, sort_keys=True) + "\n")
-
-
-# --------------------------------------------------------------------------- pool
-
-
-def available_memory_bytes() -> int | None:
-    """MemAvailable from /proc/meminfo (Linux), None elsewhere."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def pool_size(ppn: int, image_shape: tuple[int, int], nbands: int, realizations: int,
-              memory: int | None = None) -> int:
-    """Workers that fit: at most ``ppn``, the number of realizations, and 80% of free memory.
-
-    A worker's peak is about ``IMAGES_PER_WORKER`` float32 images of the tile's size
-    (10000^2 -> 400 MB each), plus one injected copy per band.
-    """
-    npix = int(image_shape[0]) * int(image_shape[1])
-    per_worker = 4 * npix * (IMAGES_PER_WORKER + nbands)
-    memory = available_memory_bytes() if memory is None else memory
-    fit = max(1, int(0.8 * memory // per_worker)) if memory else ppn
-    size = max(1, min(ppn, realizations, fit))
-    if size < min(ppn, realizations):
-        log.warning("pool limited to %d workers by memory (%.1f GB free, ~%.1f GB per worker)", size,
-                    (memory or 0) / 1e9, per_worker / 1e9)
-    return size
-
-
-def _worker_init(log_level: int) -> None:
-    """Pool worker set-up: die with the parent (no orphans after ``kill -9``), default SIGINT."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-    logging.getLogger().setLevel(log_level)
-
-
-def _run_packed(args: tuple) -> RealizationResult:
-    return run_realization(*args)
 
 
 # --------------------------------------------------------------------------- tiles
@@ -564,10 +511,21 @@ def run_tile(settings: RunSettings, tile: str, pusher=None) -> TileOutcome:
 
 def _run_pool(settings: RunSettings, tile: str, inputs: TileInputs, positions, todo: list[Realization],
               status: dict[str, Any]) -> list[RealizationResult]:
-    """Run ``todo`` in a pool; record each result in ``status`` as it arrives."""
+    """Run ``todo`` in worker processes (:mod:`.pool`); record each result in ``status``.
+
+    The pool is sized to what the job was given (:func:`.resources.plan_pool`: ppn, the
+    CPUs in the affinity mask, the memory under the tightest cgroup / SLURM / machine
+    limit). A worker killed by a signal (the OOM killer's SIGKILL) fails its realization
+    only, with the reason recorded; the others go on. The population catalog and the
+    pyconfig are loaded here, before the workers fork, so they share the parent's copy.
+    """
     from tqdm import tqdm
 
-    workers = pool_size(settings.ppn, _image_shape(inputs.images[settings.bands[0]]), len(settings.bands), len(todo))
+    plan = resources.plan_pool(settings.ppn, _image_shape(inputs.images[settings.bands[0]]), len(settings.bands),
+                               len(todo))
+    status["pool"] = plan.as_dict()
+    from . import inject  # noqa: F401 - import GalSim once here, shared by the forked workers
+    _load_population(settings)
     tasks = [
         (settings, inputs, r, positions.ra[r.start:r.stop], positions.dec[r.start:r.stop],
          positions.balrog_index[r.start:r.stop])
@@ -576,7 +534,7 @@ def _run_pool(settings: RunSettings, tile: str, inputs: TileInputs, positions, t
     results: list[RealizationResult] = []
     tty = sys.stderr.isatty()
     bar = tqdm(total=len(tasks), desc=tile, unit="real", disable=not tty)
-    log.info("tile %s: %d realization(s) to run with %d worker(s)", tile, len(tasks), workers)
+    log.info("tile %s: %d realization(s) to run with %d worker(s)", tile, len(tasks), plan.workers)
 
     def record(res: RealizationResult) -> None:
         results.append(res)
@@ -593,18 +551,22 @@ def _run_pool(settings: RunSettings, tile: str, inputs: TileInputs, positions, t
             log.info("tile %s: realization %d %s in %.1f s (%d/%d)", tile, res.number,
                      "done" if res.ok else "FAILED", res.seconds, len(results), len(tasks))
 
-    try:
-        if workers == 1:
-            for task in tasks:
-                record(run_realization(*task))
-        else:
-            ctx = multiprocessing.get_context("fork")
-            with ctx.Pool(workers, initializer=_worker_init, initargs=(logging.getLogger().level,)) as pool:
-                for res in pool.imap_unordered(_run_packed, tasks):
-                    record(res)
+    try:  # closing(): an exception here (Ctrl-C) kills and reaps the running workers at once
+        with contextlib.closing(pool.run_tasks(_run_packed, tasks, plan.workers)) as outcomes:
+            for out in outcomes:
+                if isinstance(out, pool.TaskFailure):
+                    real = out.task[2]
+                    log.error("tile %s realization %d failed: %s", tile, real.number, out.reason)
+                    shutil.rmtree(scratch_dir(settings.outdir, tile, real.number), ignore_errors=True)
+                    out = RealizationResult(tile, real.number, ok=False, seconds=out.seconds, error=out.reason)
+                record(out)
     finally:
         bar.close()
     return results
+
+
+def _run_packed(args: tuple) -> RealizationResult:
+    return run_realization(*args)
 
 
 # --------------------------------------------------------------------------- subjob

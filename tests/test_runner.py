@@ -321,12 +321,3 @@ def test_plan_realizations():
     with pytest.raises(InputFileError, match="fewer than ngal"):
         runner.plan_realizations(TILE, index, 300)
 
-
-def test_pool_size_respects_memory():
-    gib = 1 << 30
-    full = (10000, 10000)
-    assert runner.pool_size(8, full, 5, 100, memory=64 * gib) == 8
-    small = runner.pool_size(8, full, 5, 100, memory=16 * gib)
-    assert 1 <= small < 8
-    assert runner.pool_size(8, full, 5, 3, memory=64 * gib) == 3
-    assert runner.pool_size(4, full, 5, 10, memory=1 * gib) == 1
