@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -419,3 +420,145 @@ def test_runner_pusher_reports_unreachable_database(tmp_path):
     with pytest.raises(DatabaseError, match="connecting on postgresql") as exc:
         make_realization_pusher(settings)
     assert "hunter2" not in str(exc.value)
+
+
+# ------------------------------------------------------------------------ concurrent pushes of the same catalogs
+
+RACER_SCRIPT = """
+import sys
+from types import SimpleNamespace
+from balrog_runner.cli import push as push_cli
+from balrog_runner.db import make_realization_pusher
+mode, outdir, url, *paths = sys.argv[1:]
+print("ready", flush=True)
+while line := sys.stdin.readline():  # the barrier: a round starts when the test sends its dbname
+    dbname = line.strip()
+    if mode == "push":
+        code = push_cli.main([outdir, "--db", url, "--dbname", dbname, "-q"])
+    else:  # as runner.run_tiles: make_realization_pusher, then one call per finished realization
+        settings = SimpleNamespace(outdir=outdir, dbname=dbname, db={"url": url}, db_columns=None,
+                                   bands=("g", "r", "i", "z", "Y"), overwrite_db=False)
+        try:
+            print("status", make_realization_pusher(settings)(dict(zip(("truth", "sim", "nosim"), paths))).status)
+            code = 0
+        except Exception as exc:
+            print(f"{type(exc).__name__}: {exc}")
+            code = 1
+    print(f"rc {code}", flush=True)
+    print("ready", flush=True)
+"""
+
+SUMMARY_RE = r"pushed (\d+) realizations \(\d+ rows\) to \w+; (\d+) already pushed; (\d+) failed"
+
+
+def race(commands: list[list[str]], dbnames: list[str], before_round=None) -> list[list[tuple[int, str]]]:
+    """Run rounds of racers: one round per dbname, every command released at once in each.
+
+    The racers are started once (imports take seconds on a busy machine) and block on a pipe
+    between rounds; a round begins when the test writes its dbname to all of them, so they
+    reach the database within milliseconds of each other, without sleeping. Returns per
+    round each racer's (exit code, output with stderr).
+    """
+    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for cmd in commands]
+    rounds = []
+    try:
+        for dbname in dbnames:
+            for p in procs:
+                line = p.stdout.readline()
+                assert line == "ready\n", line + p.stdout.read()
+            if before_round is not None:
+                before_round(dbname)
+            for p in procs:
+                p.stdin.write(dbname + "\n")
+                p.stdin.flush()
+            results = []
+            for p in procs:
+                lines = []
+                while not (line := p.stdout.readline()).startswith("rc "):
+                    assert line, "".join(lines)  # the racer died
+                    lines.append(line)
+                results.append((int(line.split()[1]), "".join(lines)))
+            rounds.append(results)
+    finally:
+        for p in procs:
+            p.stdin.close()
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            p.stdout.close()
+    return rounds
+
+
+def racer(mode: str, outdir: Path, url: str, *paths: Path) -> list[str]:
+    return [sys.executable, "-c", RACER_SCRIPT, mode, str(outdir), url, *map(str, paths)]
+
+
+def assert_pushed_once(results, nreal: int, before: int = 0) -> None:
+    """Every racer exited 0; each of ``nreal`` realizations was inserted by exactly one racer and
+    reported "already pushed" by the others (``before``: realizations every racer found pushed)."""
+    assert all(rc == 0 for rc, _ in results), [o.strip().splitlines()[-1:] for _, o in results]
+    written = already = 0
+    for _, out in results:
+        if out.startswith("status "):
+            written += out.split()[1] == "pushed"
+            already += out.split()[1] == "already"
+            continue
+        m = re.search(SUMMARY_RE, out)
+        assert m, out
+        written += int(m[1])
+        already += int(m[2]) - before
+        assert m[3] == "0", out
+    assert written == nreal and already == nreal * (len(results) - 1), [o for _, o in results]
+
+
+def check_single_copy(engine, dbname: str, nreal: int) -> None:
+    assert count(engine, f"{dbname}_truth") == 20 * nreal
+    assert count(engine, f"{dbname}_sim") == 18 * nreal
+    assert count(engine, f"{dbname}_nosim") == 2 * nreal
+    assert len(pushed_realizations(engine, dbname)) == nreal
+
+
+RACE_ROUNDS = 5
+
+
+def race_same_catalogs(tmp_path: Path, url: str, engine, prefix: str, tables_exist: bool,
+                       racers: int = 3) -> None:
+    """Several balrog-push of one campaign at once, a few rounds; one copy of each realization."""
+    out = tmp_path / "out"
+    make_campaign(out, tiles=(TILE,), nreal=3)
+    first = [out / TILE / "catalogs" / f"{TILE}_r0000_{k}.fits" for k in ("truth", "sim", "nosim")]
+
+    def push_first(dbname: str) -> None:  # realization 0 went in earlier: the race is on the check only
+        if tables_exist:
+            push_realization(engine, dbname, *first)
+
+    dbnames = [f"{prefix}{'_old' if tables_exist else ''}{j}" for j in range(RACE_ROUNDS)]
+    rounds = race([racer("push", out, url) for _ in range(racers)], dbnames, push_first)
+    for dbname, results in zip(dbnames, rounds, strict=True):
+        assert_pushed_once(results, 2 if tables_exist else 3, before=1 if tables_exist else 0)
+        check_single_copy(engine, dbname, 3)
+
+
+@pytest.mark.parametrize("tables_exist", [False, True], ids=["fresh-tables", "existing-tables"])
+def test_concurrent_pushes_of_the_same_catalogs_insert_once_sqlite(tmp_path, engine, tables_exist):
+    race_same_catalogs(tmp_path, str(engine.url), engine, "race", tables_exist)
+
+
+def race_runner_and_pushes(tmp_path: Path, url: str, engine, prefix: str) -> None:
+    """Two node runners' pushers and two balrog-push of the same realization at once."""
+    out = tmp_path / "out"
+    make_campaign(out, tiles=(TILE,), nreal=1)
+    paths = [out / TILE / "catalogs" / f"{TILE}_r0000_{k}.fits" for k in ("truth", "sim", "nosim")]
+    dbnames = [f"{prefix}{j}" for j in range(RACE_ROUNDS)]
+    rounds = race([racer("runner", out, url, *paths), racer("runner", out, url, *paths),
+                   racer("push", out, url), racer("push", out, url)], dbnames)
+    for dbname, results in zip(dbnames, rounds, strict=True):
+        assert_pushed_once(results, 1)
+        check_single_copy(engine, dbname, 1)
+
+
+def test_runner_and_push_at_once_insert_once_sqlite(tmp_path, engine):
+    race_runner_and_pushes(tmp_path, str(engine.url), engine, "runrace")

@@ -15,6 +15,8 @@ from test_db import (
     count,
     kill_during_push,
     make_campaign,
+    race_runner_and_pushes,
+    race_same_catalogs,
     write_realization,
 )
 
@@ -163,3 +165,12 @@ def test_concurrent_pushers_race_to_create_tables(tmp_path, pg, engine):
     reals = [write_realization(tmp_path / "cat", TILE, j) for j in range(3)]
     assert concurrent_pushes(pg.url, "pgrace", reals) == ["pushed"] * 3
     assert count(engine, "pgrace_sim") == 54 and len(pushed_realizations(engine, "pgrace")) == 3
+
+
+@pytest.mark.parametrize("tables_exist", [False, True], ids=["fresh-tables", "existing-tables"])
+def test_concurrent_pushes_of_the_same_catalogs_insert_once(tmp_path, pg, engine, tables_exist):
+    race_same_catalogs(tmp_path, pg.url, engine, "pgrace_same", tables_exist)
+
+
+def test_runner_and_push_at_once_insert_once(tmp_path, pg, engine):
+    race_runner_and_pushes(tmp_path, pg.url, engine, "pgrunrace")

@@ -22,6 +22,7 @@ from ..db import (
     reset_tables,
     resolve_url,
     safe_url,
+    validate_dbname,
 )
 from ._common import add_logging_options, run_command
 
@@ -70,7 +71,9 @@ def _action(args: argparse.Namespace) -> int:
         db = dict(db)
     if args.db:
         db["url"] = args.db
-    dbname = args.dbname or run.get("dbname") or "balrog"
+    # An explicit --dbname '' is an error, not "use the default": it is checked like any other.
+    dbname = args.dbname if args.dbname is not None else run.get("dbname") or "balrog"
+    validate_dbname(dbname)  # before it names a file or a table: nothing is created for a bad one
     first = Path(args.paths[0])
     outdir = run.get("outdir") or (first if first.is_dir() else first.parent)
     overwrite = args.overwrite  # never from the config: a DBoverwrite left on must not drop here
