@@ -360,10 +360,49 @@ def test_cli_database_outage_is_a_clean_error_and_keeps_catalogs(tmp_path, capsy
     assert {p: p.read_bytes() for p in out.rglob("*.fits")} == before
 
 
-def test_cli_bad_dbname_is_one_line_error(tmp_path, capsys):
-    make_campaign(tmp_path / "out", tiles=(TILE,), nreal=1)
-    assert push_cli.main([str(tmp_path / "out"), "--dbname", "bad-name"]) == 2
-    assert "dbname 'bad-name' is not allowed" in capsys.readouterr().err
+@pytest.mark.parametrize("bad", ["bad-name", "", "_camp", "camp x", "ümlaut"])
+def test_cli_bad_dbname_is_one_line_error_and_creates_nothing(tmp_path, capsys, bad):
+    out = tmp_path / "out"
+    make_campaign(out, tiles=(TILE,), nreal=1)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    assert push_cli.main([str(out), "--dbname", bad]) == 2  # '' used to mean "balrog", exit 0
+    captured = capsys.readouterr()
+    assert captured.err == f"balrog-push: error: dbname {bad!r} is not allowed: use letters, digits and " \
+        "underscores, starting with a letter (it names the tables <dbname>_truth, _sim, _nosim, _des, _pushed)\n"
+    assert captured.out == ""
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # no <dbname>.sqlite, no .sqlite
+
+
+def test_runner_pusher_refuses_bad_dbname_before_touching_anything(tmp_path):
+    from types import SimpleNamespace
+
+    from balrog_runner.db import DbnameError, make_realization_pusher
+
+    for bad in ("", "_camp", "camp.x"):
+        settings = SimpleNamespace(outdir=tmp_path, dbname=bad, db={}, db_columns=None, bands=("g",),
+                                   overwrite_db=True)
+        with pytest.raises(DbnameError, match=f"dbname {bad!r} is not allowed"):
+            make_realization_pusher(settings)
+        with pytest.raises(ConfigError):  # a config value too: config.py reports it with the others
+            make_realization_pusher(settings)
+    assert list(tmp_path.iterdir()) == []  # no '.sqlite' file, no DBoverwrite marker
+
+
+def test_validate_dbname_is_the_one_check(tmp_path, engine):
+    from balrog_runner.db import validate_dbname
+
+    assert validate_dbname("Y3_Balrog") == "y3_balrog"
+    long_ok = "b" * 116  # ix_<dbname>_truth_bi: 128 bytes, the default limit
+    assert validate_dbname(long_ok) == long_ok
+    with pytest.raises(DatabaseError, match=r"too long for the database: .* at most 116 characters"):
+        validate_dbname(long_ok + "b")
+    for bad in (None, 3, "", "_x", "x-y", "1x"):
+        with pytest.raises(DatabaseError, match="is not allowed"):
+            validate_dbname(bad)
+    with pytest.raises(DatabaseError, match="dbname '_camp' is not allowed"):
+        reset_tables(engine, "_camp")
+    with pytest.raises(DatabaseError, match="dbname '' is not allowed"):
+        pushed_realizations(engine, "")
 
 
 PUSH_SCRIPT = """

@@ -174,3 +174,17 @@ def test_concurrent_pushes_of_the_same_catalogs_insert_once(tmp_path, pg, engine
 
 def test_runner_and_push_at_once_insert_once(tmp_path, pg, engine):
     race_runner_and_pushes(tmp_path, pg.url, engine, "pgrunrace")
+
+
+def test_dbname_too_long_for_postgres_is_refused_before_any_table(tmp_path, pg, engine, capsys):
+    """PostgreSQL would truncate names over 63 bytes; ix_<dbname>_truth_bi is the longest made."""
+    out = tmp_path / "out"
+    make_campaign(out, tiles=(TILE,), nreal=1)
+    name = "pg" + "x" * 50  # tables: 59 bytes, fine; ix_<name>_truth_bi: 64
+    before = set(sa.inspect(engine).get_table_names())
+    assert push_cli.main([str(out), "--db", pg.url, "--dbname", name]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (f"balrog-push: error: dbname '{name}' is too long for postgresql: it makes the name "
+                    f"ix_{name}_truth_bi of 64 bytes, over the limit of 63; use at most 51 characters")
+    assert set(sa.inspect(engine).get_table_names()) == before
+    assert push_cli.main([str(out), "--db", pg.url, "--dbname", name[:51], "-q"]) == 0

@@ -43,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--config", metavar="FILE",
                      help="the campaign's CustomConfig python file: its db dict, dbname, outdir, db-columns "
                           "(its DBoverwrite is ignored: use --overwrite)")
-    p.add_argument("--dbname", help="table name prefix: <dbname>_truth, _sim, _nosim (default: balrog "
-                                    "or the config's dbname)")
+    p.add_argument("--dbname", help="table name prefix: <dbname>_truth, _sim, _nosim; letters, digits and _, "
+                                    "starting with a letter (default: balrog or the config's dbname)")
     p.add_argument("--duplicate", choices=("error", "replace"), default=None,
                    help="when a realization's balrog_index range is already present (default: error)")
     p.add_argument("--overwrite", action="store_true",
