@@ -6,6 +6,7 @@ PostgreSQL tests and the benchmark-free checks reuse it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -273,23 +274,34 @@ def test_reset_tables_drops_loudly(tmp_path, engine, caplog):
 KILL_SCRIPT = """
 import sys
 from balrog_runner.db import push_realization
-push_realization(sys.argv[1], "camp", *sys.argv[2:5])
+push_realization(sys.argv[1], sys.argv[2], *sys.argv[3:6])
 """
 
 
-def kill_during_push(url: str, paths, env_extra=None) -> None:
-    """Run a push in a subprocess, SIGKILL it just before its commit (test hook), wait."""
+@contextlib.contextmanager
+def paused_push(url: str, paths, dbname: str = "camp", env_extra=None):
+    """A push in a subprocess, stopped just before its commit (test hook); SIGKILLed on exit.
+
+    While paused it holds everything a push holds: its uncommitted rows and the lock.
+    """
     env = dict(os.environ, BALROG_DB_PAUSE_BEFORE_COMMIT="1", **(env_extra or {}))
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, url, *map(str, paths)],
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, url, dbname, *map(str, paths)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     try:
         line = proc.stdout.readline()
         assert line == b"paused-before-commit\n", line
+        yield proc
     finally:
         proc.kill()
         proc.wait()
         proc.stdin.close()
         proc.stdout.close()
+
+
+def kill_during_push(url: str, paths, env_extra=None, dbname: str = "camp") -> None:
+    """Run a push in a subprocess, SIGKILL it just before its commit (test hook), wait."""
+    with paused_push(url, paths, dbname, env_extra):
+        pass
 
 
 def test_kill_before_commit_leaves_no_partial_realization(tmp_path, engine):
@@ -601,3 +613,24 @@ def race_runner_and_pushes(tmp_path: Path, url: str, engine, prefix: str) -> Non
 
 def test_runner_and_push_at_once_insert_once_sqlite(tmp_path, engine):
     race_runner_and_pushes(tmp_path, str(engine.url), engine, "runrace")
+
+
+def test_pushed_row_is_the_arbiter_behind_the_lock(tmp_path, engine, monkeypatch):
+    """A writer whose look missed another's committed push (no lock: a foreign writer, or Oracle
+    should its table lock be bypassed) is stopped by the _pushed primary key: everything of it
+    rolls back, it looks again and reports "already" -- one copy, no error."""
+    from balrog_runner.db import push as push_mod
+
+    paths = write_realization(tmp_path / "cat", TILE, 0)
+    assert push_realization(engine, "camp", *paths).status == "pushed"
+    real_look = push_mod._resolve_duplicates
+    looks = []
+
+    def stale_first_look(*args, **kw):
+        looks.append(1)
+        return None if len(looks) == 1 else real_look(*args, **kw)
+
+    monkeypatch.setattr(push_mod, "_resolve_duplicates", stale_first_look)
+    assert push_realization(engine, "camp", *paths).status == "already"
+    assert len(looks) == 2
+    check_single_copy(engine, "camp", 1)

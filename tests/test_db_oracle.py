@@ -121,7 +121,7 @@ def test_oracle_urls_make_engines_without_connecting():
 def test_push_lock_is_a_table_lock_and_creation_tolerates_a_concurrent_creator(ora):
     """Oracle DDL commits by itself, so only data transactions lock (see db/lock.py)."""
     assert lock_statements(ora, "camp", "DES0001+0001", "camp_pushed") == [
-        ("LOCK TABLE camp_pushed IN EXCLUSIVE MODE", {})]
+        ("LOCK TABLE camp_pushed IN EXCLUSIVE MODE WAIT 600", {})]
     assert lock_statements(ora, "camp", None, "camp_pushed") == []  # table creation: no lock
     with pytest.raises(DatabaseError, match="not allowed"):
         lock_statements(ora, "camp", "DES0001+0001", 'camp_pushed" --')

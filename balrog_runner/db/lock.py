@@ -47,6 +47,11 @@ from .schema import check_identifier
 
 log = logging.getLogger(__name__)
 
+LOCK_TIMEOUT_S = 600.0
+"""Seconds a writer waits for the lock before its push fails (a hung holder must not stall a
+campaign: the waiting realization fails cleanly and stays on disk for ``balrog-push``).
+PostgreSQL ``lock_timeout`` / Oracle ``WAIT``; SQLite has ``url.SQLITE_LOCK_TIMEOUT_S``."""
+
 _ORACLE_NAME_IN_USE = 955  # ORA-00955: name is already used by an existing object
 
 
@@ -67,15 +72,17 @@ def lock_statements(dialect: Dialect, dbname: str, tilename: str | None,
     ``pushed_table``: the checked ``<dbname>_pushed`` name (Oracle locks that table).
     """
     name = dialect.name
-    if name == "sqlite":
+    wait = int(LOCK_TIMEOUT_S)
+    if name == "sqlite":  # waits up to the connection's busy timeout (url.SQLITE_LOCK_TIMEOUT_S)
         return [("BEGIN IMMEDIATE", {})]
     if name == "postgresql":
         k2 = 0 if tilename is None else advisory_key(f"tile:{tilename}")
-        return [("SELECT pg_advisory_xact_lock(%(k1)s, %(k2)s)",
-                  {"k1": advisory_key(f"balrog_runner:{dbname}"), "k2": k2})]
+        return [(f"SET LOCAL lock_timeout = '{wait}s'", {}),
+                ("SELECT pg_advisory_xact_lock(%(k1)s, %(k2)s)",
+                 {"k1": advisory_key(f"balrog_runner:{dbname}"), "k2": k2})]
     if name == "oracle" and tilename is not None and pushed_table:
         quoted = dialect.identifier_preparer.quote(check_identifier(pushed_table, dialect, "table name"))
-        return [(f"LOCK TABLE {quoted} IN EXCLUSIVE MODE", {})]
+        return [(f"LOCK TABLE {quoted} IN EXCLUSIVE MODE WAIT {wait}", {})]
     return []
 
 
@@ -85,8 +92,8 @@ def locked_transaction(engine: Engine, dbname: str, tilename: str | None = None,
     """A transaction (commit on success, rollback on error) holding the campaign/tile lock.
 
     The lock statements run first, before any read, so what the block checks is still true
-    when it writes. Waiting is bounded by the backend: SQLite's busy timeout; PostgreSQL
-    and Oracle wait until the holder commits, rolls back or its session dies.
+    when it writes. A writer waits until the holder commits, rolls back or its session dies,
+    at most :data:`LOCK_TIMEOUT_S` (then DatabaseError: this realization is not pushed).
     """
     with engine.begin() as conn:
         # pysqlite opens a transaction by itself only before DML, so an explicit BEGIN
