@@ -6,8 +6,10 @@ PostgreSQL tests and the benchmark-free checks reuse it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -272,23 +274,34 @@ def test_reset_tables_drops_loudly(tmp_path, engine, caplog):
 KILL_SCRIPT = """
 import sys
 from balrog_runner.db import push_realization
-push_realization(sys.argv[1], "camp", *sys.argv[2:5])
+push_realization(sys.argv[1], sys.argv[2], *sys.argv[3:6])
 """
 
 
-def kill_during_push(url: str, paths, env_extra=None) -> None:
-    """Run a push in a subprocess, SIGKILL it just before its commit (test hook), wait."""
+@contextlib.contextmanager
+def paused_push(url: str, paths, dbname: str = "camp", env_extra=None):
+    """A push in a subprocess, stopped just before its commit (test hook); SIGKILLed on exit.
+
+    While paused it holds everything a push holds: its uncommitted rows and the lock.
+    """
     env = dict(os.environ, BALROG_DB_PAUSE_BEFORE_COMMIT="1", **(env_extra or {}))
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, url, *map(str, paths)],
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, url, dbname, *map(str, paths)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
     try:
         line = proc.stdout.readline()
         assert line == b"paused-before-commit\n", line
+        yield proc
     finally:
         proc.kill()
         proc.wait()
         proc.stdin.close()
         proc.stdout.close()
+
+
+def kill_during_push(url: str, paths, env_extra=None, dbname: str = "camp") -> None:
+    """Run a push in a subprocess, SIGKILL it just before its commit (test hook), wait."""
+    with paused_push(url, paths, dbname, env_extra):
+        pass
 
 
 def test_kill_before_commit_leaves_no_partial_realization(tmp_path, engine):
@@ -359,10 +372,49 @@ def test_cli_database_outage_is_a_clean_error_and_keeps_catalogs(tmp_path, capsy
     assert {p: p.read_bytes() for p in out.rglob("*.fits")} == before
 
 
-def test_cli_bad_dbname_is_one_line_error(tmp_path, capsys):
-    make_campaign(tmp_path / "out", tiles=(TILE,), nreal=1)
-    assert push_cli.main([str(tmp_path / "out"), "--dbname", "bad-name"]) == 2
-    assert "dbname 'bad-name' is not allowed" in capsys.readouterr().err
+@pytest.mark.parametrize("bad", ["bad-name", "", "_camp", "camp x", "ümlaut"])
+def test_cli_bad_dbname_is_one_line_error_and_creates_nothing(tmp_path, capsys, bad):
+    out = tmp_path / "out"
+    make_campaign(out, tiles=(TILE,), nreal=1)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    assert push_cli.main([str(out), "--dbname", bad]) == 2  # '' used to mean "balrog", exit 0
+    captured = capsys.readouterr()
+    assert captured.err == f"balrog-push: error: dbname {bad!r} is not allowed: use letters, digits and " \
+        "underscores, starting with a letter (it names the tables <dbname>_truth, _sim, _nosim, _des, _pushed)\n"
+    assert captured.out == ""
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # no <dbname>.sqlite, no .sqlite
+
+
+def test_runner_pusher_refuses_bad_dbname_before_touching_anything(tmp_path):
+    from types import SimpleNamespace
+
+    from balrog_runner.db import DbnameError, make_realization_pusher
+
+    for bad in ("", "_camp", "camp.x"):
+        settings = SimpleNamespace(outdir=tmp_path, dbname=bad, db={}, db_columns=None, bands=("g",),
+                                   overwrite_db=True)
+        with pytest.raises(DbnameError, match=f"dbname {bad!r} is not allowed"):
+            make_realization_pusher(settings)
+        with pytest.raises(ConfigError):  # a config value too: config.py reports it with the others
+            make_realization_pusher(settings)
+    assert list(tmp_path.iterdir()) == []  # no '.sqlite' file, no DBoverwrite marker
+
+
+def test_validate_dbname_is_the_one_check(tmp_path, engine):
+    from balrog_runner.db import validate_dbname
+
+    assert validate_dbname("Y3_Balrog") == "y3_balrog"
+    long_ok = "b" * 116  # ix_<dbname>_truth_bi: 128 bytes, the default limit
+    assert validate_dbname(long_ok) == long_ok
+    with pytest.raises(DatabaseError, match=r"too long for the database: .* at most 116 characters"):
+        validate_dbname(long_ok + "b")
+    for bad in (None, 3, "", "_x", "x-y", "1x"):
+        with pytest.raises(DatabaseError, match="is not allowed"):
+            validate_dbname(bad)
+    with pytest.raises(DatabaseError, match="dbname '_camp' is not allowed"):
+        reset_tables(engine, "_camp")
+    with pytest.raises(DatabaseError, match="dbname '' is not allowed"):
+        pushed_realizations(engine, "")
 
 
 PUSH_SCRIPT = """
@@ -419,3 +471,166 @@ def test_runner_pusher_reports_unreachable_database(tmp_path):
     with pytest.raises(DatabaseError, match="connecting on postgresql") as exc:
         make_realization_pusher(settings)
     assert "hunter2" not in str(exc.value)
+
+
+# ------------------------------------------------------------------------ concurrent pushes of the same catalogs
+
+RACER_SCRIPT = """
+import sys
+from types import SimpleNamespace
+from balrog_runner.cli import push as push_cli
+from balrog_runner.db import make_realization_pusher
+mode, outdir, url, *paths = sys.argv[1:]
+print("ready", flush=True)
+while line := sys.stdin.readline():  # the barrier: a round starts when the test sends its dbname
+    dbname = line.strip()
+    if mode == "push":
+        code = push_cli.main([outdir, "--db", url, "--dbname", dbname, "-q"])
+    else:  # as runner.run_tiles: make_realization_pusher, then one call per finished realization
+        settings = SimpleNamespace(outdir=outdir, dbname=dbname, db={"url": url}, db_columns=None,
+                                   bands=("g", "r", "i", "z", "Y"), overwrite_db=False)
+        try:
+            print("status", make_realization_pusher(settings)(dict(zip(("truth", "sim", "nosim"), paths))).status)
+            code = 0
+        except Exception as exc:
+            print(f"{type(exc).__name__}: {exc}")
+            code = 1
+    print(f"rc {code}", flush=True)
+    print("ready", flush=True)
+"""
+
+SUMMARY_RE = r"pushed (\d+) realizations \(\d+ rows\) to \w+; (\d+) already pushed; (\d+) failed"
+
+
+def race(commands: list[list[str]], dbnames: list[str], before_round=None) -> list[list[tuple[int, str]]]:
+    """Run rounds of racers: one round per dbname, every command released at once in each.
+
+    The racers are started once (imports take seconds on a busy machine) and block on a pipe
+    between rounds; a round begins when the test writes its dbname to all of them, so they
+    reach the database within milliseconds of each other, without sleeping. Returns per
+    round each racer's (exit code, output with stderr).
+    """
+    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for cmd in commands]
+    rounds = []
+    try:
+        for dbname in dbnames:
+            for p in procs:
+                line = p.stdout.readline()
+                assert line == "ready\n", line + p.stdout.read()
+            if before_round is not None:
+                before_round(dbname)
+            for p in procs:
+                p.stdin.write(dbname + "\n")
+                p.stdin.flush()
+            results = []
+            for p in procs:
+                lines = []
+                while not (line := p.stdout.readline()).startswith("rc "):
+                    assert line, "".join(lines)  # the racer died
+                    lines.append(line)
+                results.append((int(line.split()[1]), "".join(lines)))
+            rounds.append(results)
+    finally:
+        for p in procs:
+            p.stdin.close()
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            p.stdout.close()
+    return rounds
+
+
+def racer(mode: str, outdir: Path, url: str, *paths: Path) -> list[str]:
+    return [sys.executable, "-c", RACER_SCRIPT, mode, str(outdir), url, *map(str, paths)]
+
+
+def assert_pushed_once(results, nreal: int, before: int = 0) -> None:
+    """Every racer exited 0; each of ``nreal`` realizations was inserted by exactly one racer and
+    reported "already pushed" by the others (``before``: realizations every racer found pushed)."""
+    assert all(rc == 0 for rc, _ in results), [o.strip().splitlines()[-1:] for _, o in results]
+    written = already = 0
+    for _, out in results:
+        if out.startswith("status "):
+            written += out.split()[1] == "pushed"
+            already += out.split()[1] == "already"
+            continue
+        m = re.search(SUMMARY_RE, out)
+        assert m, out
+        written += int(m[1])
+        already += int(m[2]) - before
+        assert m[3] == "0", out
+    assert written == nreal and already == nreal * (len(results) - 1), [o for _, o in results]
+
+
+def check_single_copy(engine, dbname: str, nreal: int) -> None:
+    assert count(engine, f"{dbname}_truth") == 20 * nreal
+    assert count(engine, f"{dbname}_sim") == 18 * nreal
+    assert count(engine, f"{dbname}_nosim") == 2 * nreal
+    assert len(pushed_realizations(engine, dbname)) == nreal
+
+
+RACE_ROUNDS = 5
+
+
+def race_same_catalogs(tmp_path: Path, url: str, engine, prefix: str, tables_exist: bool,
+                       racers: int = 3) -> None:
+    """Several balrog-push of one campaign at once, a few rounds; one copy of each realization."""
+    out = tmp_path / "out"
+    make_campaign(out, tiles=(TILE,), nreal=3)
+    first = [out / TILE / "catalogs" / f"{TILE}_r0000_{k}.fits" for k in ("truth", "sim", "nosim")]
+
+    def push_first(dbname: str) -> None:  # realization 0 went in earlier: the race is on the check only
+        if tables_exist:
+            push_realization(engine, dbname, *first)
+
+    dbnames = [f"{prefix}{'_old' if tables_exist else ''}{j}" for j in range(RACE_ROUNDS)]
+    rounds = race([racer("push", out, url) for _ in range(racers)], dbnames, push_first)
+    for dbname, results in zip(dbnames, rounds, strict=True):
+        assert_pushed_once(results, 2 if tables_exist else 3, before=1 if tables_exist else 0)
+        check_single_copy(engine, dbname, 3)
+
+
+@pytest.mark.parametrize("tables_exist", [False, True], ids=["fresh-tables", "existing-tables"])
+def test_concurrent_pushes_of_the_same_catalogs_insert_once_sqlite(tmp_path, engine, tables_exist):
+    race_same_catalogs(tmp_path, str(engine.url), engine, "race", tables_exist)
+
+
+def race_runner_and_pushes(tmp_path: Path, url: str, engine, prefix: str) -> None:
+    """Two node runners' pushers and two balrog-push of the same realization at once."""
+    out = tmp_path / "out"
+    make_campaign(out, tiles=(TILE,), nreal=1)
+    paths = [out / TILE / "catalogs" / f"{TILE}_r0000_{k}.fits" for k in ("truth", "sim", "nosim")]
+    dbnames = [f"{prefix}{j}" for j in range(RACE_ROUNDS)]
+    rounds = race([racer("runner", out, url, *paths), racer("runner", out, url, *paths),
+                   racer("push", out, url), racer("push", out, url)], dbnames)
+    for dbname, results in zip(dbnames, rounds, strict=True):
+        assert_pushed_once(results, 1)
+        check_single_copy(engine, dbname, 1)
+
+
+def test_runner_and_push_at_once_insert_once_sqlite(tmp_path, engine):
+    race_runner_and_pushes(tmp_path, str(engine.url), engine, "runrace")
+
+
+def test_pushed_row_is_the_arbiter_behind_the_lock(tmp_path, engine, monkeypatch):
+    """A writer whose look missed another's committed push (no lock: a foreign writer, or Oracle
+    should its table lock be bypassed) is stopped by the _pushed primary key: everything of it
+    rolls back, it looks again and reports "already" -- one copy, no error."""
+    from balrog_runner.db import push as push_mod
+
+    paths = write_realization(tmp_path / "cat", TILE, 0)
+    assert push_realization(engine, "camp", *paths).status == "pushed"
+    real_look = push_mod._resolve_duplicates
+    looks = []
+
+    def stale_first_look(*args, **kw):
+        looks.append(1)
+        return None if len(looks) == 1 else real_look(*args, **kw)
+
+    monkeypatch.setattr(push_mod, "_resolve_duplicates", stale_first_look)
+    assert push_realization(engine, "camp", *paths).status == "already"
+    assert len(looks) == 2
+    check_single_copy(engine, "camp", 1)

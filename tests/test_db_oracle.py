@@ -13,11 +13,19 @@ import fitsio
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.dialects import oracle
+from sqlalchemy.dialects import oracle, postgresql
 from sqlalchemy.schema import CreateIndex, CreateTable
 from test_db import TILE, write_realization
 
-from balrog_runner.db import check_identifier, make_engine, read_column_list, table_names
+from balrog_runner.db import (
+    DbnameError,
+    check_identifier,
+    make_engine,
+    read_column_list,
+    table_names,
+    validate_dbname,
+)
+from balrog_runner.db.lock import already_exists, lock_statements
 from balrog_runner.db.push import catalog_rows
 from balrog_runner.db.schema import catalog_table, des_table, plan_columns
 from balrog_runner.errors import DatabaseError
@@ -76,8 +84,13 @@ def test_identifier_length_limits(ora):
     assert table_names(long, ora)["truth"] == f"{long}_truth"  # fine on Oracle 12.2+ (128 bytes)
     old = oracle.dialect()
     old.max_identifier_length = 30  # what SQLAlchemy sets after connecting to Oracle < 12.2
-    with pytest.raises(DatabaseError, match="longer than oracle's limit of 30"):
+    with pytest.raises(DatabaseError, match="dbname 'balrog_y3_campaign_2024a' is too long for oracle"):
         table_names("balrog_y3_campaign_2024a", old)  # _pushed: 31
+    # the tables fit (balrog_y3_campaign1_pushed: 26) but index ix_<dbname>_truth_bi (31) would not:
+    # refused up front, naming the dbname and what fits, before any table is created
+    with pytest.raises(DbnameError, match=r"too long for oracle: .*ix_balrog_y3_campaign1_\w+_bi .*at most 18"):
+        validate_dbname("balrog_y3_campaign1", old)
+    assert validate_dbname("Balrog_Y3_campaign", old) == "balrog_y3_campaign"
     assert check_identifier("Balrog_Y3", old) == "balrog_y3"
     with pytest.raises(DatabaseError, match="not allowed"):
         check_identifier('x" OR 1=1 --', ora)
@@ -103,3 +116,22 @@ def test_oracle_urls_make_engines_without_connecting():
     eng = make_engine("oracle://alice:s3cret@desdb.example.org:1521/?service_name=dessci")
     assert eng.dialect.name == "oracle" and eng.dialect.driver == "oracledb"
     assert "s3cret" not in repr(eng)
+
+
+def test_push_lock_is_a_table_lock_and_creation_tolerates_a_concurrent_creator(ora):
+    """Oracle DDL commits by itself, so only data transactions lock (see db/lock.py)."""
+    assert lock_statements(ora, "camp", "DES0001+0001", "camp_pushed") == [
+        ("LOCK TABLE camp_pushed IN EXCLUSIVE MODE WAIT 600", {})]
+    assert lock_statements(ora, "camp", None, "camp_pushed") == []  # table creation: no lock
+    with pytest.raises(DatabaseError, match="not allowed"):
+        lock_statements(ora, "camp", "DES0001+0001", 'camp_pushed" --')
+
+    class OraError:  # what python-oracledb puts in an exception's args
+        code = 955
+        message = "ORA-00955: name is already used by an existing object"
+
+    clash = sa.exc.DatabaseError("CREATE TABLE camp_truth", {}, Exception(OraError()))
+    assert already_exists(clash, ora)
+    other = sa.exc.DatabaseError("CREATE TABLE camp_truth", {}, Exception("ORA-01031: insufficient privileges"))
+    assert not already_exists(other, ora)
+    assert not already_exists(clash, postgresql.dialect())

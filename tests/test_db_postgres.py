@@ -15,6 +15,9 @@ from test_db import (
     count,
     kill_during_push,
     make_campaign,
+    paused_push,
+    race_runner_and_pushes,
+    race_same_catalogs,
     write_realization,
 )
 
@@ -93,7 +96,7 @@ def test_duplicate_policies(tmp_path, engine):
 def test_kill_before_commit_leaves_nothing(tmp_path, pg, engine):
     push_realization(engine, "pgkill", *write_realization(tmp_path / "a", TILE, 0))
     paths = write_realization(tmp_path / "a", TILE, 1)
-    kill_during_push(pg.url, paths)
+    kill_during_push(pg.url, paths, dbname="pgkill")
     for kind in ("truth", "sim", "nosim"):
         assert count(engine, f"pgkill_{kind}", "WHERE realization = 1") == 0
     assert set(pushed_realizations(engine, "pgkill")) == {(TILE, 0)}
@@ -163,3 +166,48 @@ def test_concurrent_pushers_race_to_create_tables(tmp_path, pg, engine):
     reals = [write_realization(tmp_path / "cat", TILE, j) for j in range(3)]
     assert concurrent_pushes(pg.url, "pgrace", reals) == ["pushed"] * 3
     assert count(engine, "pgrace_sim") == 54 and len(pushed_realizations(engine, "pgrace")) == 3
+
+
+@pytest.mark.parametrize("tables_exist", [False, True], ids=["fresh-tables", "existing-tables"])
+def test_concurrent_pushes_of_the_same_catalogs_insert_once(tmp_path, pg, engine, tables_exist):
+    race_same_catalogs(tmp_path, pg.url, engine, "pgrace_same", tables_exist)
+
+
+def test_runner_and_push_at_once_insert_once(tmp_path, pg, engine):
+    race_runner_and_pushes(tmp_path, pg.url, engine, "pgrunrace")
+
+
+def test_dbname_too_long_for_postgres_is_refused_before_any_table(tmp_path, pg, engine, capsys):
+    """PostgreSQL would truncate names over 63 bytes; ix_<dbname>_truth_bi is the longest made."""
+    out = tmp_path / "out"
+    make_campaign(out, tiles=(TILE,), nreal=1)
+    name = "pg" + "x" * 50  # tables: 59 bytes, fine; ix_<name>_truth_bi: 64
+    before = set(sa.inspect(engine).get_table_names())
+    assert push_cli.main([str(out), "--db", pg.url, "--dbname", name]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (f"balrog-push: error: dbname '{name}' is too long for postgresql: it makes the name "
+                    f"ix_{name}_truth_bi of 64 bytes, over the limit of 63; use at most 51 characters")
+    assert set(sa.inspect(engine).get_table_names()) == before
+    assert push_cli.main([str(out), "--db", pg.url, "--dbname", name[:51], "-q"]) == 0
+
+
+def test_hung_push_holding_the_lock_fails_only_its_tile_waiter_cleanly(tmp_path, pg, monkeypatch):
+    """A push hung before its commit holds its tile's lock: a push of the same realization
+    waits at most LOCK_TIMEOUT_S and fails with a clean error (nothing of it written); other
+    tiles go on meanwhile; once the hung one is killed the realization goes in."""
+    from balrog_runner.db import lock
+
+    # a statement_timeout, so that code without the lock fails here instead of waiting forever
+    eng = make_engine(pg.url + "?options=-c%20statement_timeout%3D20000")
+    paths = write_realization(tmp_path / "a", TILE, 1)
+    push_realization(eng, "pghung", *write_realization(tmp_path / "a", TILE, 0))
+    with paused_push(pg.url, paths, "pghung"):
+        monkeypatch.setattr(lock, "LOCK_TIMEOUT_S", 1)
+        with pytest.raises(DatabaseError, match=r"pushing DES0001\+0001 realization 1 .*lock timeout"):
+            push_realization(eng, "pghung", *paths)
+        other = write_realization(tmp_path / "b", "DES2359+0001", 0, istart=50_000)
+        assert push_realization(eng, "pghung", *other).status == "pushed"
+    assert count(eng, "pghung_truth", "WHERE realization = 1") == 0
+    assert push_realization(eng, "pghung", *paths).status == "pushed"
+    assert set(pushed_realizations(eng, "pghung")) == {(TILE, 0), (TILE, 1), ("DES2359+0001", 0)}
+    eng.dispose()

@@ -22,6 +22,7 @@ from ..db import (
     reset_tables,
     resolve_url,
     safe_url,
+    validate_dbname,
 )
 from ._common import add_logging_options, run_command
 
@@ -42,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--config", metavar="FILE",
                      help="the campaign's CustomConfig python file: its db dict, dbname, outdir, db-columns "
                           "(its DBoverwrite is ignored: use --overwrite)")
-    p.add_argument("--dbname", help="table name prefix: <dbname>_truth, _sim, _nosim (default: balrog "
-                                    "or the config's dbname)")
+    p.add_argument("--dbname", help="table name prefix: <dbname>_truth, _sim, _nosim; letters, digits and _, "
+                                    "starting with a letter (default: balrog or the config's dbname)")
     p.add_argument("--duplicate", choices=("error", "replace"), default=None,
                    help="when a realization's balrog_index range is already present (default: error)")
     p.add_argument("--overwrite", action="store_true",
@@ -70,7 +71,9 @@ def _action(args: argparse.Namespace) -> int:
         db = dict(db)
     if args.db:
         db["url"] = args.db
-    dbname = args.dbname or run.get("dbname") or "balrog"
+    # An explicit --dbname '' is an error, not "use the default": it is checked like any other.
+    dbname = args.dbname if args.dbname is not None else run.get("dbname") or "balrog"
+    validate_dbname(dbname)  # before it names a file or a table: nothing is created for a bad one
     first = Path(args.paths[0])
     outdir = run.get("outdir") or (first if first.is_dir() else first.parent)
     overwrite = args.overwrite  # never from the config: a DBoverwrite left on must not drop here

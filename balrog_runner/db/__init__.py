@@ -8,6 +8,20 @@ Public API (what the node runner and ``balrog-push`` call):
 - :func:`make_realization_pusher`: what the node runner calls per realization.
 - :func:`reset_tables` / :func:`overwrite_once`: DBoverwrite, once per campaign.
 - :func:`find_catalogs` / :func:`push_missing`: what is on disk but not yet in the database.
+- :func:`validate_dbname`: the one check of a campaign's dbname (config, CLI, pushes).
+
+Concurrency. Any number of processes may push to one campaign at once -- node runners,
+``balrog-push``, even the same catalogs twice: each write transaction first takes a lock
+(SQLite ``BEGIN IMMEDIATE``, a PostgreSQL advisory lock per tile, Oracle ``LOCK TABLE``;
+see :mod:`.lock`), so each realization is inserted once and the others report "already
+pushed". Tables are created under the same lock.
+
+SQLite on a shared parallel filesystem (Lustre, GPFS, NFS, as on HPC clusters): its file
+locks do not work reliably across nodes, and concurrent writers from several nodes can
+corrupt the file or fail. The safe pattern there is one writer: set ``run['push'] = False``
+for the jobs on the nodes and run one ``balrog-push <outdir>`` after they finish (or while
+they run, from one place), or use PostgreSQL (``db['url']``), which serves any number of
+nodes. SQLite is fine for the pool workers of one node (one machine's locks).
 """
 
 from .campaign import (
@@ -25,12 +39,13 @@ from .push import (
     push_catalogs,
     push_realization,
 )
-from .schema import check_identifier, read_column_list, table_names
+from .schema import DbnameError, check_identifier, read_column_list, table_names, validate_dbname
 from .tables import pushed_realizations, reset_tables
 from .url import make_engine, resolve_url, safe_url, url_from_desservices
 
 __all__ = [
     "CatalogSet",
+    "DbnameError",
     "DuplicateRealizationError",
     "PushPolicy",
     "PushResult",
@@ -50,4 +65,5 @@ __all__ = [
     "safe_url",
     "table_names",
     "url_from_desservices",
+    "validate_dbname",
 ]

@@ -26,7 +26,7 @@ from .push import (
     PushResult,
     push_realization,
 )
-from .schema import DEFAULT_BANDS
+from .schema import DEFAULT_BANDS, validate_dbname
 from .tables import pushed_realizations, reset_tables
 from .url import as_engine, db_errors, make_engine, resolve_url, safe_url
 
@@ -171,10 +171,11 @@ def make_realization_pusher(settings) -> Callable[[Mapping[str, os.PathLike]], P
     """
     db = dict(getattr(settings, "db", {}) or {})
     dbname = getattr(settings, "dbname", "balrog")
+    validate_dbname(dbname)  # before it names a file (<outdir>/<dbname>.sqlite) or a table
     outdir = Path(settings.outdir)
     engine = make_engine(resolve_url(db, outdir, dbname))
     with db_errors(engine, "connecting"), engine.connect():
-        pass
+        validate_dbname(dbname, engine.dialect)  # connected: the server's identifier limit
     if getattr(settings, "overwrite_db", False):
         overwrite_once(engine, dbname, outdir)
     bands = tuple(getattr(settings, "bands", ()) or DEFAULT_BANDS)

@@ -1,7 +1,9 @@
 """Pushing one realization's catalogs: one transaction, all rows or none, policies applied.
 
 A realization is the unit: its truth, sim and nosim rows and its bookkeeping row in
-``<dbname>_pushed`` are written in a single transaction. A crash (or ``kill -9``) before the
+``<dbname>_pushed`` are written in a single transaction, which first takes the tile's lock
+(:mod:`.lock`) so that simultaneous pushes of the same catalogs give one insert and
+"already" for the others. A crash (or ``kill -9``) before the
 commit leaves nothing of it; after the commit, everything. The bookkeeping row is how a
 repeated push is recognised:
 
@@ -36,13 +38,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
 from ..errors import DatabaseError, InputFileError
+from .lock import locked_transaction
 from .schema import (
     DEFAULT_BANDS,
     TABLE_KINDS,
     ColumnSpec,
     DbType,
-    check_identifier,
     read_column_list,
+    validate_dbname,
 )
 from .tables import ensure_tables, plan_tables
 from .url import as_engine, db_errors
@@ -298,6 +301,31 @@ def _resolve_duplicates(conn: Connection, tables: dict[str, sa.Table], real: _Re
     return "replaced"
 
 
+def _write(engine: Engine, dbname: str, tables: dict[str, sa.Table], real: _Realization,
+           rows: dict[str, list[tuple]], counts: tuple[int, int, int], policy: PushPolicy) -> str:
+    """Check and write one realization in one transaction holding the tile's lock (:mod:`.lock`).
+
+    The lock comes before the duplicate check, so of simultaneous pushes of the same
+    realization one inserts and the others find its committed bookkeeping row: "already".
+    """
+    with locked_transaction(engine, dbname, real.tilename, tables["pushed"].name) as conn:
+        status = _resolve_duplicates(conn, tables, real, counts, policy)
+        if status == "already":
+            log.info("%s is already in %s with the same rows: nothing to do", real.label, dbname)
+            return status
+        now = _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+        # The bookkeeping row first: its primary key is the arbiter should two writers meet.
+        conn.execute(sa.insert(tables["pushed"]).values(
+            tilename=real.tilename, realization=real.realization, indexstart=real.indexstart,
+            ntruth=counts[0], nsim=counts[1], nnosim=counts[2], pushed_at=now,
+        ))
+        for kind in TABLE_KINDS:
+            bulk_insert(conn, tables[kind], rows[kind])
+        if os.environ.get(PAUSE_ENV):
+            _pause_for_tests()
+        return status or "pushed"
+
+
 def push_realization(
     engine_or_db: Engine | URL | str,
     dbname: str,
@@ -335,7 +363,7 @@ def push_catalogs(
     policy = policy or PushPolicy()
     engine = as_engine(engine_or_db)
     dialect = engine.dialect
-    check_identifier(dbname, dialect, "dbname")
+    validate_dbname(dbname, dialect)
     columns = read_column_list(policy.columns_file)
     sources = sources or {k: f"<{k} array>" for k in TABLE_KINDS}
     real = _realization({"truth": truth, "sim": sim, "nosim": nosim}, sources)
@@ -350,21 +378,15 @@ def push_catalogs(
         log.info("%s: %d values outside their DESDM column range stored as NULL (%s)", real.label,
                  sum(nulled.values()), ", ".join(f"{k}: {v}" for k, v in sorted(nulled.items())[:8]))
     counts = (len(rows["truth"]), len(rows["sim"]), len(rows["nosim"]))
-    with db_errors(engine, f"pushing {real.label} to {dbname}"), engine.begin() as conn:
-        status = _resolve_duplicates(conn, tables, real, counts, policy)
-        if status == "already":
-            log.info("%s is already in %s with the same rows: nothing to do", real.label, dbname)
-        else:
-            now = _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
-            conn.execute(sa.insert(tables["pushed"]).values(
-                tilename=real.tilename, realization=real.realization, indexstart=real.indexstart,
-                ntruth=counts[0], nsim=counts[1], nnosim=counts[2], pushed_at=now,
-            ))
-            for kind in TABLE_KINDS:
-                bulk_insert(conn, tables[kind], rows[kind])
-            if os.environ.get(PAUSE_ENV):
-                _pause_for_tests()
-            status = status or "pushed"
+    with db_errors(engine, f"pushing {real.label} to {dbname}"):
+        try:
+            status = _write(engine, dbname, tables, real, rows, counts, policy)
+        except sa.exc.IntegrityError:
+            # Only the <dbname>_pushed primary key can clash: another writer committed this
+            # realization between our look and our insert (possible only where the lock is
+            # not taken). All of ours is rolled back; look again, now seeing its row.
+            log.info("%s was pushed by another process at the same time; checking again", real.label)
+            status = _write(engine, dbname, tables, real, rows, counts, policy)
     if status != "already":
         log.info("%s %s to %s: %d truth, %d sim, %d nosim rows", status, real.label, dbname, *counts)
     return PushResult(real.tilename, real.realization, real.indexstart, *counts, status)

@@ -38,7 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import oracle
 from sqlalchemy.engine import Dialect
 
-from ..errors import DatabaseError, InputFileError
+from ..errors import ConfigError, DatabaseError, InputFileError
 
 log = logging.getLogger(__name__)
 
@@ -269,20 +269,59 @@ def plan_columns(
     return specs
 
 
+class DbnameError(DatabaseError, ConfigError):
+    """A dbname that cannot name the campaign's tables (a config value and a database refusal)."""
+
+
+def _derived_names(dbname: str) -> list[str]:
+    """Every identifier a dbname makes: its five tables and the indexes of three of them."""
+    tables = [f"{dbname}_{kind}" for kind in (*TABLE_KINDS, "des", "pushed")]
+    return tables + [ix for t in tables[:len(TABLE_KINDS)] for ix, _ in _index_names(t)]
+
+
+def validate_dbname(dbname: object, dialect: Dialect | None = None) -> str:
+    """Return ``dbname`` lower-cased if every table and index name it makes is valid, else raise.
+
+    The one check for a campaign's dbname: balrog-push, the node runner's pusher, every
+    table function and the config loader call it. A dbname must start with a letter
+    (``''`` would make tables named ``_truth``; a leading ``_`` is refused by Oracle
+    unquoted) and hold only letters, digits and ``_``; the longest name it makes,
+    ``ix_<dbname>_nosim_bi``, must fit the dialect's identifier limit (30 bytes on Oracle
+    before 12.2, known only once connected; 63 on PostgreSQL, which would silently truncate;
+    with no dialect the 128 of Oracle 12.2+). Raises :class:`DbnameError`.
+    """
+    if not isinstance(dbname, str) or not IDENTIFIER_RE.match(dbname):
+        raise DbnameError(
+            f"dbname {dbname!r} is not allowed: use letters, digits and underscores, starting with a "
+            "letter (it names the tables <dbname>_truth, _sim, _nosim, _des, _pushed)"
+        )
+    limit = getattr(dialect, "max_identifier_length", None) or DEFAULT_MAX_IDENTIFIER
+    longest = max(_derived_names(dbname), key=lambda n: len(n.encode()))
+    if len(longest.encode()) > limit:
+        dname = getattr(dialect, "name", "the database")
+        room = limit - (len(longest.encode()) - len(dbname.encode()))
+        raise DbnameError(
+            f"dbname {dbname!r} is too long for {dname}: it makes the name {longest} of "
+            f"{len(longest.encode())} bytes, over the limit of {limit}; use at most {room} characters"
+        )
+    return dbname.lower()
+
+
 def table_names(dbname: str, dialect: Dialect | None = None) -> dict[str, str]:
     """The campaign's table names: truth, sim, nosim, des, pushed (checked identifiers)."""
-    check_identifier(dbname, dialect, "dbname")
+    validate_dbname(dbname, dialect)
     return {
         kind: check_identifier(f"{dbname}_{kind}", dialect, "table name")
         for kind in (*TABLE_KINDS, "des", "pushed")
     }
 
 
+def _index_names(table: str) -> list[tuple[str, tuple[str, ...]]]:
+    return [(f"ix_{table}_bi", ("balrog_index",)), (f"ix_{table}_tr", ("tilename", "realization"))]
+
+
 def _indexes(table: str, dialect: Dialect | None) -> list[tuple[str, tuple[str, ...]]]:
-    return [
-        (check_identifier(f"ix_{table}_bi", dialect, "index name"), ("balrog_index",)),
-        (check_identifier(f"ix_{table}_tr", dialect, "index name"), ("tilename", "realization")),
-    ]
+    return [(check_identifier(name, dialect, "index name"), cols) for name, cols in _index_names(table)]
 
 
 def catalog_table(

@@ -1,4 +1,4 @@
-"""The campaign's tables in the database: plan, create (once, race-safe), check, drop, read.
+"""The campaign's tables in the database: plan, create (once, under the lock), check, drop, read.
 
 Table layouts come from :mod:`.schema`; here they meet a live database. Two per-process
 caches keep per-realization pushes cheap: the planned Table objects per catalog dtypes, and
@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Dialect, Engine
 
 from ..errors import DatabaseError
+from .lock import create_missing, locked_transaction
 from .schema import (
     TABLE_KINDS,
     ColumnList,
@@ -27,6 +28,7 @@ from .schema import (
     plan_columns,
     pushed_table,
     table_names,
+    validate_dbname,
 )
 from .url import as_engine, db_errors, safe_url
 
@@ -93,37 +95,29 @@ def ensure_tables(
 ) -> None:
     """Create the campaign's tables if missing; check the catalogs fit the existing ones.
 
-    ``tables`` come from :func:`build_tables`. Creation (with the empty ``_des`` table)
-    runs in its own transaction before any data; a concurrent creator winning the race is
-    fine. The existing tables' columns are looked up once per process and database.
+    ``tables`` come from :func:`build_tables`. The look and the creation (with the empty
+    ``_des`` table) happen in one transaction holding the campaign lock (:mod:`.lock`), so
+    of simultaneous first pushes one creates and the others find the tables made; no data
+    goes in this transaction. The existing tables' columns are looked up once per process
+    and database.
     """
-    dialect = engine.dialect
-    names = table_names(dbname, dialect)
     key = _cache_key(engine, dbname)
     known = _TABLE_CACHE.get(key)
     if known is None:
-        des = des_table(sa.MetaData(), names["des"], columns, dialect)
-        with db_errors(engine, f"creating the {dbname} tables"):
-            existing = set(sa.inspect(engine).get_table_names())
-            missing = [t for t in (*tables.values(), des) if t.name not in existing]
-            if missing:
-                try:
-                    with engine.begin() as conn:
-                        for table in missing:
-                            table.create(conn, checkfirst=True)
-                            log.info("created table %s", table.name)
-                            if reader:
-                                _grant(conn, table, reader)
-                except sa.exc.SQLAlchemyError:
-                    # Another process may have created them between our look and our create.
-                    now = set(sa.inspect(engine).get_table_names())
-                    if not all(t.name in now for t in missing):
-                        raise
-            insp = sa.inspect(engine)
+        with db_errors(engine, f"creating the {dbname} tables"), locked_transaction(engine, dbname) as conn:
+            # Connected now: the dialect knows the server's identifier limit (Oracle < 12.2: 30).
+            validate_dbname(dbname, conn.dialect)
+            names = table_names(dbname, conn.dialect)
+            des = des_table(sa.MetaData(), names["des"], columns, conn.dialect)
+            for table in create_missing(conn, [*tables.values(), des]):
+                if reader:
+                    _grant(conn, table, reader)
+            insp = sa.inspect(conn)
             known = {
                 kind: {c["name"].lower() for c in insp.get_columns(names[kind])} for kind in TABLE_KINDS
             }
         _TABLE_CACHE[key] = known
+    names = table_names(dbname, engine.dialect)
     for kind in TABLE_KINDS:
         extra = [c.name for c in tables[kind].columns if c.name not in known[kind]]
         if extra:
@@ -137,19 +131,20 @@ def ensure_tables(
 def reset_tables(engine_or_db: Engine | URL | str, dbname: str) -> list[str]:
     """DBoverwrite: drop all of the campaign's tables (they are recreated by the next push).
 
-    Call once per campaign, before any push. Logged at WARNING: this deletes results.
+    Call once per campaign, before any push. Logged at WARNING: this deletes results. The
+    drop holds the campaign lock, so it never interleaves with another process creating
+    the tables (on SQLite the five drops are one transaction).
     """
     engine = as_engine(engine_or_db)
     names = table_names(dbname, engine.dialect)
-    with db_errors(engine, f"dropping the {dbname} tables"):
-        existing = set(sa.inspect(engine).get_table_names())
+    with db_errors(engine, f"dropping the {dbname} tables"), locked_transaction(engine, dbname) as conn:
+        existing = set(sa.inspect(conn).get_table_names())
         doomed = [n for n in names.values() if n in existing]
         if doomed:
             log.warning("DBoverwrite: DROPPING tables %s on %s", ", ".join(doomed), safe_url(engine.url))
             md = sa.MetaData()
-            with engine.begin() as conn:
-                for name in doomed:
-                    sa.Table(name, md).drop(conn)
+            for name in doomed:
+                sa.Table(name, md).drop(conn)
     _TABLE_CACHE.pop(_cache_key(engine, dbname), None)
     return doomed
 
