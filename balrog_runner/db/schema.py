@@ -182,8 +182,9 @@ def _read_column_list(path: str, mtime: float) -> ColumnList:
     source = Path(path)
     try:
         data = fitsio.read(path, ext=1)
-    except OSError as exc:
-        raise InputFileError(f"cannot read db-columns file {source}: {exc}") from exc
+    except (OSError, ValueError):
+        raise InputFileError(f"cannot read db-columns file {source}: not a FITS table "
+                             "(column_name, type, length, precision, scale)") from None
     need = {"column_name", "type", "length", "precision", "scale"}
     names = {n.lower(): n for n in (data.dtype.names or ())}
     if not need <= set(names):

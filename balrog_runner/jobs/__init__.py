@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import config as cfgmod
+from .. import preflight
 from ..atomic import atomic_directory
 from ..errors import ConfigError, ExternalProgramError
 from .local import RUN_SCRIPT, run_local, write_local
@@ -76,6 +77,7 @@ def build_jobs(cfg: cfgmod.Config, scheduler: str | None = None, replace: bool =
     """
     scheduler = scheduler or detect_scheduler()
     cfgmod.validate_for_scheduler(cfg, scheduler, check_programs=check_programs)
+    preflight.check_campaign(cfg)
     specs = make_specs(cfg, scheduler)
     _warn_sqlite_on_many_nodes(cfg, scheduler, specs)
     final = cfgmod.job_dir(cfg.run).absolute()
