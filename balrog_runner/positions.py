@@ -43,6 +43,7 @@ import numpy as np
 from .atomic import atomic_path, atomic_write_text
 from .errors import BalrogError, ConfigError, InputFileError, OutputError
 from .geometry import Tile, is_des_tilename, tile_number
+from .leftovers import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -414,6 +415,9 @@ def run_campaign(
     mine = tiles[rank::size]
     result: tuple[str, Any]
     try:
+        # A killed run leaves ``.<TILE>.fits.tmp-*`` (up to the whole file) beside each tile it was
+        # writing; the tiles are this rank's alone, so their temporaries are stale.
+        remove_stale_temporaries(outdir, frozenset(f"{t.tilename}.fits" for t in mine))
         counts = [write_tile_positions(t, params, outdir, iterateby)[1] for t in mine]
         result = ("ok", (len(mine), sum(counts), sum(t.area_deg2 for t in mine)))
     except BalrogError as exc:

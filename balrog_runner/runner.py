@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from . import astromatic, measure, pool, resources
+from . import astromatic, campaign_id, leftovers, measure, pool, resources, tilelock
 from .atomic import atomic_write_text
 from .errors import BalrogError, ConfigError, InputFileError
 
@@ -75,9 +75,23 @@ def nosim_catalog_path(outdir: str | os.PathLike, tile: str) -> Path:
     return tile_dir(outdir, tile) / "nosim" / f"{tile}_nosim_all.fits"
 
 
-def is_complete(outdir: str | os.PathLike, tile: str, realization: int) -> bool:
-    """All three catalogs exist (each is written atomically, so existing means whole)."""
-    return all(p.is_file() for p in catalog_paths(outdir, tile, realization).values())
+def is_complete(outdir: str | os.PathLike, tile: str, realization: int,
+                identity: campaign_id.CampaignIdentity | None = None) -> bool:
+    """All three catalogs exist (each is written atomically, so existing means whole).
+
+    With ``identity``, each must also carry it in its header: a catalog of another campaign
+    (or of this one made from other inputs) is never adopted as done.
+    """
+    paths = catalog_paths(outdir, tile, realization).values()
+    if not all(p.is_file() for p in paths):
+        return False
+    return identity is None or all(
+        campaign_id.read_identity(p) == (identity.campaign, identity.fingerprint) for p in paths)
+
+
+def existing_catalogs(outdir: str | os.PathLike, tile: str) -> list[Path]:
+    """Every realization catalog of ``tile`` on disk (whatever campaign wrote it)."""
+    return sorted((tile_dir(outdir, tile) / "catalogs").glob(f"{tile}_r*_*.fits"))
 
 
 # --------------------------------------------------------------------------- settings
@@ -113,6 +127,8 @@ class RunSettings:
     overwrite_db: bool = False
     release: str | None = None
     restrict_sim: bool = True
+    #: Set per tile by :func:`run_tile` (the fingerprint covers the tile's positions).
+    identity: campaign_id.CampaignIdentity | None = None
 
     @property
     def image_keys(self) -> tuple[str, ...]:
@@ -329,7 +345,9 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
         with stage("write"):
             paths = catalog_paths(settings.outdir, real.tile, real.number)
             paths["truth"].parent.mkdir(parents=True, exist_ok=True)
-            header = {"TILENAME": real.tile, "REALIZ": real.number, "INDSTART": real.indexstart}
+            header = {"TILENAME": real.tile, "REALIZ": real.number, "INDSTART": real.indexstart,
+                      **(settings.identity.header() if settings.identity else {})}
+            truth.meta.update(settings.identity.header() if settings.identity else {})
             measure.write_catalog(paths["sim"], sim, header=header)
             measure.write_catalog(paths["nosim"], nosim, header=header)
             inject.write_truth(truth, paths["truth"])  # last: the three together mark completion
@@ -449,6 +467,23 @@ def _image_shape(path: Path) -> tuple[int, int]:
 
 
 def run_tile(settings: RunSettings, tile: str, pusher=None) -> TileOutcome:
+    """All realizations of one tile, under the tile's lock (:mod:`tilelock`).
+
+    A tile another process is running fails here with the holder's pid and host, before
+    anything in its directory is touched. Holding the lock, the runner first removes the
+    temporaries a killed run left there (:mod:`leftovers`).
+    """
+    try:
+        lock = tilelock.TileLock.acquire(tile_dir(settings.outdir, tile), tile)
+    except BalrogError as exc:
+        log.error("%s", exc)
+        return TileOutcome(tile, error=str(exc))
+    with lock:
+        leftovers.remove_leftovers(tile_dir(settings.outdir, tile))
+        return _run_tile_locked(settings, tile, pusher)
+
+
+def _run_tile_locked(settings: RunSettings, tile: str, pusher=None) -> TileOutcome:
     """All realizations of one tile: resume, fetch, nosim once, pool, push, clean."""
     from .positions import read_positions
 
@@ -461,10 +496,16 @@ def run_tile(settings: RunSettings, tile: str, pusher=None) -> TileOutcome:
             positions = read_positions(settings.posdir / f"{tile}.fits")
             plan = plan_realizations(tile, positions.balrog_index, settings.ngal, settings.realizations,
                                      settings.realization_list)
+            identity = campaign_id.identity_for_tile(settings, positions)
+            campaign_id.check_tile(tile_dir(outdir, tile), tile, identity, status, existing_catalogs(outdir, tile),
+                                   [nosim_catalog_path(outdir, tile)])
         except BalrogError as exc:
             outcome.error = str(exc)
             log.error("tile %s: %s", tile, exc)
             return outcome
+        settings = dataclasses.replace(settings, identity=identity)
+        status.update(identity.status_entries())  # before any output: whatever follows is this campaign's
+        write_status(outdir, tile, status)
         todo = [r for r in plan if not is_complete(outdir, tile, r.number)]
         outcome.skipped = [r.number for r in plan if r not in todo]
         if outcome.skipped:

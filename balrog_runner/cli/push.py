@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..campaign_id import select_campaign
 from ..config import load_config
 from ..db import (
     PushPolicy,
@@ -52,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repush", action="store_true",
                    help="push realizations the bookkeeping table already lists too (--duplicate decides)")
     p.add_argument("--columns", metavar="FITS", help="db-columns file (default: the shipped DESDM Y1A1 list)")
+    p.add_argument("--campaign", metavar="NAME",
+                   help="skip catalogs whose CAMPAIGN header names another campaign than NAME (default: "
+                        "the dbname; catalogs without the header are pushed); '*' pushes every catalog found")
     p.add_argument("--reader", metavar="ROLE", help="grant SELECT on newly created tables to ROLE (e.g. DES_READER)")
     add_logging_options(p)
     return p
@@ -84,7 +88,11 @@ def _action(args: argparse.Namespace) -> int:
         reader=args.reader or db.get("reader"),
         columns_file=args.columns or run.get("db-columns"),
     )
-    sets = find_catalogs(args.paths)
+    sets, others = select_campaign(find_catalogs(args.paths), None if args.campaign == "*" else
+                                   (args.campaign or dbname))
+    for camp, n in sorted(others.items()):
+        log.warning("skipping %d realization(s) of campaign %r: not campaign %r (--campaign '*' pushes them)",
+                    n, camp, args.campaign or dbname)
     url = resolve_url(db, outdir, dbname)
     engine = make_engine(url)
     try:
@@ -97,7 +105,8 @@ def _action(args: argparse.Namespace) -> int:
     already = sum(1 for r in summary.pushed if r.status == "already") + summary.skipped
     written = len(summary.pushed) - sum(1 for r in summary.pushed if r.status == "already")
     print(f"pushed {written} realizations ({summary.rows} rows) to {dbname}; "
-          f"{already} already pushed; {len(summary.failed)} failed")
+          f"{already} already pushed; {len(summary.failed)} failed"
+          + (f"; {sum(others.values())} of other campaigns skipped" if others else ""))
     for label, why in summary.failed:
         print(f"  failed {label}: {why}")
     return 1 if summary.failed else 0
