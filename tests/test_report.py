@@ -111,5 +111,5 @@ def test_write_report(campaign):
 def test_empty_campaign_is_a_clear_error(tmp_path):
     from balrog_runner.errors import InputFileError
 
-    with pytest.raises(InputFileError, match="no realization catalogs"):
+    with pytest.raises(InputFileError, match="no catalogs under .*: nothing to report"):
         load_campaign(tmp_path)
