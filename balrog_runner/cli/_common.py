@@ -17,6 +17,7 @@ import argparse
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -31,13 +32,17 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # ``<prog>: error: argument --x: <message>``. The message says what is allowed.
 
 
+def _in(unit: str) -> str:
+    return f" ({unit})" if unit else ""
+
+
 def _parse_float(text: str, unit: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number ({unit})") from None
+        raise argparse.ArgumentTypeError(f"must be a number{_in(unit)}, got {text!r}") from None
     if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number ({unit})")
+        raise argparse.ArgumentTypeError(f"must be a finite number{_in(unit)}, got {text!r}")
     return value
 
 
@@ -45,14 +50,14 @@ def _parse_int(text: str, unit: str) -> int:
     try:
         return int(text, 10)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer ({unit})") from None
+        raise argparse.ArgumentTypeError(f"must be an integer{_in(unit)}, got {text!r}") from None
 
 
 def finite_float(unit: str = "") -> Callable[[str], float]:
     """A float type refusing ``nan`` and ``inf``; ``unit`` goes into the message."""
 
     def parse(text: str) -> float:
-        return _parse_float(text, unit or "finite")
+        return _parse_float(text, unit)
 
     parse.__name__ = "finite number"
     return parse
@@ -62,9 +67,9 @@ def float_in_range(lo: float, hi: float, unit: str = "") -> Callable[[str], floa
     """A finite float type with ``lo <= value <= hi`` (e.g. Dec in degrees: -90 .. 90)."""
 
     def parse(text: str) -> float:
-        value = _parse_float(text, unit or "finite")
+        value = _parse_float(text, unit)
         if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"{text} is out of range: allowed {lo:g} .. {hi:g}{' ' + unit if unit else ''}")
+            raise argparse.ArgumentTypeError(f"must be in {lo:g} .. {hi:g}{' ' + unit if unit else ''}, got {text}")
         return value
 
     parse.__name__ = "number"
@@ -75,10 +80,10 @@ def int_in_range(lo: int, hi: int | None = None, unit: str = "") -> Callable[[st
     """An integer type with ``lo <= value`` (``<= hi`` when given)."""
 
     def parse(text: str) -> int:
-        value = _parse_int(text, unit or "integer")
+        value = _parse_int(text, unit)
         if value < lo or (hi is not None and value > hi):
-            allowed = f"{lo} .. {hi}" if hi is not None else f">= {lo}"
-            raise argparse.ArgumentTypeError(f"{text} is out of range: allowed {allowed}{' ' + unit if unit else ''}")
+            allowed = f"in {lo} .. {hi}" if hi is not None else f">= {lo}"
+            raise argparse.ArgumentTypeError(f"must be {allowed}{' ' + unit if unit else ''}, got {text}")
         return value
 
     parse.__name__ = "integer"
@@ -101,7 +106,7 @@ def positive_seconds(max_seconds: float = 7 * 86400.0) -> Callable[[str], float]
     def parse(text: str) -> float:
         value = _parse_float(text, "seconds")
         if not 0 < value <= max_seconds:
-            raise argparse.ArgumentTypeError(f"{text} is out of range: allowed > 0 .. {max_seconds:g} seconds")
+            raise argparse.ArgumentTypeError(f"must be > 0 and at most {max_seconds:g} seconds, got {text}")
         return value
 
     parse.__name__ = "seconds"
@@ -114,7 +119,7 @@ def nonneg_seconds(max_seconds: float = 86400.0) -> Callable[[str], float]:
     def parse(text: str) -> float:
         value = _parse_float(text, "seconds")
         if not 0 <= value <= max_seconds:
-            raise argparse.ArgumentTypeError(f"{text} is out of range: allowed 0 .. {max_seconds:g} seconds")
+            raise argparse.ArgumentTypeError(f"must be in 0 .. {max_seconds:g} seconds, got {text}")
         return value
 
     parse.__name__ = "seconds"
@@ -147,6 +152,8 @@ def _one_line_parse_errors(prog: str, parser: argparse.ArgumentParser) -> None:
     """Make argparse errors the same single ``<prog>: error: ...`` line as every other error."""
 
     def error(message: str) -> None:
+        # "argument --ra: must be ..." -> "--ra must be ...", as the library's own messages read
+        message = re.sub(r"^argument (\S+): (?=must )", r"\1 ", message)
         print(f"{prog}: error: {message} (see {prog} --help)", file=sys.stderr)
         raise SystemExit(2)
 
