@@ -24,6 +24,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,7 +214,11 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
     n_injected = n_drawn = n_recovered = 0
     found_bands: list[str] | None = list(bands) if bands else None
 
-    for truth_path, sim_path, nosim_path in triplets:
+    from tqdm import tqdm
+
+    # A bar on a terminal only: in a batch log it would be noise (the warning above says what counts).
+    for truth_path, sim_path, nosim_path in tqdm(triplets, desc="catalogs", unit="real", leave=False,
+                                                 disable=not sys.stderr.isatty()):
         truth = _read_table(truth_path)
         sim = _read_table(sim_path)
         nosim = _read_table(nosim_path)

@@ -160,3 +160,39 @@ def test_partial_campaign_reports_what_is_there(campaign, caplog):
     assert summary["missing"] == {"tiles": ["DES0001-4914"], "realizations_failed": 3,
                                   "realizations_incomplete": 1, "realizations_lost": 0}
     assert "DES0001-4914" in page.read_text()
+
+
+def test_progress_bar_on_a_terminal_only(campaign, tmp_path):
+    """tqdm draws on a real terminal (a pty) and stays out of a redirected log."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+    from pathlib import Path
+
+    outdir, _, _ = campaign
+    exe = Path(sys.executable).with_name("balrog-report")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    main_fd, tty_fd = pty.openpty()
+    fcntl.ioctl(tty_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0 columns wide
+    try:
+        subprocess.run([str(exe), str(outdir), "--outdir", str(tmp_path / "r1"), "-q"], stderr=tty_fd,
+                       stdout=subprocess.DEVNULL, env=env, check=True, timeout=300)
+        os.set_blocking(main_fd, False)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(main_fd, 65536)
+            except BlockingIOError:
+                break
+            seen += chunk
+    finally:
+        os.close(tty_fd)
+        os.close(main_fd)
+    assert b"catalogs:" in seen and b"/3 [" in seen  # the bar over the 3 realizations
+    piped = subprocess.run([str(exe), str(outdir), "--outdir", str(tmp_path / "r2"), "-q"], capture_output=True,
+                           env=env, check=True, timeout=300)
+    assert b"catalogs:" not in piped.stderr and b"/3 [" not in piped.stderr
