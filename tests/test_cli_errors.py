@@ -276,3 +276,19 @@ def test_network_failure_has_its_own_exit_code(fault, tmp_path, capsys):
     line = one_line(capsys, "balrog-fetch")
     assert root.rstrip("/") in line and "secret-pw" not in line, line
     assert files_under(out) == []
+
+
+def test_full_disk_in_fetch(tmp_path, capsys):
+    """A download that does not fit: the disk error, not a network one; no partial file kept."""
+    archive = tmp_path / "archive"
+    assert cli_make_tile.main(["--tile", TILE, "--outdir", str(archive / TILE), "--size", "512", "--bands", "r",
+                               "--no-det", "-q"]) == 0
+    with tmpfs(tmp_path / "disk", "size=200k") as disk:
+        out = disk / "out"
+        code = cli_fetch.main(["--tile", TILE, "--root", str(archive), "--release", "plain", "--outdir", str(out),
+                               "--bands", "r", "--retries", "0", "--backoff", "0", "--no-funpack", "-q"])
+        assert code == DISK
+        line = one_line(capsys, "balrog-fetch")
+        assert f"no space left on device writing {out}" in line and f"(filesystem {disk}: " in line, line
+        # what is there is complete (the small PSF model), never a partial image or a temp file
+        assert [p.name for p in files_under(disk)] in ([], [f"{TILE}_r_psfcat.psf"])
