@@ -6,6 +6,19 @@ non-zero exit. Anything else escaping is a bug and keeps its traceback.
 
 The classes are picklable (plain ``args``) so that a ``multiprocessing.Pool`` worker can
 return or raise them back to the parent unchanged.
+
+Exit codes of every ``balrog-*`` command (the README's table says the same):
+
+====  =====================================================================
+0     success
+1     ``balrog-run``: some realizations failed (the others are kept)
+2     bad input or configuration (:class:`ConfigError`, :class:`InputFileError`, ...)
+3     an external program failed (:class:`ExternalProgramError`)
+4     ``balrog-run``: all done but some realizations not pushed (run ``balrog-push``)
+5     the output filesystem refused a write: full, read-only or no permission (:class:`DiskError`)
+6     network or archive failure: connection refused, DNS, timeout, HTTP error (:class:`FetchError`)
+130   interrupted (Ctrl-C)
+====  =====================================================================
 """
 
 from __future__ import annotations
@@ -33,8 +46,31 @@ class OutputError(BalrogError, OSError):
     """An output location cannot be written, or holds results made with other parameters."""
 
 
+class DiskError(OutputError):
+    """The filesystem refused a write: no space or quota left, read-only, or permission denied.
+
+    Not the user's input and not a bug, so it has its own exit code: the cure is freeing
+    space or choosing another directory. The message names the path and the filesystem
+    (see :func:`balrog_runner.atomic.disk_error`).
+    """
+
+    exit_code = 5
+
+
 class FetchError(BalrogError, OSError):
-    """A download failed; the message names the URL, never the credentials."""
+    """A download failed; the message names the URL, never the credentials.
+
+    A network or archive failure (connection refused, DNS, timeout, HTTP error, a truncated
+    or corrupt file) is not bad input: it has its own exit code, so a job script can retry.
+    """
+
+    exit_code = 6
+
+
+class CredentialsError(FetchError):
+    """The archive refused the login (HTTP 401/403): the netrc entry is wrong, i.e. bad input."""
+
+    exit_code = 2
 
 
 class DatabaseError(BalrogError):

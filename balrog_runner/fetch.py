@@ -55,7 +55,7 @@ from tqdm import tqdm
 
 from . import astromatic
 from .atomic import atomic_path
-from .errors import ConfigError, ExternalProgramError, FetchError, TileError
+from .errors import ConfigError, CredentialsError, ExternalProgramError, FetchError, TileError
 from .fetch_source import (
     LAYOUTS,
     ArchiveSource,
@@ -473,7 +473,7 @@ class _Fetcher:
             with resp:
                 code = resp.status_code
                 if code in (401, 403):
-                    raise FetchError(self._refused(url, code))
+                    raise CredentialsError(self._refused(url, code))
                 if code in (404, 410):
                     raise FetchError(f"{url}: not found (HTTP {code})")
                 if code >= 500 or code in _RETRY_STATUS:

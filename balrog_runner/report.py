@@ -24,6 +24,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,10 +74,49 @@ class CampaignData:
     offsets_arcsec: np.ndarray
     matches: dict[str, BandMatches] = field(default_factory=dict)
     seconds_spent: float | None = None
+    missing: Missing = field(default_factory=lambda: Missing())
 
 
-def _catalog_triplets(outdir: Path) -> list[tuple[Path, Path, Path]]:
-    """The (truth, sim, nosim) paths of every complete realization under ``outdir``."""
+@dataclass
+class Missing:
+    """What a partial campaign lacks: the report covers what is there and says what is not.
+
+    ``tiles``: tile directories (with a ``status.json`` or a ``catalogs/``) holding no complete
+    realization; ``failed``: realizations ``status.json`` records as failed; ``incomplete``:
+    truth catalogs whose sim or nosim catalog is missing; ``lost``: realizations
+    ``status.json`` records as done whose catalogs are not all there.
+    """
+
+    tiles: list[str] = field(default_factory=list)
+    failed: int = 0
+    incomplete: int = 0
+    lost: int = 0
+
+    @property
+    def realizations(self) -> int:
+        return self.failed + self.incomplete + self.lost
+
+    def __bool__(self) -> bool:
+        return bool(self.tiles) or self.realizations > 0
+
+    def describe(self) -> str:
+        """One line, e.g. ``1 tile(s) without catalogs (DES0001-4914); 3 realization(s) missing (...)``."""
+        parts = []
+        if self.tiles:
+            shown = ", ".join(self.tiles[:5]) + (", ..." if len(self.tiles) > 5 else "")
+            parts.append(f"{len(self.tiles)} tile(s) without catalogs ({shown})")
+        if self.realizations:
+            parts.append(f"{self.realizations} realization(s) missing ({self.failed} failed per status.json, "
+                         f"{self.incomplete} with incomplete catalogs, {self.lost} done per status.json "
+                         "but catalogs gone)")
+        return "; ".join(parts) or "nothing missing"
+
+
+def _catalog_triplets(outdir: Path, missing: Missing | None = None) -> list[tuple[Path, Path, Path]]:
+    """The (truth, sim, nosim) paths of every complete realization under ``outdir``.
+
+    Incomplete sets are skipped with a warning and counted in ``missing.incomplete``.
+    """
     triplets = []
     for truth in sorted(outdir.glob("*/catalogs/*_truth.fits")):
         stem = truth.name[: -len("_truth.fits")]
@@ -86,7 +126,37 @@ def _catalog_triplets(outdir: Path) -> list[tuple[Path, Path, Path]]:
             triplets.append((truth, sim, nosim))
         else:
             log.warning("skipping %s: its sim or nosim catalog is missing", truth)
+            if missing is not None:
+                missing.incomplete += 1
     return triplets
+
+
+def _find_missing(outdir: Path, triplets: list[tuple[Path, Path, Path]], missing: Missing) -> None:
+    """Fill ``missing`` from the tile directories and their ``status.json`` (the runner's record)."""
+    have: dict[str, set[int]] = {}
+    for truth, _, _ in triplets:
+        stem = truth.name[: -len("_truth.fits")]
+        tile, _, real = stem.rpartition("_r")
+        have.setdefault(truth.parent.parent.name, set()).add(int(real) if real.isdigit() else -1)
+    tile_dirs = sorted({p.parent for p in outdir.glob("*/status.json")} | {p.parent for p in outdir.glob("*/catalogs")})
+    for tile_dir in tile_dirs:
+        if tile_dir.name not in have:
+            missing.tiles.append(tile_dir.name)
+        try:
+            status = json.loads((tile_dir / "status.json").read_text())
+            entries = status.get("realizations", {})
+        except (OSError, ValueError, AttributeError):
+            continue
+        if not isinstance(entries, dict):
+            continue
+        for key, entry in entries.items():
+            if not isinstance(entry, dict) or not str(key).isdigit():
+                continue
+            present = int(key) in have.get(tile_dir.name, set())
+            if entry.get("state") == "failed" and not present:
+                missing.failed += 1
+            elif entry.get("state") == "done" and not present:
+                missing.lost += 1
 
 
 def _read_table(path: Path) -> np.ndarray:
@@ -126,9 +196,17 @@ def _seconds_spent(outdir: Path) -> float | None:
 def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> CampaignData:
     """Gather truth and measured magnitudes of every realization of the campaign in ``outdir``."""
     outdir = Path(outdir)
-    triplets = _catalog_triplets(outdir)
+    if not outdir.is_dir():
+        raise InputFileError(f"campaign directory {outdir} does not exist or is not a directory")
+    missing = Missing()
+    triplets = _catalog_triplets(outdir, missing)
     if not triplets:
-        raise InputFileError(f"no realization catalogs under {outdir} (expected <TILE>/catalogs/*_truth.fits)")
+        raise InputFileError(f"no catalogs under {outdir}: nothing to report "
+                             "(expected <TILE>/catalogs/<TILE>_r<jjjj>_{truth,sim,nosim}.fits)")
+    _find_missing(outdir, triplets, missing)
+    if missing:
+        log.warning("partial campaign %s: %s; reporting the %d realization(s) present",
+                    outdir, missing.describe(), len(triplets))
 
     tiles: set[str] = set()
     ra_parts, dec_parts, tile_parts, offset_parts = [], [], [], []
@@ -136,7 +214,11 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
     n_injected = n_drawn = n_recovered = 0
     found_bands: list[str] | None = list(bands) if bands else None
 
-    for truth_path, sim_path, nosim_path in triplets:
+    from tqdm import tqdm
+
+    # A bar on a terminal only: in a batch log it would be noise (the warning above says what counts).
+    for truth_path, sim_path, nosim_path in tqdm(triplets, desc="catalogs", unit="real", leave=False,
+                                                 disable=not sys.stderr.isatty()):
         truth = _read_table(truth_path)
         sim = _read_table(sim_path)
         nosim = _read_table(nosim_path)
@@ -193,6 +275,9 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
             parts["m"].append(measured[drawn])
             parts["b"].append(blended[drawn])
 
+    if n_drawn == 0:
+        raise InputFileError(f"the {len(triplets)} realization(s) under {outdir} hold no drawn objects "
+                             "(truth catalogs empty or every object off the image): nothing to report")
     matches = {
         band: BandMatches(
             band,
@@ -217,6 +302,7 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
         offsets_arcsec=np.concatenate(offset_parts) if offset_parts else np.empty(0),
         matches=matches,
         seconds_spent=_seconds_spent(outdir),
+        missing=missing,
     )
 
 
@@ -467,6 +553,8 @@ def write_report(outdir: str | Path, report_dir: str | Path | None = None) -> Pa
         "seconds_spent": data.seconds_spent,
         "m50": m50,
         "bias_bright": {b: {"median": v[0], "scatter": v[1]} for b, v in bias.items()},
+        "missing": {"tiles": data.missing.tiles, "realizations_failed": data.missing.failed,
+                    "realizations_incomplete": data.missing.incomplete, "realizations_lost": data.missing.lost},
     }
     atomic_write_text(report_dir / "summary.json", json.dumps(numbers, indent=2, default=float) + "\n")
     page = report_dir / "index.html"
@@ -486,6 +574,8 @@ def _html_page(data: CampaignData, numbers: dict) -> str:
         ("Median position offset", f"{numbers['median_offset_arcsec']:.3f} arcsec"),
         ("Time spent in realizations", _format_seconds(data.seconds_spent)),
     ]
+    if data.missing:
+        rows.append(("Missing (partial campaign)", data.missing.describe()))
     band_rows = "".join(
         f"<tr><td>{esc(b)}</td><td>{numbers['m50'].get(b, float('nan')):.2f}</td>"
         f"<td>{numbers['bias_bright'].get(b, {}).get('median', float('nan')):+.3f}</td>"

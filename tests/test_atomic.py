@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 
+import numpy as np
 import pytest
 
-from balrog_runner.atomic import atomic_directory, atomic_path, atomic_write_text
-from balrog_runner.errors import ExternalProgramError, OutputError
+from balrog_runner.atomic import (
+    atomic_directory,
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_text,
+    check_writable_dir,
+    disk_error,
+    format_bytes,
+)
+from balrog_runner.errors import DiskError, ExternalProgramError, OutputError
 
 
 def test_atomic_path_replaces_on_success(tmp_path):
@@ -62,3 +72,56 @@ def test_external_program_error_pickles():
     assert isinstance(back, ExternalProgramError)
     assert back.returncode == 1 and back.program == "source-extractor"
     assert str(back) == str(err) and "bad config" in str(back)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 1 MiB tmpfs (root only), unmounted afterwards."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    path = tmp_path / "disk"
+    path.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
+    yield path
+    subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_full_disk_fitsio_write_is_a_disk_error(small_disk):
+    """cfitsio loses errno: the free space of the target's filesystem, seen before the temp goes, tells."""
+    import fitsio
+
+    final = small_disk / "big.fits"
+    with pytest.raises(DiskError) as err, atomic_path(final) as tmp:
+        fitsio.write(str(tmp), np.zeros((1024, 1024), dtype="f4"))  # 4 MiB into 1 MiB
+    assert str(err.value) == f"no space left on device writing {final} (filesystem {small_disk}: 0 B free of 1.0 MiB)"
+    assert err.value.exit_code == 5
+    assert list(small_disk.iterdir()) == []
+
+
+def test_full_disk_errno_and_other_errors(small_disk, tmp_path):
+    with pytest.raises(DiskError, match=r"no space left on device writing .*a\.bin \(filesystem .*: 0 B free"):
+        atomic_write_bytes(small_disk / "a.bin", b"\0" * (2 << 20))
+    assert list(small_disk.iterdir()) == []
+    # a plain bug in the writer while the disk has room stays what it is
+    with pytest.raises(KeyError), atomic_path(small_disk / "b.txt"):
+        {}["missing"]
+    # a permission error about another file (an input) is not a disk problem
+    exc = PermissionError(13, "Permission denied", str(tmp_path / "input.fits"))
+    assert disk_error(exc, small_disk / "out" / "c.fits") is None
+
+
+def test_check_writable_dir(tmp_path):
+    assert check_writable_dir(tmp_path / "new" / "sub") == tmp_path / "new" / "sub"
+    assert not (tmp_path / "new").exists()  # nothing created
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="is not a directory"):
+        check_writable_dir(tmp_path / "file" / "sub")
+
+
+def test_format_bytes():
+    assert [format_bytes(n) for n in (0, 1023, 1024, 3 << 20, 5 << 30)] == ["0 B", "1023 B", "1.0 KiB", "3.0 MiB",
+                                                                            "5.0 GiB"]

@@ -111,5 +111,88 @@ def test_write_report(campaign):
 def test_empty_campaign_is_a_clear_error(tmp_path):
     from balrog_runner.errors import InputFileError
 
-    with pytest.raises(InputFileError, match="no realization catalogs"):
+    with pytest.raises(InputFileError, match="no catalogs under .*: nothing to report"):
         load_campaign(tmp_path)
+
+
+def test_cli_empty_campaigns_are_one_line(tmp_path, capsys):
+    """No catalogs at all, tile directories without catalogs, catalogs with nothing drawn."""
+    from balrog_runner.cli import report as cli
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    started = tmp_path / "started"  # the runner made the tile directory, then every realization failed
+    (started / "DES0001-4914" / "catalogs").mkdir(parents=True)
+    (started / "DES0001-4914" / "status.json").write_text(json.dumps({"realizations": {"0": {"state": "failed"}}}))
+    nothing_drawn = tmp_path / "nothing"
+    _write_realization(nothing_drawn, "DES2359+0001", 0, np.random.default_rng(1), ngal=0, nosim_hits=0)
+    cases = [(empty, "no catalogs under"), (started, "no catalogs under"), (tmp_path / "absent", "does not exist"),
+             (nothing_drawn, "hold no drawn objects")]
+    for campaign, expect in cases:
+        assert cli.main([str(campaign), "-q"]) == 2, campaign
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("balrog-report: error: "), err
+        assert expect in err[0] and str(campaign) in err[0], err
+        assert expect == "does not exist" or "nothing to report" in err[0], err
+        assert not (campaign / "report").exists()
+
+
+def test_partial_campaign_reports_what_is_there(campaign, caplog):
+    outdir, drawn, recovered = campaign
+    # a second tile whose realizations failed (status.json says so), no catalogs at all
+    (outdir / "DES0001-4914" / "catalogs").mkdir(parents=True)
+    (outdir / "DES0001-4914" / "status.json").write_text(json.dumps(
+        {"realizations": {"0": {"state": "failed", "error": "killed"}, "1": {"state": "failed"}}}))
+    # the first tile: realization 3 failed, realization 4 left only its truth catalog
+    status = json.loads((outdir / "DES2359+0001" / "status.json").read_text())
+    status["realizations"]["3"] = {"state": "failed"}
+    (outdir / "DES2359+0001" / "status.json").write_text(json.dumps(status))
+    _write_realization(outdir, "DES2359+0001", 4, np.random.default_rng(9))
+    (outdir / "DES2359+0001" / "catalogs" / "DES2359+0001_r0004_sim.fits").unlink()
+
+    with caplog.at_level("WARNING", logger="balrog_runner.report"):
+        page = write_report(outdir)
+    warning = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "1 tile(s) without catalogs (DES0001-4914)" in warning
+    assert "4 realization(s) missing (3 failed per status.json, 1 with incomplete catalogs" in warning
+    summary = json.loads((page.parent / "summary.json").read_text())
+    assert summary["realizations"] == 3 and summary["objects_drawn"] == drawn  # what is there, unchanged
+    assert summary["missing"] == {"tiles": ["DES0001-4914"], "realizations_failed": 3,
+                                  "realizations_incomplete": 1, "realizations_lost": 0}
+    assert "DES0001-4914" in page.read_text()
+
+
+def test_progress_bar_on_a_terminal_only(campaign, tmp_path):
+    """tqdm draws on a real terminal (a pty) and stays out of a redirected log."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+    from pathlib import Path
+
+    outdir, _, _ = campaign
+    exe = Path(sys.executable).with_name("balrog-report")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    main_fd, tty_fd = pty.openpty()
+    fcntl.ioctl(tty_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0 columns wide
+    try:
+        subprocess.run([str(exe), str(outdir), "--outdir", str(tmp_path / "r1"), "-q"], stderr=tty_fd,
+                       stdout=subprocess.DEVNULL, env=env, check=True, timeout=300)
+        os.set_blocking(main_fd, False)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(main_fd, 65536)
+            except BlockingIOError:
+                break
+            seen += chunk
+    finally:
+        os.close(tty_fd)
+        os.close(main_fd)
+    assert b"catalogs:" in seen and b"/3 [" in seen  # the bar over the 3 realizations
+    piped = subprocess.run([str(exe), str(outdir), "--outdir", str(tmp_path / "r2"), "-q"], capture_output=True,
+                           env=env, check=True, timeout=300)
+    assert b"catalogs:" not in piped.stderr and b"/3 [" not in piped.stderr

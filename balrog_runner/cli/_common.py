@@ -1,20 +1,132 @@
-"""What every ``balrog-*`` command shares: logging flags and the error-to-exit-code rule.
+"""What every ``balrog-*`` command shares: logging flags, option types, the error-to-exit-code rule.
 
 Library code raises :class:`~balrog_runner.errors.BalrogError` with a complete sentence;
 here it becomes ``<prog>: error: <sentence>`` on stderr and a non-zero exit, with no
-traceback (``--debug`` shows it). Anything else is a bug and keeps its traceback.
+traceback (``--debug`` shows it). A write the filesystem refused (full, read-only, no
+permission) becomes a :class:`~balrog_runner.errors.DiskError` wherever it happened.
+Anything else is a bug and keeps its traceback. The exit codes are listed in
+:mod:`balrog_runner.errors`.
+
+Numeric options use the ``type=`` functions below, so ``nan``, ``inf``, negative seeds or
+absurd sizes are refused by argparse, with the option's name, before anything runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 
-from ..errors import BalrogError
+from ..atomic import check_writable_dir, disk_error
+from ..errors import BalrogError, OutputError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+# --------------------------------------------------------------------------- option types
+# argparse calls a ``type`` with the option's text; an ArgumentTypeError becomes
+# ``<prog>: error: argument --x: <message>``. The message says what is allowed.
+
+
+def _in(unit: str) -> str:
+    return f" ({unit})" if unit else ""
+
+
+def _parse_float(text: str, unit: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number{_in(unit)}, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number{_in(unit)}, got {text!r}")
+    return value
+
+
+def _parse_int(text: str, unit: str) -> int:
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer{_in(unit)}, got {text!r}") from None
+
+
+def finite_float(unit: str = "") -> Callable[[str], float]:
+    """A float type refusing ``nan`` and ``inf``; ``unit`` goes into the message."""
+
+    def parse(text: str) -> float:
+        return _parse_float(text, unit)
+
+    parse.__name__ = "finite number"
+    return parse
+
+
+def float_in_range(lo: float, hi: float, unit: str = "") -> Callable[[str], float]:
+    """A finite float type with ``lo <= value <= hi`` (e.g. Dec in degrees: -90 .. 90)."""
+
+    def parse(text: str) -> float:
+        value = _parse_float(text, unit)
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be in {lo:g} .. {hi:g}{' ' + unit if unit else ''}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def int_in_range(lo: int, hi: int | None = None, unit: str = "") -> Callable[[str], int]:
+    """An integer type with ``lo <= value`` (``<= hi`` when given)."""
+
+    def parse(text: str) -> int:
+        value = _parse_int(text, unit)
+        if value < lo or (hi is not None and value > hi):
+            allowed = f"in {lo} .. {hi}" if hi is not None else f">= {lo}"
+            raise argparse.ArgumentTypeError(f"must be {allowed}{' ' + unit if unit else ''}, got {text}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def nonneg_int(unit: str = "") -> Callable[[str], int]:
+    """An integer >= 0 (seeds, retries)."""
+    return int_in_range(0, None, unit)
+
+
+def positive_int(unit: str = "") -> Callable[[str], int]:
+    """An integer >= 1 (workers, counts)."""
+    return int_in_range(1, None, unit)
+
+
+def positive_seconds(max_seconds: float = 7 * 86400.0) -> Callable[[str], float]:
+    """A finite time in seconds, > 0 and at most ``max_seconds`` (a week by default)."""
+
+    def parse(text: str) -> float:
+        value = _parse_float(text, "seconds")
+        if not 0 < value <= max_seconds:
+            raise argparse.ArgumentTypeError(f"must be > 0 and at most {max_seconds:g} seconds, got {text}")
+        return value
+
+    parse.__name__ = "seconds"
+    return parse
+
+
+def nonneg_seconds(max_seconds: float = 86400.0) -> Callable[[str], float]:
+    """A finite wait in seconds, 0 .. ``max_seconds`` (a day by default)."""
+
+    def parse(text: str) -> float:
+        value = _parse_float(text, "seconds")
+        if not 0 <= value <= max_seconds:
+            raise argparse.ArgumentTypeError(f"must be in 0 .. {max_seconds:g} seconds, got {text}")
+        return value
+
+    parse.__name__ = "seconds"
+    return parse
+
+
+# --------------------------------------------------------------------------- logging
 
 
 def add_logging_options(parser: argparse.ArgumentParser) -> None:
@@ -36,26 +148,71 @@ def setup_logging(args: argparse.Namespace) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
 
 
+def _one_line_parse_errors(prog: str, parser: argparse.ArgumentParser) -> None:
+    """Make argparse errors the same single ``<prog>: error: ...`` line as every other error."""
+
+    def error(message: str) -> None:
+        # "argument --ra: must be ..." -> "--ra must be ...", as the library's own messages read
+        message = re.sub(r"^argument (\S+): (?=must )", r"\1 ", message)
+        print(f"{prog}: error: {message} (see {prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+    parser.error = error  # type: ignore[method-assign]
+
+
+def _as_disk_error(exc: BaseException, outputs: Sequence[str | os.PathLike]) -> BalrogError | None:
+    """A DiskError for a write the filesystem refused, looked for in ``exc`` then in ``outputs``."""
+    found = disk_error(exc)
+    if found is not None or not isinstance(exc, OSError | BalrogError):
+        return found
+    for path in outputs:  # errno-less (cfitsio, astropy, a program): is an output filesystem full?
+        found = disk_error(exc, path)
+        if found is not None:
+            return found
+    return None
+
+
 def run_command(
     prog: str,
     parser: argparse.ArgumentParser,
     action: Callable[[argparse.Namespace], int | None],
     argv: Sequence[str] | None = None,
+    outputs: Callable[[argparse.Namespace], Sequence[str | os.PathLike | None]] | None = None,
 ) -> int:
     """Parse ``argv``, set up logging, run ``action(args)`` and map errors to exit codes.
 
-    Returns the exit code (0 on success) rather than exiting, so tests can call it.
+    ``outputs(args)`` names the directories the command writes into: each is checked to be
+    writable before ``action`` runs (a read-only or forbidden directory is refused with
+    nothing written), and a failed write without an errno is checked against their free
+    space. Returns the exit code (0 on success) rather than exiting, so tests can call it.
     """
-    args = parser.parse_args(argv)
-    setup_logging(args)
+    _one_line_parse_errors(prog, parser)
     try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad option (2, message already printed)
+        return exc.code if isinstance(exc.code, int) else 2
+    setup_logging(args)
+    dirs: list[str | os.PathLike] = []
+    try:
+        dirs = [d for d in (outputs(args) if outputs else ()) if d is not None]
+        for d in dirs:
+            check_writable_dir(d)
         code = action(args)
-    except BalrogError as exc:
-        if getattr(args, "debug", False):
-            logging.getLogger(prog).exception("failed")
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except (BalrogError, OSError) as exc:
+        # A BalrogError keeps its own message unless it is about output (or a program) and
+        # the real cause was the filesystem; an input that cannot be read stays bad input.
+        mappable = not isinstance(exc, BalrogError) or isinstance(exc, OutputError) or exc.exit_code == 3
+        err = _as_disk_error(exc, dirs) if mappable else None
+        if err is None and not isinstance(exc, BalrogError):
+            raise  # an OSError we cannot explain is a bug: keep its traceback
+        err = err or exc
+        if getattr(args, "debug", False):
+            logging.getLogger(prog).error("failed", exc_info=exc)
+        # One line, whatever a library put in the message (cfitsio's are several).
+        message = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return err.exit_code
     return int(code or 0)

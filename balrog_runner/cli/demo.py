@@ -8,7 +8,8 @@ import sys
 from collections.abc import Sequence
 
 from ..demo import DEFAULT_TILES, DemoPlan, default_workdir, run_demo
-from ._common import add_logging_options, run_command
+from ._common import add_logging_options, int_in_range, nonneg_int, positive_int, run_command
+from .make_tile import MAX_SIZE
 
 PROG = "balrog-demo"
 
@@ -23,11 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where everything goes (default: $BALROG_DEMO_DIR or ./demo-output)")
     p.add_argument("--tiles", nargs="+", default=list(DEFAULT_TILES), metavar="TILE",
                    help="DES tile names (default: %(default)s; the first straddles RA = 0)")
-    p.add_argument("--size", type=int, default=1024, help="image side in pixels, at 0.263 arcsec/pixel (default: %(default)s)")
-    p.add_argument("--ngal", type=int, default=150, help="objects injected per realization (default: %(default)s)")
-    p.add_argument("--realizations", type=int, default=2, help="realizations per tile (default: %(default)s)")
-    p.add_argument("--ppn", type=int, default=2, help="realizations run at once per tile (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=1, help="survey and position seed (default: %(default)s)")
+    p.add_argument("--size", type=int_in_range(64, MAX_SIZE, "pixels"), default=1024,
+                   help=f"image side in pixels, at 0.263 arcsec/pixel, 64 .. {MAX_SIZE} (default: %(default)s)")
+    p.add_argument("--ngal", type=positive_int(), default=150, help="objects injected per realization, >= 1 (default: %(default)s)")
+    p.add_argument("--realizations", type=positive_int(), default=2, help="realizations per tile, >= 1 (default: %(default)s)")
+    p.add_argument("--ppn", type=positive_int(), default=2, help="realizations run at once per tile, >= 1 (default: %(default)s)")
+    p.add_argument("--seed", type=nonneg_int(), default=1, help="survey and position seed, integer >= 0 (default: %(default)s)")
     p.add_argument("--scheduler", choices=("local", "slurm"), default="local",
                    help="run the jobs here, or submit them to a running SLURM (default: %(default)s)")
     p.add_argument("--fresh", action="store_true", help="delete the workdir first (otherwise the survey is reused)")
@@ -55,7 +57,7 @@ balrog-demo finished in {s['demo_seconds']:.0f} s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(PROG, build_parser(), _action, argv)
+    return run_command(PROG, build_parser(), _action, argv, outputs=lambda a: [a.workdir])
 
 
 if __name__ == "__main__":

@@ -11,7 +11,14 @@ from collections.abc import Sequence
 
 from .. import fetch
 from ..errors import ConfigError
-from ._common import add_logging_options, run_command
+from ._common import (
+    add_logging_options,
+    nonneg_int,
+    nonneg_seconds,
+    positive_int,
+    positive_seconds,
+    run_command,
+)
 
 PROG = "balrog-fetch"
 
@@ -49,13 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--outdir", required=True, help="campaign output directory; files go to <outdir>/<TILE>/images")
     out.add_argument("--bands", default=",".join(fetch.DES_BANDS),
                      help="comma-separated bands (default g,r,i,z,Y,det)")
-    out.add_argument("--workers", type=int, default=4, help="files downloaded at once (default 4)")
-    out.add_argument("--retries", type=int, default=4,
+    out.add_argument("--workers", type=positive_int(), default=4, help="files downloaded at once, >= 1 (default 4)")
+    out.add_argument("--retries", type=nonneg_int(), default=4,
                      help="extra attempts per file on network errors, 5xx or bad checksums (default 4)")
-    out.add_argument("--backoff", type=float, default=2.0,
-                     help="first retry wait in seconds, doubled each retry (default 2)")
-    out.add_argument("--timeout", type=float, default=60.0,
-                     help="seconds to wait for a connection or for data (default 60)")
+    out.add_argument("--backoff", type=nonneg_seconds(), default=2.0,
+                     help="first retry wait in seconds, 0 .. 86400, doubled each retry (default 2)")
+    out.add_argument("--timeout", type=positive_seconds(), default=60.0,
+                     help="seconds to wait for a connection or for data, > 0 .. 604800 (default 60)")
     out.add_argument("--no-funpack", action="store_true", help="keep the images fpacked (.fits.fz)")
     out.add_argument("--keep-fz", action="store_true", help="keep the .fits.fz after funpacking it")
     out.add_argument("--funpack-bin", default="funpack", help="funpack executable (default funpack)")
@@ -84,7 +91,7 @@ def _action(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(PROG, build_parser(), _action, argv)
+    return run_command(PROG, build_parser(), _action, argv, outputs=lambda a: [a.outdir])
 
 
 if __name__ == "__main__":

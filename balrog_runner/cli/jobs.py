@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from .. import config as cfgmod
 from .. import jobs
-from ._common import add_logging_options, run_command
+from ._common import add_logging_options, positive_int, run_command
 
 PROG = "balrog-jobs"
 
@@ -29,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing job directory (its logs and records go)")
     p.add_argument("--submit", action="store_true",
                    help="after building: run submit.sh (slurm) or run the subjobs here (local)")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="local runs: subjobs at once (default: run['nodes'])")
+    p.add_argument("--workers", type=positive_int(), metavar="N",
+                   help="local runs: subjobs at once, >= 1 (default: run['nodes'])")
     add_logging_options(p)
     return p
 

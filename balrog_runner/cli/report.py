@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..report import write_report
 from ._common import add_logging_options, run_command
@@ -31,7 +32,8 @@ def _action(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command("balrog-report", build_parser(), _action, argv)
+    return run_command("balrog-report", build_parser(), _action, argv,
+                       outputs=lambda a: [a.outdir or Path(a.campaign) / "report"])
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from ..atomic import check_writable_dir
 from ..errors import ConfigError
 from ..jobs.spec import SubjobSpec, read_spec, record_subjob
 from ..runner import run_subjob
@@ -57,6 +58,9 @@ def _action(args: argparse.Namespace) -> int:
             raise ConfigError(f"--by-rank: rank {rank} but only {len(paths)} spec(s) given")
         paths = [paths[rank]]
     specs = [read_spec(p) for p in paths]  # check all before running any
+    if not args.dry_run:
+        for path, spec in zip(paths, specs, strict=True):
+            check_writable_dir(spec.run["outdir"], f"outdir of spec {path}")
     runner = DRY_RUNNER if args.dry_run else RUNNER
     codes = [runner(spec) for spec in specs]
     return next((c for c in codes if c), 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from .. import geometry
 from ..errors import ConfigError
@@ -55,7 +56,7 @@ def _action(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(PROG, build_parser(), _action, argv)
+    return run_command(PROG, build_parser(), _action, argv, outputs=lambda a: [Path(a.output).parent])
 
 
 if __name__ == "__main__":
