@@ -40,7 +40,7 @@ from typing import Any
 import fitsio
 import numpy as np
 
-from .atomic import atomic_path, atomic_write_text
+from .atomic import atomic_path, atomic_write_text, disk_error
 from .errors import BalrogError, ConfigError, InputFileError, OutputError
 from .geometry import Tile, is_des_tilename, tile_number
 from .leftovers import remove_stale_temporaries
@@ -233,7 +233,8 @@ def write_tile_positions(
                 for part in iter_tile_positions(tile, params, iterateby):
                     hdu.append(part)
         except OSError as exc:
-            raise OutputError(f"cannot write {final}: {exc}") from exc
+            full = disk_error(exc, final)  # before the temporary goes: a full disk must still look full
+            raise (full or OutputError(f"cannot write {final}: {exc}")) from exc
     log.debug("wrote %s (%d positions)", final, n)
     return final, n
 
@@ -420,17 +421,20 @@ def run_campaign(
         remove_stale_temporaries(outdir, frozenset(f"{t.tilename}.fits" for t in mine))
         counts = [write_tile_positions(t, params, outdir, iterateby)[1] for t in mine]
         result = ("ok", (len(mine), sum(counts), sum(t.area_deg2 for t in mine)))
-    except BalrogError as exc:
-        result = ("error", str(exc))
+    except BalrogError as exc:  # the message and exit code travel (a full disk is 5, not 2)
+        result = ("error", (str(exc), exc.exit_code))
     except Exception as exc:  # report it, do not leave the other ranks waiting in gather
         log.exception("rank %d failed", rank)
-        result = ("error", f"rank {rank}: {type(exc).__name__}: {exc}")
+        result = ("error", (f"rank {rank}: {type(exc).__name__}: {exc}", OutputError.exit_code))
     results = comm.gather(result, root=0) if comm is not None else [result]
     if rank != 0:
         return None
     errors = [r[1] for r in results if r[0] == "error"]
     if errors:
-        raise OutputError(errors[0] if len(errors) == 1 else f"{errors[0]} (and {len(errors) - 1} more failures)")
+        message, code = errors[0]
+        error = OutputError(message if len(errors) == 1 else f"{message} (and {len(errors) - 1} more failures)")
+        error.exit_code = code
+        raise error
     ntiles = sum(r[1][0] for r in results)
     npos = sum(r[1][1] for r in results)
     area = sum(r[1][2] for r in results)

@@ -292,3 +292,25 @@ def test_full_disk_in_fetch(tmp_path, capsys):
         assert f"no space left on device writing {out}" in line and f"(filesystem {disk}: " in line, line
         # what is there is complete (the small PSF model), never a partial image or a temp file
         assert [p.name for p in files_under(disk)] in ([], [f"{TILE}_r_psfcat.psf"])
+
+
+def test_push_of_a_directory_without_catalogs_creates_no_database(tmp_path, capsys):
+    from balrog_runner.cli import push as cli_push
+
+    empty = tmp_path / "campaign"
+    empty.mkdir()
+    assert cli_push.main(["--dbname", "camp", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("balrog-push: error: no catalogs under") and err.count("\n") == 1
+    assert list(tmp_path.rglob("*.sqlite")) == []
+
+
+def test_full_disk_in_positions_is_a_disk_error(small_disk, capsys):
+    from balrog_runner.cli import positions as cli_positions
+
+    code = cli_positions.main(["--tilenames", "DES0002+0209", "--density", "2000000", "--seed", "1",
+                               "--outdir", str(small_disk)])
+    assert code == DISK
+    line = one_line(capsys, "balrog-positions")
+    assert f"no space left on device writing {small_disk / 'DES0002+0209.fits'}" in line, line
+    assert not [p for p in small_disk.iterdir() if ".tmp-" in p.name]

@@ -25,6 +25,7 @@ from ..db import (
     safe_url,
     validate_dbname,
 )
+from ..errors import InputFileError
 from ._common import add_logging_options, run_command
 
 PROG = "balrog-push"
@@ -93,6 +94,10 @@ def _action(args: argparse.Namespace) -> int:
     for camp, n in sorted(others.items()):
         log.warning("skipping %d realization(s) of campaign %r: not campaign %r (--campaign '*' pushes them)",
                     n, camp, args.campaign or dbname)
+    if not sets and not others and not overwrite:
+        # nothing to push: say so, and create no database (a 0-byte SQLite file misleads)
+        raise InputFileError(f"no catalogs under {', '.join(args.paths)} (<TILE>/catalogs/<TILE>_r<jjjj>_"
+                             "{truth,sim,nosim}.fits): nothing to push")
     url = resolve_url(db, outdir, dbname)
     engine = make_engine(url)
     try:
