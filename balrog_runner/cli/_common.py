@@ -130,22 +130,33 @@ def nonneg_seconds(max_seconds: float = 86400.0) -> Callable[[str], float]:
 
 
 def add_logging_options(parser: argparse.ArgumentParser) -> None:
-    """Add ``-v/--verbose``, ``-q/--quiet`` and ``--debug`` to a parser."""
+    """Add ``--version``, ``-v/--verbose``, ``-q/--quiet`` and ``--debug`` to a parser."""
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s (balrog_runner) {__version__}")
     group = parser.add_argument_group("logging")
-    group.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
+    group.add_argument("-v", "--verbose", action="count", default=0,
+                       help="more log output: -v balrog_runner's debug lines, -vv every library's")
     group.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     group.add_argument("--debug", action="store_true", help="debug logging and full tracebacks on errors")
 
 
 def setup_logging(args: argparse.Namespace) -> None:
-    """Configure the root logger from the parsed logging options."""
-    if getattr(args, "debug", False) or getattr(args, "verbose", 0) >= 2:
+    """Configure the root logger from the parsed logging options.
+
+    Default INFO; ``-q`` WARNING; ``-v`` DEBUG for balrog_runner's own modules (the
+    libraries stay at INFO: matplotlib's and urllib3's debug lines drown ours); ``-vv`` or
+    ``--debug`` DEBUG everywhere.
+    """
+    verbose = getattr(args, "verbose", 0) or 0
+    if getattr(args, "debug", False) or verbose >= 2:
         level = logging.DEBUG
     elif getattr(args, "quiet", False):
         level = logging.WARNING
     else:
         level = logging.INFO
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
+    logging.getLogger("balrog_runner").setLevel(logging.DEBUG if verbose >= 1 else logging.NOTSET)
 
 
 def _one_line_parse_errors(prog: str, parser: argparse.ArgumentParser) -> None:
@@ -197,7 +208,10 @@ def run_command(
         dirs = [d for d in (outputs(args) if outputs else ()) if d is not None]
         for d in dirs:
             check_writable_dir(d)
-        code = action(args)
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        with logging_redirect_tqdm():  # log lines printed above an active progress bar, not through it
+            code = action(args)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

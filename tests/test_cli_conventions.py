@@ -1,0 +1,40 @@
+"""What every balrog-* command shares: --version, -v/-q, log lines above progress bars."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import tomllib
+
+import pytest
+
+from balrog_runner import __version__
+from balrog_runner.cli import _common
+
+with open(_common.__file__.rsplit("/balrog_runner/", 1)[0] + "/pyproject.toml", "rb") as fh:
+    SCRIPTS = tomllib.load(fh)["project"]["scripts"]
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_every_command_has_version(name, capsys):
+    module_name, func = SCRIPTS[name].split(":")
+    main = getattr(importlib.import_module(module_name), func)
+    assert main(["--version"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip() == f"{name} (balrog_runner) {__version__}"
+
+
+def test_verbose_and_quiet_change_what_is_shown():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    _common.add_logging_options(parser)
+    ours, library = logging.getLogger("balrog_runner.runner"), logging.getLogger("urllib3")
+    _common.setup_logging(parser.parse_args([]))
+    assert ours.isEnabledFor(logging.INFO) and not ours.isEnabledFor(logging.DEBUG)
+    _common.setup_logging(parser.parse_args(["-v"]))
+    assert ours.isEnabledFor(logging.DEBUG) and not library.isEnabledFor(logging.DEBUG)
+    _common.setup_logging(parser.parse_args(["-vv"]))
+    assert library.isEnabledFor(logging.DEBUG)
+    _common.setup_logging(parser.parse_args(["-q"]))
+    assert ours.isEnabledFor(logging.WARNING) and not ours.isEnabledFor(logging.INFO)
