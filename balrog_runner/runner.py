@@ -624,6 +624,10 @@ def make_pusher(settings: RunSettings):
 
 def run_tiles(settings: RunSettings, tiles: Sequence[str]) -> int:
     """Run ``tiles`` in order; return the subjob's exit code (see ``EXIT_*``)."""
+    from .campaign_record import write_record
+
+    settings.outdir.mkdir(parents=True, exist_ok=True)
+    write_record(settings.outdir, settings.dbname, settings.db, settings.db_columns)  # for balrog-push <outdir>
     try:
         pusher = make_pusher(settings)
     except BalrogError as exc:

@@ -634,3 +634,23 @@ def test_pushed_row_is_the_arbiter_behind_the_lock(tmp_path, engine, monkeypatch
     assert push_realization(engine, "camp", *paths).status == "already"
     assert len(looks) == 2
     check_single_copy(engine, "camp", 1)
+
+
+def test_push_of_an_outdir_alone_uses_the_campaign_record(tmp_path, capsys):
+    """balrog-push <outdir> with no other option pushes where the runner pushed: the
+    campaign's own database and dbname (recorded in campaign.json), not a new balrog.sqlite."""
+    from balrog_runner.campaign_record import write_record
+
+    out = tmp_path / "out"
+    make_campaign(out, nreal=2)
+    target = tmp_path / "elsewhere" / "results.sqlite"
+    write_record(out, "camp", {"url": f"sqlite:///{target}", "duplicate": "error"}, None)
+    assert push_cli.main([str(out)]) == 0
+    assert "pushed 4 realizations" in capsys.readouterr().out
+    assert not (out / "balrog.sqlite").exists() and not (out / "camp.sqlite").exists()
+    eng = make_engine(f"sqlite:///{target}")
+    assert count(eng, "camp_truth") == 80
+    eng.dispose()
+    # a URL's password is never recorded
+    write_record(out, "camp", {"url": "postgresql+psycopg://me:Hh3-secret@localhost/x"}, None)
+    assert "Hh3-secret" not in (out / "campaign.json").read_text()

@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "outdir = the first PATH if it is a directory)")
     src.add_argument("--config", metavar="FILE",
                      help="the campaign's CustomConfig python file: its db dict, dbname, outdir, db-columns "
-                          "(its DBoverwrite is ignored: use --overwrite)")
+                          "(its DBoverwrite is ignored: use --overwrite); without --config, --db and "
+                          "--dbname, a campaign outdir's campaign.json (written by balrog-run) says where")
     p.add_argument("--dbname", help="table name prefix: <dbname>_truth, _sim, _nosim; letters, digits and _, "
                                     "starting with a letter (default: balrog or the config's dbname)")
     p.add_argument("--duplicate", choices=("error", "replace"), default=None,
@@ -68,12 +69,29 @@ def _load_config(path: str) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
     return cfg.run, cfg.db
 
 
+def _recorded_campaign(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(run, db) from the campaign.json the runner left in the outdir ``path``, if any."""
+    from ..campaign_record import read_record
+
+    folder = Path(path)
+    record = read_record(folder) if folder.is_dir() else None
+    if record is None:
+        return {}, {}
+    log.info("campaign %s recorded in %s: pushing to its database", record["dbname"], folder)
+    run = {"dbname": record["dbname"], "outdir": str(folder)}
+    if record.get("db-columns"):
+        run["db-columns"] = record["db-columns"]
+    return run, dict(record.get("db") or {})
+
+
 def _action(args: argparse.Namespace) -> int:
     run: Mapping[str, Any] = {}
     db: dict[str, Any] = {}
     if args.config:
         run, db = _load_config(args.config)
         db = dict(db)
+    elif not args.db and args.dbname is None:
+        run, db = _recorded_campaign(args.paths[0])
     if args.db:
         db["url"] = args.db
     # An explicit --dbname '' is an error, not "use the default": it is checked like any other.
