@@ -34,6 +34,7 @@ bench: setup
 	$(PY) benchmarks/inject.py --size 4096 --nobj 300
 	$(PY) benchmarks/db.py
 	$(PY) benchmarks/tile.py
+	$(PY) benchmarks/measure_cost.py --size 2048 --ngal 300
 
 lint: venv
 	$(PY) -m ruff check balrog_runner tests benchmarks aux
