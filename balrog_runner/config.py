@@ -21,6 +21,7 @@ tile groups) are functions here and never stored in the dicts, so they cannot di
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import logging
@@ -30,7 +31,7 @@ import re
 import runpy
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -361,8 +362,11 @@ def load_config(path: str | os.PathLike, source: str | os.PathLike | None = None
                 check_positions: bool = True) -> Config:
     """Run the user's ``CustomConfig`` on fresh defaults, then normalise and check the result.
 
-    ``check_positions=False`` skips the position-file check, for tools that work on a
-    campaign's results after its position files may have been cleaned up (balrog-push).
+    With ``source``, the script is sourced by bash first and the environment it exports is in
+    ``os.environ`` while the file runs and is checked (as Valarauko did: configs read variables
+    such as ``os.environ['Y1A1_DIR']`` that the script sets); the job files source it again
+    on the nodes. ``check_positions=False`` skips the position-file check, for tools that work
+    on a campaign's results after its position files may have been cleaned up (balrog-push).
 
     Raises :class:`ConfigError` with the file's name when the file fails to run, defines no
     ``CustomConfig``, returns the wrong shape, or any value is invalid.
@@ -376,22 +380,49 @@ def load_config(path: str | os.PathLike, source: str | os.PathLike | None = None
         if not src.is_file():
             raise ConfigError(f"--source script {src} does not exist")
         src = src.resolve()
+    changes = sourced_environment(src) if src is not None else {}
+    with applied_environment(changes):
+        run, balrog, db, tiles = run_custom_config(path, *defaults())
+        cfg = Config(run=dict(run), balrog=dict(balrog), db=dict(db), tiles=tiles, path=path.resolve(), source=src)
+        check_config(cfg, check_positions=check_positions)
+    return cfg
+
+
+#: Messages for modules only Valarauko-era configs import (ModuleNotFoundError's name).
+_VALARAUKO_MODULES = {"esutil": "esutil (Valarauko configs read their tile list with it)",
+                      "imp": "imp (removed in Python 3.12; Valarauko configs load BuildJob with it)"}
+
+
+def run_custom_config(path: Path, run: dict, balrog: dict, db: dict, tiles: list) -> tuple[dict, dict, dict, list[str]]:
+    """Execute the config file and call its ``CustomConfig(run, balrog, db, tiles)``.
+
+    Returns the four results, with ``tiles`` as a list of str (a numpy array or any sequence
+    of str / bytes is accepted: Valarauko configs returned ``esutil.io.read(...)['tilename']``).
+    Every failure of the user's code is a :class:`ConfigError` naming the file.
+    """
     try:
         namespace = runpy.run_path(str(path), run_name="balrog_config")
     except SystemExit as exc:  # not an Exception: would end balrog-jobs with the config's code
         raise ConfigError(f"config file {path} called sys.exit({exc.code!r}); a config must define CustomConfig, not exit") from None
     except SyntaxError as exc:
         raise ConfigError(f"config file {path} has a syntax error at line {exc.lineno}: {exc.msg}") from None
+    except ModuleNotFoundError as exc:
+        if exc.name in _VALARAUKO_MODULES:
+            raise ConfigError(f"config file {path} imports {_VALARAUKO_MODULES[exc.name]}, which is not installed: "
+                              "a Valarauko config? convert it with: balrog-migrate OLD.py [--source setup.sh] > new.py") from None
+        raise ConfigError(f"config file {path} raised ModuleNotFoundError: {exc}") from None
     except Exception as exc:  # the user's code; any failure is a config error
         raise ConfigError(f"config file {path} raised {type(exc).__name__}: {exc}") from None
     func = namespace.get("CustomConfig")
     if not callable(func):
         raise ConfigError(f"config file {path} defines no function CustomConfig(run, balrog, db, tiles)")
-    run, balrog, db, tiles = defaults()
     try:
         result = func(run, balrog, db, tiles)
     except SystemExit as exc:
         raise ConfigError(f"CustomConfig in {path} called sys.exit({exc.code!r}); it must return (run, balrog, db, tiles)") from None
+    except KeyError as exc:
+        hint = " (an environment variable: pass the script that exports it with --source)" if _reads_environ(exc) else ""
+        raise ConfigError(f"CustomConfig in {path} raised KeyError: {exc}{hint}") from None
     except Exception as exc:
         raise ConfigError(f"CustomConfig in {path} raised {type(exc).__name__}: {exc}") from None
     if not (isinstance(result, (tuple, list)) and len(result) == 4):
@@ -400,12 +431,86 @@ def load_config(path: str | os.PathLike, source: str | os.PathLike | None = None
             + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "")
         )
     run, balrog, db, tiles = result
-    for name, value, want in (("run", run, dict), ("balrog", balrog, dict), ("db", db, dict), ("tiles", tiles, (list, tuple))):
-        if not isinstance(value, want):
-            raise ConfigError(f"CustomConfig in {path} returned {type(value).__name__} for {name}; expected {'list' if name == 'tiles' else 'dict'}")
-    cfg = Config(run=dict(run), balrog=dict(balrog), db=dict(db), tiles=list(tiles), path=path.resolve(), source=src)
-    check_config(cfg, check_positions=check_positions)
-    return cfg
+    for name, value in (("run", run), ("balrog", balrog), ("db", db)):
+        if not isinstance(value, dict):
+            raise ConfigError(f"CustomConfig in {path} returned {type(value).__name__} for {name}; expected dict")
+    return run, balrog, db, tile_names(tiles, f"CustomConfig in {path}")
+
+
+def _reads_environ(exc: KeyError) -> bool:
+    """Whether a KeyError was raised by ``os.environ[...]`` (the innermost frame is its lookup)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_locals.get("self") is os.environ
+
+
+def tile_names(value: Any, where: str) -> list[str]:
+    """``value`` as a list of tile names: a list, tuple, 1-d numpy array or other sequence of
+    str or bytes (bytes decoded as ASCII; FITS pads strings, so names are stripped)."""
+    if hasattr(value, "ndim") and hasattr(value, "tolist"):  # numpy arrays without importing numpy
+        if value.ndim != 1:
+            raise ConfigError(f"{where} returned a {value.ndim}-d array for tiles; expected a list of tile names")
+        value = value.tolist()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ConfigError(f"{where} returned {type(value).__name__} for tiles; expected a list of tile names (str)")
+    out = []
+    for item in value:
+        if isinstance(item, bytes):
+            try:
+                item = item.decode("ascii")
+            except UnicodeDecodeError:
+                raise ConfigError(f"{where} returned a tile name {item!r} that is not ASCII") from None
+        if not isinstance(item, str):
+            raise ConfigError(f"{where} returned a {type(item).__name__} ({item!r}) among the tiles; expected tile names (str)")
+        out.append(item.strip())
+    return out
+
+
+_SHELL_OWN_VARIABLES = frozenset({"_", "SHLVL", "PWD", "OLDPWD"})
+
+
+def sourced_environment(source: Path) -> dict[str, str | None]:
+    """The environment changes ``bash`` sees after sourcing ``source``: name -> new value, or
+    None for a variable the script unset. Bash's own bookkeeping variables and exported shell
+    functions are left out. The path is a positional argument, never spliced into the command.
+    """
+    script = 'source "$1" >/dev/null || exit 97; env -0'
+    try:
+        out = subprocess.run(["bash", "-c", script, "balrog-jobs", str(source)], capture_output=True,
+                             timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"could not source --source script {source} with bash: {exc}") from None
+    if out.returncode != 0:
+        tail = out.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+        raise ConfigError(f"--source script {source} failed when sourced by bash: {tail[0][-200:]}")
+    after: dict[str, str] = {}
+    for entry in out.stdout.decode(errors="surrogateescape").split("\0"):
+        name, sep, value = entry.partition("=")
+        if sep and name not in _SHELL_OWN_VARIABLES and "%" not in name:
+            after[name] = value
+    changes: dict[str, str | None] = {k: v for k, v in after.items() if os.environ.get(k) != v}
+    changes.update({k: None for k in os.environ if k not in after and k not in _SHELL_OWN_VARIABLES})
+    return changes
+
+
+@contextlib.contextmanager
+def applied_environment(changes: dict[str, str | None]) -> Iterator[None]:
+    """``os.environ`` with ``changes`` applied for the duration, then restored exactly."""
+    saved = {k: os.environ.get(k) for k in changes}
+    try:
+        for k, v in changes.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _check_kind(where: str, name: str, key: Key, value: Any) -> tuple[Any, str | None]:
@@ -468,13 +573,14 @@ def check_config(cfg: Config, check_positions: bool = True) -> None:
     """
     where_file = f" in {cfg.path}" if cfg.path else ""
     errors: list[str] = []
+    old_keys = False
     for section, table in SECTIONS.items():
         d = getattr(cfg, section)
         for name in list(d):
             if not isinstance(name, str) or name not in table:
-                close = difflib.get_close_matches(str(name), list(table), n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(table)})"
-                errors.append(f"unknown key {section}['{name}']{hint}")
+                message, from_valarauko = unknown_key_message(section, name)
+                old_keys = old_keys or from_valarauko
+                errors.append(message)
                 continue
             value, err = _check_kind(section, name, table[name], d[name])
             if err:
@@ -485,6 +591,8 @@ def check_config(cfg: Config, check_positions: bool = True) -> None:
             if name not in d:
                 d[name] = key.make_default()
         errors += [f"{p} contains a newline or control character" for p in _control_chars(section, d)]
+    if old_keys:
+        errors.append("a Valarauko config is converted with: balrog-migrate OLD.py [--source setup.sh] > new.py")
     if errors:
         raise ConfigError("; ".join(errors) + where_file)
 
@@ -503,6 +611,37 @@ def check_config(cfg: Config, check_positions: bool = True) -> None:
     if errors:
         raise ConfigError("; ".join(errors) + where_file)
     _check_tiles(cfg, check_positions)
+
+
+#: difflib's similarity a typo must reach to be suggested: 0.8 takes ``ngals`` -> ``ngal`` and
+#: ``sead-offset`` -> ``seed-offset`` but not ``balrog`` -> ``balrog-run`` (0.75) or ``cores`` ->
+#: ``nodes`` (0.6), which are different keys, not typos.
+HINT_CUTOFF = 0.8
+
+
+def unknown_key_message(section: str, name: Any) -> tuple[str, bool]:
+    """The message for a key ``section[name]`` that balrog_runner does not know, and whether
+    it is a Valarauko key.
+
+    A Valarauko key names where it went (or why it has none) from the migration table
+    (:mod:`balrog_runner.migrate`, DESIGN.md section 11); a key that belongs to another section
+    names that section; only then a close spelling (difflib, :data:`HINT_CUTOFF`), else the
+    known keys.
+    """
+    from .migrate import old_key_message
+
+    text = f"{section}['{name}']" if isinstance(name, str) else f"{section}[{name!r}]"
+    if isinstance(name, str):
+        old = old_key_message(section, name)
+        if old:
+            return old, True
+        elsewhere = [s for s, table in SECTIONS.items() if s != section and name in table]
+        if elsewhere:
+            return f"unknown key {text}: it belongs in {elsewhere[0]}['{name}']", False
+    table = SECTIONS[section]
+    close = difflib.get_close_matches(str(name), list(table), n=1, cutoff=HINT_CUTOFF)
+    hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(table)})"
+    return f"unknown key {text}{hint}", False
 
 
 def _check_values(cfg: Config, errors: list[str]) -> None:

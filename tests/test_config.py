@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import runpy
 import textwrap
 from pathlib import Path
@@ -266,11 +267,84 @@ def test_programs_cannot_inject(tmp_path):
 
 
 def test_failing_source_script(tmp_path):
+    """The script is sourced before the config runs (as Valarauko did): a failure stops there."""
     source = tmp_path / "setup.sh"
     source.write_text("module load does-not-exist 2>/dev/null\nfalse_command_xyz\nreturn 1\n")
-    cfg = cfgmod.load_config(_config(tmp_path, ""), source=source)
-    with pytest.raises(ConfigError, match="failed when sourced"):
-        cfgmod.validate_for_scheduler(cfg, "local")
+    with pytest.raises(ConfigError, match="failed when sourced by bash: .*false_command_xyz"):
+        cfgmod.load_config(_config(tmp_path, ""), source=source)
+
+
+def test_source_exported_before_the_config_runs(tmp_path, monkeypatch):
+    """Configs read what --source exports (os.environ['Y1A1_DIR'] in the Valarauko site configs);
+    the process environment is left as it was afterwards."""
+    monkeypatch.delenv("BALROG_TEST_SITE_DIR", raising=False)
+    monkeypatch.setenv("BALROG_TEST_DROPPED", "x")
+    source = tmp_path / "setup.sh"
+    source.write_text(f"export BALROG_TEST_SITE_DIR={str(tmp_path / 'site')!r}\nunset BALROG_TEST_DROPPED\n")
+    body = ("import os\nrun['outdir'] = os.path.join(os.environ['BALROG_TEST_SITE_DIR'], 'out')\n"
+            "assert 'BALROG_TEST_DROPPED' not in os.environ\nrun['sex-config'] = '$BALROG_TEST_SITE_DIR/sex.config'")
+    cfg = cfgmod.load_config(_config(tmp_path, body), source=source)
+    assert cfg.run["outdir"] == str(tmp_path / "site" / "out")
+    assert cfg.run["sex-config"] == str(tmp_path / "site" / "sex.config")  # path keys expand it too
+    assert "BALROG_TEST_SITE_DIR" not in os.environ and os.environ["BALROG_TEST_DROPPED"] == "x"
+    with pytest.raises(ConfigError, match="KeyError: 'BALROG_TEST_SITE_DIR' \\(an environment variable: pass the script that exports it with --source\\)"):
+        cfgmod.load_config(_config(tmp_path, body))
+
+
+@pytest.mark.parametrize(
+    "tiles_expr",
+    ["np.array(TILES)", "np.array([t.encode() for t in TILES])", "np.array([t + '  ' for t in TILES], dtype='S14')",
+     "fitsio_like['tilename']", "tuple(TILES)"],
+)
+def test_tiles_as_numpy_array(tmp_path, tiles_expr):
+    """Valarauko configs returned esutil.io.read(...)['tilename']: a numpy array of bytes."""
+    write_positions(tmp_path / "pos", TILES)
+    path = tmp_path / "cfg.py"
+    path.write_text(textwrap.dedent(f"""\
+        import numpy as np
+        TILES = {TILES!r}
+        fitsio_like = np.zeros(4, dtype=[('tilename', 'S12'), ('ra', 'f8')])
+        fitsio_like['tilename'] = TILES
+        def CustomConfig(run, balrog, db, tiles):
+            run.update(dbname='c', jobdir={str(tmp_path)!r}, outdir={str(tmp_path)!r}, pos={str(tmp_path / 'pos')!r})
+            run['fetch-layout'] = 'plain'
+            return run, balrog, db, {tiles_expr}
+        """))
+    cfg = cfgmod.load_config(path)
+    assert cfg.tiles == TILES and all(type(t) is str for t in cfg.tiles)
+
+
+@pytest.mark.parametrize(
+    ("tiles_expr", "match"),
+    [("np.array([TILES])", "returned a 2-d array for tiles"), ("[1, 2]", "returned a int \\(1\\) among the tiles"),
+     ("{'DES0001-0001': 1}", "returned dict for tiles")],
+)
+def test_bad_tile_containers(tmp_path, tiles_expr, match):
+    path = _config(tmp_path, "")
+    path.write_text("import numpy as np\nTILES = " + repr(TILES) + "\n" + path.read_text().replace(
+        "return run, balrog, db, tiles", f"return run, balrog, db, {tiles_expr}"))
+    with pytest.raises(ConfigError, match=match):
+        cfgmod.load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("body", "present", "absent"),
+    [
+        # Valarauko keys: where they went, never a look-alike current key
+        ("run['balrog'] = 'balrog.py'", "run['balrog'] (Valarauko) has no equivalent", "did you mean 'balrog-run'"),
+        ("run['cores'] = 8", "run['cores'] (Valarauko) has no equivalent", "did you mean 'nodes'"),
+        ("run['downsample'] = 80", "run['downsample'] (Valarauko) is now run['realizations']", "did you mean 'dbname'"),
+        ("balrog['sexparam'] = 'x.param'", "balrog['sexparam'] (Valarauko) is now run['sex-param']", "did you mean"),
+        # a current key in the wrong section, then plain typos
+        ("db['ngal'] = 8", "unknown key db['ngal']: it belongs in run['ngal']", "Valarauko"),
+        ("run['nodez'] = 8", "unknown key run['nodez'] (did you mean 'nodes'?)", "Valarauko"),
+        ("run['colour'] = 8", "unknown key run['colour'] (known: dbname,", "did you mean"),
+    ],
+)
+def test_unknown_key_messages(tmp_path, body, present, absent):
+    with pytest.raises(ConfigError) as info:
+        cfgmod.load_config(_config(tmp_path, body))
+    assert present in str(info.value) and absent not in str(info.value)
 
 
 def test_password_removed_from_db_url(tmp_path, caplog):

@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--run-local", metavar="JOBDIR", help="run the subjobs of an already built local job here")
     what.add_argument("--list-keys", action="store_true", help="print every config key with its default and meaning")
     p.add_argument("--source", metavar="FILE",
-                   help="shell script sourced before looking up programs and at the top of every job file")
+                   help="shell script sourced by bash before the config runs (configs may read what it exports), "
+                        "before looking up programs, and at the top of every job file")
     p.add_argument("--scheduler", choices=cfgmod.SCHEDULERS,
                    help="job flavour; default: slurm when sbatch is on PATH and a SLURM controller answers, else local")
     p.add_argument("--force", action="store_true", help="replace an existing job directory (its logs and records go)")
