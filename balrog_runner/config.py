@@ -173,7 +173,8 @@ DB_KEYS: dict[str, Key] = {
     "url": Key(None, "str", "SQLAlchemy URL, password left out (given at run time: ~/.pgpass, or use section); None = section, else sqlite:///<outdir>/<dbname>.sqlite", optional=True),
     "section": Key(None, "str", "section of the desservices ini file to read the credentials from on the node (e.g. dessci)", optional=True),
     "ini": Key("~/.desservices.ini", "str", "DES credentials ini file, ~ expanded on the node at run time (never copied)"),
-    "reader": Key(None, "str", "role granted SELECT on the tables (DES: DES_READER); None = no GRANT", optional=True),
+    "reader": Key(None, "str", "role granted SELECT on the tables when created; None = DES_READER on Oracle, no GRANT on SQLite/PostgreSQL; '' = no GRANT", optional=True),
+    "table-prefix": Key("", "str", "put before the table names: '' gives <dbname>_truth ...; 'balrog_' names them as DES did, balrog_<dbname>_truth; a letter, then letters, digits, _"),
     "duplicate": Key("error", "str", "balrog_index already in the DB: 'error' (refuse) or 'replace' (delete then insert)"),
 }
 
@@ -507,7 +508,7 @@ def check_config(cfg: Config, check_positions: bool = True) -> None:
 
 def _check_values(cfg: Config, errors: list[str]) -> None:
     run, balrog, db = cfg.run, cfg.balrog, cfg.db
-    _check_dbname(run["dbname"], errors)
+    _check_dbname(run["dbname"], errors, db["table-prefix"])
     if run["joblabel"] is not None and not _LABEL_RE.match(run["joblabel"]):
         errors.append(f"run['joblabel'] = {run['joblabel']!r}: use letters, digits, _ . - (it names files)")
     for name in ("ngal", "nodes", "ppn", "npersubjob", "fetch-workers"):
@@ -547,7 +548,7 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
     if not 0.0 <= balrog["star-fraction"] <= 1.0:
         errors.append(f"balrog['star-fraction'] = {balrog['star-fraction']} must be within 0..1")
     for name in ("section", "reader"):
-        if db[name] is not None and not _NAME_RE.match(db[name]):
+        if db[name] is not None and not _NAME_RE.match(db[name]) and not (name == "reader" and db[name] == ""):
             errors.append(f"db['{name}'] = {db[name]!r}: use letters, digits and _")
     if db["url"] is not None:
         try:
@@ -559,7 +560,7 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
             errors.append(f"run['{name}'] is empty")
 
 
-def _check_dbname(dbname: str, errors: list[str]) -> None:
+def _check_dbname(dbname: str, errors: list[str], prefix: str = "") -> None:
     """dbname names tables and indexes on every backend: an identifier that needs no quoting.
 
     A leading letter (Oracle's unquoted identifiers and a table name that starts with ``_``
@@ -570,6 +571,10 @@ def _check_dbname(dbname: str, errors: list[str]) -> None:
     if not _DBNAME_RE.match(dbname):
         errors.append(f"run['dbname'] = {dbname!r}: start with a letter, then letters, digits and _ (it names DB tables)")
         return
+    if prefix and not _DBNAME_RE.match(prefix):
+        errors.append(f"db['table-prefix'] = {prefix!r}: '' or a letter, then letters, digits and _ (e.g. 'balrog_')")
+        return
+    dbname = prefix + dbname  # the prefix is part of every table and index name
     longest = _LONGEST_DERIVED.format(dbname)
     if len(longest.encode()) > MAX_IDENTIFIER_BYTES:
         most = MAX_IDENTIFIER_BYTES - len(_LONGEST_DERIVED.format("").encode())
