@@ -574,12 +574,12 @@ def _check_dbname(dbname: str, errors: list[str], prefix: str = "") -> None:
     if prefix and not _DBNAME_RE.match(prefix):
         errors.append(f"db['table-prefix'] = {prefix!r}: '' or a letter, then letters, digits and _ (e.g. 'balrog_')")
         return
-    dbname = prefix + dbname  # the prefix is part of every table and index name
-    longest = _LONGEST_DERIVED.format(dbname)
+    longest = _LONGEST_DERIVED.format(prefix + dbname)  # the prefix is part of every table and index name
     if len(longest.encode()) > MAX_IDENTIFIER_BYTES:
-        most = MAX_IDENTIFIER_BYTES - len(_LONGEST_DERIVED.format("").encode())
-        errors.append(f"run['dbname'] = {dbname!r} is {len(dbname.encode())} bytes; at most {most} "
-                      f"(its index {longest[:20]}... must fit {MAX_IDENTIFIER_BYTES} bytes, PostgreSQL's limit)")
+        most = MAX_IDENTIFIER_BYTES - len(_LONGEST_DERIVED.format(prefix).encode())
+        errors.append(f"run['dbname'] = {dbname!r} is {len(dbname.encode())} bytes; at most {most}"
+                      + (f" with db['table-prefix'] = {prefix!r}" if prefix else "")
+                      + f" (its index {longest[:20]}... must fit {MAX_IDENTIFIER_BYTES} bytes, PostgreSQL's limit)")
 
 
 def _check_sbatch_extra(options: list[str], errors: list[str]) -> None:
