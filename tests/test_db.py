@@ -814,9 +814,3 @@ def test_values_nulled_for_desdm_range_are_a_warning_with_counts(tmp_path, engin
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM camp_sim WHERE MAGERR_AUTO_G IS NULL")).scalar_one() == 3
 
-
-def test_reader_is_not_granted_on_sqlite_by_default(tmp_path, engine, caplog):
-    paths = write_realization(tmp_path / "cat", TILE, 0)
-    with caplog.at_level(logging.WARNING):
-        push_realization(engine, "camp", *paths)
-    assert not any("has no roles" in r.getMessage() for r in caplog.records)  # no GRANT attempted
