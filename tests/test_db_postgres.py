@@ -243,3 +243,11 @@ def test_grant_only_when_asked_on_postgres(tmp_path, pg, engine):
     assert not can_read(pg.reader, "nogrant_sim") and not can_read(role, "nogrant_sim")
     assert all(can_read(role, f"balrog_granted_{k}") for k in ("truth", "sim", "nosim", "des", "pushed"))
     assert not can_read(pg.reader, "balrog_granted_sim")
+
+
+def test_grant_to_a_missing_role_is_a_clean_error_and_creates_nothing(tmp_path, engine):
+    paths = write_realization(tmp_path / "cat", TILE, 0)
+    with pytest.raises(DatabaseError, match="no_such_role") as info:
+        push_realization(engine, "badgrant", *paths, policy=PushPolicy(reader="no_such_role"))
+    assert "\n" not in str(info.value)
+    assert not [t for t in sa.inspect(engine).get_table_names() if t.startswith("badgrant_")]
