@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 RECORD_FILE = "campaign.json"
 FORMAT = "balrog-campaign"
 #: The db keys that say where and how to push (the password is never among them).
-DB_KEYS = ("url", "section", "ini", "duplicate", "reader")
+DB_KEYS = ("url", "section", "ini", "duplicate", "reader", "table-prefix")
 
 
 def record_path(outdir: str | os.PathLike) -> Path:

@@ -97,7 +97,7 @@ def _cfg(name: str) -> Callable[[], str]:
 
 RUN_KEYS: dict[str, Key] = {
     # identity and places
-    "dbname": Key(None, "str", "campaign name: DB tables <dbname>_truth/_sim/_nosim/_des/_pushed; a letter, then letters, digits, _; at most 51 bytes", optional=True, required=True),
+    "dbname": Key(None, "str", "campaign name: DB tables <dbname>_truth/_sim/_nosim/_des/_pushed (after db['table-prefix']); a letter, then letters, digits, _; at most 51 bytes (44 with the prefix 'balrog_')", optional=True, required=True),
     "joblabel": Key(None, "str", "label appended to the job name (<dbname>-<joblabel>); letters, digits, _ . -", optional=True),
     "jobdir": Key(None, "path", "directory that receives the job files (one subdirectory per job name)", optional=True, required=True),
     "outdir": Key(None, "path", "campaign output directory (<outdir>/<TILE>/...)", optional=True, required=True),
@@ -174,7 +174,8 @@ DB_KEYS: dict[str, Key] = {
     "url": Key(None, "str", "SQLAlchemy URL, password left out (given at run time: ~/.pgpass, or use section); None = section, else sqlite:///<outdir>/<dbname>.sqlite", optional=True),
     "section": Key(None, "str", "section of the desservices ini file to read the credentials from on the node (e.g. dessci)", optional=True),
     "ini": Key("~/.desservices.ini", "str", "DES credentials ini file, ~ expanded on the node at run time (never copied)"),
-    "reader": Key(None, "str", "role granted SELECT on the tables (DES: DES_READER); None = no GRANT", optional=True),
+    "reader": Key(None, "str", "role granted SELECT on the tables when created; None = DES_READER on Oracle, no GRANT on SQLite/PostgreSQL; '' = no GRANT", optional=True),
+    "table-prefix": Key("", "str", "put before the table names: '' gives <dbname>_truth ...; 'balrog_' names them as DES did, balrog_<dbname>_truth; a letter, then letters, digits, _"),
     "duplicate": Key("error", "str", "balrog_index already in the DB: 'error' (refuse) or 'replace' (delete then insert)"),
 }
 
@@ -646,7 +647,7 @@ def unknown_key_message(section: str, name: Any) -> tuple[str, bool]:
 
 def _check_values(cfg: Config, errors: list[str]) -> None:
     run, balrog, db = cfg.run, cfg.balrog, cfg.db
-    _check_dbname(run["dbname"], errors)
+    _check_dbname(run["dbname"], errors, db["table-prefix"])
     if run["joblabel"] is not None and not _LABEL_RE.match(run["joblabel"]):
         errors.append(f"run['joblabel'] = {run['joblabel']!r}: use letters, digits, _ . - (it names files)")
     for name in ("ngal", "nodes", "ppn", "npersubjob", "fetch-workers"):
@@ -686,7 +687,7 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
     if not 0.0 <= balrog["star-fraction"] <= 1.0:
         errors.append(f"balrog['star-fraction'] = {balrog['star-fraction']} must be within 0..1")
     for name in ("section", "reader"):
-        if db[name] is not None and not _NAME_RE.match(db[name]):
+        if db[name] is not None and not _NAME_RE.match(db[name]) and not (name == "reader" and db[name] == ""):
             errors.append(f"db['{name}'] = {db[name]!r}: use letters, digits and _")
     if db["url"] is not None:
         try:
@@ -698,7 +699,7 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
             errors.append(f"run['{name}'] is empty")
 
 
-def _check_dbname(dbname: str, errors: list[str]) -> None:
+def _check_dbname(dbname: str, errors: list[str], prefix: str = "") -> None:
     """dbname names tables and indexes on every backend: an identifier that needs no quoting.
 
     A leading letter (Oracle's unquoted identifiers and a table name that starts with ``_``
@@ -709,11 +710,15 @@ def _check_dbname(dbname: str, errors: list[str]) -> None:
     if not _DBNAME_RE.match(dbname):
         errors.append(f"run['dbname'] = {dbname!r}: start with a letter, then letters, digits and _ (it names DB tables)")
         return
-    longest = _LONGEST_DERIVED.format(dbname)
+    if prefix and not _DBNAME_RE.match(prefix):
+        errors.append(f"db['table-prefix'] = {prefix!r}: '' or a letter, then letters, digits and _ (e.g. 'balrog_')")
+        return
+    longest = _LONGEST_DERIVED.format(prefix + dbname)  # the prefix is part of every table and index name
     if len(longest.encode()) > MAX_IDENTIFIER_BYTES:
-        most = MAX_IDENTIFIER_BYTES - len(_LONGEST_DERIVED.format("").encode())
-        errors.append(f"run['dbname'] = {dbname!r} is {len(dbname.encode())} bytes; at most {most} "
-                      f"(its index {longest[:20]}... must fit {MAX_IDENTIFIER_BYTES} bytes, PostgreSQL's limit)")
+        most = MAX_IDENTIFIER_BYTES - len(_LONGEST_DERIVED.format(prefix).encode())
+        errors.append(f"run['dbname'] = {dbname!r} is {len(dbname.encode())} bytes; at most {most}"
+                      + (f" with db['table-prefix'] = {prefix!r}" if prefix else "")
+                      + f" (its index {longest[:20]}... must fit {MAX_IDENTIFIER_BYTES} bytes, PostgreSQL's limit)")
 
 
 def _check_sbatch_extra(options: list[str], errors: list[str]) -> None:

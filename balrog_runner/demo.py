@@ -192,7 +192,8 @@ def run_demo(plan: DemoPlan) -> dict:
     with engine.connect() as conn:
         summary["db_rows"] = {
             kind: conn.execute(sa.text(f"SELECT COUNT(*) FROM {name}")).scalar_one()  # names are validated identifiers
-            for kind, name in table_names(cfg.run["dbname"]).items() if kind in ("truth", "sim", "nosim")
+            for kind, name in table_names(cfg.run["dbname"], prefix=cfg.db.get("table-prefix") or "").items()
+            if kind in ("truth", "sim", "nosim")
         }
     engine.dispose()
     summary["report"] = str(plan.paths["out"] / "report" / "index.html")

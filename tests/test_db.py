@@ -37,7 +37,7 @@ BANDS = ("G", "R", "I", "Z", "Y", "DET")
 MEASURED = {  # name -> dtype; all but X_IMAGE are in the DESDM list (as such or per band)
     "MAG_AUTO": "f4", "MAGERR_AUTO": "f4", "FLUX_AUTO": "f4", "FLUXERR_AUTO": "f4",
     "MAG_APER_1": "f4", "MAG_APER_2": "f4", "FLAGS": "i2", "A_IMAGE": "f4",
-    "SPREAD_MODEL": "f4", "ALPHAWIN_J2000": "f8", "X_IMAGE": "f4", "CLASS_STAR": "f4",
+    "SPREAD_MODEL": "f4", "ALPHAWIN_J2000": "f8", "DELTAWIN_J2000": "f8", "X_IMAGE": "f4", "CLASS_STAR": "f4",
 }
 
 
@@ -553,9 +553,10 @@ def assert_pushed_once(results, nreal: int, before: int = 0) -> None:
     assert all(rc == 0 for rc, _ in results), [o.strip().splitlines()[-1:] for _, o in results]
     written = already = 0
     for _, out in results:
-        if out.startswith("status "):
-            written += out.split()[1] == "pushed"
-            already += out.split()[1] == "already"
+        status = re.search(r"^status (\w+)$", out, re.M)  # after any warnings (values stored as NULL)
+        if status:
+            written += status[1] == "pushed"
+            already += status[1] == "already"
             continue
         m = re.search(SUMMARY_RE, out)
         assert m, out
@@ -654,3 +655,180 @@ def test_push_of_an_outdir_alone_uses_the_campaign_record(tmp_path, capsys):
     # a URL's password is never recorded
     write_record(out, "camp", {"url": "postgresql+psycopg://me:Hh3-secret@localhost/x"}, None)
     assert "Hh3-secret" not in (out / "campaign.json").read_text()
+# ------------------------------------------------------------------ outputs as DES users query them
+
+
+def table_list(engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names())
+
+
+def test_table_prefix_names_every_table_as_des_did(tmp_path):
+    """db['table-prefix'] = 'balrog_': push, bookkeeping, re-push, DBoverwrite all use balrog_<dbname>_*."""
+    from types import SimpleNamespace
+
+    from balrog_runner.db import make_realization_pusher, table_names
+
+    out = tmp_path / "out"
+    make_campaign(out, tiles=(TILE,), nreal=3)
+    assert table_names("camp", prefix="balrog_") == {k: f"balrog_camp_{k}" for k in
+                                                     ("truth", "sim", "nosim", "des", "pushed")}
+    cat = out / TILE / "catalogs"
+    paths = {k: cat / f"{TILE}_r0000_{k}.fits" for k in ("truth", "sim", "nosim")}
+    settings = SimpleNamespace(outdir=out, dbname="camp", db={"table-prefix": "balrog_"}, db_columns=None,
+                               bands=("g", "r", "i", "z", "Y"), overwrite_db=True)
+    assert make_realization_pusher(settings)(paths).status == "pushed"  # the node runner's path
+    assert (out / ".balrog_camp.dboverwrite").exists()
+    eng = make_engine(f"sqlite:///{out / 'camp.sqlite'}")
+    assert table_list(eng) == {f"balrog_camp_{k}" for k in ("truth", "sim", "nosim", "des", "pushed")}
+    assert set(pushed_realizations(eng, "camp", "balrog_")) == {(TILE, 0)}
+    assert pushed_realizations(eng, "camp") == {}  # unprefixed names: another set of tables
+    # balrog-push: the bookkeeping under the prefixed name says what is missing
+    assert push_cli.main([str(out), "--dbname", "camp", "--table-prefix", "balrog_", "-q"]) == 0
+    assert count(eng, "balrog_camp_truth") == 60 and table_list(eng) == {
+        f"balrog_camp_{k}" for k in ("truth", "sim", "nosim", "des", "pushed")}
+    assert reset_tables(eng, "camp", "balrog_") == [f"balrog_camp_{k}" for k in
+                                                    ("truth", "sim", "nosim", "des", "pushed")]
+    assert table_list(eng) == set()
+    eng.dispose()
+
+
+def test_table_prefix_from_config_and_length_limits(tmp_path, capsys):
+    from balrog_runner.db import DbnameError, validate_dbname
+
+    out = tmp_path / "out"
+    make_campaign(out, tiles=(TILE,), nreal=1)
+    cfg = tmp_path / "cfg.py"
+    cfg.write_text(
+        "def CustomConfig(run, balrog, db, tiles):\n"
+        f"    run.update(dbname='camp', outdir={str(out)!r}, pos={str(tmp_path)!r}, jobdir={str(tmp_path)!r},"
+        " **{'fetch-layout': 'plain'})\n"
+        "    db['table-prefix'] = 'balrog_'\n"
+        "    tiles.append('DES0001+0001')\n"
+        "    return run, balrog, db, tiles\n")
+    assert push_cli.main([str(out), "--config", str(cfg), "-q"]) == 0
+    eng = make_engine(f"sqlite:///{out / 'camp.sqlite'}")
+    assert "balrog_camp_truth" in table_list(eng) and "camp_truth" not in table_list(eng)
+    eng.dispose()
+    # the prefix counts towards PostgreSQL's 63 bytes: ix_balrog_<dbname>_nosim_tr
+    assert validate_dbname("c" * 51) and validate_dbname("c" * 44, prefix="balrog_")
+    with pytest.raises(DbnameError, match=r"at most 44 characters with the table prefix 'balrog_'"):
+        validate_dbname("c" * 51, sa.create_engine("postgresql+psycopg://u@h/d").dialect, "balrog_")
+    for bad in ("_x", "1b", "bal rog", "x;"):
+        with pytest.raises(DbnameError, match="table prefix"):
+            validate_dbname("camp", prefix=bad)
+    capsys.readouterr()
+    code = push_cli.main([str(out), "--dbname", "camp", "--table-prefix", "bad-", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("balrog-push: error: table prefix 'bad-' is not allowed")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_config_checks_table_prefix_and_reader(tmp_path):
+    from balrog_runner.config import load_config
+
+    def cfg_file(db_lines: str, dbname: str = "camp") -> Path:
+        path = tmp_path / "cfg.py"
+        path.write_text(
+            "def CustomConfig(run, balrog, db, tiles):\n"
+            f"    run.update(dbname={dbname!r}, outdir={str(tmp_path)!r}, pos={str(tmp_path)!r}, "
+            f"jobdir={str(tmp_path)!r}, **{{'fetch-layout': 'plain'}})\n"
+            f"{db_lines}"
+            "    tiles.append('DES0001+0001')\n"
+            "    return run, balrog, db, tiles\n")
+        return path
+
+    cfg = load_config(cfg_file("    db['table-prefix'] = 'balrog_'\n    db['reader'] = ''\n"), check_positions=False)
+    assert cfg.db["table-prefix"] == "balrog_" and cfg.db["reader"] == ""
+    assert load_config(cfg_file(""), check_positions=False).db["table-prefix"] == ""
+    with pytest.raises(ConfigError, match=r"db\['table-prefix'\] = 'bal-rog'"):
+        load_config(cfg_file("    db['table-prefix'] = 'bal-rog'\n"), check_positions=False)
+    with pytest.raises(ConfigError, match=r"run\['dbname'\] = 'c{45}' is 45 bytes; at most 44 with db\['table-prefix'\] = 'balrog_'"):
+        load_config(cfg_file("    db['table-prefix'] = 'balrog_'\n", dbname="c" * 45), check_positions=False)
+
+
+def write_column_list(path: Path, names: list[str]) -> Path:
+    rows = np.array([(n, "BINARY_FLOAT", "4", "None", "None") for n in names],
+                    dtype=[("column_name", "S30"), ("type", "S15"), ("length", "S6"),
+                           ("precision", "S9"), ("scale", "S5")])
+    fitsio.write(str(path), rows, clobber=True)
+    return path
+
+
+def test_sim_and_nosim_carry_ra_dec_whatever_db_columns_says(tmp_path, engine):
+    paths = write_realization(tmp_path / "cat", TILE, 0)
+    sim = fitsio.read(str(paths[1]))
+    light = write_column_list(tmp_path / "light-columns.fits", ["MAG_AUTO_G", "FLAGS_G"])  # no positions
+    push_realization(engine, "camp", *paths, policy=PushPolicy(columns_file=light))
+    for kind in ("sim", "nosim"):
+        cols = [c["name"] for c in sa.inspect(engine).get_columns(f"camp_{kind}")]
+        assert cols[:6] == ["balrog_index", "tilename", "realization", "indexstart", "ra", "dec"], cols
+        assert "alphawin_j2000_det" not in cols  # db-columns dropped it; ra keeps the position
+    with engine.connect() as conn:
+        got = conn.execute(sa.text("SELECT NUMBER_SEX, RA, DEC FROM camp_sim ORDER BY number_sex")).all()
+    assert [r[0] for r in got] == sim["NUMBER"].tolist()
+    assert [r[1] for r in got] == sim["ALPHAWIN_J2000_DET"].tolist()  # float64, bit for bit
+    assert [r[2] for r in got] == sim["DELTAWIN_J2000_DET"].tolist()
+
+
+def test_ra_dec_fall_back_to_unwindowed_positions_or_warn(tmp_path, engine, caplog):
+    truth_p, sim_p, nosim_p = write_realization(tmp_path / "cat", TILE, 0)
+
+    def rename(path: Path, old: str, new: str) -> None:
+        data = fitsio.read(str(path))
+        names = [new if n == f"{old}_DET" else n for n in data.dtype.names]
+        data.dtype.names = names
+        fitsio.write(str(path), data, clobber=True)
+
+    for p in (sim_p, nosim_p):  # a parameter file with ALPHA_J2000/DELTA_J2000 only
+        rename(p, "ALPHAWIN_J2000", "ALPHA_J2000_DET")
+        rename(p, "DELTAWIN_J2000", "DELTA_J2000_DET")
+    push_realization(engine, "camp", truth_p, sim_p, nosim_p)
+    with engine.connect() as conn:
+        ra = conn.execute(sa.text("SELECT ra FROM camp_sim ORDER BY number_sex")).scalars().all()
+    assert ra == fitsio.read(str(sim_p))["ALPHA_J2000_DET"].tolist()
+    # no world position of the detection image at all: pushed, without ra/dec, and said so
+    for p in (sim_p, nosim_p):
+        data = fitsio.read(str(p))
+        keep = [n for n in data.dtype.names if not n.startswith(("ALPHA", "DELTA"))]
+        fitsio.write(str(p), data[keep], clobber=True)
+    with caplog.at_level(logging.WARNING):
+        push_realization(engine, "nopos", truth_p, sim_p, nosim_p)
+    assert "ra" not in {c["name"] for c in sa.inspect(engine).get_columns("nopos_sim")}
+    assert any("gets no ra/dec columns" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_push_onto_tables_made_before_ra_dec_still_works(tmp_path, engine, caplog):
+    """Tables created by the previous version (no ra/dec): the campaign goes on, with a warning."""
+    from balrog_runner.db import tables as tables_mod
+
+    make_campaign(tmp_path / "out", tiles=(TILE,), nreal=2)
+    sets = find_catalogs([tmp_path / "out"])
+    push_realization(engine, "camp", sets[0].truth, sets[0].sim, sets[0].nosim)
+    with engine.begin() as conn:  # make them look like the old layout
+        for kind in ("sim", "nosim"):
+            for col in ("ra", "dec"):
+                conn.exec_driver_sql(f"ALTER TABLE camp_{kind} DROP COLUMN {col}")
+    tables_mod._TABLE_CACHE.clear()  # as a new process would see them
+    with caplog.at_level(logging.WARNING):
+        summary = push_missing(engine, "camp", sets)
+    assert [r.status for r in summary.pushed] == ["pushed"] and not summary.failed
+    assert count(engine, "camp_sim") == 36
+    assert any("lack camp_nosim.dec, camp_nosim.ra, camp_sim.dec, camp_sim.ra" in r.getMessage()
+               for r in caplog.records if r.levelno == logging.WARNING)
+
+
+def test_values_nulled_for_desdm_range_are_a_warning_with_counts(tmp_path, engine, caplog):
+    paths = write_realization(tmp_path / "cat", TILE, 0)
+    sim = fitsio.read(str(paths[1]))
+    sim["MAGERR_AUTO_G"][:3] = 99.0
+    fitsio.write(str(paths[1]), sim, clobber=True)
+    with caplog.at_level(logging.INFO, logger="balrog_runner.db"):
+        push_realization(engine, "camp", *paths)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1, warned
+    assert "5 values outside their DESDM column's range stored as NULL" in warned[0]
+    assert "camp_sim.magerr_auto_g 3" in warned[0] and "camp_sim.magerr_auto_r 1" in warned[0]
+    assert "camp_nosim.magerr_auto_r 1" in warned[0]
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM camp_sim WHERE MAGERR_AUTO_G IS NULL")).scalar_one() == 3
+

@@ -135,3 +135,35 @@ def test_push_lock_is_a_table_lock_and_creation_tolerates_a_concurrent_creator(o
     other = sa.exc.DatabaseError("CREATE TABLE camp_truth", {}, Exception("ORA-01031: insufficient privileges"))
     assert not already_exists(other, ora)
     assert not already_exists(clash, postgresql.dialect())
+
+
+def test_select_is_granted_to_des_reader_by_default_on_oracle_only(sim_table, ora):
+    """DES's tables are read through DES_READER: granted unless db['reader'] says otherwise."""
+    from balrog_runner.db.tables import grant_statement
+
+    table, _, _ = sim_table
+    assert grant_statement(table, None, ora) == "GRANT SELECT ON camp_sim TO des_reader"  # Oracle: DES_READER
+    assert grant_statement(table, "DES_READER", ora) == "GRANT SELECT ON camp_sim TO des_reader"
+    assert grant_statement(table, "BALROG_READERS", ora) == "GRANT SELECT ON camp_sim TO balrog_readers"
+    assert grant_statement(table, "", ora) is None  # '' = no GRANT
+    pg = postgresql.dialect()
+    assert grant_statement(table, None, pg) is None  # nothing on PostgreSQL unless set
+    assert grant_statement(table, "des_reader", pg) == "GRANT SELECT ON camp_sim TO des_reader"
+    assert grant_statement(table, None, sa.create_engine("sqlite://").dialect) is None
+    with pytest.raises(DatabaseError, match="reader role"):
+        grant_statement(table, "x; DROP TABLE camp_sim", ora)
+
+
+def test_oracle_tables_have_ra_dec_and_des_style_names(tmp_path, ora):
+    cols = read_column_list()
+    paths = write_realization(tmp_path, TILE, 0)
+    data = fitsio.read(str(paths[1]))
+    specs = plan_columns(data.dtype, "sim", cols, dialect=ora)
+    names = table_names("y3camp", ora, prefix="balrog_")
+    assert names["sim"] == "balrog_y3camp_sim" and names["pushed"] == "balrog_y3camp_pushed"
+    types = ddl_types(str(CreateTable(catalog_table(sa.MetaData(), names["sim"], specs, ora)).compile(dialect=ora)))
+    assert types["ra"] == types["dec"] == "BINARY_DOUBLE"  # unquoted: Oracle stores RA, DEC
+    old = oracle.dialect()
+    old.max_identifier_length = 30  # Oracle < 12.2: the prefix counts
+    with pytest.raises(DbnameError, match=r"at most 11 characters with the table prefix 'balrog_'"):
+        table_names("y3campaign12", old, prefix="balrog_")

@@ -211,3 +211,43 @@ def test_hung_push_holding_the_lock_fails_only_its_tile_waiter_cleanly(tmp_path,
     assert push_realization(eng, "pghung", *paths).status == "pushed"
     assert set(pushed_realizations(eng, "pghung")) == {(TILE, 0), (TILE, 1), ("DES2359+0001", 0)}
     eng.dispose()
+
+
+def test_readme_sql_runs_on_postgres_with_des_spelling(tmp_path, pg, engine):
+    """The README's queries (``MAG_AUTO_I``, ``RA``, ``DEC`` unquoted) on a real PostgreSQL."""
+    from test_db_readme import check_readme_sql, make_demo_campaign
+
+    out = tmp_path / "demo-output" / "campaign"
+    make_demo_campaign(out)
+    assert push_cli.main([str(out), "--db", pg.url, "--dbname", "demo", "-q"]) == 0
+    check_readme_sql(engine, out)
+    with engine.connect() as conn:  # stored lower case: only a quoted upper-case name misses
+        assert conn.execute(sa.text("SELECT count(MAG_AUTO_G) FROM demo_sim")).scalar_one() > 0
+        with pytest.raises(sa.exc.ProgrammingError, match="does not exist"):
+            conn.execute(sa.text('SELECT "MAG_AUTO_G" FROM demo_sim'))
+
+
+def test_grant_only_when_asked_on_postgres(tmp_path, pg, engine):
+    """No GRANT by default (DES_READER is Oracle's); a role named in db['reader'] gets SELECT."""
+    role = "balrog_readers_test"
+    pg.psql(f"DROP ROLE IF EXISTS {role}; CREATE ROLE {role} NOLOGIN;")
+    paths = write_realization(tmp_path / "cat", TILE, 0)
+    push_realization(engine, "nogrant", *paths)  # reader None
+    push_realization(engine, "granted", *paths, policy=PushPolicy(reader=role, table_prefix="balrog_"))
+
+    def can_read(who: str, table: str) -> bool:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT has_table_privilege(:r, :t, 'SELECT')"),
+                                {"r": who, "t": table}).scalar_one()
+
+    assert not can_read(pg.reader, "nogrant_sim") and not can_read(role, "nogrant_sim")
+    assert all(can_read(role, f"balrog_granted_{k}") for k in ("truth", "sim", "nosim", "des", "pushed"))
+    assert not can_read(pg.reader, "balrog_granted_sim")
+
+
+def test_grant_to_a_missing_role_is_a_clean_error_and_creates_nothing(tmp_path, engine):
+    paths = write_realization(tmp_path / "cat", TILE, 0)
+    with pytest.raises(DatabaseError, match="no_such_role") as info:
+        push_realization(engine, "badgrant", *paths, policy=PushPolicy(reader="no_such_role"))
+    assert "\n" not in str(info.value)
+    assert not [t for t in sa.inspect(engine).get_table_names() if t.startswith("badgrant_")]

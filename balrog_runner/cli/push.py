@@ -58,7 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--campaign", metavar="NAME",
                    help="skip catalogs whose CAMPAIGN header names another campaign than NAME (default: "
                         "the dbname; catalogs without the header are pushed); '*' pushes every catalog found")
-    p.add_argument("--reader", metavar="ROLE", help="grant SELECT on newly created tables to ROLE (e.g. DES_READER)")
+    p.add_argument("--reader", metavar="ROLE",
+                   help="grant SELECT on newly created tables to ROLE (default: the config's db['reader']; "
+                        "none given: DES_READER on Oracle, no GRANT elsewhere; '' = no GRANT)")
+    p.add_argument("--table-prefix", metavar="PREFIX",
+                   help="put PREFIX before <dbname>_truth ... ('balrog_' names tables as DES did: "
+                        "balrog_<dbname>_truth; default: the config's db['table-prefix'], else '')")
     add_logging_options(p)
     return p
 
@@ -96,7 +101,8 @@ def _action(args: argparse.Namespace) -> int:
         db["url"] = args.db
     # An explicit --dbname '' is an error, not "use the default": it is checked like any other.
     dbname = args.dbname if args.dbname is not None else run.get("dbname") or "balrog"
-    validate_dbname(dbname)  # before it names a file or a table: nothing is created for a bad one
+    prefix = args.table_prefix if args.table_prefix is not None else db.get("table-prefix") or ""
+    validate_dbname(dbname, prefix=prefix)  # before it names a file or a table: nothing is created for a bad one
     first = Path(args.paths[0])
     outdir = run.get("outdir") or (first if first.is_dir() else first.parent)
     overwrite = args.overwrite  # never from the config: a DBoverwrite left on must not drop here
@@ -104,8 +110,9 @@ def _action(args: argparse.Namespace) -> int:
         log.info("the config sets DBoverwrite; balrog-push drops tables only with --overwrite")
     policy = PushPolicy(
         duplicate=args.duplicate or db.get("duplicate") or "error",
-        reader=args.reader or db.get("reader"),
+        reader=args.reader if args.reader is not None else db.get("reader"),
         columns_file=args.columns or run.get("db-columns"),
+        table_prefix=prefix,
     )
     sets, others = select_campaign(find_catalogs(args.paths), None if args.campaign == "*" else
                                    (args.campaign or dbname))
@@ -119,15 +126,15 @@ def _action(args: argparse.Namespace) -> int:
     url = resolve_url(db, outdir, dbname)
     engine = make_engine(url)
     try:
-        log.info("%d realizations on disk; database %s, tables %s_*", len(sets), safe_url(url), dbname)
+        log.info("%d realizations on disk; database %s, tables %s%s_*", len(sets), safe_url(url), prefix, dbname)
         if overwrite:
-            reset_tables(engine, dbname)
+            reset_tables(engine, dbname, prefix)
         summary = push_missing(engine, dbname, sets, policy, repush=args.repush or overwrite)
     finally:
         engine.dispose()
     already = sum(1 for r in summary.pushed if r.status == "already") + summary.skipped
     written = len(summary.pushed) - sum(1 for r in summary.pushed if r.status == "already")
-    print(f"pushed {written} realizations ({summary.rows} rows) to {dbname}; "
+    print(f"pushed {written} realizations ({summary.rows} rows) to {prefix}{dbname}; "
           f"{already} already pushed; {len(summary.failed)} failed"
           + (f"; {sum(others.values())} of other campaigns skipped" if others else ""))
     for label, why in summary.failed:

@@ -9,6 +9,8 @@ Public API (what the node runner and ``balrog-push`` call):
 - :func:`reset_tables` / :func:`overwrite_once`: DBoverwrite, once per campaign.
 - :func:`find_catalogs` / :func:`push_missing`: what is on disk but not yet in the database.
 - :func:`validate_dbname`: the one check of a campaign's dbname (config, CLI, pushes).
+- :func:`table_names`: the one place tables are named, ``<prefix><dbname>_<kind>``
+  (``db['table-prefix']``: '' or DES's ``'balrog_'``).
 
 Concurrency. Any number of processes may push to one campaign at once -- node runners,
 ``balrog-push``, even the same catalogs twice: each write transaction first takes a lock
@@ -39,7 +41,14 @@ from .push import (
     push_catalogs,
     push_realization,
 )
-from .schema import DbnameError, check_identifier, read_column_list, table_names, validate_dbname
+from .schema import (
+    DbnameError,
+    check_identifier,
+    check_table_prefix,
+    read_column_list,
+    table_names,
+    validate_dbname,
+)
 from .tables import pushed_realizations, reset_tables
 from .url import make_engine, resolve_url, safe_url, url_from_desservices
 
@@ -51,6 +60,7 @@ __all__ = [
     "PushResult",
     "PushSummary",
     "check_identifier",
+    "check_table_prefix",
     "find_catalogs",
     "make_engine",
     "make_realization_pusher",

@@ -108,7 +108,8 @@ def push_missing(
     committed, what was not is still on disk for the next try.
     """
     engine = as_engine(engine_or_db)
-    done = {} if repush else pushed_realizations(engine, dbname)
+    prefix = policy.table_prefix if policy else ""
+    done = {} if repush else pushed_realizations(engine, dbname, prefix)
     summary = PushSummary()
     sets = list(sets)
     # A bar on a terminal; in batch logs the per-realization INFO lines are the progress.
@@ -131,17 +132,17 @@ def push_missing(
     return summary
 
 
-def overwrite_once(engine: Engine, dbname: str, outdir: str | os.PathLike) -> bool:
+def overwrite_once(engine: Engine, dbname: str, outdir: str | os.PathLike, prefix: str = "") -> bool:
     """DBoverwrite for a campaign: drop its tables the first time only; True if dropped now.
 
-    The claim is the exclusive creation of ``<outdir>/.<dbname>.dboverwrite`` (``O_EXCL``:
+    The claim is the exclusive creation of ``<outdir>/.<prefix><dbname>.dboverwrite`` (``O_EXCL``:
     one winner among simultaneous subjobs, no waiting). A resumed or later subjob finds it
     and does not drop the results pushed since. Delete the file (or run
     ``balrog-push --overwrite``) to drop again. Should a loser push before the winner's drop
     (it would have to finish a realization first), the dropped bookkeeping makes
     ``balrog-push`` push that realization again.
     """
-    marker = Path(outdir) / f".{dbname}.dboverwrite"
+    marker = Path(outdir) / f".{prefix}{dbname}.dboverwrite"
     marker.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -150,7 +151,7 @@ def overwrite_once(engine: Engine, dbname: str, outdir: str | os.PathLike) -> bo
                  dbname, marker)
         return False
     try:
-        reset_tables(engine, dbname)
+        reset_tables(engine, dbname, prefix)
         os.write(fd, f"{dbname} tables dropped on {safe_url(engine.url)}\n".encode())
     except BaseException:
         os.close(fd)
@@ -171,21 +172,23 @@ def make_realization_pusher(settings) -> Callable[[Mapping[str, os.PathLike]], P
     """
     db = dict(getattr(settings, "db", {}) or {})
     dbname = getattr(settings, "dbname", "balrog")
-    validate_dbname(dbname)  # before it names a file (<outdir>/<dbname>.sqlite) or a table
+    prefix = db.get("table-prefix") or ""
+    validate_dbname(dbname, prefix=prefix)  # before it names a file (<outdir>/<dbname>.sqlite) or a table
     outdir = Path(settings.outdir)
     engine = make_engine(resolve_url(db, outdir, dbname))
     with db_errors(engine, "connecting"), engine.connect():
-        validate_dbname(dbname, engine.dialect)  # connected: the server's identifier limit
+        validate_dbname(dbname, engine.dialect, prefix)  # connected: the server's identifier limit
     if getattr(settings, "overwrite_db", False):
-        overwrite_once(engine, dbname, outdir)
+        overwrite_once(engine, dbname, outdir, prefix)
     bands = tuple(getattr(settings, "bands", ()) or DEFAULT_BANDS)
     policy = PushPolicy(
         duplicate=db.get("duplicate") or "error",
         reader=db.get("reader"),
         columns_file=getattr(settings, "db_columns", None),
         bands=bands if "det" in {b.lower() for b in bands} else (*bands, "det"),
+        table_prefix=prefix,
     )
-    log.info("pushing to %s, tables %s_*", safe_url(engine.url), dbname)
+    log.info("pushing to %s, tables %s%s_*", safe_url(engine.url), prefix, dbname)
 
     def pusher(paths: Mapping[str, os.PathLike]) -> PushResult:
         return push_realization(engine, dbname, paths["truth"], paths["sim"], paths["nosim"], policy)

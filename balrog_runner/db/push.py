@@ -44,6 +44,7 @@ from .schema import (
     TABLE_KINDS,
     ColumnSpec,
     DbType,
+    check_table_prefix,
     read_column_list,
     validate_dbname,
 )
@@ -68,20 +69,24 @@ class PushPolicy:
     """How a push behaves.
 
     duplicate: 'error' or 'replace' (see the module docstring).
-    reader: role granted SELECT on tables this push creates (DES used DES_READER);
-        PostgreSQL and Oracle only.
+    reader: role granted SELECT on tables this push creates; None = DES_READER on Oracle
+        (as DES did) and no GRANT elsewhere; '' = no GRANT. PostgreSQL and Oracle only.
     columns_file: the ``db-columns`` FITS file; None = the shipped DESDM Y1A1 list.
     bands: band names whose upper-case suffix marks a measured column (``_G`` ... ``_DET``).
+    table_prefix: put before ``<dbname>_<kind>`` in table names (``db['table-prefix']``;
+        ``'balrog_'`` names them as DES did).
     """
 
     duplicate: str = "error"
     reader: str | None = None
     columns_file: str | os.PathLike | None = None
     bands: tuple[str, ...] = DEFAULT_BANDS
+    table_prefix: str = ""
 
     def __post_init__(self) -> None:
         if self.duplicate not in DUPLICATE_POLICIES:
             raise DatabaseError(f"duplicate policy {self.duplicate!r} is not one of {', '.join(DUPLICATE_POLICIES)}")
+        check_table_prefix(self.table_prefix)
 
 
 @dataclass(frozen=True)
@@ -301,6 +306,20 @@ def _resolve_duplicates(conn: Connection, tables: dict[str, sa.Table], real: _Re
     return "replaced"
 
 
+_WARNED_OLD: set[tuple[str, ...]] = set()
+
+
+def _warn_old_tables(tables: dict[str, sa.Table], omit: frozenset[tuple[str, str]]) -> None:
+    """Once per process and tables: existing tables predate ``ra``/``dec``; pushed without them."""
+    key = tuple(sorted(f"{tables[k].name}.{c}" for k, c in omit))
+    if key in _WARNED_OLD:
+        return
+    _WARNED_OLD.add(key)
+    log.warning("tables made by an earlier balrog_runner lack %s: pushing without them (positions are in "
+                "ALPHAWIN_J2000_DET/DELTAWIN_J2000_DET if kept, or join the truth table; a new dbname or "
+                "DBoverwrite makes tables with them)", ", ".join(key))
+
+
 def _write(engine: Engine, dbname: str, tables: dict[str, sa.Table], real: _Realization,
            rows: dict[str, list[tuple]], counts: tuple[int, int, int], policy: PushPolicy) -> str:
     """Check and write one realization in one transaction holding the tile's lock (:mod:`.lock`).
@@ -363,20 +382,27 @@ def push_catalogs(
     policy = policy or PushPolicy()
     engine = as_engine(engine_or_db)
     dialect = engine.dialect
-    validate_dbname(dbname, dialect)
+    prefix = policy.table_prefix
+    validate_dbname(dbname, dialect, prefix)
     columns = read_column_list(policy.columns_file)
     sources = sources or {k: f"<{k} array>" for k in TABLE_KINDS}
     real = _realization({"truth": truth, "sim": sim, "nosim": nosim}, sources)
-    specs, tables = plan_tables(engine, dbname, columns, policy.bands, real.data)
-    ensure_tables(engine, dbname, tables, columns, policy.reader)
+    specs, tables = plan_tables(engine, dbname, columns, policy.bands, real.data, prefix)
+    omit = ensure_tables(engine, dbname, tables, columns, policy.reader, prefix)
+    if omit:
+        _warn_old_tables(tables, omit)
+        specs, tables = plan_tables(engine, dbname, columns, policy.bands, real.data, prefix, omit)
+        ensure_tables(engine, dbname, tables, columns, policy.reader, prefix)
     rows: dict[str, list[tuple]] = {}
     nulled: dict[str, int] = {}
     for kind in TABLE_KINDS:
         rows[kind], n = catalog_rows(real.data[kind], specs[kind])
-        nulled.update({f"{kind}.{k}": v for k, v in n.items()})
+        nulled.update({f"{tables[kind].name}.{k}": v for k, v in n.items()})
     if nulled:
-        log.info("%s: %d values outside their DESDM column range stored as NULL (%s)", real.label,
-                 sum(nulled.values()), ", ".join(f"{k}: {v}" for k, v in sorted(nulled.items())[:8]))
+        # Data lost to the schema: a WARNING, with every column's count (DESDM's NUMBER(p,s)
+        # columns were sized for clipped values; SExtractor writes 99 sentinels).
+        log.warning("%s: %d values outside their DESDM column's range stored as NULL: %s", real.label,
+                    sum(nulled.values()), ", ".join(f"{k} {v}" for k, v in sorted(nulled.items())))
     counts = (len(rows["truth"]), len(rows["sim"]), len(rows["nosim"]))
     with db_errors(engine, f"pushing {real.label} to {dbname}"):
         try:

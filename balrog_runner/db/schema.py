@@ -2,8 +2,19 @@
 
 Naming. Database column names are the catalog names in lower case (``MAG_AUTO_G`` ->
 ``mag_auto_g``), ``NUMBER`` -> ``number_sex``. Lower case is what SQLAlchemy treats as
-case-insensitive on every backend: users write ``mag_auto_g`` in PostgreSQL and
-``MAG_AUTO_G`` in Oracle without quotes. Identifiers must match ``[A-Za-z][A-Za-z0-9_]*``
+case-insensitive: it emits the names unquoted, so Oracle stores them upper case (``MAG_AUTO_G``,
+as DESDM's tables), PostgreSQL lower case, SQLite as given; on every backend a query may spell
+them in either case, unquoted (``SELECT MAG_AUTO_G``). Only a quoted upper-case name
+(``"MAG_AUTO_G"``) fails, on PostgreSQL.
+
+Tables are ``<prefix><dbname>_<kind>`` (:func:`table_names`, the one place that names them):
+``db['table-prefix']`` is ``''`` by default, ``'balrog_'`` for DES's own style
+(``balrog_<dbname>_truth``).
+
+Positions. Sim and nosim tables get per-object ``ra``/``dec`` (degrees, J2000) from the
+detection image's windowed position (``ALPHAWIN_J2000_DET``/``DELTAWIN_J2000_DET``; else
+``ALPHA_J2000_DET``/``DELTA_J2000_DET``), whatever ``db-columns`` keeps: DES users select
+positions without joining the truth table. Identifiers must match ``[A-Za-z][A-Za-z0-9_]*``
 and fit the dialect's limit (``dialect.max_identifier_length``: 128 bytes on Oracle 12.2+,
 30 on older Oracle as SQLAlchemy detects it at connect, 63 on PostgreSQL). Anything else is
 refused, so no SQL text is ever built from an unchecked string; values are always bound.
@@ -44,6 +55,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BANDS = ("g", "r", "i", "z", "Y", "det")
 TABLE_KINDS = ("truth", "sim", "nosim")
+ALL_TABLES = (*TABLE_KINDS, "des", "pushed")
+#: Where sim/nosim ``ra``/``dec`` come from, in order of preference (the first pair present).
+RADEC_SOURCES = (("ALPHAWIN_J2000_DET", "DELTAWIN_J2000_DET"), ("ALPHA_J2000_DET", "DELTA_J2000_DET"))
+#: Columns a push adds that tables made by versions before them lack: pushed without them there.
+DERIVED_COLUMNS = ("ra", "dec")
 DEFAULT_COLUMNS_FILE = Path(__file__).resolve().parents[2] / "config" / "y1a1_coadd_objects-columns.fits"
 IDENTIFIER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 DEFAULT_MAX_IDENTIFIER = 128
@@ -259,6 +275,8 @@ def plan_columns(
             continue
         dbt = listed if listed is not None and listed.numeric_like == npt.numeric_like else npt
         specs.append(ColumnSpec(name, check_identifier(name, dialect, "column"), dbt))
+    if kind != "truth":
+        specs = _with_radec(specs, dtype, kind)
     seen: set[str] = set()
     for s in specs:
         if s.db_name in seen:
@@ -270,17 +288,52 @@ def plan_columns(
     return specs
 
 
+def _with_radec(specs: list[ColumnSpec], dtype: np.dtype, kind: str) -> list[ColumnSpec]:
+    """``specs`` with per-object ``ra``, ``dec`` after the front columns, unless the catalog has them.
+
+    From the first :data:`RADEC_SOURCES` pair the catalog holds (float64 degrees). Without
+    any (a parameter file with no world position of the detection image) the table has no
+    ``ra``/``dec``, and a warning says so.
+    """
+    if {"ra", "dec"} & {s.db_name for s in specs}:
+        return specs
+    names = set(dtype.names or ())
+    pair = next((p for p in RADEC_SOURCES if set(p) <= names), None)
+    if pair is None:
+        log.warning("%s catalog has none of %s: its table gets no ra/dec columns (add ALPHAWIN_J2000 and "
+                    "DELTAWIN_J2000 to the SExtractor parameter file)", kind,
+                    ", ".join("/".join(p) for p in RADEC_SOURCES))
+        return specs
+    front = next((i + 1 for i, s in enumerate(specs) if s.db_name == "indexstart"), 0)
+    radec = [ColumnSpec(src, name, DbType("float64")) for src, name in zip(pair, DERIVED_COLUMNS, strict=True)]
+    return specs[:front] + radec + specs[front:]
+
+
 class DbnameError(DatabaseError, ConfigError):
     """A dbname that cannot name the campaign's tables (a config value and a database refusal)."""
 
 
-def _derived_names(dbname: str) -> list[str]:
+TABLE_PREFIX_RE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*)?$")
+
+
+def check_table_prefix(prefix: object) -> str:
+    """Return ``prefix`` lower-cased if it can start a table name ('' or a letter, then letters,
+    digits and ``_``: ``'balrog_'`` gives DES's ``balrog_<dbname>_truth``), else raise."""
+    if not isinstance(prefix, str) or not TABLE_PREFIX_RE.match(prefix):
+        raise DbnameError(
+            f"table prefix {prefix!r} is not allowed: '' or a letter, then letters, digits and "
+            "underscores (e.g. 'balrog_' for DES's balrog_<dbname>_truth)"
+        )
+    return prefix.lower()
+
+
+def _derived_names(dbname: str, prefix: str = "") -> list[str]:
     """Every identifier a dbname makes: its five tables and the indexes of three of them."""
-    tables = [f"{dbname}_{kind}" for kind in (*TABLE_KINDS, "des", "pushed")]
+    tables = [f"{prefix}{dbname}_{kind}" for kind in ALL_TABLES]
     return tables + [ix for t in tables[:len(TABLE_KINDS)] for ix, _ in _index_names(t)]
 
 
-def validate_dbname(dbname: object, dialect: Dialect | None = None) -> str:
+def validate_dbname(dbname: object, dialect: Dialect | None = None, prefix: str = "") -> str:
     """Return ``dbname`` lower-cased if every table and index name it makes is valid, else raise.
 
     The one check for a campaign's dbname: balrog-push, the node runner's pusher, every
@@ -289,31 +342,38 @@ def validate_dbname(dbname: object, dialect: Dialect | None = None) -> str:
     unquoted) and hold only letters, digits and ``_``; the longest name it makes,
     ``ix_<dbname>_nosim_bi``, must fit the dialect's identifier limit (30 bytes on Oracle
     before 12.2, known only once connected; 63 on PostgreSQL, which would silently truncate;
-    with no dialect the 128 of Oracle 12.2+). Raises :class:`DbnameError`.
+    with no dialect the 128 of Oracle 12.2+). ``prefix`` (``db['table-prefix']``) counts
+    towards the length. Raises :class:`DbnameError`.
     """
+    prefix = check_table_prefix(prefix)
     if not isinstance(dbname, str) or not IDENTIFIER_RE.match(dbname):
         raise DbnameError(
             f"dbname {dbname!r} is not allowed: use letters, digits and underscores, starting with a "
-            "letter (it names the tables <dbname>_truth, _sim, _nosim, _des, _pushed)"
+            f"letter (it names the tables {prefix}<dbname>_truth, _sim, _nosim, _des, _pushed)"
         )
     limit = getattr(dialect, "max_identifier_length", None) or DEFAULT_MAX_IDENTIFIER
-    longest = max(_derived_names(dbname), key=lambda n: len(n.encode()))
+    longest = max(_derived_names(dbname, prefix), key=lambda n: len(n.encode()))
     if len(longest.encode()) > limit:
         dname = getattr(dialect, "name", "the database")
         room = limit - (len(longest.encode()) - len(dbname.encode()))
         raise DbnameError(
             f"dbname {dbname!r} is too long for {dname}: it makes the name {longest} of "
             f"{len(longest.encode())} bytes, over the limit of {limit}; use at most {room} characters"
+            + (f" with the table prefix {prefix!r}" if prefix else "")
         )
     return dbname.lower()
 
 
-def table_names(dbname: str, dialect: Dialect | None = None) -> dict[str, str]:
-    """The campaign's table names: truth, sim, nosim, des, pushed (checked identifiers)."""
-    validate_dbname(dbname, dialect)
+def table_names(dbname: str, dialect: Dialect | None = None, prefix: str = "") -> dict[str, str]:
+    """The campaign's table names: truth, sim, nosim, des, pushed (checked identifiers).
+
+    The one function that names tables (pushes, bookkeeping, DBoverwrite, the demo's
+    counts): ``<prefix><dbname>_<kind>``, ``prefix`` being ``db['table-prefix']``.
+    """
+    validate_dbname(dbname, dialect, prefix)
     return {
-        kind: check_identifier(f"{dbname}_{kind}", dialect, "table name")
-        for kind in (*TABLE_KINDS, "des", "pushed")
+        kind: check_identifier(f"{prefix}{dbname}_{kind}", dialect, "table name")
+        for kind in ALL_TABLES
     }
 
 
