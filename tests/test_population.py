@@ -247,3 +247,22 @@ def test_positions_checked():
         make_objects(np.array([np.nan]), np.zeros(1), np.arange(1), bands=("r",), indexstart=0)
     objs = make_objects(np.zeros(4), np.zeros(4), np.arange(4), bands=("r",), indexstart=0)
     assert set(np.unique(objs["objtype"])) <= {OBJTYPE_GALAXY, OBJTYPE_STAR}
+
+
+def test_hook_sersic_indices_are_rounded_to_the_grid(tmp_path):
+    from balrog_runner.population_catalog import round_sersic_n
+
+    path = _write(tmp_path, """
+        import numpy as np
+
+        def SimulationRules(rng, n, bands, defaults):
+            return {"sersic_n_bulge": rng.uniform(2.0, 5.0, n)}
+    """)
+    objs = build(n=200, pyconfig=load_pyconfig(path))
+    gal = objs["objtype"] == OBJTYPE_GALAXY
+    nb = objs["sersic_n_bulge"][gal]
+    np.testing.assert_allclose(nb * 10, np.round(nb * 10), atol=1e-9)
+    assert 10 < len(np.unique(nb)) <= 31
+    got = round_sersic_n(np.array([0.27, 1.04999, 1.05001, 6.24, 7.0, np.nan]))
+    np.testing.assert_allclose(got, [0.3, 1.0, 1.1, 6.2, 7.0, np.nan])
+    np.testing.assert_array_equal(round_sersic_n(np.array([1.234]), step=0), [1.234])
