@@ -123,6 +123,11 @@ def identity_for_tile(settings, positions) -> CampaignIdentity:
         "sim-restrict": _value_digest(bool(getattr(settings, "restrict_sim", True))),
         "major-version": _value_digest(major_version()),
     }
+    # Only when set, so campaigns without them keep their fingerprints.
+    if getattr(settings, "population_columns", None):
+        inputs["population-columns"] = _value_digest(list(settings.population_columns))
+    for band, path in getattr(settings, "mag_offset_maps", ()):
+        inputs[f"mag-offset-map-{band}"] = _file_digest(Path(path), f"mag-offset-maps {band}")
     fingerprint = _digest(json.dumps(inputs, sort_keys=True).encode())
     return CampaignIdentity(str(settings.dbname), fingerprint, inputs)
 

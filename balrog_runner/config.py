@@ -168,6 +168,8 @@ BALROG_KEYS: dict[str, Key] = {
     "star-fraction": Key(0.0, "float", "fraction of injected objects drawn as stars (0..1)"),
     "noise": Key(True, "bool", "add the objects' own Poisson noise (from GAIN)"),
     "population": Key(None, "path", "FITS catalog of object properties to sample rows from; None = built-in population", optional=True),
+    "population-columns": Key(None, "dict", "column mapping of the population catalog {truth_name: catalog column or constant number}, e.g. {'mag_i': 'Mapp_i_subaru', 'hlr_sersic': 'halflightradius', 'flux_frac_sersic': 1.0} (presets in balrog_runner.population_catalog: COSMOS_MOCK_COLUMNS, BULGE_DISK_COLUMNS); None = the catalog's columns already have truth names", optional=True),
+    "mag-offset-maps": Key(None, "dict", "per-band magnitude offset maps {band: path} (HEALPix FITS, ordering from its header, or a FITS image with a celestial WCS): the map's value (mag) at each object is added to its magnitude in that band and kept in the truth as magoffset_<band> (the original's SLR zero-point correction); None = no offsets", optional=True),
 }
 
 DB_KEYS: dict[str, Key] = {
@@ -684,6 +686,16 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
     _check_fetch(run, errors)
     if run["program-timeout"] is not None and not run["program-timeout"] > 0:
         errors.append(f"run['program-timeout'] = {run['program-timeout']} must be > 0 seconds or None")
+    if balrog["population-columns"] is not None:
+        from .population_catalog import check_column_spec
+
+        errors += check_column_spec(balrog["population-columns"])
+    maps = balrog["mag-offset-maps"] or {}
+    for band, path in maps.items():
+        if band not in ALL_BANDS or not isinstance(path, (str, os.PathLike)):
+            errors.append(f"balrog['mag-offset-maps'] entry {band!r}: {path!r}: keys are bands ({' '.join(ALL_BANDS)}), values map file paths")
+        else:
+            maps[band] = str(Path(os.path.expandvars(os.fspath(path))).expanduser().absolute())
     if not 0.0 <= balrog["star-fraction"] <= 1.0:
         errors.append(f"balrog['star-fraction'] = {balrog['star-fraction']} must be within 0..1")
     for name in ("section", "reader"):

@@ -11,11 +11,20 @@ Sources of properties, applied in this order (later ones override earlier ones):
    colours with scatter, a size–magnitude relation, bulge (n=4) + disk (n=1) or a single
    Sersic with an n distribution, axis-ratio and position-angle distributions, and a star
    fraction with colours along the stellar locus;
-2. a user FITS catalog (:func:`read_catalog` / :func:`sample_catalog`): rows drawn jointly,
+2. a user FITS catalog (:func:`load_catalog` / :func:`sample_catalog`): rows drawn jointly,
    so every column of one object comes from the same catalog row (with or without
    replacement); columns the catalog lacks come from the default model, conditioned on the
-   catalog's ``objtype`` and ``mag_i`` when it has them;
-3. the user's pyconfig ``SimulationRules`` hook (:class:`PyConfig`).
+   catalog's ``objtype`` and ``mag_i`` when it has them. A catalog with its own column names
+   (the COSMOS Mock Catalog, a deep-field bulge+disk catalog) is read through a column
+   mapping (``balrog['population-columns']``, :mod:`balrog_runner.population_catalog`);
+3. the user's pyconfig ``SimulationRules`` hook (:class:`PyConfig`);
+4. per-band magnitude offset maps at the objects' positions (``balrog['mag-offset-maps']``,
+   the original's SLR zero-point correction, :mod:`balrog_runner.mag_offsets`), recorded as
+   ``magoffset_<b>``.
+
+Every component's Sersic index is then rounded to ``PopulationModel.sersic_n_step`` (0.1):
+GalSim builds one profile table per distinct n, and a catalog's continuous indices would
+build one per object (see :func:`balrog_runner.population_catalog.round_sersic_n`).
 
 Column names are the truth-table names of DEVELOPING.md: ``objtype`` (0 galaxy, 1 star),
 ``g1``, ``g2``, ``magnification``, per component ``c`` ``sersic_n_<c>``, ``hlr_<c>``
@@ -67,6 +76,8 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, InputFileError
+from .mag_offsets import OffsetMap, apply_offsets
+from .population_catalog import round_sersic_n
 
 log = logging.getLogger(__name__)
 
@@ -126,16 +137,37 @@ def realization_seeds(indexstart: int) -> tuple[int, int]:
 class PopulationModel:
     """Parameters of the default population (magnitudes in mag, sizes in arcsec).
 
-    The numbers are round values representative of DES-depth extragalactic fields, meant for
-    measuring a selection function (which needs objects on both sides of the detection limit),
-    not for cosmology-grade realism: swap in a catalog or a ``SimulationRules`` hook for that.
+    Meant for measuring a selection function (which needs objects on both sides of the
+    detection limit), not for cosmology-grade realism: for that, inject the DES deep-field
+    catalog itself (``balrog['population']`` + ``balrog['population-columns']``), as DES Y3
+    Balrog did with "nearly 30 million realistic galaxy models derived from DES Deep Field
+    observations" (Everett et al. 2022, "DES Y3 Results: Measuring the Survey Transfer
+    Function with Balrog", arXiv:2012.12825).
+
+    Where the numbers come from (only what the sources state; nothing fitted here):
+
+    - Galaxy counts: d log10 N / dm = 0.33 dex/mag in i, the slope of the Metcalfe et al.
+      (2000) I_AB count compilation, which the Canada-France Deep Fields' four-field I_AB
+      counts confirm as one constant slope over 20 < I_AB < 24 (CFDF, A&A 2001,
+      https://www.aanda.org/articles/aa/full/2001/36/aah2798/node4.html, Fig. 9).
+    - Depth: the DES Y3 deep-field catalogue (Hartley et al. 2022, "DES Y3 Results: Deep Field
+      Optical + Near-Infrared Images and Catalogue", arXiv:2012.12824) reaches i = 26.75 (AB,
+      10 sigma, 2" aperture) in its deepest field and is coadded to consistent depths
+      r = 25.7, i = 25, z = 24.3 mag (1.6 million objects over 5.88 deg^2 after masking);
+      ``mag_faint`` = 26 mag keeps the draws within what those deep fields measure.
+    - Colours: the g-r, r-i, i-z, z-Y means and widths below are round values, not a fit to
+      a published DES colour distribution (none with numbers was found); inject the
+      deep-field catalog to get real colours and their correlations with size and magnitude.
+    - Stars: colours along the main-sequence locus (see :func:`_star_colours`), counts
+      rising slowly (``star_count_slope``); also round values.
     """
 
     #: i-band magnitude range of galaxies, mag.
     mag_bright: float = 18.0
     mag_faint: float = 26.0
-    #: slope of the galaxy counts d log10 N / dm, dex per mag (0.3-0.4 at i < 26).
-    count_slope: float = 0.35
+    #: slope of the galaxy counts d log10 N / dm, dex per mag: 0.33 (Metcalfe et al. 2000,
+    #: confirmed by the CFDF I_AB counts over 20 < I_AB < 24).
+    count_slope: float = 0.33
     #: fraction of objects that are stars (point sources).
     star_fraction: float = 0.1
     #: i-band magnitude range and count slope (dex/mag) of stars.
@@ -285,7 +317,7 @@ def sample_default(
         }
     else:
         nser = model.sersic_n_median * np.exp(rng.normal(0.0, model.sersic_n_sigma, n))
-        nser = np.clip(np.round(nser / model.sersic_n_step) * model.sersic_n_step, SERSIC_N_MIN, SERSIC_N_MAX)
+        nser = np.clip(round_sersic_n(nser, model.sersic_n_step, SERSIC_N_MIN, SERSIC_N_MAX), SERSIC_N_MIN, SERSIC_N_MAX)
         comps = {"sersic": (nser, hlr, _beta_clipped(rng, model.disk_q_beta, n, model.q_min), np.ones(n))}
     for c, (nser, h, q, frac) in comps.items():
         # Stars carry neutral component values: no Sersic index, zero size, no flux.
@@ -336,6 +368,22 @@ def read_catalog(path: str | Path, columns: Mapping[str, str] | None = None, ext
     if not out:
         raise InputFileError(f"catalog {path} has no property columns (e.g. mag_i, hlr_disk); give a column mapping")
     return out
+
+
+def load_catalog(path: str | Path, columns: Mapping[str, Any] | None = None,
+                 bands: Sequence[str] = DEFAULT_BANDS) -> dict[str, np.ndarray]:
+    """The campaign's population catalog: through a column mapping when one is given.
+
+    ``columns`` None reads truth-named columns as they are (:func:`read_catalog`); a mapping
+    ``{truth_name: catalog column or constant}`` goes through
+    :func:`balrog_runner.population_catalog.read_mapped_catalog`, which requires a magnitude
+    for every band in ``bands`` and complete components, naming whatever is unmapped.
+    """
+    if columns is None:
+        return read_catalog(path)
+    from .population_catalog import read_mapped_catalog
+
+    return read_mapped_catalog(path, columns, bands)
 
 
 def _is_property_name(name: str) -> bool:
@@ -574,6 +622,7 @@ def make_objects(
     catalog: Mapping[str, np.ndarray] | None = None,
     catalog_replace: bool = True,
     pyconfig: PyConfig | None = None,
+    mag_offsets: Mapping[str, OffsetMap] | None = None,
 ) -> ObjectTable:
     """Build one realization's objects at the given positions (degrees).
 
@@ -581,6 +630,9 @@ def make_objects(
     ``property_seed = realization_seeds(indexstart)[0]``: catalog rows first, then the default
     model for what the catalog lacks, then the pyconfig's ``SimulationRules`` overrides,
     all from that one generator, in that order (so the same inputs give the same table).
+    Then Sersic indices are rounded to ``model.sersic_n_step`` and the ``mag_offsets`` maps
+    (band -> :class:`balrog_runner.mag_offsets.OffsetMap`) shift each band's magnitudes by
+    their value at the objects' positions (recorded as ``magoffset_<b>``).
     """
     ra = np.asarray(ra, dtype=np.float64)
     dec = np.asarray(dec, dtype=np.float64)
@@ -613,6 +665,11 @@ def make_objects(
     columns.update(sampled)
     if pyconfig is not None:
         columns.update(pyconfig.simulation_rules(rng, n, bands, columns))
+    for c in components_of(columns):
+        columns[f"sersic_n_{c}"] = round_sersic_n(columns[f"sersic_n_{c}"], model.sersic_n_step,
+                                                  SERSIC_N_MIN, SERSIC_N_MAX)
+    if mag_offsets:
+        apply_offsets(columns, mag_offsets)
     where = f"pyconfig {pyconfig.path}" if pyconfig is not None and "SimulationRules" in pyconfig.hooks else "objects"
     comps = validate_columns(columns, bands, where=where)
     columns["objtype"] = np.asarray(columns["objtype"]).astype(np.int16)

@@ -63,9 +63,13 @@ def check_input_files(cfg: Config) -> None:
 
         load_pyconfig(run["pyconfig"])  # raises a one-line ConfigError for a bad file
     if balrog.get("population"):
-        from .population import read_catalog
+        from .population import load_catalog
 
-        read_catalog(balrog["population"])
+        load_catalog(balrog["population"], balrog.get("population-columns"), run["bands"])
+    if balrog.get("mag-offset-maps"):
+        from .mag_offsets import load_maps
+
+        load_maps(balrog["mag-offset-maps"])
     for key, what in (("sex-config", "SExtractor configuration"), ("sex-param", "SExtractor parameter list"),
                       ("sex-filter", "SExtractor filter"), ("sex-nnw", "SExtractor NNW file"),
                       ("swarp-config", "SWarp configuration")):

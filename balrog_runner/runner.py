@@ -114,6 +114,9 @@ class RunSettings:
     program_timeout: float | None = None
     pyconfig: Path | None = None
     population: Path | None = None
+    #: ``balrog['population-columns']`` and ``balrog['mag-offset-maps']`` as sorted (key, value) pairs.
+    population_columns: tuple[tuple[str, Any], ...] | None = None
+    mag_offset_maps: tuple[tuple[str, str], ...] = ()
     star_fraction: float | None = None
     seed_offset: int = 0
     noise: bool = True
@@ -168,6 +171,8 @@ def settings_from_config(run: Mapping[str, Any], balrog: Mapping[str, Any], db: 
         program_timeout=run.get("program-timeout"),
         pyconfig=opt_path(run.get("pyconfig")),
         population=opt_path(balrog.get("population")),
+        population_columns=tuple(sorted(balrog["population-columns"].items())) if balrog.get("population-columns") else None,
+        mag_offset_maps=tuple(sorted((b, str(p)) for b, p in (balrog.get("mag-offset-maps") or {}).items())),
         star_fraction=balrog.get("star-fraction"),
         seed_offset=int(balrog.get("seed-offset") or 0),
         noise=bool(balrog.get("noise", True)),
@@ -251,10 +256,18 @@ def _dir_bytes(path: Path) -> int:
 
 
 @functools.lru_cache(maxsize=8)
-def _read_population_catalog(path: Path):
+def _read_population_catalog(path: Path, columns: tuple[tuple[str, Any], ...] | None = None,
+                             bands: tuple[str, ...] = ()):
     from . import population
 
-    return population.read_catalog(path)
+    return population.load_catalog(path, dict(columns) if columns else None, bands or population.DEFAULT_BANDS)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_offset_maps(maps: tuple[tuple[str, str], ...]):
+    from . import mag_offsets
+
+    return mag_offsets.load_maps(dict(maps))
 
 
 @functools.lru_cache(maxsize=8)
@@ -275,9 +288,10 @@ def _load_population(settings: RunSettings):
     model = population.DEFAULT_MODEL
     if settings.star_fraction is not None:
         model = dataclasses.replace(model, star_fraction=float(settings.star_fraction))
-    catalog = _read_population_catalog(settings.population) if settings.population else None
+    catalog = (_read_population_catalog(settings.population, settings.population_columns, settings.bands)
+               if settings.population else None)
     pyconfig = _read_pyconfig(settings.pyconfig) if settings.pyconfig else None
-    return model, catalog, pyconfig
+    return model, catalog, pyconfig, _read_offset_maps(settings.mag_offset_maps)
 
 
 def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization, ra: np.ndarray,
@@ -308,10 +322,11 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
         with stage("inject"):
-            model, catalog, pyconfig = _load_population(settings)
+            model, catalog, pyconfig, offset_maps = _load_population(settings)
             objects = population.make_objects(
                 ra, dec, balrog_index, bands=settings.bands, indexstart=real.indexstart + settings.seed_offset,
                 tilename=real.tile, realization=real.number, model=model, catalog=catalog, pyconfig=pyconfig,
+                mag_offsets=offset_maps,
             )
             objects = dataclasses.replace(objects, indexstart=real.indexstart)
             options = {

@@ -11,6 +11,17 @@ Rules of thumb:
 - Never change ``ra``, ``dec`` or ``balrog_index``: positions are fixed per realization.
 - Magnitudes are AB mags, sizes are arcsec (half-light radius along the major axis),
   angles are degrees.
+- To inject a real catalog you need no hook: set ``balrog['population']`` to the FITS file
+  and ``balrog['population-columns']`` to a mapping from truth names to its columns (or to
+  constants) in the campaign config, e.g. the COSMOS Mock Catalog the original Balrog used::
+
+      from balrog_runner.population_catalog import COSMOS_MOCK_COLUMNS
+      balrog["population-columns"] = dict(COSMOS_MOCK_COLUMNS)  # Mapp_<b>_subaru, halflightradius, ...
+
+  (``BULGE_DISK_COLUMNS`` is the two-component example.) ``defaults`` then holds the
+  catalog's rows; a hook can still convert units or add columns. Sersic indices (catalog or
+  hook) are rounded to 0.1 after this hook, and ``balrog['mag-offset-maps']`` shifts the
+  magnitudes last (truth column ``magoffset_<band>``).
 """
 
 

@@ -57,12 +57,12 @@ def test_default_model_statistics():
     star = cols["objtype"] == OBJTYPE_STAR
     gal = ~star
     assert star.mean() == pytest.approx(0.1, abs=0.01)
-    # Galaxy counts rise ~0.35 dex/mag (fit over 20-25.5 mag).
+    # Galaxy counts rise ~0.33 dex/mag (fit over 20-25.5 mag).
     mi = cols["mag_i"][gal]
     assert mi.min() >= 18.0 and mi.max() < 26.0
     hist, edges = np.histogram(mi, bins=np.arange(20.0, 25.51, 0.5))
     slope = np.polyfit(0.5 * (edges[1:] + edges[:-1]), np.log10(hist), 1)[0]
-    assert slope == pytest.approx(0.35, abs=0.04)
+    assert slope == pytest.approx(0.33, abs=0.04)
     # Colours: galaxy means near the model's, with scatter.
     gr = (cols["mag_g"] - cols["mag_r"])[gal]
     ri = (cols["mag_r"] - cols["mag_i"])[gal]
@@ -84,6 +84,14 @@ def test_default_model_statistics():
         assert cols[f"beta_{c}"][gal].min() >= 0.0 and cols[f"beta_{c}"][gal].max() < 180.0
     # Stars carry no component light.
     assert np.all(cols["flux_frac_disk"][star] == 0) and np.all(np.isnan(cols["sersic_n_bulge"][star]))
+
+
+def test_default_counts_follow_the_published_i_band_slope():
+    """d log10 N / dm = 0.33 dex/mag over 20 < i < 24 (Metcalfe et al. 2000; CFDF 2001)."""
+    cols = sample_default(np.random.default_rng(8), 300_000, ("i",), PopulationModel(star_fraction=0.0))
+    hist, edges = np.histogram(cols["mag_i"], bins=np.arange(20.0, 24.01, 0.5))
+    slope = np.polyfit(0.5 * (edges[1:] + edges[:-1]), np.log10(hist), 1)[0]
+    assert slope == pytest.approx(0.33, abs=0.01)
 
 
 def test_single_sersic_profile_has_an_n_distribution_on_a_grid():
@@ -239,3 +247,22 @@ def test_positions_checked():
         make_objects(np.array([np.nan]), np.zeros(1), np.arange(1), bands=("r",), indexstart=0)
     objs = make_objects(np.zeros(4), np.zeros(4), np.arange(4), bands=("r",), indexstart=0)
     assert set(np.unique(objs["objtype"])) <= {OBJTYPE_GALAXY, OBJTYPE_STAR}
+
+
+def test_hook_sersic_indices_are_rounded_to_the_grid(tmp_path):
+    from balrog_runner.population_catalog import round_sersic_n
+
+    path = _write(tmp_path, """
+        import numpy as np
+
+        def SimulationRules(rng, n, bands, defaults):
+            return {"sersic_n_bulge": rng.uniform(2.0, 5.0, n)}
+    """)
+    objs = build(n=200, pyconfig=load_pyconfig(path))
+    gal = objs["objtype"] == OBJTYPE_GALAXY
+    nb = objs["sersic_n_bulge"][gal]
+    np.testing.assert_allclose(nb * 10, np.round(nb * 10), atol=1e-9)
+    assert 10 < len(np.unique(nb)) <= 31
+    got = round_sersic_n(np.array([0.27, 1.04999, 1.05001, 6.24, 7.0, np.nan]))
+    np.testing.assert_allclose(got, [0.3, 1.0, 1.1, 6.2, 7.0, np.nan])
+    np.testing.assert_array_equal(round_sersic_n(np.array([1.234]), step=0), [1.234])
