@@ -244,8 +244,14 @@ def _match_for(truth_path: Path, truth: np.ndarray, sim: np.ndarray, sources: di
         return None
     sim_index = _column(sim, "balrog_index")
     restricted = sim_index is not None and bool(np.all(sim_index >= 0))
+    try:
+        table = blends.match_table(truth, sim, _read_table(nosim_all), restricted=restricted)
+    except InputFileError as exc:
+        log.warning("blend classes of %s unknown: %s", truth_path.name, exc)
+        sources["unknown"] += 1
+        return None
     sources["recomputed"] += 1
-    return blends.match_table(truth, sim, _read_table(nosim_all), restricted=restricted)
+    return table
 
 
 def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> CampaignData:
