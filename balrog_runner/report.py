@@ -21,6 +21,7 @@ Definitions (what a reader of the plots needs to know):
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import logging
@@ -31,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path, atomic_write_text
+from . import report_plots, report_stats
+from .atomic import atomic_write_text
 from .errors import InputFileError
 from .inject import CENTRE_OFF_IMAGE, DRAW_FAILED, OFF_IMAGE
 
@@ -75,6 +77,19 @@ class CampaignData:
     matches: dict[str, BandMatches] = field(default_factory=dict)
     seconds_spent: float | None = None
     missing: Missing = field(default_factory=lambda: Missing())
+    #: Per drawn object (the order of ``truth_ra``): its realization's number 0..G-1 (the
+    #: bootstrap unit), ``objtype`` (0 galaxy, 1 star, -1 unknown), flux-weighted half-light
+    #: radius (arcsec, NaN unknown), blend class (blends.py; -1 unknown), recovered flag.
+    group: np.ndarray = field(default_factory=lambda: np.empty(0, int))
+    objtype: np.ndarray = field(default_factory=lambda: np.empty(0, int))
+    size_arcsec: np.ndarray = field(default_factory=lambda: np.empty(0))
+    blend_class: np.ndarray = field(default_factory=lambda: np.empty(0, int))
+    recovered: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
+    #: ``group`` number -> (tile, realization).
+    realizations: list[tuple[str, int]] = field(default_factory=list)
+    #: Realizations whose blend classes came from a match table on disk / were recomputed
+    #: from the tile's nosim catalog / are unknown (neither there).
+    match_sources: dict[str, int] = field(default_factory=lambda: {"file": 0, "recomputed": 0, "unknown": 0})
 
 
 @dataclass
@@ -193,6 +208,52 @@ def _seconds_spent(outdir: Path) -> float | None:
     return total if found else None
 
 
+def _size_arcsec(truth: np.ndarray) -> np.ndarray:
+    """Flux-weighted half-light radius (arcsec, major axis) of each object; NaN without hlr columns."""
+    comps = [n[4:] for n in truth.dtype.names if n.lower().startswith("hlr_")]
+    if not comps:
+        return np.full(len(truth), np.nan)
+    total = np.zeros(len(truth))
+    weight = np.zeros(len(truth))
+    for c in comps:
+        frac = _column(truth, f"flux_frac_{c}")
+        w = np.ones(len(truth)) if frac is None else np.asarray(frac, float)
+        total += w * np.asarray(_column(truth, f"hlr_{c}"), float)
+        weight += w
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / weight
+
+
+def _match_for(truth_path: Path, truth: np.ndarray, sim: np.ndarray, sources: dict[str, int]) -> np.ndarray | None:
+    """The realization's match table: the runner's file, else recomputed from the tile's nosim catalog.
+
+    A campaign made before the match table existed still has ``<TILE>/nosim/<TILE>_nosim_all.fits``
+    (unless removed); ``restricted`` is then inferred from the sim catalog (a restricted run has no
+    detection without ``balrog_index``).
+    """
+    from . import blends
+
+    path = blends.match_path(truth_path)
+    if path.exists():
+        sources["file"] += 1
+        return _read_table(path)
+    tile = truth_path.parent.parent
+    nosim_all = tile / "nosim" / f"{tile.name}_nosim_all.fits"
+    if not nosim_all.exists():
+        sources["unknown"] += 1
+        return None
+    sim_index = _column(sim, "balrog_index")
+    restricted = sim_index is not None and bool(np.all(sim_index >= 0))
+    try:
+        table = blends.match_table(truth, sim, _read_table(nosim_all), restricted=restricted)
+    except InputFileError as exc:
+        log.warning("blend classes of %s unknown: %s", truth_path.name, exc)
+        sources["unknown"] += 1
+        return None
+    sources["recomputed"] += 1
+    return table
+
+
 def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> CampaignData:
     """Gather truth and measured magnitudes of every realization of the campaign in ``outdir``."""
     outdir = Path(outdir)
@@ -213,6 +274,9 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
     per_band: dict[str, dict[str, list[np.ndarray]]] = {}
     n_injected = n_drawn = n_recovered = 0
     found_bands: list[str] | None = list(bands) if bands else None
+    group_parts, type_parts, size_parts, class_parts, rec_parts = [], [], [], [], []
+    realizations: list[tuple[str, int]] = []
+    sources = {"file": 0, "recomputed": 0, "unknown": 0}
 
     from tqdm import tqdm
 
@@ -247,6 +311,21 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
         blended = np.isin(index, nosim_index[nosim_index >= 0]) if nosim_index is not None else np.zeros(len(index), bool)
 
         ra_parts.append(_column(truth, "ra")[drawn])
+        stem = truth_path.name[: -len("_truth.fits")]
+        real_no = stem.rpartition("_r")[2]
+        group_parts.append(np.full(int(drawn.sum()), len(realizations)))
+        realizations.append((truth_path.parent.parent.name, int(real_no) if real_no.isdigit() else -1))
+        objtype = _column(truth, "objtype")
+        type_parts.append(np.full(int(drawn.sum()), -1) if objtype is None else np.asarray(objtype, int)[drawn])
+        size_parts.append(_size_arcsec(truth)[drawn])
+        rec_parts.append(recovered[drawn])
+        match = _match_for(truth_path, truth, sim, sources)
+        if match is None:
+            class_parts.append(np.full(int(drawn.sum()), -1))
+        else:
+            if not np.array_equal(match["balrog_index"], index):
+                raise InputFileError(f"match table of {truth_path} does not list the truth's balrog_index in order")
+            class_parts.append(np.asarray(match["blend_class"], int)[drawn])
         tile_parts.append(np.full(int(drawn.sum()), truth_path.parent.parent.name))
         dec_parts.append(_column(truth, "dec")[drawn])
 
@@ -303,6 +382,13 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
         matches=matches,
         seconds_spent=_seconds_spent(outdir),
         missing=missing,
+        group=np.concatenate(group_parts),
+        objtype=np.concatenate(type_parts),
+        size_arcsec=np.concatenate(size_parts),
+        blend_class=np.concatenate(class_parts),
+        recovered=np.concatenate(rec_parts),
+        realizations=realizations,
+        match_sources=sources,
     )
 
 
@@ -357,80 +443,44 @@ def _mag_edges(data: CampaignData, width: float = 0.5) -> np.ndarray:
     return np.arange(lo, hi + width / 2, width)
 
 
-def _band_colour(band: str) -> str:
-    return {"g": "tab:green", "r": "tab:red", "i": "tab:orange", "z": "tab:purple", "y": "tab:brown"}.get(
-        band.lower(), "tab:gray"
-    )
+def _reference_band(bands: Sequence[str]) -> str:
+    """The band the split figures use: i (DES's detection-like band) when present, else the first."""
+    return "i" if "i" in bands else bands[0]
 
 
-def _save(fig, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+def _bootstrap_weights(data: CampaignData) -> np.ndarray:
+    return report_stats.bootstrap_weights(len(data.realizations))
 
 
-def plot_completeness(data: CampaignData, path: Path) -> dict[str, float]:
-    """Completeness versus true magnitude, one curve per band; returns the 50% magnitudes."""
-    import matplotlib.pyplot as plt
-
-    edges = _mag_edges(data)
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    m50: dict[str, float] = {}
-    for band, m in data.matches.items():
-        centres, frac, lo, hi, n = completeness(m.true_mag, m.recovered, edges)
-        ok = n > 0
-        ax.plot(centres[ok], frac[ok], "-o", ms=3, color=_band_colour(band), label=band)
-        ax.fill_between(centres[ok], lo[ok], hi[ok], color=_band_colour(band), alpha=0.15, lw=0)
-        m50[band] = _fifty_percent(centres[ok], frac[ok])
-    ax.axhline(0.5, color="k", lw=0.6, ls=":")
-    ax.set_xlabel("true magnitude")
-    ax.set_ylabel("completeness (recovered / drawn)")
-    ax.set_ylim(-0.02, 1.05)
-    ax.legend(title="band", frameon=False)
-    ax.set_title(f"Detection completeness ({data.n_realizations} realizations, {len(data.tiles)} tiles)")
-    _save(fig, path)
-    plt.close(fig)
-    return m50
+def plot_completeness(data: CampaignData, path: Path, weights: np.ndarray | None = None) -> dict[str, dict]:
+    """Completeness versus true magnitude per band, bootstrap errors; returns the curves (with ``m50``)."""
+    weights = _bootstrap_weights(data) if weights is None else weights
+    title = f"Detection completeness ({data.n_realizations} realizations, {len(data.tiles)} tiles)"
+    return report_plots.completeness_by_band(data.matches, data.group, _mag_edges(data), weights, path, title)
 
 
 def _fifty_percent(centres: np.ndarray, frac: np.ndarray) -> float:
     """The faintest magnitude where completeness falls through 50% (linear interpolation)."""
-    below = np.flatnonzero((frac[:-1] >= 0.5) & (frac[1:] < 0.5))
-    if len(below) == 0:
-        return float("nan")
-    i = below[-1]
-    f0, f1 = frac[i], frac[i + 1]
-    return float(centres[i] + (0.5 - f0) / (f1 - f0) * (centres[i + 1] - centres[i]))
+    return report_stats.fifty_percent(centres, frac)
 
 
-def plot_bias(data: CampaignData, path: Path) -> dict[str, tuple[float, float]]:
-    """MAG_AUTO minus true magnitude (median and scatter) versus true magnitude, per band.
+def plot_bias(data: CampaignData, path: Path, weights: np.ndarray | None = None) -> dict[str, dict]:
+    """MAG_AUTO minus true magnitude (median and scatter, bootstrap errors) per band; returns the curves."""
+    weights = _bootstrap_weights(data) if weights is None else weights
+    return report_plots.bias_by_band(data.matches, data.group, _mag_edges(data), weights, path)
 
-    Returns per band the median offset and scatter of objects brighter than 22 mag.
-    """
-    import matplotlib.pyplot as plt
 
-    edges = _mag_edges(data)
-    fig, (ax_med, ax_sig) = plt.subplots(2, 1, figsize=(6.4, 6.0), sharex=True)
+def bias_bright(data: CampaignData) -> dict[str, tuple[float, float]]:
+    """Per band the median offset and scatter of recovered, unblended objects brighter than 22 mag."""
     summary: dict[str, tuple[float, float]] = {}
     for band, m in data.matches.items():
         clean = m.recovered & ~m.blended
         delta = np.where(clean, m.measured_mag - m.true_mag, np.nan)
-        centres, median, scatter, _ = binned_bias(m.true_mag, delta, edges)
-        ax_med.plot(centres, median, "-o", ms=3, color=_band_colour(band), label=band)
-        ax_sig.plot(centres, scatter, "-o", ms=3, color=_band_colour(band), label=band)
         bright = clean & np.isfinite(delta) & (m.true_mag < 22.0)
         if bright.sum() >= 5:
             d = delta[bright]
             med = float(np.median(d))
             summary[band] = (med, float(1.4826 * np.median(np.abs(d - med))))
-    ax_med.axhline(0, color="k", lw=0.6)
-    ax_med.set_ylabel("median MAG_AUTO - true [mag]")
-    ax_sig.set_ylabel("scatter (1.4826 MAD) [mag]")
-    ax_sig.set_xlabel("true magnitude")
-    ax_med.legend(title="band", frameon=False, ncol=len(data.matches) or 1, loc="upper left", fontsize=8)
-    ax_med.set_title("Photometric bias and scatter of recovered, unblended objects")
-    _save(fig, path)
-    plt.close(fig)
     return summary
 
 
@@ -447,77 +497,103 @@ def plot_offsets(data: CampaignData, path: Path) -> float:
     ax.set_ylabel("recovered objects")
     median = float(np.median(offsets)) if len(offsets) else float("nan")
     ax.set_title(f"Position offsets (median {median:.3f} arcsec; association radius {limit:.3f} arcsec)")
-    _save(fig, path)
-    plt.close(fig)
+    report_plots.save(fig, path)
     return median
 
 
-def _skymap_nside(extent_deg: float) -> int:
-    """A HEALPix nside whose pixels are about 1/40 of the mapped extent (64 .. 8192)."""
-    import healpy as hp
-
-    target_arcmin = max(extent_deg, 1e-3) * 60.0 / 40.0
-    nside = 64
-    while nside < 8192 and hp.nside2resol(nside, arcmin=True) > target_arcmin:
-        nside *= 2
-    return nside
-
-
-def plot_skymap(data: CampaignData, path: Path) -> None:
-    """HEALPix map of injected positions (count per pixel) with the campaign's tile outlines.
-
-    The view and the pixel size follow the extent of the injected positions, so a full
-    campaign and a small synthetic one both show their structure.
-    """
-    import warnings
-
-    import healpy as hp
-    import matplotlib.pyplot as plt
-
+def _tile_outline(name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """RA, Dec (degrees) of a DES tile's unique-area boundary, or None for an unknown tile."""
     from .geometry import des_tile
 
-    logging.getLogger("healpy").setLevel(logging.WARNING)
-    # Centre the view on the objects; the circular mean handles tiles on both sides of RA = 0.
-    ra_rad = np.deg2rad(data.truth_ra)
-    lon0 = float(np.rad2deg(np.arctan2(np.sin(ra_rad).mean(), np.cos(ra_rad).mean())))
-    lon_off = (data.truth_ra - lon0 + 180.0) % 360.0 - 180.0
-    extent = max(float(np.ptp(lon_off)), float(np.ptp(data.truth_dec)), 1e-3)
-    pad = 0.1 * extent
-    lonra = [float(lon_off.min() - pad), float(lon_off.max() + pad)]
-    latra = [float(data.truth_dec.min() - pad), float(data.truth_dec.max() + pad)]
-    nside = _skymap_nside(extent)
-    pix = hp.ang2pix(nside, data.truth_ra, data.truth_dec, lonlat=True)
-    counts = np.bincount(pix, minlength=hp.nside2npix(nside)).astype(float)
-    counts[counts == 0] = hp.UNSEEN
-    fig = plt.figure(figsize=(8.5, 5.4))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # healpy re-uses our figure and says so
-        hp.cartview(
-            counts, rot=(lon0, 0.0), lonra=lonra, latra=latra, fig=fig.number,
-            title=f"Injected positions per HEALPix pixel (nside {nside}, {hp.nside2resol(nside, arcmin=True):.2f}')",
-            unit="objects per pixel", cmap="viridis", notext=True,
-        )
-        step = max(extent / 4.0, 0.01)
-        hp.graticule(dpar=step, dmer=step, alpha=0.3)
-    for name in data.tiles:
+    try:
+        tile = des_tile(name)
+    except Exception:  # noqa: BLE001 - an unknown tile only loses its outline
+        return None
+    lo, hi = tile.uramin, tile.uramax
+    if tile.crossra0:
+        lo, hi = hi, lo + 360.0
+    ras = np.concatenate([np.linspace(lo, hi, 20), [hi, hi], np.linspace(hi, lo, 20), [lo, lo]])
+    decs = np.concatenate([np.full(20, tile.udecmin), [tile.udecmin, tile.udecmax], np.full(20, tile.udecmax),
+                           [tile.udecmax, tile.udecmin]])
+    return ras % 360.0, decs
+
+
+def plot_skymap(data: CampaignData, path: Path) -> dict:
+    """Detection efficiency on the sky with RA/Dec axes (degrees) and the tiles' unique areas."""
+    return report_plots.efficiency_skymap(data.truth_ra, data.truth_dec, data.recovered, data.truth_tile, data.tiles,
+                                          _tile_outline, path)
+
+
+def per_tile_table(data: CampaignData) -> dict[str, dict]:
+    """Per tile: realizations, drawn, recovered fraction, m50 per band, seconds (status.json)."""
+    edges = _mag_edges(data)
+    seconds = _seconds_by_tile(data.outdir)
+    out: dict[str, dict] = {}
+    for tile in data.tiles:
+        sel = data.truth_tile == tile
+        m50 = {}
+        for band, m in data.matches.items():
+            c = report_stats.completeness_boot(m.true_mag[sel], m.recovered[sel], np.zeros(int(sel.sum()), int),
+                                               edges, np.ones((1, 1), int))
+            m50[band] = report_stats.fifty_percent(c["centres"], c["fraction"])
+        n = int(sel.sum())
+        out[tile] = {"realizations": sum(1 for t, _ in data.realizations if t == tile), "objects_drawn": n,
+                     "objects_recovered": int(data.recovered[sel].sum()),
+                     "recovered_fraction": float(data.recovered[sel].mean()) if n else float("nan"),
+                     "m50": m50, "seconds": seconds.get(tile)}
+    return out
+
+
+def _seconds_by_tile(outdir: Path) -> dict[str, float]:
+    """Realization and nosim wall seconds per tile from its ``status.json``."""
+    out: dict[str, float] = {}
+    for status_file in outdir.glob("*/status.json"):
+        total = _seconds_spent_one(status_file)
+        if total is not None:
+            out[status_file.parent.name] = total
+    return out
+
+
+def _seconds_spent_one(status_file: Path) -> float | None:
+    try:
+        status = json.loads(status_file.read_text())
+    except (OSError, ValueError):
+        return None
+    total, found = 0.0, False
+    for entry in status.get("realizations", {}).values() if isinstance(status, dict) else ():
+        if isinstance(entry, dict) and isinstance(entry.get("seconds"), int | float):
+            total += float(entry["seconds"])
+            found = True
+    if isinstance(status, dict) and isinstance(status.get("nosim_seconds"), int | float):
+        total += float(status["nosim_seconds"])
+        found = True
+    return total if found else None
+
+
+def provenance(data: CampaignData) -> dict:
+    """Software and tool versions, release (status.json), date: what a figure caption needs."""
+    import datetime
+    import platform
+
+    from . import __version__
+
+    releases, campaigns = set(), set()
+    for status_file in data.outdir.glob("*/status.json"):
         try:
-            tile = des_tile(name)
-        except Exception:  # noqa: BLE001 - an unknown tile only loses its outline
+            status = json.loads(status_file.read_text())
+            release, camp, fp = status.get("release"), status.get("campaign"), status.get("fingerprint")
+        except (OSError, ValueError, AttributeError):
             continue
-        lo, hi = tile.uramin, tile.uramax
-        if tile.crossra0:
-            lo, hi = hi, lo + 360.0
-        ras = np.concatenate([np.linspace(lo, hi, 20), [hi, hi], np.linspace(hi, lo, 20), [lo, lo]])
-        decs = np.concatenate(
-            [np.full(20, tile.udecmin), [tile.udecmin, tile.udecmax], np.full(20, tile.udecmax), [tile.udecmax, tile.udecmin]]
-        )
-        hp.projplot(ras, decs, lonlat=True, color="w", lw=0.8)
-        sel = np.flatnonzero(np.char.startswith(np.asarray(data.truth_tile, dtype=str), name))
-        if len(sel):
-            hp.projtext(float(np.median(data.truth_ra[sel])), float(data.truth_dec[sel].max() + 0.03 * extent), name,
-                        lonlat=True, color="k", fontsize=8, ha="center")
-    _save(fig, path)
-    plt.close(fig)
+        if release:
+            releases.add(str(release))
+        if camp or fp:
+            campaigns.add(f"{camp} (config fingerprint {fp})")
+    versions = {"balrog_runner": __version__, "python": platform.python_version(), "numpy": np.__version__}
+    for module in ("galsim", "fitsio", "matplotlib"):
+        with contextlib.suppress(Exception):  # a missing optional package is just not listed
+            versions[module] = __import__(module).__version__
+    return {"versions": versions, "release": sorted(releases), "campaign": sorted(campaigns),
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def _format_seconds(seconds: float | None) -> str:
@@ -529,18 +605,31 @@ def _format_seconds(seconds: float | None) -> str:
 
 
 def write_report(outdir: str | Path, report_dir: str | Path | None = None) -> Path:
-    """Make every plot and the HTML page for the campaign in ``outdir``; returns the page's path."""
+    """Make every plot, ``summary.json`` and the HTML page for the campaign in ``outdir``; returns the page."""
     data = load_campaign(outdir)
     report_dir = Path(report_dir) if report_dir else data.outdir / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     import matplotlib
 
     matplotlib.use("Agg")
+    from .blends import CLASS_NAMES
 
-    m50 = plot_completeness(data, report_dir / "completeness.png")
-    bias = plot_bias(data, report_dir / "photometry.png")
+    weights = _bootstrap_weights(data)
+    edges = _mag_edges(data)
+    ref = _reference_band(data.bands)
+    curves = plot_completeness(data, report_dir / "completeness.png", weights)
+    bias_curves = plot_bias(data, report_dir / "photometry.png", weights)
+    bias = bias_bright(data)
     median_offset = plot_offsets(data, report_dir / "offsets.png")
-    plot_skymap(data, report_dir / "skymap.png")
+    skymap = plot_skymap(data, report_dir / "skymap.png")
+    m = data.matches[ref]
+    by_class = report_plots.split_panels(m, data.blend_class, CLASS_NAMES, report_plots.CLASS_COLOURS, data.group,
+                                         edges, weights, report_dir / "blends.png", "blend class")
+    by_type = report_plots.split_panels(m, data.objtype, report_plots.OBJTYPE_NAMES, report_plots.TYPE_COLOURS,
+                                        data.group, edges, weights, report_dir / "objtype.png", "object type")
+    scatter = report_plots.magnitude_scatter(m, data.objtype, report_dir / "magnitudes.png")
+    by_size = report_plots.completeness_by_size(m, data.size_arcsec, data.objtype, data.group, weights,
+                                                report_dir / "size.png")
 
     numbers = {
         "tiles": len(data.tiles),
@@ -551,10 +640,24 @@ def write_report(outdir: str | Path, report_dir: str | Path | None = None) -> Pa
         "recovered_fraction": data.n_recovered / data.n_drawn if data.n_drawn else float("nan"),
         "median_offset_arcsec": median_offset,
         "seconds_spent": data.seconds_spent,
-        "m50": m50,
+        "m50": {b: c["m50"] for b, c in curves.items()},
         "bias_bright": {b: {"median": v[0], "scatter": v[1]} for b, v in bias.items()},
         "missing": {"tiles": data.missing.tiles, "realizations_failed": data.missing.failed,
                     "realizations_incomplete": data.missing.incomplete, "realizations_lost": data.missing.lost},
+        "reference_band": ref,
+        "bootstrap": {"unit": "realization", "replicas": int(len(weights)), "seed": report_stats.BOOTSTRAP_SEED,
+                      "groups": len(data.realizations), "error": "std (ddof=1) of the replicas"},
+        "magnitude_edges": [float(e) for e in edges],
+        "completeness": curves,
+        "bias": bias_curves,
+        "by_blend_class": by_class,
+        "blend_classes_from": data.match_sources,
+        "by_objtype": by_type,
+        "magnitude_scatter_objects": scatter,
+        "completeness_by_size": by_size,
+        "per_tile": per_tile_table(data),
+        "skymap": skymap,
+        "provenance": provenance(data),
     }
     atomic_write_text(report_dir / "summary.json", json.dumps(numbers, indent=2, default=float) + "\n")
     page = report_dir / "index.html"
@@ -565,6 +668,8 @@ def write_report(outdir: str | Path, report_dir: str | Path | None = None) -> Pa
 
 def _html_page(data: CampaignData, numbers: dict) -> str:
     esc = html.escape
+    nan = float("nan")
+    prov = numbers["provenance"]
     rows = [
         ("Tiles", ", ".join(data.tiles)),
         ("Realizations", str(data.n_realizations)),
@@ -573,35 +678,69 @@ def _html_page(data: CampaignData, numbers: dict) -> str:
         ("Objects recovered", f"{data.n_recovered:,} ({100 * numbers['recovered_fraction']:.1f}%)"),
         ("Median position offset", f"{numbers['median_offset_arcsec']:.3f} arcsec"),
         ("Time spent in realizations", _format_seconds(data.seconds_spent)),
+        ("Error bars", f"bootstrap over {numbers['bootstrap']['groups']} realizations, "
+                       f"{numbers['bootstrap']['replicas']} replicas, seed {numbers['bootstrap']['seed']}"),
+        ("Release", ", ".join(prov["release"]) or "not recorded"),
+        ("Campaign", ", ".join(prov["campaign"]) or "not recorded"),
+        ("Software", ", ".join(f"{k} {v}" for k, v in prov["versions"].items())),
+        ("Report made", prov["date"]),
     ]
     if data.missing:
         rows.append(("Missing (partial campaign)", data.missing.describe()))
     band_rows = "".join(
-        f"<tr><td>{esc(b)}</td><td>{numbers['m50'].get(b, float('nan')):.2f}</td>"
-        f"<td>{numbers['bias_bright'].get(b, {}).get('median', float('nan')):+.3f}</td>"
-        f"<td>{numbers['bias_bright'].get(b, {}).get('scatter', float('nan')):.3f}</td></tr>"
+        f"<tr><td>{esc(b)}</td><td>{numbers['m50'].get(b, nan):.2f}</td>"
+        f"<td>{numbers['bias_bright'].get(b, {}).get('median', nan):+.3f}</td>"
+        f"<td>{numbers['bias_bright'].get(b, {}).get('scatter', nan):.3f}</td></tr>"
         for b in data.bands
     )
+    tile_rows = "".join(
+        f"<tr><td>{esc(t)}</td><td>{v['realizations']}</td><td>{v['objects_drawn']:,}</td>"
+        f"<td>{100 * v['recovered_fraction']:.1f}%</td>"
+        + "".join(f"<td>{v['m50'].get(b, nan):.2f}</td>" for b in data.bands)
+        + f"<td>{esc(_format_seconds(v['seconds']))}</td></tr>"
+        for t, v in numbers["per_tile"].items()
+    )
+    tile_head = "".join(f"<th>m50 {esc(b)}</th>" for b in data.bands)
+    split_rows = "".join(
+        f"<tr><td>{esc(what)}</td><td>{esc(name)}</td><td>{v['objects']:,}</td>"
+        f"<td>{100 * v['recovered_fraction']:.1f}%</td><td>{v['m50']:.2f}</td></tr>"
+        for what, split in (("blend class", numbers["by_blend_class"]), ("object type", numbers["by_objtype"]))
+        for name, v in split.items()
+    )
+    src = numbers["blend_classes_from"]
     table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    ref = numbers["reference_band"]
     figures = "".join(
         f'<figure><img src="{name}" alt="{esc(caption)}"><figcaption>{esc(caption)}</figcaption></figure>'
         for name, caption in [
-            ("completeness.png", "Completeness: recovered / drawn per true-magnitude bin, 68% Wilson interval."),
-            ("photometry.png", "MAG_AUTO - true magnitude of recovered objects not blended with a pre-existing detection."),
+            ("completeness.png", "Completeness: recovered / drawn per true-magnitude bin; bootstrap errors."),
+            ("photometry.png", "MAG_AUTO - true magnitude (median, 1.4826 MAD) of recovered objects not within 2 px "
+                               "of a pre-existing detection; bootstrap errors."),
+            ("blends.png", f"Band {ref}: completeness and bias of isolated objects and of objects within 2 arcsec "
+                           "of a fainter / brighter pre-existing (nosim) detection."),
+            ("objtype.png", f"Band {ref}: completeness and bias of stars and galaxies."),
+            ("magnitudes.png", f"Measured MAG_AUTO_{ref.upper()} against injected magnitude, stars and galaxies."),
+            ("size.png", "Galaxy completeness against half-light radius and mean surface brightness."),
             ("offsets.png", "Offset between the detection (riz image, windowed centroid) and the injected position."),
-            ("skymap.png", "Injected positions over the unique areas of the campaign's tiles."),
+            ("skymap.png", "Detection efficiency on the sky (RA, Dec in degrees) over the tiles' unique areas."),
         ]
     )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Balrog campaign report: {esc(data.outdir.name)}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}figure{{display:inline-block;margin:1em;width:480px}}
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;margin-bottom:1em}}
+td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}figure{{display:inline-block;margin:1em;width:480px;vertical-align:top}}
 img{{width:100%}}</style></head><body>
 <h1>Balrog campaign report</h1>
 <p>Campaign directory: <code>{esc(str(data.outdir))}</code></p>
 <table>{table}</table>
 <h2>Per band</h2>
 <table><tr><th>band</th><th>50% completeness [mag]</th><th>median &Delta;mag (&lt;22)</th><th>scatter (&lt;22)</th></tr>{band_rows}</table>
+<h2>Per tile</h2>
+<table><tr><th>tile</th><th>realizations</th><th>drawn</th><th>recovered</th>{tile_head}<th>time</th></tr>{tile_rows}</table>
+<h2>By blend class and object type (band {esc(ref)})</h2>
+<p>Blend classes from {src['file']} match table(s), {src['recomputed']} recomputed from the tile's nosim catalog,
+{src['unknown']} unknown (no nosim catalog).</p>
+<table><tr><th>split</th><th>class</th><th>drawn</th><th>recovered</th><th>m50 [mag]</th></tr>{split_rows}</table>
 <h2>Plots</h2>
 {figures}
 </body></html>

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from . import astromatic, campaign_id, leftovers, measure, pool, resources, tilelock
+from . import astromatic, blends, campaign_id, leftovers, measure, pool, resources, tilelock
 from .atomic import atomic_write_text
 from .errors import BalrogError, ConfigError, InputFileError
 
@@ -365,6 +365,8 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
             truth.meta.update(settings.identity.header() if settings.identity else {})
             measure.write_catalog(paths["sim"], sim, header=header)
             measure.write_catalog(paths["nosim"], nosim, header=header)
+            blends.write_match_catalog(paths["truth"], truth_arr, sim, nosim_wide, det_image=inputs.images.get("det"),
+                                       restricted=settings.restrict_sim, header=header)
             inject.write_truth(truth, paths["truth"])  # last: the three together mark completion
         result.scratch_bytes = _dir_bytes(scratch)
         result.n_truth, result.n_sim, result.n_nosim = len(truth), len(sim), len(nosim)

@@ -24,8 +24,8 @@ def _write_realization(outdir, tile, j, rng, ngal=400, nosim_hits=5):
     truth["balrog_index"] = index
     truth["ra"] = 359.9 + rng.uniform(0, 0.2, ngal) % 360
     truth["dec"] = rng.uniform(-0.3, 0.3, ngal)
-    truth["x"] = rng.uniform(1, 1000, ngal)
-    truth["y"] = rng.uniform(1, 1000, ngal)
+    truth["x"] = rng.uniform(1, 400, ngal)
+    truth["y"] = rng.uniform(1, 400, ngal)
     truth["not_drawn"][:10] = 1  # off the image: excluded everywhere
     mags = rng.uniform(18, 26, ngal)
     for b in BANDS:
@@ -196,3 +196,200 @@ def test_progress_bar_on_a_terminal_only(campaign, tmp_path):
     piped = subprocess.run([str(exe), str(outdir), "--outdir", str(tmp_path / "r2"), "-q"], capture_output=True,
                            env=env, check=True, timeout=300)
     assert b"catalogs:" not in piped.stderr and b"/3 [" not in piped.stderr
+
+
+# ------------------------------------------------------------------ blend classes, bootstrap, per tile
+
+NOSIM_N = 150
+SCALE = 0.263  # blends.DES_PIXEL_SCALE: what the report uses when it recomputes a match table
+
+
+def _write_blend_realization(outdir, tile, j, rng, nosim_all, ngal=300, match_file=False):
+    """Truth over a 400 px square; recovered when brighter than 23 and not within 2" of a brighter real object."""
+    from balrog_runner import blends
+
+    cat = outdir / tile / "catalogs"
+    cat.mkdir(parents=True, exist_ok=True)
+    start = 10_000_000 * (1 + j)
+    truth = np.zeros(ngal, dtype=[("balrog_index", "i8"), ("ra", "f8"), ("dec", "f8"), ("x", "f8"), ("y", "f8"),
+                                  ("objtype", "i2"), ("hlr_disk", "f8"), ("flux_frac_disk", "f8"),
+                                  ("not_drawn", "i4"), ("mag_r", "f8"), ("mag_i", "f8"), ("flux_i", "f8")])
+    truth["balrog_index"] = np.arange(start, start + ngal)
+    truth["x"] = rng.uniform(1, 400, ngal)
+    truth["y"] = rng.uniform(1, 400, ngal)
+    truth["ra"] = 10.0 + truth["x"] * SCALE / 3600
+    truth["dec"] = -30.0 + truth["y"] * SCALE / 3600
+    truth["objtype"] = rng.uniform(size=ngal) < 0.3
+    truth["hlr_disk"] = np.where(truth["objtype"] == 1, 0.0, rng.uniform(0.1, 1.5, ngal))
+    truth["flux_frac_disk"] = 1.0
+    truth["not_drawn"][:5] = 1
+    mags = rng.uniform(18, 26, ngal)
+    truth["mag_r"] = truth["mag_i"] = mags
+    truth["flux_i"] = 10 ** (-0.4 * (mags - 30))
+    d = np.hypot(truth["x"][:, None] - nosim_all["X_IMAGE_DET"], truth["y"][:, None] - nosim_all["Y_IMAGE_DET"])
+    nearest = d.argmin(axis=1)
+    near_brighter = (d.min(axis=1) * SCALE <= 2.0) & (nosim_all["MAG_AUTO_I"][nearest] < mags)
+    recovered = (mags < 23) & (truth["not_drawn"] == 0) & ~near_brighter
+    nrec = int(recovered.sum())
+    sim = np.zeros(nrec, dtype=[("balrog_index", "i8"), ("X_IMAGE_DET", "f8"), ("Y_IMAGE_DET", "f8"),
+                                ("MAG_AUTO_R", "f4"), ("MAG_AUTO_I", "f4"), ("FLUX_AUTO_I", "f4")])
+    sim["balrog_index"] = truth["balrog_index"][recovered]
+    sim["X_IMAGE_DET"] = truth["x"][recovered] + 0.3
+    sim["Y_IMAGE_DET"] = truth["y"][recovered]
+    sim["MAG_AUTO_R"] = sim["MAG_AUTO_I"] = mags[recovered] + rng.normal(0.02, 0.05, nrec)
+    sim["FLUX_AUTO_I"] = truth["flux_i"][recovered]
+    nosim = np.zeros(0, dtype=[("balrog_index", "i8")])
+    stem = f"{tile}_r{j:04d}"
+    fitsio.write(str(cat / f"{stem}_truth.fits"), truth, clobber=True)
+    fitsio.write(str(cat / f"{stem}_sim.fits"), sim, clobber=True)
+    fitsio.write(str(cat / f"{stem}_nosim.fits"), nosim, clobber=True)
+    if match_file:
+        fitsio.write(str(cat / f"{stem}_match.fits"), blends.match_table(truth, sim, nosim_all), clobber=True)
+    return truth, recovered
+
+
+@pytest.fixture
+def blend_campaign(tmp_path):
+    rng = np.random.default_rng(11)
+    objects = []
+    for tile in ("DES0001-3000", "DES0002-3000"):
+        nosim_all = np.zeros(NOSIM_N, dtype=[("NUMBER", "i4"), ("X_IMAGE_DET", "f8"), ("Y_IMAGE_DET", "f8"),
+                                             ("MAG_AUTO_R", "f4"), ("MAG_AUTO_I", "f4"), ("FLUX_AUTO_I", "f4"),
+                                             ("FLUXERR_AUTO_I", "f4")])
+        nosim_all["NUMBER"] = np.arange(1, NOSIM_N + 1)
+        nosim_all["X_IMAGE_DET"] = rng.uniform(1, 400, NOSIM_N)
+        nosim_all["Y_IMAGE_DET"] = rng.uniform(1, 400, NOSIM_N)
+        nosim_all["MAG_AUTO_I"] = nosim_all["MAG_AUTO_R"] = rng.uniform(17, 25, NOSIM_N)
+        nosim_all["FLUX_AUTO_I"], nosim_all["FLUXERR_AUTO_I"] = 1000.0, 10.0
+        (tmp_path / tile / "nosim").mkdir(parents=True)
+        fitsio.write(str(tmp_path / tile / "nosim" / f"{tile}_nosim_all.fits"), nosim_all)
+        for j in range(3):  # realization 0 has its match table on disk, 1 and 2 are recomputed
+            truth, rec = _write_blend_realization(tmp_path, tile, j, rng, nosim_all, match_file=(j == 0))
+            objects.append((tile, truth, rec, nosim_all))
+        (tmp_path / tile / "status.json").write_text(json.dumps(
+            {"release": "y6a2_coadd", "realizations": {str(j): {"seconds": 10.0 + j} for j in range(3)}}))
+    return tmp_path, objects
+
+
+def _bootstrap_by_hand(per_group, statistic, seed, n_boot):
+    """The documented bootstrap, written out: draw G realizations with replacement, pool their objects."""
+    rng = np.random.default_rng(seed)
+    reps = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(per_group), size=len(per_group))
+        reps.append(statistic([np.concatenate([per_group[g][k] for g in pick]) for k in range(len(per_group[0]))]))
+    reps = np.array(reps, dtype=float)
+    out = []
+    for col in reps.T:
+        col = col[np.isfinite(col)]
+        out.append(np.std(col, ddof=1) if len(col) >= 2 else np.nan)
+    return np.array(out)
+
+
+def test_report_numbers_are_the_catalogs_numbers(blend_campaign):
+    """Blend classes, per-tile table, star/galaxy split and bootstrap errors recomputed from the catalogs."""
+    outdir, objects = blend_campaign
+    page = write_report(outdir)
+    summary = json.loads((page.parent / "summary.json").read_text())
+    assert summary["blend_classes_from"] == {"file": 2, "recomputed": 4, "unknown": 0}
+    assert summary["reference_band"] == "i"
+    edges = np.array(summary["magnitude_edges"])
+
+    # blend classes by brute force: nearest nosim detection within 2", brighter in i or not
+    per_group, classes = [], []
+    for _tile, truth, rec, nosim_all in objects:
+        drawn = truth["not_drawn"] == 0
+        d = np.hypot(truth["x"][:, None] - nosim_all["X_IMAGE_DET"], truth["y"][:, None] - nosim_all["Y_IMAGE_DET"])
+        near = d.min(axis=1) * SCALE <= 2.0
+        brighter = nosim_all["MAG_AUTO_I"][d.argmin(axis=1)] < truth["mag_i"]
+        cls = np.where(near, np.where(brighter, 2, 1), 0)[drawn]
+        per_group.append((truth["mag_i"][drawn], rec[drawn], cls, truth["objtype"][drawn]))
+        classes.append(cls)
+    classes = np.concatenate(classes)
+    mags = np.concatenate([g[0] for g in per_group])
+    rec = np.concatenate([g[1] for g in per_group])
+    assert {name: v["objects"] for name, v in summary["by_blend_class"].items()} == {
+        name: int((classes == c).sum()) for c, name in [(0, "isolated"), (1, "near a fainter"), (2, "near a brighter")]
+        if (classes == c).any()}
+    assert (classes == 2).sum() >= 20 and (classes == 1).sum() >= 20
+    for c, name in [(0, "isolated"), (1, "near a fainter"), (2, "near a brighter")]:
+        assert summary["by_blend_class"][name]["recovered_fraction"] == pytest.approx(rec[classes == c].mean())
+    assert summary["by_blend_class"]["near a brighter"]["recovered_fraction"] == 0.0  # how the scene was made
+    types = np.concatenate([g[3] for g in per_group])
+    assert summary["by_objtype"]["stars"]["objects"] == int((types == 1).sum())
+    assert summary["by_objtype"]["galaxies"]["recovered_fraction"] == pytest.approx(rec[types == 0].mean())
+
+    # per tile
+    for tile in ("DES0001-3000", "DES0002-3000"):
+        rows = [(t, r) for t, truth, r, _ in objects if t == tile]
+        drawn = sum(int((tr["not_drawn"] == 0).sum()) for t, tr, _, _ in objects if t == tile)
+        got = summary["per_tile"][tile]
+        assert got["objects_drawn"] == drawn and got["realizations"] == 3
+        assert got["objects_recovered"] == sum(int(r.sum()) for _, r in rows)
+        assert got["seconds"] == pytest.approx(33.0)
+    assert summary["provenance"]["release"] == ["y6a2_coadd"]
+
+    # completeness of band i and its bootstrap error, recomputed by hand
+    boot = summary["bootstrap"]
+    assert boot["unit"] == "realization" and boot["groups"] == 6
+
+    def fraction(parts):
+        m, r = parts
+        idx = np.digitize(m, edges) - 1
+        with np.errstate(invalid="ignore"):
+            return np.array([r[idx == b].mean() if (idx == b).any() else np.nan for b in range(len(edges) - 1)])
+
+    curve = summary["completeness"]["i"]
+    assert np.allclose(curve["fraction"], fraction((mags, rec)), equal_nan=True)
+    err = _bootstrap_by_hand([(g[0], g[1]) for g in per_group], fraction, boot["seed"], boot["replicas"])
+    assert np.allclose(curve["error"], err, equal_nan=True)
+    assert np.nanmax(err) > 0.01  # a real spread, not zeros
+
+    # the near-a-brighter completeness curve and the isolated bias curve, errors by hand
+    sel = [(g[0][g[2] == 0], g[1][g[2] == 0]) for g in per_group]
+    iso = summary["by_blend_class"]["isolated"]["completeness"]
+    assert np.allclose(iso["error"], _bootstrap_by_hand(sel, fraction, boot["seed"], boot["replicas"]),
+                       equal_nan=True)
+
+    # bias of band i (recovered objects; not_blended per the realization nosim catalogs, empty here)
+    sims = {}
+    for tile, truth, _r, _ in objects:
+        sim = fitsio.read(str(outdir / tile / "catalogs" / f"{tile}_r{int(truth['balrog_index'][0]) // 10_000_000 - 1:04d}_sim.fits"))
+        sims[(tile, int(truth["balrog_index"][0]))] = dict(zip(sim["balrog_index"], sim["MAG_AUTO_I"], strict=True))
+    deltas = []
+    for tile, truth, _r, _ in objects:
+        drawn = truth["not_drawn"] == 0
+        lookup = sims[(tile, int(truth["balrog_index"][0]))]
+        meas = np.array([lookup.get(i, np.nan) for i in truth["balrog_index"]], dtype=float)
+        deltas.append((truth["mag_i"][drawn], (meas - truth["mag_i"])[drawn]))
+
+    def median(parts):
+        m, dlt = parts
+        idx = np.digitize(m, edges) - 1
+        out = []
+        for b in range(len(edges) - 1):
+            v = dlt[(idx == b) & np.isfinite(dlt)]
+            out.append(np.median(v) if len(v) >= 5 else np.nan)
+        return np.array(out)
+
+    bias = summary["bias"]["i"]
+    assert np.allclose(bias["median"], median(tuple(np.concatenate(x) for x in zip(*deltas, strict=True))),
+                       equal_nan=True, atol=1e-6)
+    assert np.allclose(bias["median_error"], _bootstrap_by_hand(deltas, median, boot["seed"], boot["replicas"]),
+                       equal_nan=True, atol=1e-6)
+    for name in ["blends.png", "objtype.png", "magnitudes.png", "size.png", "skymap.png"]:
+        assert (page.parent / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert name in page.read_text()
+    assert "DES0002-3000" in page.read_text() and "RA [deg]" not in page.read_text()  # axes are in the PNG
+
+
+def test_weighted_median_is_the_median_of_the_repeated_sample():
+    from balrog_runner.report_stats import weighted_median
+
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        v = rng.normal(size=rng.integers(1, 30))
+        w = rng.integers(0, 4, size=len(v))
+        if w.sum() == 0:
+            continue
+        assert weighted_median(v, w) == pytest.approx(np.median(np.repeat(v, w)))
