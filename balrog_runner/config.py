@@ -361,6 +361,16 @@ def read_tile_list(path: str | os.PathLike) -> list[str]:
     return out
 
 
+def resolve_source(source: str | os.PathLike | None) -> Path | None:
+    """The ``--source`` script as an absolute path (None for none); a missing one is an error."""
+    if source is None:
+        return None
+    src = Path(source).expanduser()
+    if not src.is_file():
+        raise ConfigError(f"--source script {src} does not exist")
+    return src.resolve()
+
+
 def load_config(path: str | os.PathLike, source: str | os.PathLike | None = None,
                 check_positions: bool = True) -> Config:
     """Run the user's ``CustomConfig`` on fresh defaults, then normalise and check the result.
@@ -377,12 +387,7 @@ def load_config(path: str | os.PathLike, source: str | os.PathLike | None = None
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    src = None
-    if source is not None:
-        src = Path(source).expanduser()
-        if not src.is_file():
-            raise ConfigError(f"--source script {src} does not exist")
-        src = src.resolve()
+    src = resolve_source(source)
     changes = sourced_environment(src) if src is not None else {}
     with applied_environment(changes):
         run, balrog, db, tiles = run_custom_config(path, *defaults())

@@ -57,7 +57,7 @@ class DemoPlan:
     seed: int = 1
     scheduler: str = "local"
     margin: int = 16
-    sex_param: str = "light.param"
+    sex_param: str = "default.param"
     paths: dict[str, Path] = field(init=False)
 
     def __post_init__(self) -> None:

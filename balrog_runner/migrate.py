@@ -232,12 +232,7 @@ def evaluate(path: str | os.PathLike, source: str | os.PathLike | None = None) -
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Valarauko config {path} does not exist")
-    src = None
-    if source is not None:
-        src = Path(source).expanduser()
-        if not src.is_file():
-            raise ConfigError(f"--source script {src} does not exist")
-        src = src.resolve()
+    src = cfgmod.resolve_source(source)
     run, balrog, db = (_Recording(d) for d in old_defaults())
     changes = cfgmod.sourced_environment(src) if src is not None else {}
     with cfgmod.applied_environment(changes), _valarauko_modules():
