@@ -352,3 +352,36 @@ def test_swarp_image_of_the_wrong_size_is_refused(tile, tmp_path):
     with pytest.raises(ExternalProgramError, match=rf"is {SIZE // 2}x{SIZE // 2} pixels, not the expected {SIZE}x{SIZE}"):
         astromatic.run_swarp_detection(pairs, tmp_path / "s.fits", tmp_path / "w.fits", setup=small)
     assert not any(tmp_path.glob("*.fits"))
+
+
+def test_program_dies_with_the_process_that_started_it(tmp_path):
+    """A runner or pool worker killed with SIGKILL takes its SExtractor with it, although the
+    program leads its own session (out of reach of a killpg of the runner's group)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pidfile = tmp_path / "pid"
+    script = (f"from balrog_runner import astromatic; astromatic.run_program(['sh', '-c', "
+              f"'echo $$ > {pidfile}; exec sleep 300'], cwd={str(tmp_path)!r})")
+    parent = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(pidfile.read_text())
+    os.killpg(parent.pid, signal.SIGKILL)  # the runner's group, as a job scheduler or a test does
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{child}/stat").read_text().split(")")[-1].split()[0]
+        except FileNotFoundError:
+            break
+        if state == "Z":  # dead, waiting for a reaper that may be slow in this sandbox
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the program outlived the process that started it")
