@@ -101,10 +101,10 @@ def run_band(tile, band: str, image: Path, setup, workdir: Path, name: str,
 
 
 def identical(full: np.ndarray, part: np.ndarray, xy: np.ndarray) -> bool:
-    """The restricted run's rows equal the full run's rows at the same detections."""
-    key = lambda a: np.round(a["X_IMAGE"], 4) * 1e6 + np.round(a["Y_IMAGE"], 4)  # noqa: E731
-    index = {v: i for i, v in enumerate(key(full))}
-    rows = [index.get(v) for v in key(part)]
+    """The restricted run's rows equal the full run's rows at the same detections (matched on
+    the exact X_IMAGE, Y_IMAGE pair: SExtractor renumbers the kept rows)."""
+    index = {(float(x), float(y)): i for i, (x, y) in enumerate(zip(full["X_IMAGE"], full["Y_IMAGE"], strict=True))}
+    rows = [index.get((float(x), float(y))) for x, y in zip(part["X_IMAGE"], part["Y_IMAGE"], strict=True)]
     if any(r is None for r in rows):
         return False
     sub = full[rows]
