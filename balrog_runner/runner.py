@@ -40,7 +40,17 @@ from typing import Any
 
 import numpy as np
 
-from . import astromatic, blends, campaign_id, leftovers, measure, pool, resources, tilelock
+from . import (
+    astromatic,
+    blends,
+    campaign_id,
+    leftovers,
+    measure,
+    pool,
+    provenance,
+    resources,
+    tilelock,
+)
 from .atomic import atomic_write_text
 from .errors import BalrogError, ConfigError, InputFileError
 
@@ -360,11 +370,13 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
         with stage("write"):
             paths = catalog_paths(settings.outdir, real.tile, real.number)
             paths["truth"].parent.mkdir(parents=True, exist_ok=True)
-            header = {"TILENAME": real.tile, "REALIZ": real.number, "INDSTART": real.indexstart,
+            header = {**provenance.catalog_header(real.tile, real.number, real.indexstart, settings.release,
+                                                  settings.sextractor.program, settings.swarp.program),
                       **(settings.identity.header() if settings.identity else {})}
-            truth.meta.update(settings.identity.header() if settings.identity else {})
-            measure.write_catalog(paths["sim"], sim, header=header)
-            measure.write_catalog(paths["nosim"], nosim, header=header)
+            truth.meta.update(header)
+            truth.meta["EXTNAME"] = "TRUTH"
+            measure.write_catalog(paths["sim"], sim, header=header, extname="SIM")
+            measure.write_catalog(paths["nosim"], nosim, header=header, extname="NOSIM")
             blends.write_match_catalog(paths["truth"], truth_arr, sim, nosim_wide, det_image=inputs.images.get("det"),
                                        restricted=settings.restrict_sim, header=header)
             inject.write_truth(truth, paths["truth"])  # last: the three together mark completion
@@ -584,6 +596,7 @@ def _run_pool(settings: RunSettings, tile: str, inputs: TileInputs, positions, t
     status["pool"] = plan.as_dict()
     from . import inject  # noqa: F401 - import GalSim once here, shared by the forked workers
     _load_population(settings)
+    provenance.software_header(settings.sextractor.program, settings.swarp.program)  # asked once, inherited
     tasks = [
         (settings, inputs, r, positions.ra[r.start:r.stop], positions.dec[r.start:r.stop],
          positions.balrog_index[r.start:r.stop])

@@ -215,6 +215,21 @@ def test_database_rows_match_the_catalogs(tmp_path, survey):
     engine.dispose()
     positions = read(Path(run["pos"]) / f"{TILE}.fits")
     assert got == sorted(positions["balrog_index"].tolist())
+    # provenance: what made each catalog, in its named table HDU
+    import galsim
+
+    from balrog_runner import __version__
+
+    status = json.loads((outdir / TILE / "status.json").read_text())
+    for kind, extname in (("truth", "TRUTH"), ("sim", "SIM"), ("nosim", "NOSIM")):
+        path = runner.catalog_paths(outdir, TILE, 1)[kind]
+        with fitsio.FITS(str(path)) as f:
+            assert f[1].get_extname() == extname, kind
+            hdr = f[1].read_header()
+        assert hdr["BALRVER"] == __version__ and hdr["GALSIMV"] == galsim.__version__, kind
+        assert hdr["SEXVER"].startswith("2.") and hdr["SWARPVER"].startswith("2."), kind
+        assert hdr["TILENAME"] == TILE and hdr["REALIZ"] == 1 and hdr["RELEASE"] == run["release"], kind
+        assert hdr["CAMPFP"] == status["fingerprint"] and hdr["CAMPAIGN"] == "demo", kind
 
 
 # ----------------------------------------------------------------------------- resume
