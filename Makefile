@@ -3,12 +3,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: setup system-deps venv test test-all demo lint bench clean
+.PHONY: setup system-deps demo-deps venv venv-demo test test-all demo lint bench clean
 
 setup: system-deps venv
 
 system-deps:
 	@bash .ci/install-system-deps.sh
+
+# the demo's own needs only: no SLURM, munge, PostgreSQL, MPI (HPC login nodes cannot apt-get)
+demo-deps:
+	@bash .ci/install-system-deps.sh .ci/apt-demo.txt
 
 venv: $(VENV)/.installed
 
@@ -16,6 +20,14 @@ $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed-base
+
+venv-demo: $(VENV)/.installed-base
+
+$(VENV)/.installed-base: pyproject.toml setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
 	touch $@
 
 test: setup
@@ -25,7 +37,7 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -m ''
 
-demo: setup
+demo: demo-deps venv-demo
 	$(VENV)/bin/balrog-demo
 
 # Speed and memory figures (each prints a table; several minutes in all on 2 cores).

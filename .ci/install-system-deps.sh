@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Install the Debian packages listed in .ci/apt-packages.txt, only when some are missing.
+# Install the Debian packages listed in a package list (default .ci/apt-packages.txt, all the
+# tests need; .ci/apt-demo.txt is what the demo needs), only when some are missing.
 # Runs apt-get update once before installing. Uses sudo when not root.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-mapfile -t pkgs < <(grep -v '^\s*#' "$here/apt-packages.txt" | grep -v '^\s*$')
+list=${1:-$here/apt-packages.txt}
+mapfile -t pkgs < <(grep -v '^\s*#' "$list" | grep -v '^\s*$')
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -369,7 +369,12 @@ def mpi_world():
     sizes = [os.environ.get(k) for k in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS", "MPI_LOCALNRANKS")]
     if not any(s and s.isdigit() and int(s) > 1 for s in sizes):
         return None
-    from mpi4py import MPI
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        # every rank would write every tile: refuse rather than run N copies
+        raise ConfigError("started as several MPI ranks, but mpi4py is not installed: pip install "
+                          "'balrog_runner[mpi]' (at NERSC build it against Cray MPICH, see the README)") from None
 
     comm = MPI.COMM_WORLD
     return comm if comm.Get_size() > 1 else None

@@ -161,9 +161,13 @@ def check_database(cfg: Config):
     if backend not in SUPPORTED_DIALECTS:
         raise ConfigError(f"database {backend!r} is not supported: use {', '.join(SUPPORTED_DIALECTS)} "
                           "(SQLite, PostgreSQL, or DESDM's Oracle)")
+    if backend != "sqlite":
+        from .db.url import require_driver
+
+        require_driver(url)  # the nodes run in this environment: its driver must be installed
     try:
         dialect = url.get_dialect()()
-    except Exception:  # noqa: BLE001 - a driver missing here may exist on the nodes; the name check is enough
+    except Exception:  # noqa: BLE001 - the name check below still applies
         dialect = None
     validate_dbname(cfg.run["dbname"], dialect)
     return url

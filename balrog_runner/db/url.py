@@ -169,7 +169,29 @@ def make_engine(url: URL | str) -> Engine:
             except OSError as exc:
                 raise DatabaseError(f"cannot create the SQLite database folder {folder}: {exc.strerror}") from None
         return sa.create_engine(url, connect_args={"timeout": SQLITE_LOCK_TIMEOUT_S})
+    require_driver(url)
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+#: The pip extra that installs each server database's driver.
+EXTRAS = {"postgresql": "postgres", "oracle": "oracle"}
+
+
+def require_driver(url: URL) -> None:
+    """A one-line error naming the extra when the database's driver is not installed.
+
+    The drivers are optional (``pip install 'balrog_runner[postgres]'`` / ``[oracle]``): a
+    campaign on SQLite needs neither, and a site may not be able to build one.
+    """
+    backend = url.get_backend_name()
+    try:
+        url.get_dialect().import_dbapi()
+    except ImportError:
+        extra = EXTRAS.get(backend, backend)
+        raise ConfigError(f"the {backend} driver ({url.get_driver_name()}) is not installed: "
+                          f"pip install 'balrog_runner[{extra}]'") from None
+    except sa.exc.NoSuchModuleError:
+        raise ConfigError(f"SQLAlchemy has no dialect for {url.drivername}") from None
 
 
 def as_engine(engine_or_url: Engine | URL | str) -> Engine:
