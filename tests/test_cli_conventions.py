@@ -38,3 +38,25 @@ def test_verbose_and_quiet_change_what_is_shown():
     assert library.isEnabledFor(logging.DEBUG)
     _common.setup_logging(parser.parse_args(["-q"]))
     assert ours.isEnabledFor(logging.WARNING) and not ours.isEnabledFor(logging.INFO)
+
+
+def test_one_spelling_for_tile_names_and_old_ones_still_work():
+    """--tile NAME [NAME ...] (repeatable) names tiles everywhere; --tiles is a list FILE;
+    --tilenames (and the demo's old --tiles) still parse; balrog-report writes to --report-dir."""
+    from balrog_runner.cli import demo, fetch, inputs, positions, report, tiles
+
+    a = positions.build_parser().parse_args(["--tile", "DES0001-0001", "--tile", "DES0002-0001", "DES0003-0001",
+                                             "--pertile", "3", "--outdir", "x"])
+    b = positions.build_parser().parse_args(["--tilenames", "DES0001-0001", "DES0002-0001", "DES0003-0001",
+                                             "--pertile", "3", "--outdir", "x"])
+    assert a.tilenames == b.tilenames == ["DES0001-0001", "DES0002-0001", "DES0003-0001"]
+    assert tiles.build_parser().parse_args(["--tile", "DES0001-0001", "-o", "t.fits"]).tilenames == ["DES0001-0001"]
+    for module in (fetch, inputs):
+        parser = module.build_parser()
+        required = ["--outdir", "o"] if module is fetch else ["--release", "Y3A2_COADD", "--db", "x", "-o", "m"]
+        assert parser.parse_args(["--tile", "DES0001-0001", "DES0002-0001", *required]).tile == [
+            "DES0001-0001", "DES0002-0001"]
+    assert demo.build_parser().parse_args(["--tiles", "DES0001-0001"]).tiles == ["DES0001-0001"]
+    assert demo.build_parser().parse_args(["--tile", "DES0001-0001"]).tiles == ["DES0001-0001"]
+    assert report.build_parser().parse_args(["camp", "--report-dir", "r"]).outdir == "r"
+    assert report.build_parser().parse_args(["camp", "--outdir", "r"]).outdir == "r"

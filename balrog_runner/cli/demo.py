@@ -22,8 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workdir", default=str(default_workdir()),
                    help="where everything goes (default: $BALROG_DEMO_DIR or ./demo-output)")
-    p.add_argument("--tiles", nargs="+", default=list(DEFAULT_TILES), metavar="TILE",
-                   help="DES tile names (default: %(default)s; the first straddles RA = 0)")
+    p.add_argument("--tile", "--tiles", dest="tiles", nargs="+", action="extend", default=None, metavar="NAME",
+                   help=f"DES tile names (default: {' '.join(DEFAULT_TILES)}; the first straddles RA = 0); "
+                        "--tiles is the old spelling")
     p.add_argument("--size", type=int_in_range(64, MAX_SIZE, "pixels"), default=1024,
                    help=f"image side in pixels, at 0.263 arcsec/pixel, 64 .. {MAX_SIZE} (default: %(default)s)")
     p.add_argument("--ngal", type=positive_int(), default=150, help="objects injected per realization, >= 1 (default: %(default)s)")
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _action(args: argparse.Namespace) -> int:
-    plan = DemoPlan(workdir=args.workdir, tiles=args.tiles, size=args.size, ngal=args.ngal,
+    plan = DemoPlan(workdir=args.workdir, tiles=args.tiles or list(DEFAULT_TILES), size=args.size, ngal=args.ngal,
                     realizations=args.realizations, ppn=args.ppn, seed=args.seed, scheduler=args.scheduler)
     if args.fresh:
         shutil.rmtree(plan.workdir, ignore_errors=True)

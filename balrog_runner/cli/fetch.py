@@ -31,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         "FITS checksums, funpack them. Credentials come from a netrc file; they are never logged.",
     )
     tiles = parser.add_argument_group("tiles")
-    tiles.add_argument("--tile", action="append", default=[], metavar="NAME",
-                       help="a DES tile name, e.g. DES0001-4914 (repeatable)")
+    tiles.add_argument("--tile", "--tilenames", dest="tile", nargs="+", action="extend", default=[],
+                       metavar="NAME", help="DES tile names, e.g. DES0001-4914 (repeatable)")
     tiles.add_argument("--tiles", metavar="FILE",
                        help="tile list: text (first column) or FITS table with a tilename column")
     src = parser.add_argument_group("archive")

@@ -30,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--release", required=True, metavar="TAG",
                         help="DESDM processing tag, e.g. Y1A1_COADD, Y3A2_COADD, Y6A2_COADD")
     tiles = parser.add_argument_group("tiles")
-    tiles.add_argument("--tile", action="append", default=[], metavar="NAME",
-                       help="a DES tile name, e.g. DES0002+0209 (repeatable)")
+    tiles.add_argument("--tile", "--tilenames", dest="tile", nargs="+", action="extend", default=[],
+                       metavar="NAME", help="DES tile names, e.g. DES0002+0209 (repeatable)")
     tiles.add_argument("--tiles", metavar="FILE",
                        help="tile list: text (first column) or FITS table with a tilename column")
     db = parser.add_argument_group("database")

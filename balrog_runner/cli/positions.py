@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0].split(": ", 1)[1])
     p.add_argument("--tiles", metavar="FILE", help="tile list or table (FITS or CSV/text; Y1, Y3 or names only)")
     p.add_argument("--tilecol", metavar="NAME", help="tile-name column of --tiles (default: tilename, any case)")
-    p.add_argument("--tilenames", metavar="NAME", nargs="+", help="DES tile names; with --tiles, a subset of it")
+    p.add_argument("--tile", "--tilenames", dest="tilenames", metavar="NAME", nargs="+", action="extend",
+                   help="DES tile names; with --tiles, a subset of it (repeatable)")
     p.add_argument("--density", metavar="N", help="objects per deg^2 of unique area (Poisson per tile)")
     p.add_argument("--pertile", metavar="N", help="objects per tile (exact)")
     p.add_argument("--seed", metavar="N", default="1", help="campaign seed, integer >= 0 (default: %(default)s)")

@@ -20,7 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
         "photometric bias versus true magnitude per band, position offsets, and a sky map.",
     )
     parser.add_argument("campaign", help="campaign output directory (run['outdir']: holds <TILE>/catalogs/)")
-    parser.add_argument("--outdir", default=None, help="where to write the PNGs and index.html (default: CAMPAIGN/report)")
+    parser.add_argument("--report-dir", "--outdir", dest="outdir", default=None,
+                        help="where to write the PNGs and index.html (default: CAMPAIGN/report; --outdir is "
+                             "the old spelling: elsewhere --outdir is a campaign or output directory)")
     add_logging_options(parser)
     return parser
 

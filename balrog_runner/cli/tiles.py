@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         "unique-area bounds, CROSSRA0, WCS), from the DES tiling rule or the input table's own bounds.")
     p.add_argument("--tiles", metavar="FILE", help="tile list or table (FITS or CSV/text; Y1, Y3 or names only)")
     p.add_argument("--tilecol", metavar="NAME", help="tile-name column of --tiles (default: tilename, any case)")
-    p.add_argument("--tilenames", metavar="NAME", nargs="+", help="DES tile names (DESHHMM+DDMM); with --tiles, a subset of it")
+    p.add_argument("--tile", "--tilenames", dest="tilenames", metavar="NAME", nargs="+", action="extend",
+                   help="DES tile names (DESHHMM+DDMM); with --tiles, a subset of it (repeatable)")
     p.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="output table; .fits/.fit for FITS, .csv for CSV (angles in degrees, PIXELSCALE in arcsec/pixel)")
     add_logging_options(p)
