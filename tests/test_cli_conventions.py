@@ -53,7 +53,7 @@ def test_one_spelling_for_tile_names_and_old_ones_still_work():
     assert tiles.build_parser().parse_args(["--tile", "DES0001-0001", "-o", "t.fits"]).tilenames == ["DES0001-0001"]
     for module in (fetch, inputs):
         parser = module.build_parser()
-        required = ["--outdir", "o"] if module is fetch else ["--release", "Y3A2_COADD", "--db", "x", "-o", "m"]
+        required = ["--outdir", "o", "--root", "file:///x"] if module is fetch else ["--release", "Y3A2_COADD", "--db", "x", "-o", "m"]
         assert parser.parse_args(["--tile", "DES0001-0001", "DES0002-0001", *required]).tile == [
             "DES0001-0001", "DES0002-0001"]
     assert demo.build_parser().parse_args(["--tiles", "DES0001-0001"]).tiles == ["DES0001-0001"]
