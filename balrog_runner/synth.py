@@ -287,6 +287,7 @@ def make_synthetic_tile(
     sex: astromatic.SextractorSetup | None = None,
     swarp: astromatic.SwarpSetup = astromatic.DEFAULT_SWARP,
     psfex: astromatic.PsfexSetup = astromatic.DEFAULT_PSFEX,
+    progress: bool = False,
 ) -> SyntheticTile:
     """Write a synthetic DES-like tile into ``outdir``; return the list of its files.
 
@@ -295,7 +296,8 @@ def make_synthetic_tile(
     override it. With
     ``compress`` the images are ``.fits.fz`` (real fpack), else plain ``.fits``. ``det``
     builds the riz detection image (needs r, i and z). ``workers`` external-program runs go
-    in parallel (threads: the programs do the work).
+    in parallel (threads: the programs do the work). ``progress`` shows a tqdm bar of the
+    steps (each band rendered, the det image, each band's PSF model + fpack).
     """
     if not isinstance(size, int) or size < 64:
         raise ConfigError(f"tile size {size!r} must be an integer of at least 64 pixels")
@@ -316,7 +318,11 @@ def make_synthetic_tile(
     log.info("synthetic tile %s: %d x %d pixels, %d stars, %d galaxies, bands %s",
              tilename, size, size, len(stars), len(gals), ",".join(bands))
 
-    with astromatic.scratch_dir(outdir, prefix=f".{tilename}-synth-") as tmp:
+    from tqdm import tqdm
+
+    steps = 2 * len(bands) + (2 if det else 0)  # render each band, det, then PSF + fpack of each
+    with tqdm(total=steps, desc=tilename, unit="step", disable=not progress, leave=False, mininterval=0) as bar, \
+            astromatic.scratch_dir(outdir, prefix=f".{tilename}-synth-") as tmp:
         plain: dict[str, Path] = {}
         for band in bands:
             # Seeded by the band itself, so a band's pixels do not depend on the others made.
@@ -327,11 +333,13 @@ def make_synthetic_tile(
                 {"SEXMGZPT": (ZEROPOINT, "Mag zeropoint, mag"), "GAIN": (band_gain(band), "Effective gain, e-/ADU"),
                  "EXPTIME": (EXPTIME[band], "Total exposure time, s"), "BAND": (band, "Filter band"),
                  "TILENAME": (tilename, "DES tile"), "SATURATE": (1.0e9, "Saturation level, ADU")})
+            bar.update(1)
 
         if det:
             plain["det"] = astromatic.make_detection_image(
                 [((plain[b], 0), (plain[b], 2)) for b in DETECTION_BANDS], tmp / f"{tilename}_det.fits",
                 setup=swarp, workdir=tmp, extra={"TILENAME": (tilename, "DES tile")})
+            bar.update(1)
 
         # Finished files are staged in the scratch directory and renamed into ``outdir`` only
         # when every one exists: a failure leaves no partial tile behind.
@@ -349,7 +357,10 @@ def make_synthetic_tile(
             return band, image_name, psf_name
 
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            names = list(pool.map(finish, list(plain)))
+            names = []
+            for item in pool.map(finish, list(plain)):
+                names.append(item)
+                bar.update(1)
 
         radec = [wcs.toWorld(galsim.PositionD(x, y)) for x, y in zip(stars["x"], stars["y"], strict=True)]
         star_table = np.zeros(len(stars), dtype=stars.dtype.descr[:2] + [("ra", "f8"), ("dec", "f8")]

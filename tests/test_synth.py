@@ -180,3 +180,10 @@ def test_same_seed_gives_the_same_compressed_pixels(tile, tmp_path):
             assert len(a) == len(b) == 4
             for k in range(1, 4):
                 assert np.array_equal(a[k].read(), b[k].read()), (band, k)
+
+
+def test_progress_bar_counts_every_step(tmp_path, capsys):
+    synth.make_synthetic_tile("DES0002+0209", tmp_path, size=128, bands=("r", "i", "z"), compress=False,
+                              progress=True)
+    err = capsys.readouterr().err
+    assert all(f"{k}/8 [" in err for k in range(9))  # 3 bands rendered, det, 4 PSF models: every step shown

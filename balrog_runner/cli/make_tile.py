@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from collections.abc import Sequence
 
@@ -52,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     tile = synth.make_synthetic_tile(
         args.tile, args.outdir, size=args.size, bands=bands, seed=args.seed, ra=args.ra, dec=args.dec,
-        compress=not args.no_fpack, det=not args.no_det, workers=args.workers,
+        compress=not args.no_fpack, det=not args.no_det, workers=args.workers, progress=sys.stderr.isatty(),
     )
     log.info("wrote %d images and %d PSFEx models for %s into %s in %.1f s",
              len(tile.images), len(tile.psfs), tile.tilename, tile.outdir, time.perf_counter() - t0)
