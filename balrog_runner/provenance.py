@@ -12,22 +12,35 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import subprocess
 
 log = logging.getLogger(__name__)
 
 _VERSION_RE = re.compile(r"version\s+(\S+)", re.IGNORECASE)
 
 
+#: Seconds ``--version`` may take: a program that hangs here is caught by its own deadline later.
+VERSION_TIMEOUT = 10.0
+
+
 @functools.lru_cache(maxsize=16)
 def program_version(program: str) -> str:
-    """``X.Y.Z`` from ``<program> --version`` (SExtractor, SWarp); ``unknown`` if it will not say."""
-    try:
-        out = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=30,
-                             stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    match = _VERSION_RE.search(out.stdout + out.stderr)
+    """``X.Y.Z`` from ``<program> --version`` (SExtractor, SWarp); ``unknown`` if it will not say.
+
+    Run like every external program (:func:`astromatic.run_program`: its own session, killed
+    with everything it started at the deadline), so a hung or odd wrapper leaves nothing behind.
+    """
+    import tempfile
+
+    from .astromatic import run_program
+    from .errors import BalrogError
+
+    with tempfile.TemporaryDirectory(prefix="balrog-version-") as cwd:
+        try:
+            out = run_program([program, "--version"], cwd=cwd, timeout=VERSION_TIMEOUT)
+        except BalrogError:
+            return "unknown"
+    text = (out.stdout or b"").decode(errors="replace") + (out.stderr or b"").decode(errors="replace")
+    match = _VERSION_RE.search(text)
     return match.group(1) if match else "unknown"
 
 

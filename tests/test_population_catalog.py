@@ -367,7 +367,8 @@ def test_campaign_with_a_mapped_catalog_and_an_offset_map(tmp_path):
     from balrog_runner.positions import read_positions
 
     tile, binary = "DES2359+0001", Path(sys.executable).parent
-    plan = demo.DemoPlan(workdir=tmp_path, tiles=[tile], size=384, ngal=25, realizations=1, ppn=1, seed=5)
+    plan = demo.DemoPlan(workdir=tmp_path, tiles=[tile], size=384, ngal=25, realizations=1, ppn=1, seed=5,
+                         sex_param="light.param")
     demo.make_survey(plan)
     table = demo.write_geometry(plan)
     subprocess.run([str(binary / "balrog-positions"), "-q", "--tiles", str(table), "--pertile", "25",

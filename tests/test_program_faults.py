@@ -35,7 +35,9 @@ def survey(tmp_path_factory):
 
 def make_campaign(root: Path, archive: Path, tiles, *, ngal: int = 12, realizations: int = 1, **run) -> Path:
     """Positions on the cutout tiles plus a CustomConfig; returns the (single) subjob spec."""
-    plan = demo.DemoPlan(workdir=root, tiles=list(tiles), size=SIZE, ngal=ngal, realizations=realizations, ppn=1)
+    # the quick parameter set: these tests are about faults, and a deadline must not depend on model fitting
+    plan = demo.DemoPlan(workdir=root, tiles=list(tiles), size=SIZE, ngal=ngal, realizations=realizations, ppn=1,
+                         sex_param="light.param")
     table = demo.write_geometry(plan)
     subprocess.run([str(BIN / "balrog-positions"), "-q", "--tiles", str(table), "--pertile",
                     str(ngal * realizations), "--seed", "1", "--outdir", str(plan.paths["pos"])], check=True)

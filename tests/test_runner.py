@@ -57,7 +57,7 @@ def make_campaign(root: Path, archive: Path, *, ngal: int, realizations: int, pp
                   seed: int = 1, **run) -> Path:
     """Positions on the cutout tile plus a CustomConfig; returns the subjob spec path."""
     plan = demo.DemoPlan(workdir=root, tiles=[TILE], size=SIZE, ngal=ngal, realizations=realizations, ppn=ppn,
-                         seed=seed)
+                         seed=seed, sex_param="light.param")  # quick set; test_demo runs the default
     table = demo.write_geometry(plan)
     subprocess.run([str(BIN / "balrog-positions"), "-q", "--tiles", str(table), "--pertile",
                     str(ngal * realizations), "--seed", str(seed), "--outdir", str(plan.paths["pos"])], check=True)
