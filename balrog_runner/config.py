@@ -31,7 +31,7 @@ import re
 import runpy
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -502,23 +502,30 @@ def sourced_environment(source: Path) -> dict[str, str | None]:
     return changes
 
 
+def _assign(target: MutableMapping[str, Any], values: Mapping[str, Any]) -> None:
+    """Set each key of ``values`` in ``target``; a None value removes the key."""
+    for k, v in values.items():
+        if v is None:
+            target.pop(k, None)
+        else:
+            target[k] = v
+
+
 @contextlib.contextmanager
-def applied_environment(changes: dict[str, str | None]) -> Iterator[None]:
-    """``os.environ`` with ``changes`` applied for the duration, then restored exactly."""
-    saved = {k: os.environ.get(k) for k in changes}
+def patched(target: MutableMapping[str, Any], changes: Mapping[str, Any]) -> Iterator[None]:
+    """``target`` with ``changes`` applied (None removes a key) for the duration, then
+    restored exactly: ``os.environ`` while a config runs, ``sys.modules`` for stand-ins."""
+    saved = {k: target.get(k) for k in changes}
     try:
-        for k, v in changes.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _assign(target, changes)
         yield
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _assign(target, saved)
+
+
+def applied_environment(changes: dict[str, str | None]):
+    """``os.environ`` with ``changes`` applied for the duration, then restored exactly."""
+    return patched(os.environ, changes)
 
 
 def _check_kind(where: str, name: str, key: Key, value: Any) -> tuple[Any, str | None]:

@@ -202,16 +202,8 @@ def _valarauko_modules() -> Iterator[None]:
         added = {"esutil": stand, "esutil.io": stand.io}
     if importlib.util.find_spec("imp") is None:
         added["imp"] = _imp_standin()
-    saved = {k: sys.modules.get(k) for k in added}
-    sys.modules.update(added)
-    try:
+    with cfgmod.patched(sys.modules, added):
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
-                sys.modules[k] = v
 
 
 @dataclass
