@@ -160,24 +160,25 @@ def cgroup_memory_limits(proc_cgroup: str | os.PathLike = "/proc/self/cgroup",
     except OSError:
         return []
     limits: list[MemoryLimit] = []
-    if "memory" in paths and "memory" in mounts:
-        for d in _cgroup_dirs(paths["memory"], mounts["memory"]):
-            limit = _read_int(d / "memory.limit_in_bytes")
+    for version, (controller, limit_file, usage_file, reclaimable) in _CGROUP_MEMORY_FILES.items():
+        if controller not in paths or controller not in mounts:
+            continue
+        for d in _cgroup_dirs(paths[controller], mounts[controller]):
+            limit = _read_int(d / limit_file)
             if limit is None or limit >= UNLIMITED:
                 continue
-            used = _read_int(d / "memory.usage_in_bytes") or 0
-            used -= _stat_value(d / "memory.stat", "total_inactive_file")
-            limits.append(MemoryLimit(max(0, limit - max(0, used)), limit,
-                                      f"cgroup v1 {d / 'memory.limit_in_bytes'}"))
-    if "" in paths and "" in mounts:
-        for d in _cgroup_dirs(paths[""], mounts[""]):
-            limit = _read_int(d / "memory.max")
-            if limit is None or limit >= UNLIMITED:
-                continue
-            used = _read_int(d / "memory.current") or 0
-            used -= _stat_value(d / "memory.stat", "inactive_file")
-            limits.append(MemoryLimit(max(0, limit - max(0, used)), limit, f"cgroup v2 {d / 'memory.max'}"))
+            used = (_read_int(d / usage_file) or 0) - _stat_value(d / "memory.stat", reclaimable)
+            limits.append(MemoryLimit(max(0, limit - max(0, used)), limit, f"cgroup {version} {d / limit_file}"))
     return limits
+
+
+#: Per cgroup version: the hierarchy's key in /proc/self/cgroup ('' is the v2 unified one),
+#: the limit and usage files, and the memory.stat entry of reclaimable page cache (not
+#: counted as used: the kernel drops it before it OOM-kills).
+_CGROUP_MEMORY_FILES = {
+    "v1": ("memory", "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),
+    "v2": ("", "memory.max", "memory.current", "inactive_file"),
+}
 
 
 # --------------------------------------------------------------------------- SLURM, meminfo
