@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ..atomic import check_writable_dir, disk_error
-from ..errors import BalrogError, OutputError
+from ..errors import BalrogError, ConfigError, OutputError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -127,6 +127,26 @@ def nonneg_seconds(max_seconds: float = 86400.0) -> Callable[[str], float]:
 
 
 # --------------------------------------------------------------------------- logging
+
+
+def add_tile_options(parser: argparse.ArgumentParser, example: str = "DES0002+0209") -> None:
+    """The tiles of a per-tile command: ``--tile NAME [NAME ...]`` (repeatable; ``--tilenames``
+    is the old spelling) and ``--tiles FILE``; :func:`tile_names` reads them back."""
+    tiles = parser.add_argument_group("tiles")
+    tiles.add_argument("--tile", "--tilenames", dest="tile", nargs="+", action="extend", default=[],
+                       metavar="NAME", help=f"DES tile names, e.g. {example} (repeatable)")
+    tiles.add_argument("--tiles", metavar="FILE",
+                       help="tile list: text (first column) or FITS table with a tilename column")
+
+
+def tile_names(args: argparse.Namespace) -> list[str]:
+    """The names given with ``--tile`` then those of ``--tiles``; none at all is an error."""
+    from ..fetch_source import read_tile_names
+
+    names = list(args.tile) + (read_tile_names(args.tiles) if args.tiles else [])
+    if not names:
+        raise ConfigError("no tiles given; use --tile NAME or --tiles FILE")
+    return names
 
 
 def add_logging_options(parser: argparse.ArgumentParser) -> None:

@@ -10,14 +10,15 @@ import argparse
 from collections.abc import Sequence
 
 from .. import fetch
-from ..errors import ConfigError
 from ._common import (
     add_logging_options,
+    add_tile_options,
     nonneg_int,
     nonneg_seconds,
     positive_int,
     positive_seconds,
     run_command,
+    tile_names,
 )
 
 PROG = "balrog-fetch"
@@ -30,11 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Download a tile's coadd images (.fits.fz) and PSFEx models, verify their "
         "FITS checksums, funpack them. Credentials come from a netrc file; they are never logged.",
     )
-    tiles = parser.add_argument_group("tiles")
-    tiles.add_argument("--tile", "--tilenames", dest="tile", nargs="+", action="extend", default=[],
-                       metavar="NAME", help="DES tile names, e.g. DES0001-4914 (repeatable)")
-    tiles.add_argument("--tiles", metavar="FILE",
-                       help="tile list: text (first column) or FITS table with a tilename column")
+    add_tile_options(parser, example="DES0001-4914")
     src = parser.add_argument_group("archive")
     src.add_argument("--root", required=True,
                      help="archive root: http(s):// URL (no credentials in it), file:// URL or a directory")
@@ -71,11 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _action(args: argparse.Namespace) -> int:
-    tiles = list(args.tile)
-    if args.tiles:
-        tiles += fetch.read_tile_names(args.tiles)
-    if not tiles:
-        raise ConfigError("no tiles given; use --tile NAME or --tiles FILE")
+    tiles = tile_names(args)
     layout = {"layout": args.release, "url_template": args.url_template, "psf_template": args.psf_template,
               "run": args.run, "run_table": args.run_table, "campaign": args.campaign,
               "attempt_table": args.attempt_table}

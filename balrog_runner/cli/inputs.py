@@ -12,9 +12,7 @@ from collections.abc import Sequence
 
 from .. import desdm, manifest
 from ..db.url import DEFAULT_INI, make_engine, resolve_url
-from ..errors import ConfigError
-from ..fetch_source import read_tile_names
-from ._common import add_logging_options, run_command
+from ._common import add_logging_options, add_tile_options, run_command, tile_names
 
 PROG = "balrog-inputs"
 
@@ -29,11 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--release", required=True, metavar="TAG",
                         help="DESDM processing tag, e.g. Y1A1_COADD, Y3A2_COADD, Y6A2_COADD")
-    tiles = parser.add_argument_group("tiles")
-    tiles.add_argument("--tile", "--tilenames", dest="tile", nargs="+", action="extend", default=[],
-                       metavar="NAME", help="DES tile names, e.g. DES0002+0209 (repeatable)")
-    tiles.add_argument("--tiles", metavar="FILE",
-                       help="tile list: text (first column) or FITS table with a tilename column")
+    add_tile_options(parser, example="DES0002+0209")
     db = parser.add_argument_group("database")
     db.add_argument("--db", required=True, metavar="SECTION|URL",
                     help="a section of the credentials file (dessci, db-desoper, ...) or an SQLAlchemy URL")
@@ -55,11 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _action(args: argparse.Namespace) -> int:
-    tiles = list(args.tile)
-    if args.tiles:
-        tiles += read_tile_names(args.tiles)
-    if not tiles:
-        raise ConfigError("no tiles given; use --tile NAME or --tiles FILE")
+    tiles = tile_names(args)
     bands = [b for b in args.bands.replace(",", " ").split() if b]
     spec = {"url": args.db} if "://" in args.db else {"section": args.db, "ini": args.ini}
     engine = make_engine(resolve_url(spec, ".", "unused"))
