@@ -20,6 +20,7 @@ campaign may each run a different subset.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -70,8 +71,20 @@ def _digest(data: bytes) -> str:
 
 
 def _file_digest(path: Path | None, what: str) -> str:
+    """Digest of a campaign input file's content, hashed once per process for an unchanged
+    file: every tile of a subjob needs the same population catalog's digest (hundreds of MB
+    for a deep-field catalog)."""
     if path is None:
         return "none"
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise InputFileError(f"cannot read the {what} file {path}: {exc.strerror or exc}") from exc
+    return _content_digest(str(path), what, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _content_digest(path: str, what: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     try:
         with open(path, "rb") as fh:
