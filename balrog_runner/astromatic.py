@@ -34,7 +34,6 @@ Gotchas worth knowing (found with the Debian builds: SExtractor 2.25, SWarp 2.41
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import re
@@ -51,6 +50,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import ConfigError, ExternalProgramError, InputFileError
+from .lifetime import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -192,28 +192,6 @@ def _tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
     return "\n".join(cleaned[-lines:])
 
 
-def _load_prctl():
-    try:
-        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux: no parent-death signal
-        return None
-
-
-_PRCTL = _load_prctl()  # loaded before any fork: the child only calls it
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Child side, before exec: SIGKILL when the process that started us dies.
-
-    The program leads its own session (so a deadline can kill its group), which puts it out
-    of reach of a ``kill -9`` of the runner's group; without this, a SExtractor started by a
-    killed runner or pool worker ran on, orphaned, for the rest of its measurement.
-    """
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def _kill_group(proc: subprocess.Popen) -> None:
     """SIGKILL the program's process group (it leads its own session): children die with it."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -255,7 +233,7 @@ def run_program(
         try:
             proc = subprocess.Popen(argv, cwd=cwd, stdout=stdout_handle, stderr=subprocess.PIPE,
                                     stdin=subprocess.DEVNULL, start_new_session=True,
-                                    preexec_fn=_die_with_parent)  # noqa: PLW1509 - only prctl, async-signal-safe
+                                    preexec_fn=die_with_parent)  # noqa: PLW1509 - only prctl, async-signal-safe
         except FileNotFoundError as exc:
             raise ExternalProgramError(program, None, "", detail=f"not found on PATH ({exc.strerror})") from exc
         except OSError as exc:

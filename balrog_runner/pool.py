@@ -21,7 +21,6 @@ kills a worker (one realization lost) rather than the parent (the run lost).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import multiprocessing
 import os
@@ -33,6 +32,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Generic, TypeVar
 
+from .lifetime import die_with_parent
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -41,7 +42,6 @@ R = TypeVar("R")
 #: Added to a worker's ``/proc/self/oom_score_adj`` (raising it needs no privilege):
 #: the OOM killer then prefers a worker to the parent that holds the run's state.
 WORKER_OOM_SCORE_ADJ = 500
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -73,9 +73,7 @@ def exit_reason(exitcode: int | None) -> str:
 def _worker_setup(log_level: int, parent: int) -> None:
     """In the forked worker: die with the parent, be the OOM killer's first choice, keep
     the parent's log level, default SIGINT/SIGTERM handling."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    die_with_parent()
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
     os.setpgid(0, 0)  # its own group: the parent can kill what it started (SExtractor) with it
