@@ -800,6 +800,12 @@ def _check_tiles(cfg: Config, check_positions: bool = True) -> None:
     check_inputs_resolve(cfg)
 
 
+def fetch_options(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``fetch-*`` keys of ``run`` without their prefix (what :func:`fetch.source_from_options`
+    and :func:`fetch.fetch_tile` take)."""
+    return {k[len("fetch-"):]: v for k, v in run.items() if k.startswith("fetch-")}
+
+
 def check_inputs_resolve(cfg: Config) -> None:
     """Every tile's image and PSF URL, in every band and det, resolves from the fetch keys.
 
@@ -810,10 +816,9 @@ def check_inputs_resolve(cfg: Config) -> None:
     from .fetch import source_from_options
 
     run = cfg.run
-    opts = {k[len("fetch-"):]: v for k, v in run.items() if k.startswith("fetch-")}
     where = f" in {cfg.path}" if cfg.path else ""
     try:
-        source = source_from_options(opts)
+        source = source_from_options(fetch_options(run))
     except ConfigError as exc:
         raise ConfigError(f"run['fetch-*']{where}: {exc}; a DESDM release's files are found with "
                           "run['fetch-manifest'] (from balrog-inputs), or fetch-run / fetch-run-table (Y1), "

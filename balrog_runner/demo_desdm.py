@@ -13,7 +13,6 @@ the fetch are all exercised as in production.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from . import desdm
+from .fetch import file_md5
 from .fetch_source import Y3_IMAGE_RELPATH, Y3_PSF_RELPATH
 
 #: The release tag and DESDM campaign the demo's archive pretends to be.
@@ -29,14 +29,6 @@ RELEASE = "Y3A2_COADD"
 CAMPAIGN = "Y3A2"
 FIRST_REQNUM = 4000
 ATTNUM = "01"
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _place(src: Path, dst: Path) -> None:
@@ -86,7 +78,7 @@ def build(survey: Path, archive: Path, database: Path, tiles: Sequence[str], ban
                                                   "archive_name": desdm.ARCHIVE_NAME, "desfile_id": file_id})
                 rows["desfile"].append({"id": file_id, "filename": filename, "filetype": filetype,
                                         "pfw_attempt_id": attempt, "filesize": (archive / stored).stat().st_size,
-                                        "md5sum": _md5(archive / stored)})
+                                        "md5sum": file_md5(archive / stored)})
     database.parent.mkdir(parents=True, exist_ok=True)
     database.unlink(missing_ok=True)
     url = f"sqlite:///{database}"

@@ -108,12 +108,18 @@ class FileCheck:
             if actual != self.size:
                 raise CorruptFile(f"{actual} bytes, the archive records {self.size}")
         if self.md5:
-            digest = hashlib.md5(usedforsecurity=False)
-            with open(path, "rb") as fh:
-                for block in iter(lambda: fh.read(CHUNK_BYTES), b""):
-                    digest.update(block)
-            if digest.hexdigest().lower() != self.md5.strip().lower():
-                raise CorruptFile(f"MD5 {digest.hexdigest()} differs from the archive's {self.md5}")
+            actual = file_md5(path)
+            if actual != self.md5.strip().lower():
+                raise CorruptFile(f"MD5 {actual} differs from the archive's {self.md5}")
+
+
+def file_md5(path: str | os.PathLike) -> str:
+    """Hex MD5 of a file's bytes, read in 1 MiB blocks (DESDM's DESFILE.MD5SUM)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK_BYTES), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass

@@ -192,11 +192,11 @@ def probe_database(url) -> list[str]:
 
 def probe_archive(cfg: Config) -> list[str]:
     """Warnings if the first tile's first image is not there (a HEAD over HTTP, a stat locally)."""
+    from .config import fetch_options
     from .fetch import source_from_options
 
-    opts = {k[len("fetch-"):]: v for k, v in cfg.run.items() if k.startswith("fetch-")}
     try:
-        source = source_from_options(opts)
+        source = source_from_options(fetch_options(cfg.run))
         url = source.urls(cfg.tiles[0], cfg.run["bands"][0])[0]
     except BalrogError as exc:  # config.validate reported these already; do not mask them
         return [f"archive not checked: {exc}"]

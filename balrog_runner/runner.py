@@ -166,7 +166,9 @@ def settings_from_config(run: Mapping[str, Any], balrog: Mapping[str, Any], db: 
     )
     swarp = astromatic.SwarpSetup(program=prog("swarp"), config=Path(run["swarp-config"]),
                                   timeout=run.get("program-timeout"))
-    fetch = {k[len("fetch-"):]: v for k, v in run.items() if k.startswith("fetch-")}
+    from .config import fetch_options
+
+    fetch = fetch_options(run)
     return RunSettings(
         outdir=Path(run["outdir"]),
         posdir=Path(run["pos"]),
