@@ -11,7 +11,7 @@ Columns (distances in arcsec; positions are SExtractor's ``X_IMAGE_DET``/``Y_IMA
 the detection-image barycentre ASSOC uses, against the truth ``x``/``y``; one pixel is
 ``PIXSCALE`` arcsec, in the header):
 
-* ``drawn``: 1 unless ``not_drawn`` says off image / centre off image / draw failed;
+* ``drawn``: 1 unless ``not_drawn`` says off image / centre off image / draw failed / skipped as masked;
 * ``detected``: drawn and a sim detection is associated (nearest truth within 2 px);
   ``n_sim_assoc``: how many sim detections took this object (>1: shredded);
   ``det_dist``: distance to the nearest associated detection (NaN if none);
@@ -54,7 +54,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from .errors import InputFileError
-from .inject import CENTRE_OFF_IMAGE, DRAW_FAILED, OFF_IMAGE
+from .inject import NOT_IN_IMAGE
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ ASSOC_RADIUS_PIX = 2.0
 BLEND_NSIGMA = 1.0
 #: DES coadd pixel scale, arcsec per pixel (when the image header is not at hand).
 DES_PIXEL_SCALE = 0.263
-NOT_DRAWN_BITS = OFF_IMAGE | CENTRE_OFF_IMAGE | DRAW_FAILED
+NOT_DRAWN_BITS = NOT_IN_IMAGE
 
 
 def _col(table: np.ndarray, name: str) -> np.ndarray | None:

@@ -139,6 +139,8 @@ def identity_for_tile(settings, positions) -> CampaignIdentity:
     # Only when set, so campaigns without them keep their fingerprints.
     if getattr(settings, "population_columns", None):
         inputs["population-columns"] = _value_digest(list(settings.population_columns))
+    if getattr(settings, "masked_positions", "flag") != "flag" or getattr(settings, "mask_bits", None) is not None:
+        inputs["masked-positions"] = _value_digest([settings.masked_positions, settings.mask_bits])
     for band, path in getattr(settings, "mag_offset_maps", ()):
         inputs[f"mag-offset-map-{band}"] = _file_digest(Path(path), f"mag-offset-maps {band}")
     fingerprint = _digest(json.dumps(inputs, sort_keys=True).encode())

@@ -169,6 +169,8 @@ BALROG_KEYS: dict[str, Key] = {
     "noise": Key(True, "bool", "add the objects' own Poisson noise (from GAIN)"),
     "population": Key(None, "path", "FITS catalog of object properties to sample rows from; None = built-in population", optional=True),
     "population-columns": Key(None, "dict", "column mapping of the population catalog {truth_name: catalog column or constant number}, e.g. {'mag_i': 'Mapp_i_subaru', 'hlr_sersic': 'halflightradius', 'flux_frac_sersic': 1.0} (presets in balrog_runner.population_catalog: COSMOS_MOCK_COLUMNS, BULGE_DISK_COLUMNS); None = the catalog's columns already have truth names", optional=True),
+    "masked-positions": Key("flag", "str", "objects centred on a masked pixel (a MSK bit of mask-bits set, or weight <= 0, in any injected band): 'flag' draws them and sets truth column masked = 1; 'skip' does not draw them (truth keeps the row, masked = 1, not_drawn bit 16); 'ignore' does neither"),
+    "mask-bits": Key(None, "int", "MSK bits that make a pixel masked for masked-positions; None = any bit", optional=True),
     "mag-offset-maps": Key(None, "dict", "per-band magnitude offset maps {band: path} (HEALPix FITS, ordering from its header, or a FITS image with a celestial WCS): the map's value (mag) at each object is added to its magnitude in that band and kept in the truth as magoffset_<band> (the original's SLR zero-point correction); None = no offsets", optional=True),
 }
 
@@ -708,6 +710,12 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
             errors.append(f"balrog['mag-offset-maps'] entry {band!r}: {path!r}: keys are bands ({' '.join(ALL_BANDS)}), values map file paths")
         else:
             maps[band] = str(Path(os.path.expandvars(os.fspath(path))).expanduser().absolute())
+    from .masking import MODES as MASKED_MODES
+
+    if balrog["masked-positions"] not in MASKED_MODES:
+        errors.append(f"balrog['masked-positions'] = {balrog['masked-positions']!r}: use {', '.join(map(repr, MASKED_MODES))}")
+    if balrog["mask-bits"] is not None and not 0 < balrog["mask-bits"] < 2**63:
+        errors.append(f"balrog['mask-bits'] = {balrog['mask-bits']}: a positive bit mask (e.g. 1 | 4) or None (any bit)")
     if not 0.0 <= balrog["star-fraction"] <= 1.0:
         errors.append(f"balrog['star-fraction'] = {balrog['star-fraction']} must be within 0..1")
     for name in ("section", "reader"):

@@ -50,7 +50,8 @@ Conventions that trip people up, all in one place:
 * **Flags.** ``not_drawn`` bits (ORed over bands): :data:`OFF_IMAGE` (stamp entirely off
   the image: nothing drawn), :data:`CLIPPED` (stamp partly off the image: some light
   missing), :data:`CENTRE_OFF_IMAGE` (the centre is outside the image: only wings drawn),
-  :data:`DRAW_FAILED` (GalSim refused, e.g. an FFT too large; nothing drawn). Positions
+  :data:`DRAW_FAILED` (GalSim refused, e.g. an FFT too large; nothing drawn), :data:`MASKED`
+  (centre on a masked pixel and masked positions are skipped, :mod:`.masking`). Positions
   outside the tile are flagged, not errors: positions come from the unique area, so such
   objects are rare and worth counting (logged) rather than aborting a realization.
 """
@@ -85,6 +86,11 @@ OFF_IMAGE = 1
 CLIPPED = 2
 CENTRE_OFF_IMAGE = 4
 DRAW_FAILED = 8
+#: Not drawn because its centre is on a masked pixel (``balrog['masked-positions'] = 'skip'``, :mod:`.masking`).
+MASKED = 16
+#: ``not_drawn`` bits that mean the object is not in the image at all (``CLIPPED`` was drawn):
+#: the report and the match table leave such objects out of every statistic.
+NOT_IN_IMAGE = OFF_IMAGE | CENTRE_OFF_IMAGE | DRAW_FAILED | MASKED
 
 #: Magnitude zeropoint used when the header has no SEXMGZPT (DESIGN.md section 4), mag.
 DEFAULT_ZEROPOINT = 30.0
@@ -175,7 +181,7 @@ class DrawResult:
 # --------------------------------------------------------------------------- inputs
 
 
-def _sci_index(hdul: fits.HDUList, path: Path) -> int:
+def sci_index(hdul: fits.HDUList, path: Path) -> int:
     for k, hdu in enumerate(hdul):
         if hdu.header.get("EXTNAME", "").strip().upper() == "SCI":
             return k
@@ -335,6 +341,7 @@ def draw_objects_into(
     noise_seed: int | None,
     options: DrawOptions = DrawOptions(),
     profiles: tuple[list[galsim.GSObject | None], np.ndarray] | None = None,
+    skip: np.ndarray | None = None,
 ) -> DrawResult:
     """Add every object of ``objects`` to ``image`` (in place) in ``band``; return per-object results.
 
@@ -343,7 +350,9 @@ def draw_objects_into(
     :func:`load_psf`, evaluated per object with :func:`psfex_profile` (pixel included, so
     drawn with ``method='no_pixel'``).
     ``noise_seed`` None means no Poisson noise. ``profiles`` (from :func:`unit_profiles`)
-    lets callers build the band-independent galaxy profiles once for all bands.
+    lets callers build the band-independent galaxy profiles once for all bands. Objects where
+    ``skip`` is True are not drawn and flagged :data:`MASKED` (their seeds are still used up,
+    so skipping one never changes another's noise).
     """
     n = len(objects)
     cols = objects.columns
@@ -369,7 +378,11 @@ def draw_objects_into(
     off_centre = (x < bounds.xmin - 0.5) | (x > bounds.xmax + 0.5) | (y < bounds.ymin - 0.5) | (y > bounds.ymax + 0.5)
     flags[off_centre] |= CENTRE_OFF_IMAGE
 
+    if skip is not None:
+        flags[np.asarray(skip, dtype=bool)] |= MASKED
     for i in range(n):
+        if flags[i] & MASKED:
+            continue
         ix, iy = int(math.floor(x[i] + 0.5)), int(math.floor(y[i] + 0.5))
         need = radii[i] / pixel_scale + psf_radius + options.stamp_margin
         half = min(int(math.ceil(need)), max_half)
@@ -518,6 +531,7 @@ def inject_realization(
     noise_seed: int | None = None,
     draw_options: DrawOptions | Mapping[str, DrawOptions] | None = None,
     checksum: bool | None = None,
+    skip: np.ndarray | None = None,
 ) -> Table:
     """Inject ``objects`` into each band image; write ``out_images``; return the truth table.
 
@@ -527,7 +541,8 @@ def inject_realization(
     and the outputs appear together only when every band succeeded. ``checksum``: write
     FITS CHECKSUM/DATASUM (None: when the input had them). The node runner's injected
     images are scratch files read once by SWarp/SExtractor, so it passes False: computing
-    the checksums of three 4096^2 HDUs costs about half a second per band.
+    the checksums of three 4096^2 HDUs costs about half a second per band. ``skip``: objects
+    not to draw in any band (flagged :data:`MASKED`).
     """
     bands = list(band_images)
     if not bands:
@@ -553,7 +568,7 @@ def inject_realization(
         path = Path(band_images[b])
         try:
             with fits.open(path, memmap=False) as hdul:
-                k = _sci_index(hdul, path)
+                k = sci_index(hdul, path)
                 if isinstance(hdul[k], fits.CompImageHDU):
                     raise InputFileError(f"{path} is fpack-compressed; funpack it first")
                 headers[b] = band_header(path, hdul[k].header, require_gain=opts[b].poisson_noise)
@@ -571,7 +586,7 @@ def inject_realization(
             o = opts[b]
             tmp = stack.enter_context(atomic_path(Path(out_images[b])))
             with fits.open(h.path, memmap=False) as hdul:
-                k = _sci_index(hdul, h.path)
+                k = sci_index(hdul, h.path)
                 sci = np.asarray(hdul[k].data, dtype=np.float32)
                 if sci.shape != h.shape or sci.ndim != 2:
                     raise InputFileError(f"{h.path}: SCI data shape {sci.shape} does not match its header")
@@ -579,7 +594,7 @@ def inject_realization(
                 image = galsim.Image(sci, xmin=1, ymin=1)
                 results[b] = draw_objects_into(
                     image, h.wcs, psfs[b], objects, b, h.zeropoint, h.gain,
-                    noise_seed if o.poisson_noise else None, o, profiles=shared[id(o)],
+                    noise_seed if o.poisson_noise else None, o, profiles=shared[id(o)], skip=skip,
                 )
                 hdul[k].data = sci
                 want = any("CHECKSUM" in hdu.header for hdu in hdul) if checksum is None else checksum
@@ -588,9 +603,10 @@ def inject_realization(
     flags = np.asarray(truth["not_drawn"])
     if np.any(flags):
         log.warning(
-            "realization %d of %s: %d off image, %d clipped, %d centred off image, %d failed (of %d)",
+            "realization %d of %s: %d off image, %d clipped, %d centred off image, %d failed, %d masked (of %d)",
             objects.realization, objects.tilename,
             int(np.sum(flags & OFF_IMAGE > 0)), int(np.sum(flags & CLIPPED > 0)),
-            int(np.sum(flags & CENTRE_OFF_IMAGE > 0)), int(np.sum(flags & DRAW_FAILED > 0)), len(flags),
+            int(np.sum(flags & CENTRE_OFF_IMAGE > 0)), int(np.sum(flags & DRAW_FAILED > 0)),
+            int(np.sum(flags & MASKED > 0)), len(flags),
         )
     return truth

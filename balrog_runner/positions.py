@@ -19,6 +19,9 @@ Design (DESIGN.md section 3), and why:
   (~1.6e15) stays below 2**53, so it survives a float64 round trip as well as int64.
 - **Density mode** draws ``Poisson(density * unique area)`` objects per tile from the tile's
   own count stream; **pertile mode** gives exactly N per tile.
+- **Lattice mode** (:mod:`.lattice`, DES Y3's placement) writes one hexagonal grid per
+  realization, rotated and shifted per realization, with a ``realization`` column; the runner
+  then takes each realization's rows as they are (``ngal`` does not apply).
 
 Position files follow DEVELOPING.md: ``<outdir>/<TILENAME>.fits``, HDU 1 ``POSITIONS`` with
 ``ra``, ``dec`` (float64, degrees) and ``balrog_index`` (int64); the header holds the
@@ -58,25 +61,46 @@ DEFAULT_ITERATEBY = 1_000_000
 PARAMS_FILE = "positions-campaign.json"
 EXTNAME = "POSITIONS"
 DTYPE = np.dtype([("ra", "f8"), ("dec", "f8"), ("balrog_index", "i8")])
+#: Lattice files also say which realization each row belongs to.
+LATTICE_DTYPE = np.dtype([("ra", "f8"), ("dec", "f8"), ("balrog_index", "i8"), ("realization", "i4")])
+#: Most realizations a lattice file may hold (each has its own ``balrog_index`` block).
+MAX_LATTICE_REALIZATIONS = 10_000
 
 _STREAM_COUNT, _STREAM_RA, _STREAM_DEC = 0, 1, 2
 
 
 @dataclass(frozen=True)
 class PositionParams:
-    """What determines a campaign's positions: seed and either a density or a per-tile count.
+    """What determines a campaign's positions: seed and a density, a per-tile count or a lattice.
 
-    ``density`` is in objects per deg^2; ``pertile`` is objects per tile; ``seed`` is a
+    ``density`` is in objects per deg^2; ``pertile`` is objects per tile; ``lattice`` is the
+    hexagonal grid's spacing in arcsec, with ``realizations`` grids per tile; ``seed`` is a
     non-negative integer. Invalid values raise :class:`ConfigError` at construction.
     """
 
     seed: int
     density: float | None = None
     pertile: int | None = None
+    lattice: float | None = None
+    realizations: int | None = None
 
     def __post_init__(self) -> None:
-        if (self.density is None) == (self.pertile is None):
-            raise ConfigError("give exactly one of --density (objects per deg^2) and --pertile (objects per tile)")
+        given = [v is not None for v in (self.density, self.pertile, self.lattice)]
+        if sum(given) != 1:
+            raise ConfigError("give exactly one of --density (objects per deg^2), --pertile (objects per tile) "
+                              "and --lattice (hexagonal grid spacing, arcsec)")
+        if self.lattice is not None:
+            from .lattice import check_spacing
+
+            object.__setattr__(self, "lattice", check_spacing(self.lattice))
+            r = self.realizations
+            if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or not 0 < r <= MAX_LATTICE_REALIZATIONS:
+                raise ConfigError(f"--lattice needs --realizations, an integer between 1 and {MAX_LATTICE_REALIZATIONS} "
+                                  f"(grids per tile), got {r!r}")
+            object.__setattr__(self, "realizations", int(r))
+        elif self.realizations is not None:
+            raise ConfigError("--realizations applies to --lattice only (random positions are split into "
+                              "realizations of run['ngal'] by the runner)")
         if self.density is not None:
             d = self.density
             if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or d <= 0:
@@ -97,11 +121,13 @@ class PositionParams:
 
     @property
     def mode(self) -> str:
+        if self.lattice is not None:
+            return "lattice"
         return "density" if self.density is not None else "pertile"
 
     def as_dict(self) -> dict[str, Any]:
         """The campaign identity written to :data:`PARAMS_FILE` (chunking is not part of it)."""
-        return {
+        out = {
             "scheme": SCHEME,
             "mode": self.mode,
             "density": self.density,
@@ -109,9 +135,17 @@ class PositionParams:
             "seed": self.seed,
             "index_stride": INDEX_STRIDE,
         }
+        if self.lattice is not None:  # only then: random campaigns keep their parameters files
+            out.update(lattice_arcsec=self.lattice, realizations=self.realizations)
+        return out
 
     def describe(self) -> str:
-        what = f"density={self.density:g} per deg^2" if self.density is not None else f"pertile={self.pertile}"
+        if self.lattice is not None:
+            what = f"lattice={self.lattice:g} arcsec x {self.realizations} realizations"
+        elif self.density is not None:
+            what = f"density={self.density:g} per deg^2"
+        else:
+            what = f"pertile={self.pertile}"
         return f"{what}, seed={self.seed}"
 
 
@@ -128,8 +162,42 @@ def index_start(tilename: str) -> int:
     return tile_number(tilename) * INDEX_STRIDE
 
 
+def lattice_slot(tile: Tile, params: PositionParams) -> int:
+    """``balrog_index`` block of one lattice realization (a power of ten, :mod:`.lattice`)."""
+    from .lattice import index_slot
+
+    slot = index_slot(tile, params.lattice)
+    if slot * params.realizations > INDEX_STRIDE:
+        raise ConfigError(
+            f"tile {tile.tilename}: {params.realizations} lattice realizations of up to {slot} points need "
+            f"{slot * params.realizations:.0e} indices, more than the {INDEX_STRIDE:.0e} a tile has; "
+            f"use at most {INDEX_STRIDE // slot} realizations or a wider spacing"
+        )
+    return slot
+
+
+def iter_lattice(tile: Tile, params: PositionParams) -> Iterator[np.ndarray]:
+    """Yield each realization's lattice as a :data:`LATTICE_DTYPE` array (realization 0 first)."""
+    from .lattice import LATTICE_STREAM, realization_lattice
+
+    tnum = tile_number(tile.tilename)
+    slot = lattice_slot(tile, params)
+    for j in range(params.realizations):
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([params.seed, tnum, LATTICE_STREAM, j, SCHEME])))
+        points = realization_lattice(tile, params.lattice, rng)
+        out = np.empty(len(points.ra), dtype=LATTICE_DTYPE)
+        out["ra"], out["dec"] = points.ra, points.dec
+        start = tnum * INDEX_STRIDE + j * slot
+        out["balrog_index"] = np.arange(start, start + len(out), dtype=np.int64)
+        out["realization"] = j
+        yield out
+
+
 def tile_count(tile: Tile, params: PositionParams) -> int:
-    """Number of positions in ``tile``: N (pertile) or Poisson(density * unique area in deg^2)."""
+    """Number of positions in ``tile``: N (pertile), Poisson(density * unique area in deg^2),
+    or the lattice points of every realization."""
+    if params.lattice is not None:
+        return sum(len(part) for part in iter_lattice(tile, params))
     if params.pertile is not None:
         return params.pertile
     mean = params.density * tile.area_deg2
@@ -147,6 +215,9 @@ def iter_tile_positions(
     """
     if chunk <= 0:
         raise ConfigError(f"--iterateby must be a positive number of positions, got {chunk}")
+    if params.lattice is not None:  # one chunk per realization: a grid is ~1 MB
+        yield from iter_lattice(tile, params)
+        return
     tnum = tile_number(tile.tilename)
     n = tile_count(tile, params)
     if n >= INDEX_STRIDE:
@@ -194,14 +265,18 @@ def _header_records(tile: Tile, params: PositionParams, n: int) -> list[dict[str
         ("POSSCHEM", SCHEME, "balrog_runner positions algorithm version"),
         ("POSMODE", params.mode, "density (Poisson per tile) or pertile (exact)"),
     ]
-    if params.density is not None:
+    if params.lattice is not None:
+        recs += [("SPACING", params.lattice, "hexagonal lattice spacing, arcsec"),
+                 ("NREAL", params.realizations, "realizations (one rotated, shifted grid each)"),
+                 ("LATSLOT", lattice_slot(tile, params), "balrog_index block per realization")]
+    elif params.density is not None:
         recs.append(("DENSITY", params.density, "objects per deg^2"))
     else:
         recs.append(("PERTILE", params.pertile, "objects per tile"))
     recs += [
         ("SEED", params.seed, "campaign seed; tile stream = SeedSequence(seed, TILENUM)"),
         ("TILENUM", tile_number(tile.tilename), "tile number derived from TILENAME"),
-        ("IDXSTRID", INDEX_STRIDE, "balrog_index = TILENUM * IDXSTRID + row"),
+        ("IDXSTRID", INDEX_STRIDE, "index = TILENUM*IDXSTRID + row (lattice: + j*LATSLOT)"),
         ("ISTART", index_start(tile.tilename), "balrog_index of row 0"),
         ("NPOS", n, "number of positions"),
         ("URAMIN", tile.uramin, "unique area, deg (Y3 convention)"),
@@ -227,7 +302,8 @@ def write_tile_positions(
     with atomic_path(final) as tmp:
         try:
             with fitsio.FITS(str(tmp), "rw", clobber=True) as fits:
-                fits.create_table_hdu(dtype=DTYPE, extname=EXTNAME, units=["deg", "deg", ""])
+                dtype = LATTICE_DTYPE if params.lattice is not None else DTYPE
+                fits.create_table_hdu(dtype=dtype, extname=EXTNAME, units=["deg", "deg", "", ""][:len(dtype)])
                 hdu = fits[-1]
                 hdu.write_keys(_header_records(tile, params, n))
                 for part in iter_tile_positions(tile, params, iterateby):
@@ -248,6 +324,8 @@ class Positions:
     dec: np.ndarray
     balrog_index: np.ndarray
     header: dict[str, Any] = field(default_factory=dict)
+    #: Lattice files only: the realization of each row (rows of a realization are contiguous).
+    row_realization: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ra)
@@ -277,7 +355,10 @@ def read_positions(path: str | os.PathLike) -> Positions:
             if EXTNAME not in fits:
                 raise InputFileError(f"position file {path} has no {EXTNAME} HDU")
             hdu = fits[EXTNAME]
-            data = hdu.read(columns=["ra", "dec", "balrog_index"])
+            columns = ["ra", "dec", "balrog_index"]
+            if "realization" in hdu.get_colnames():
+                columns.append("realization")
+            data = hdu.read(columns=columns)
             hdr = hdu.read_header()
     except InputFileError:
         raise
@@ -290,6 +371,7 @@ def read_positions(path: str | os.PathLike) -> Positions:
         dec=np.asarray(data["dec"], dtype=np.float64),
         balrog_index=np.asarray(data["balrog_index"], dtype=np.int64),
         header=header,
+        row_realization=np.asarray(data["realization"], dtype=np.int32) if "realization" in columns else None,
     )
 
 
@@ -343,7 +425,8 @@ def prepare_outdir(outdir: str | os.PathLike, params: PositionParams, overwrite:
 
 def _describe_dict(d: dict[str, Any]) -> str:
     try:
-        return PositionParams(seed=d["seed"], density=d.get("density"), pertile=d.get("pertile")).describe() + (
+        return PositionParams(seed=d["seed"], density=d.get("density"), pertile=d.get("pertile"),
+                              lattice=d.get("lattice_arcsec"), realizations=d.get("realizations")).describe() + (
             f", scheme {d.get('scheme')}" if d.get("scheme") != SCHEME else ""
         )
     except (BalrogError, KeyError, TypeError):

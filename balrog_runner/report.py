@@ -35,7 +35,7 @@ import numpy as np
 from . import report_plots, report_stats
 from .atomic import atomic_write_text
 from .errors import InputFileError
-from .inject import CENTRE_OFF_IMAGE, DRAW_FAILED, OFF_IMAGE
+from .inject import NOT_IN_IMAGE
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 ASSOC_RADIUS_PIX = 2.0
 #: ``not_drawn`` bits that mean the object is not in the image: off image, centre off
 #: image, drawing failed. ``CLIPPED`` (stamp cut at the image edge) was drawn.
-NOT_DRAWN_BITS = OFF_IMAGE | CENTRE_OFF_IMAGE | DRAW_FAILED
+NOT_DRAWN_BITS = NOT_IN_IMAGE
 #: DES coadd pixel scale in arcsec per pixel.
 PIXEL_SCALE_ARCSEC = 0.263
 

@@ -2,7 +2,8 @@
 
 Per tile (:func:`run_tile`):
 
-1. read the tile's position file and split it into realizations of ``ngal`` objects;
+1. read the tile's position file and split it into realizations of ``ngal`` objects (a
+   lattice file, :mod:`.lattice`, already says which rows form each realization);
    realizations whose three catalogs already exist are done (resume after any crash);
 2. fetch the images (skipped when present and valid) and measure the untouched images
    once (**nosim**: every band in dual-image mode with the original detection image, and
@@ -140,6 +141,9 @@ class RunSettings:
     overwrite_db: bool = False
     release: str | None = None
     restrict_sim: bool = True
+    #: ``balrog['masked-positions']`` (:mod:`.masking`): flag, skip or ignore; and the MSK bits.
+    masked_positions: str = "flag"
+    mask_bits: int | None = None
     #: Set per tile by :func:`run_tile` (the fingerprint covers the tile's positions).
     identity: campaign_id.CampaignIdentity | None = None
 
@@ -198,6 +202,8 @@ def settings_from_config(run: Mapping[str, Any], balrog: Mapping[str, Any], db: 
         overwrite_db=bool(run.get("DBoverwrite", False)),
         release=run.get("release"),
         restrict_sim=bool(run.get("sim-restrict", True)),
+        masked_positions=str(balrog.get("masked-positions") or "flag"),
+        mask_bits=balrog.get("mask-bits"),
     )
 
 
@@ -231,6 +237,43 @@ def plan_realizations(tile: str, balrog_index: np.ndarray, ngal: int, count: int
     if bad:
         raise ConfigError(f"tile {tile}: realization(s) {bad} outside 0..{n - 1}")
     return [Realization(tile, j, j * ngal, (j + 1) * ngal, int(balrog_index[j * ngal])) for j in numbers]
+
+
+def plan_lattice_realizations(tile: str, balrog_index: np.ndarray, row_realization: np.ndarray,
+                              count: int | None = None, only: Sequence[int] | None = None) -> list[Realization]:
+    """Realizations of a lattice position file: each realization's rows as written (no ``ngal``).
+
+    The file holds realizations 0..R-1 in order, each a contiguous block (:mod:`.lattice`);
+    ``count`` (``run['realizations']``) may ask for fewer than R, never more.
+    """
+    row_realization = np.asarray(row_realization)
+    if len(row_realization) == 0:
+        raise InputFileError(f"tile {tile}: the lattice position file has no positions")
+    if np.any(np.diff(row_realization) < 0):
+        raise InputFileError(f"tile {tile}: lattice position file rows are not ordered by realization")
+    available = int(row_realization[-1]) + 1
+    n = available if count is None else int(count)
+    if n > available:
+        raise ConfigError(f"tile {tile}: run['realizations'] = {n}, but the lattice position file has {available} "
+                          "realizations (balrog-positions --realizations)")
+    numbers = range(n) if only is None else sorted(set(only))
+    bad = [j for j in numbers if not 0 <= j < n]
+    if bad:
+        raise ConfigError(f"tile {tile}: realization(s) {bad} outside 0..{n - 1}")
+    starts = np.searchsorted(row_realization, np.arange(available + 1))
+    empty = [j for j in numbers if starts[j] == starts[j + 1]]
+    if empty:
+        raise InputFileError(f"tile {tile}: lattice realization(s) {empty} have no position in the unique area")
+    return [Realization(tile, j, int(starts[j]), int(starts[j + 1]), int(balrog_index[starts[j]])) for j in numbers]
+
+
+def plan_for_positions(tile: str, positions, settings: RunSettings) -> list[Realization]:
+    """The tile's realizations: lattice blocks as written, or random positions cut into ``ngal``."""
+    if positions.row_realization is not None:
+        return plan_lattice_realizations(tile, positions.balrog_index, positions.row_realization,
+                                         settings.realizations, settings.realization_list)
+    return plan_realizations(tile, positions.balrog_index, settings.ngal, settings.realizations,
+                             settings.realization_list)
 
 
 @dataclass(frozen=True)
@@ -341,6 +384,7 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
                 mag_offsets=offset_maps,
             )
             objects = dataclasses.replace(objects, indexstart=real.indexstart)
+            skip = _mark_masked(settings, inputs, objects)
             options = {
                 b: dataclasses.replace(o, poisson_noise=o.poisson_noise and settings.noise)
                 for b, o in inject.draw_options_for_bands(pyconfig, settings.bands).items()
@@ -350,7 +394,7 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
                 {b: inputs.images[b] for b in settings.bands},
                 {b: inputs.psfs[b] for b in settings.bands},
                 objects, injected, draw_options=options, checksum=False,
-                noise_seed=population.realization_seeds(real.indexstart + settings.seed_offset)[1],
+                noise_seed=population.realization_seeds(real.indexstart + settings.seed_offset)[1], skip=skip,
             )
             inject.require_something_drawn(truth, settings.posdir / f"{real.tile}.fits")
         timings: dict[str, float] = {}
@@ -399,6 +443,22 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
             shutil.rmtree(scratch, ignore_errors=True)
         result.seconds = time.perf_counter() - start
     return result
+
+
+def _mark_masked(settings: RunSettings, inputs: TileInputs, objects) -> np.ndarray | None:
+    """Add the truth column ``masked`` (:mod:`.masking`); return the objects not to draw (skip mode)."""
+    if settings.masked_positions == "ignore":
+        return None
+    from . import masking
+
+    masked = masking.masked_centres({b: inputs.images[b] for b in settings.bands}, objects["ra"], objects["dec"],
+                                    settings.mask_bits)
+    objects.columns["masked"] = masked.astype(np.int16)
+    if masked.any():
+        log.info("tile %s realization %d: %d of %d objects centred on masked pixels (%s)", objects.tilename,
+                 objects.realization, int(masked.sum()), len(masked),
+                 "not drawn" if settings.masked_positions == "skip" else "flagged")
+    return masked if settings.masked_positions == "skip" else None
 
 
 def sextractor_extra(pyconfig, bands: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -525,8 +585,7 @@ def _run_tile_locked(settings: RunSettings, tile: str, pusher=None) -> TileOutco
         status["release"] = settings.release  # which coadds these catalogs were measured on
         try:
             positions = read_positions(settings.posdir / f"{tile}.fits")
-            plan = plan_realizations(tile, positions.balrog_index, settings.ngal, settings.realizations,
-                                     settings.realization_list)
+            plan = plan_for_positions(tile, positions, settings)
             identity = campaign_id.identity_for_tile(settings, positions)
             campaign_id.check_tile(tile_dir(outdir, tile), tile, identity, status, existing_catalogs(outdir, tile),
                                    [nosim_catalog_path(outdir, tile)])

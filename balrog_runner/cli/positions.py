@@ -1,6 +1,7 @@
 """``balrog-positions``: draw Balrog object positions in the unique areas of DES tiles.
 
-One FITS file per tile, ``<outdir>/<TILENAME>.fits``. Runs in parallel over MPI ranks when
+One FITS file per tile, ``<outdir>/<TILENAME>.fits``: uniform random positions (``--density``
+or ``--pertile``) or one hexagonal grid per realization (``--lattice``). Runs in parallel over MPI ranks when
 started by ``mpirun``/``srun`` with more than one rank, as a single process otherwise; the
 files are identical either way.
 """
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 
 from .. import positions
 from ..errors import BalrogError, ConfigError
+from ..lattice import DEFAULT_SPACING_ARCSEC
 from ._common import add_logging_options, run_command
 from .tiles import load_tiles
 
@@ -27,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DES tile names; with --tiles, a subset of it (repeatable)")
     p.add_argument("--density", metavar="N", help="objects per deg^2 of unique area (Poisson per tile)")
     p.add_argument("--pertile", metavar="N", help="objects per tile (exact)")
+    p.add_argument("--lattice", metavar="ARCSEC", nargs="?", const=str(DEFAULT_SPACING_ARCSEC),
+                   help="hexagonal grid per realization instead of random positions, with this spacing "
+                        f"(DES Y3: 20 in tests, {DEFAULT_SPACING_ARCSEC:g} in production, the value without ARCSEC); "
+                        "each realization's grid has its own random rotation and offset; needs --realizations")
+    p.add_argument("--realizations", metavar="N", help="lattice grids per tile (with --lattice)")
     p.add_argument("--seed", metavar="N", default="1", help="campaign seed, integer >= 0 (default: %(default)s)")
     p.add_argument("--iterateby", metavar="N", default=str(positions.DEFAULT_ITERATEBY),
                    help="positions per chunk, bounds memory (~100 bytes per position); "
@@ -57,6 +64,8 @@ def _action(args: argparse.Namespace) -> int:
             seed=_number(args.seed, "--seed", int, "integer >= 0"),
             density=_number(args.density, "--density", float, "objects per deg^2"),
             pertile=_number(args.pertile, "--pertile", int, "objects per tile"),
+            lattice=_number(args.lattice, "--lattice", float, "arcsec"),
+            realizations=_number(args.realizations, "--realizations", int, "grids per tile"),
         )
         iterateby = _number(args.iterateby, "--iterateby", int, "positions per chunk")
         summary = positions.run_campaign(
