@@ -18,6 +18,11 @@ tiles from Dec +30 to -85), so no database is needed. The output is a Y3
 ``CROSSRA0 = 'Y'``) or a plain name list (``.txt``), sorted by tile name, ready for
 ``balrog-positions --tiles FILE`` and ``run['tiles']``.
 
+The tiling also covers sky DES never observed. Tiles whose unique-area centre lies outside
+the DES wide-field footprint (the final "round19" outline, ``balrog_runner.footprint``) get a
+warning on stderr, since DESDM has no coadd images for them; the output is still written
+unless ``--footprint-only`` asks to keep only the tiles inside.
+
 Examples::
 
     python aux/tiles_in_region.py --ra 350 10 --dec -1 1 -o stripe82-bit.fits
@@ -39,7 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from balrog_runner import geometry  # noqa: E402
+from balrog_runner import footprint, geometry  # noqa: E402
 from balrog_runner.atomic import atomic_write_text  # noqa: E402
 from balrog_runner.errors import BalrogError, ConfigError, InputFileError  # noqa: E402
 
@@ -148,6 +153,43 @@ def tiles_in_healpix(values: np.ndarray, nest: bool = False,
     return sorted((t for t, k in zip(tiles, keep, strict=True) if k), key=lambda t: t.tilename)
 
 
+def outside_footprint(tiles: Sequence[geometry.Tile]) -> list[geometry.Tile]:
+    """The tiles whose unique-area centre lies outside the DES round19 footprint."""
+    if not tiles:
+        return []
+    centres = np.array([unique_centre(t) for t in tiles], dtype=float)
+    inside = footprint.in_des_footprint(centres[:, 0], centres[:, 1])
+    return [t for t, ok in zip(tiles, inside, strict=True) if not ok]
+
+
+def check_footprint(tiles: list[geometry.Tile], where: str,
+                    footprint_only: bool = False) -> list[geometry.Tile]:
+    """Warn about tiles outside the DES footprint (DESDM has no coadds there); the tiles to write.
+
+    Without ``footprint_only`` every tile is kept (a warning, not an error: the user may know
+    better, e.g. a future or a special survey area). With it, only the tiles inside are kept,
+    and a region with none inside is an error.
+    """
+    outside = outside_footprint(tiles)
+    fp = f"the DES wide-field footprint ({footprint.FOOTPRINT_NAME})"
+    if footprint_only:
+        if len(outside) == len(tiles):
+            raise ConfigError(f"no DES tile in {where} lies inside {fp} (--footprint-only)")
+        dropped = {t.tilename for t in outside}
+        if dropped:
+            log.info("dropped %d of %d tiles outside %s", len(dropped), len(tiles), fp)
+        return [t for t in tiles if t.tilename not in dropped]
+    if outside and len(outside) == len(tiles):
+        log.warning("%s lies outside %s: DES has no coadd images there (%d tiles written anyway)",
+                    where, fp, len(tiles))
+    elif outside:
+        names = ", ".join(t.tilename for t in outside[:5]) + (", ..." if len(outside) > 5 else "")
+        log.warning("%d of %d tiles in %s lie outside %s, where DES has no coadd images: %s "
+                    "(written anyway; --footprint-only keeps only the tiles inside)",
+                    len(outside), len(tiles), where, fp, names)
+    return tiles
+
+
 def write_tiles(tiles: Sequence[geometry.Tile], path: str | Path) -> Path:
     """A Y3 table (.fits/.fit/.csv, :func:`geometry.write_tile_table`) or a name list (.txt)."""
     path = Path(path)
@@ -172,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --ra: tiles whose unique area overlaps the box, or whose unique-area centre is "
                         "in it (default: %(default)s)")
     p.add_argument("--field", type=int, default=0, help="with --healpix: map column to read (default: %(default)s)")
+    p.add_argument("--footprint-only", action="store_true",
+                   help="keep only the tiles whose unique-area centre lies inside the DES wide-field "
+                        "footprint (round19); default: keep all and warn about those outside")
     p.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="tile table: .fits/.fit or .csv (Y3 columns, degrees), or .txt (names, one a line)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
@@ -195,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = f"{args.healpix} (NSIDE {nside}, {int(np.sum(values > 0))} pixels > 0)"
         if not tiles:
             raise ConfigError(f"no DES tile in {where}")
+        ntiles = len(tiles)
+        tiles = check_footprint(tiles, where, args.footprint_only)
         out = write_tiles(tiles, args.output)
     except BalrogError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -202,7 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.quiet:
         area = sum(t.area_deg2 for t in tiles)
         ncross = sum(t.crossra0 for t in tiles)
-        print(f"{PROG}: {len(tiles)} tiles ({area:.2f} deg^2 of unique area, {ncross} crossing RA=0) "
+        dropped = f", {ntiles - len(tiles)} outside the DES footprint dropped" if ntiles > len(tiles) else ""
+        print(f"{PROG}: {len(tiles)} tiles ({area:.2f} deg^2 of unique area, {ncross} crossing RA=0{dropped}) "
               f"in {where} -> {out}")
     return 0
 

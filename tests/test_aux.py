@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from balrog_runner import geometry
+from balrog_runner import footprint, geometry
 from balrog_runner.db import read_column_list
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,6 +144,62 @@ def test_healpix_footprint(tmp_path, nest):
     hp.write_map(str(tmp_path / "empty.fits"), np.zeros(hp.nside2npix(8)), dtype=np.float32)
     proc = run(TILES, "--healpix", tmp_path / "empty.fits", "-o", tmp_path / "none.fits")
     assert proc.returncode == 2 and "no DES tile" in proc.stderr
+
+
+FOOTPRINT_WARNING = "lies outside the DES wide-field footprint (round19): DES has no coadd images there"
+
+
+@pytest.mark.parametrize("box", [("--ra", 175, 185, "--dec", -1, 1), ("--ra", 20, 25, "--dec", 18, 22)],
+                         ids=["ra180-equator", "dec+20"])
+def test_box_outside_the_footprint_warns(tmp_path, box):
+    out = tmp_path / "tiles.txt"
+    proc = run(TILES, *box, "-o", out)
+    assert proc.returncode == 0, proc.stderr  # a warning, not an error
+    assert FOOTPRINT_WARNING in proc.stderr
+    ra0, ra1, dec0, dec1 = box[1], box[2], box[4], box[5]
+    assert proc.stderr.startswith(f"WARNING tiles_in_region.py: RA {ra0}..{ra1}, Dec {dec0}..{dec1} deg {FOOTPRINT_WARNING}")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert out.read_text().split()  # still written
+    # asked for footprint tiles only: nothing is left, so a one-line error and no file
+    out2 = tmp_path / "only.txt"
+    proc = run(TILES, *box, "--footprint-only", "-o", out2)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("tiles_in_region.py: error: no DES tile in") and "round19" in proc.stderr
+    assert not out2.exists()
+
+
+def test_box_inside_the_footprint_is_quiet(tmp_path):
+    out = tmp_path / "spt.fits"
+    proc = run(TILES, "--ra", 60, 62, "--dec", -51, -49, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert set(names_in(out)) == grid_tiles(60, 62, -51, -49)
+
+
+def test_box_partly_outside_names_tiles_and_footprint_only_drops_them(tmp_path):
+    # Stripe 82 is Dec -1.26..+1.26 at RA 0: Dec -3..3 has tiles on both sides of its edges
+    out = tmp_path / "all.txt"
+    proc = run(TILES, "--ra", 359, 1, "--dec", -3, 3, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    everything = out.read_text().split()
+    outside = [n for n in everything
+               if not footprint.in_des_footprint(*tiles_in_region_centre(geometry.des_tile(n)))]
+    assert 0 < len(outside) < len(everything)
+    assert f"{len(outside)} of {len(everything)} tiles in RA 359..1, Dec -3..3 deg lie outside" in proc.stderr
+    assert "round19" in proc.stderr and outside[0] in proc.stderr
+    out2 = tmp_path / "inside.txt"
+    proc = run(TILES, "--ra", 359, 1, "--dec", -3, 3, "--footprint-only", "-o", out2)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    kept = out2.read_text().split()
+    assert kept == [n for n in everything if n not in outside]
+    assert {"DES2359+0001", "DES0002+0001"} <= set(kept)
+    assert f"{len(outside)} outside the DES footprint dropped" in proc.stdout
+
+
+def tiles_in_region_centre(tile: geometry.Tile) -> tuple[float, float]:
+    """Unique-area centre (RA, Dec) in degrees, computed here independently of the script."""
+    return (tile.ra_lower + tile.ra_width / 2.0) % 360.0, (tile.udecmin + tile.udecmax) / 2.0
 
 
 # ----------------------------------------------------------------------------- db_columns_from_table

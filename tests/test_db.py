@@ -99,6 +99,30 @@ def write_realization(catdir: Path, tile: str, real: int, ngal: int = 20, istart
     return paths
 
 
+def write_match(paths) -> Path:
+    """The realization's ``_match.fits`` beside its truth, computed by blends.match_table.
+
+    The synthetic sim/nosim catalogs lack ``Y_IMAGE_DET``: it is added in memory only (a
+    random detection-image y), so the match table has every column kind, NaN included.
+    """
+    from balrog_runner import blends
+
+    truth, sim, nosim = (fitsio.read(str(p)) for p in paths[:3])
+    rng = np.random.default_rng(int(truth["balrog_index"][0]))
+
+    def with_y(cat: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(cat), dtype=cat.dtype.descr + [("Y_IMAGE_DET", "f4")])
+        for name in cat.dtype.names:
+            out[name] = cat[name]
+        out["Y_IMAGE_DET"] = rng.uniform(0.1, 30.0, len(cat))
+        return out
+
+    table = blends.match_table(truth, with_y(sim), with_y(nosim))
+    path = blends.match_path(paths[0])
+    fitsio.write(str(path), table, extname="MATCH", clobber=True)
+    return path
+
+
 TILE = "DES0001+0001"
 
 
@@ -274,7 +298,7 @@ def test_reset_tables_drops_loudly(tmp_path, engine, caplog):
 KILL_SCRIPT = """
 import sys
 from balrog_runner.db import push_realization
-push_realization(sys.argv[1], sys.argv[2], *sys.argv[3:6])
+push_realization(sys.argv[1], sys.argv[2], *sys.argv[3:6], match_path=sys.argv[6] if len(sys.argv) > 6 else None)
 """
 
 
@@ -314,6 +338,20 @@ def test_kill_before_commit_leaves_no_partial_realization(tmp_path, engine):
     assert (TILE, 1) not in pushed_realizations(engine, "camp")
     assert count(engine, "camp_truth") == 20
     assert push_realization(engine, "camp", *paths).status == "pushed"  # and it can be pushed later
+
+
+def test_kill_before_commit_leaves_neither_truth_nor_match_rows(tmp_path, engine):
+    first = write_realization(tmp_path / "a", TILE, 0)
+    push_realization(engine, "camp", *first, match_path=write_match(first))
+    paths = write_realization(tmp_path / "a", TILE, 1)
+    match = write_match(paths)
+    kill_during_push(str(engine.url), (*paths, match))  # paused after every insert, match included
+    for kind in ("truth", "sim", "nosim", "match"):
+        assert count(engine, f"camp_{kind}", "WHERE realization = 1") == 0, kind
+    assert (TILE, 1) not in pushed_realizations(engine, "camp")
+    assert count(engine, "camp_match") == 20
+    assert push_realization(engine, "camp", *paths, match_path=match).nmatch == 20
+    assert count(engine, "camp_match", "WHERE realization = 1") == 20
 
 
 # ------------------------------------------------------------------------ campaign + CLI
@@ -380,7 +418,7 @@ def test_cli_bad_dbname_is_one_line_error_and_creates_nothing(tmp_path, capsys, 
     assert push_cli.main([str(out), "--dbname", bad]) == 2  # '' used to mean "balrog", exit 0
     captured = capsys.readouterr()
     assert captured.err == f"balrog-push: error: dbname {bad!r} is not allowed: use letters, digits and " \
-        "underscores, starting with a letter (it names the tables <dbname>_truth, _sim, _nosim, _des, _pushed)\n"
+        "underscores, starting with a letter (it names the tables <dbname>_truth, _sim, _nosim, _match, _des, _pushed)\n"
     assert captured.out == ""
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # no <dbname>.sqlite, no .sqlite
 
@@ -670,24 +708,23 @@ def test_table_prefix_names_every_table_as_des_did(tmp_path):
 
     out = tmp_path / "out"
     make_campaign(out, tiles=(TILE,), nreal=3)
-    assert table_names("camp", prefix="balrog_") == {k: f"balrog_camp_{k}" for k in
-                                                     ("truth", "sim", "nosim", "des", "pushed")}
+    kinds = ("truth", "sim", "nosim", "match", "des", "pushed")
+    assert table_names("camp", prefix="balrog_") == {k: f"balrog_camp_{k}" for k in kinds}
     cat = out / TILE / "catalogs"
     paths = {k: cat / f"{TILE}_r0000_{k}.fits" for k in ("truth", "sim", "nosim")}
+    write_match((paths["truth"], paths["sim"], paths["nosim"]))
     settings = SimpleNamespace(outdir=out, dbname="camp", db={"table-prefix": "balrog_"}, db_columns=None,
                                bands=("g", "r", "i", "z", "Y"), overwrite_db=True)
     assert make_realization_pusher(settings)(paths).status == "pushed"  # the node runner's path
     assert (out / ".balrog_camp.dboverwrite").exists()
     eng = make_engine(f"sqlite:///{out / 'camp.sqlite'}")
-    assert table_list(eng) == {f"balrog_camp_{k}" for k in ("truth", "sim", "nosim", "des", "pushed")}
+    assert table_list(eng) == {f"balrog_camp_{k}" for k in kinds}
     assert set(pushed_realizations(eng, "camp", "balrog_")) == {(TILE, 0)}
     assert pushed_realizations(eng, "camp") == {}  # unprefixed names: another set of tables
     # balrog-push: the bookkeeping under the prefixed name says what is missing
     assert push_cli.main([str(out), "--dbname", "camp", "--table-prefix", "balrog_", "-q"]) == 0
-    assert count(eng, "balrog_camp_truth") == 60 and table_list(eng) == {
-        f"balrog_camp_{k}" for k in ("truth", "sim", "nosim", "des", "pushed")}
-    assert reset_tables(eng, "camp", "balrog_") == [f"balrog_camp_{k}" for k in
-                                                    ("truth", "sim", "nosim", "des", "pushed")]
+    assert count(eng, "balrog_camp_truth") == 60 and table_list(eng) == {f"balrog_camp_{k}" for k in kinds}
+    assert reset_tables(eng, "camp", "balrog_") == [f"balrog_camp_{k}" for k in kinds]
     assert table_list(eng) == set()
     eng.dispose()
 
@@ -832,3 +869,113 @@ def test_values_nulled_for_desdm_range_are_a_warning_with_counts(tmp_path, engin
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM camp_sim WHERE MAGERR_AUTO_G IS NULL")).scalar_one() == 3
 
+
+
+# ------------------------------------------------------------------------ the match table (blends.py)
+
+
+def match_rows_equal_file(engine, table: str, match_path: Path, tile: str, real: int) -> None:
+    """The DB rows of one realization's match table hold exactly the file's rows and values."""
+    data = fitsio.read(str(match_path))
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(f"SELECT * FROM {table} WHERE tilename = :t AND realization = :r "
+                                    "ORDER BY balrog_index"), {"t": tile, "r": real}).mappings().all()
+    assert len(rows) == len(data) > 0
+    rows = [{k.lower(): v for k, v in r.items()} for r in rows]  # nosim_mag_Y is stored as nosim_mag_y
+    assert set(rows[0]) == {"tilename", "realization", "indexstart", *(n.lower() for n in data.dtype.names)}
+    assert {r["indexstart"] for r in rows} == {int(data["balrog_index"][0])}
+    for name in data.dtype.names:
+        got = [r[name.lower()] for r in rows]
+        want = data[name].tolist()
+        if data.dtype[name].kind == "f":  # NaN is stored as NULL
+            assert [None if np.isnan(w) else pytest.approx(w, rel=1e-12) for w in want] == got, name
+        else:
+            assert got == want, name
+
+
+def test_match_table_is_pushed_in_the_realization_transaction(tmp_path, engine):
+    paths = write_realization(tmp_path / "cat", TILE, 0)
+    match = write_match(paths)
+    res = push_realization(engine, "camp", *paths, match_path=match)
+    assert (res.status, res.ntruth, res.nmatch) == ("pushed", 20, 20)
+    match_rows_equal_file(engine, "camp_match", match, TILE, 0)
+    assert np.isnan(fitsio.read(str(match))["det_dist"]).any()  # undetected objects: NULLs above
+    indexed = {tuple(ix["column_names"]) for ix in sa.inspect(engine).get_indexes("camp_match")}
+    assert ("balrog_index",) in indexed and ("tilename", "realization") in indexed
+    assert push_realization(engine, "camp", *paths, match_path=match).status == "already"
+    assert count(engine, "camp_match") == 20
+    # the README's join: truth to match on balrog_index
+    with engine.connect() as conn:
+        joined = conn.execute(sa.text("SELECT count(*) FROM camp_truth t JOIN camp_match m "
+                                      "ON m.balrog_index = t.balrog_index")).scalar_one()
+    assert joined == 20
+
+
+def test_match_file_that_is_not_the_truths_is_refused_before_any_write(tmp_path, engine):
+    paths = write_realization(tmp_path / "cat", TILE, 0)
+    match = write_match(paths)
+    data = fitsio.read(str(match))
+    fitsio.write(str(match), data[:-1], extname="MATCH", clobber=True)  # a row short
+    with pytest.raises(InputFileError, match=r"match catalog .*_match.fits does not hold one row per truth row"):
+        push_realization(engine, "camp", *paths, match_path=match)
+    assert pushed_realizations(engine, "camp") == {}
+    assert not {"camp_truth", "camp_match"} & set(sa.inspect(engine).get_table_names())
+
+
+def test_replace_replaces_match_rows_too(tmp_path, engine):
+    old = write_realization(tmp_path / "a", TILE, 1)
+    push_realization(engine, "camp", *old, match_path=write_match(old))
+    new = write_realization(tmp_path / "b", TILE, 1, ngal=20, ndet=5, seed=9)
+    new_match = write_match(new)
+    res = push_realization(engine, "camp", *new, policy=PushPolicy(duplicate="replace"), match_path=new_match)
+    assert res.status == "replaced"
+    match_rows_equal_file(engine, "camp_match", new_match, TILE, 1)
+    # replaced by a realization without a match file: the old match rows go too
+    push_realization(engine, "camp", *old, policy=PushPolicy(duplicate="replace"))
+    assert count(engine, "camp_match") == 0 and count(engine, "camp_truth") == 20
+
+
+def test_balrog_push_pushes_match_files_and_old_realizations_without_them(tmp_path, capsys):
+    out = tmp_path / "out"
+    make_campaign(out, tiles=(TILE,), nreal=3)
+    cat = out / TILE / "catalogs"
+    sets = {s.realization: s for s in find_catalogs([out])}
+    matches = {j: write_match((sets[j].truth, sets[j].sim, sets[j].nosim)) for j in (0, 2)}  # r1: older runner
+    assert find_catalogs([out])[0].match == matches[0] and find_catalogs([out])[1].match is None
+    assert push_cli.main([str(out), "--dbname", "camp"]) == 0
+    captured = capsys.readouterr()
+    assert "pushed 3 realizations" in captured.out
+    (line,) = [x for x in captured.err.splitlines() if "no match catalog beside" in x]  # INFO, the CLI's default
+    assert f"{TILE}_r0001_truth.fits" in line
+    eng = make_engine(f"sqlite:///{out / 'camp.sqlite'}")
+    try:
+        for j, path in matches.items():
+            match_rows_equal_file(eng, "camp_match", path, TILE, j)
+        assert count(eng, "camp_match", "WHERE realization = 1") == 0
+        assert count(eng, "camp_truth") == 60
+        # push again: per realization "already", nothing doubled
+        assert push_cli.main([str(out), "--dbname", "camp", "--repush"]) == 0
+        assert count(eng, "camp_match") == 40
+    finally:
+        eng.dispose()
+    assert sorted(p.name for p in cat.glob("*_match.fits")) == [f"{TILE}_r0000_match.fits", f"{TILE}_r0002_match.fits"]
+
+
+def test_runner_pusher_pushes_the_match_file_beside_truth(tmp_path):
+    from types import SimpleNamespace
+
+    from balrog_runner.db import make_realization_pusher
+
+    out = tmp_path / "out"
+    make_campaign(out, tiles=(TILE,), nreal=1)
+    cat = out / TILE / "catalogs"
+    paths = {k: cat / f"{TILE}_r0000_{k}.fits" for k in ("truth", "sim", "nosim")}  # runner.catalog_paths
+    match = write_match((paths["truth"], paths["sim"], paths["nosim"]))
+    settings = SimpleNamespace(outdir=out, dbname="camp", db={"table-prefix": "balrog_"}, db_columns=None,
+                               bands=("g", "r", "i", "z", "Y"), overwrite_db=False)
+    assert make_realization_pusher(settings)(paths).nmatch == 20
+    eng = make_engine(f"sqlite:///{out / 'camp.sqlite'}")
+    try:
+        match_rows_equal_file(eng, "balrog_camp_match", match, TILE, 0)
+    finally:
+        eng.dispose()

@@ -167,3 +167,39 @@ def test_oracle_tables_have_ra_dec_and_des_style_names(tmp_path, ora):
     old.max_identifier_length = 30  # Oracle < 12.2: the prefix counts
     with pytest.raises(DbnameError, match=r"at most 11 characters with the table prefix 'balrog_'"):
         table_names("y3campaign12", old, prefix="balrog_")
+
+
+def test_match_table_ddl_grant_and_inserts_on_oracle(tmp_path, ora):
+    """The match table (blends.py) as Oracle gets it: typed columns, realization keys, indexes, DES_READER."""
+    from test_db import write_match
+
+    from balrog_runner.db.push import PushPolicy, _Realization, _with_realization_keys
+    from balrog_runner.db.tables import build_tables, grant_statement
+
+    paths = write_realization(tmp_path, TILE, 0)
+    truth = fitsio.read(str(paths[0]))
+    match = fitsio.read(str(write_match(paths)))
+    real = _Realization(TILE, 0, 1000, 1000, 1019, {"truth": truth})
+    keyed = _with_realization_keys(match, real, "match.fits")
+    cols = read_column_list()
+    specs = {k: plan_columns(fitsio.read(str(p)).dtype, k, cols, dialect=ora)
+             for k, p in zip(("truth", "sim", "nosim"), paths, strict=True)}
+    specs["match"] = plan_columns(keyed.dtype, "match", cols, dialect=ora)
+    tables = build_tables("y3camp", specs, ora, prefix="balrog_")
+    table = tables["match"]
+    assert table.name == table_names("y3camp", ora, prefix="balrog_")["match"] == "balrog_y3camp_match"
+    types = ddl_types(str(CreateTable(table).compile(dialect=ora)))
+    assert list(types)[:4] == ["tilename", "realization", "indexstart", "balrog_index"]
+    assert types["tilename"] == "VARCHAR2(12 CHAR)" and types["balrog_index"] == "NUMBER(19)"
+    assert types["blend_class"] == "SMALLINT" and types["nosim_dist"] == "BINARY_DOUBLE"
+    assert types["nosim_mag_y"] == "BINARY_DOUBLE" and "ra" not in types  # no derived ra/dec here
+    stmts = sorted(str(CreateIndex(ix).compile(dialect=ora)) for ix in table.indexes)
+    assert stmts == ["CREATE INDEX ix_balrog_y3camp_match_bi ON balrog_y3camp_match (balrog_index)",
+                     "CREATE INDEX ix_balrog_y3camp_match_tr ON balrog_y3camp_match (tilename, realization)"]
+    assert grant_statement(table, PushPolicy().reader, ora) == "GRANT SELECT ON balrog_y3camp_match TO des_reader"
+    rows, _ = catalog_rows(keyed, specs["match"])
+    row = dict(zip([s.db_name for s in specs["match"]], rows[0], strict=True))
+    params = sa.insert(table).values(row).compile(dialect=ora).construct_params()
+    assert params["tilename"] == TILE and params["realization"] == 0 and params["indexstart"] == 1000
+    nan_rows = [r for r in rows if r[list(row).index("det_dist")] is None]
+    assert nan_rows and len(nan_rows) == int(np.isnan(match["det_dist"]).sum())  # NaN -> NULL

@@ -15,9 +15,11 @@ from test_db import (
     count,
     kill_during_push,
     make_campaign,
+    match_rows_equal_file,
     paused_push,
     race_runner_and_pushes,
     race_same_catalogs,
+    write_match,
     write_realization,
 )
 
@@ -94,13 +96,51 @@ def test_duplicate_policies(tmp_path, engine):
 
 
 def test_kill_before_commit_leaves_nothing(tmp_path, pg, engine):
-    push_realization(engine, "pgkill", *write_realization(tmp_path / "a", TILE, 0))
+    first = write_realization(tmp_path / "a", TILE, 0)
+    push_realization(engine, "pgkill", *first, match_path=write_match(first))
     paths = write_realization(tmp_path / "a", TILE, 1)
-    kill_during_push(pg.url, paths, dbname="pgkill")
-    for kind in ("truth", "sim", "nosim"):
-        assert count(engine, f"pgkill_{kind}", "WHERE realization = 1") == 0
+    match = write_match(paths)
+    kill_during_push(pg.url, (*paths, match), dbname="pgkill")
+    for kind in ("truth", "sim", "nosim", "match"):
+        assert count(engine, f"pgkill_{kind}", "WHERE realization = 1") == 0, kind
     assert set(pushed_realizations(engine, "pgkill")) == {(TILE, 0)}
-    assert push_realization(engine, "pgkill", *paths).status == "pushed"
+    assert push_realization(engine, "pgkill", *paths, match_path=match).status == "pushed"
+    match_rows_equal_file(engine, "pgkill_match", match, TILE, 1)
+
+
+def test_match_table_on_postgres_equals_the_file_and_is_granted(tmp_path, pg, engine):
+    paths = write_realization(tmp_path / "cat", TILE, 0)
+    match = write_match(paths)
+    res = push_realization(engine, "pgmatch", *paths, match_path=match, policy=PushPolicy(reader=pg.reader))
+    assert (res.status, res.nmatch) == ("pushed", 20)
+    match_rows_equal_file(engine, "pgmatch_match", match, TILE, 0)
+    types = column_types(engine, "pgmatch_match")
+    assert types["blend_class"] == "smallint" and types["nosim_dist"] == "double precision"
+    assert types["balrog_index"] == "bigint" and types["tilename"] == "character varying"
+    with engine.connect() as conn:
+        granted = conn.execute(sa.text("SELECT has_table_privilege(:r, 'pgmatch_match', 'SELECT')"),
+                               {"r": pg.reader}).scalar_one()
+    assert granted
+    indexes = {tuple(ix["column_names"]) for ix in sa.inspect(engine).get_indexes("pgmatch_match")}
+    assert {("balrog_index",), ("tilename", "realization")} <= indexes
+
+
+def test_failing_match_insert_rolls_back_the_whole_realization(tmp_path, engine):
+    """The match rows go in last: when the server refuses them, truth/sim/nosim go too."""
+    first = write_realization(tmp_path / "a", TILE, 0)
+    push_realization(engine, "pgmfail", *first, match_path=write_match(first))  # blend_class: smallint
+    paths = write_realization(tmp_path / "b", TILE, 1)
+    match = write_match(paths)
+    data = fitsio.read(str(match))
+    wide = data.astype([(n, "i8" if n == "blend_class" else data.dtype[n].str) for n in data.dtype.names])
+    wide["blend_class"][-1] = 10**12  # out of smallint's range: COPY fails on the last row
+    fitsio.write(str(match), wide, extname="MATCH", clobber=True)
+    with pytest.raises(DatabaseError, match="out of range") as exc:
+        push_realization(engine, "pgmfail", *paths, match_path=match)
+    assert f"pushing {TILE} realization 1" in str(exc.value)
+    for kind in ("truth", "sim", "nosim", "match"):
+        assert count(engine, f"pgmfail_{kind}", "WHERE realization = 1") == 0, kind
+    assert set(pushed_realizations(engine, "pgmfail")) == {(TILE, 0)}
 
 
 def test_wrong_password_error_never_shows_a_password(tmp_path, pg, caplog):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from test_db import TILE, write_realization
+from test_db import TILE, write_match, write_realization
 from test_runner import balrog_run, spec_run, survey  # noqa: F401 (survey: the module's fixture)
 from test_runner import make_campaign as runner_campaign
 
@@ -44,8 +44,8 @@ def make_demo_campaign(outdir: Path) -> None:
     """Catalogs as the demo writes them: two tiles, two realizations, dbname ``demo``."""
     for k, tile in enumerate(DEMO_TILES):
         for real in range(NREAL):
-            write_realization(outdir / tile / "catalogs", tile, real, ngal=40, ndet=30, nnosim=5,
-                              istart=1000 + 10_000 * k, seed=7 + k)
+            write_match(write_realization(outdir / tile / "catalogs", tile, real, ngal=40, ndet=30, nnosim=5,
+                                          istart=1000 + 10_000 * k, seed=7 + k))
 
 
 def read_all(outdir: Path, kind: str) -> np.ndarray:
@@ -70,16 +70,23 @@ def expected_results(outdir: Path) -> list[list[tuple]]:
 
     tiles = [(t, len(np.unique(truth["realization"][tile_of(truth) == t])), int(np.sum(tile_of(truth) == t)),
               int(np.sum(tile_of(sim) == t))) for t in sorted(set(tile_of(truth)))]
-    return [completeness, matched, landed, tiles]
+    match = read_all(outdir, "match")
+    m_by_index = {int(m["balrog_index"]): m for m in match}
+    isolated = [(t, m_by_index[int(t["balrog_index"])]) for t in drawn
+                if m_by_index[int(t["balrog_index"])]["nosim_within_2"] == 0]
+    ibins = np.array([np.round(np.float64(t["mag_i"])) for t, _ in isolated])
+    idet = np.array([int(m["detected"]) for _, m in isolated])
+    isolated_completeness = [(b, int(np.sum(ibins == b)), int(np.sum(idet[ibins == b]))) for b in np.unique(ibins)]
+    return [completeness, matched, landed, isolated_completeness, tiles]
 
 
 def check_readme_sql(engine: sa.Engine, outdir: Path) -> None:
     """Run every README SQL block on ``engine`` and compare with the catalogs."""
     blocks = readme_blocks("sql")
-    assert len(blocks) == 4, "README 'Reading the results' should hold 4 SQL examples"
+    assert len(blocks) == 5, "README 'Reading the results' should hold 5 SQL examples"
     with engine.connect() as conn:
         got = [conn.execute(sa.text(sql)).all() for sql in blocks]
-    completeness, matched, landed, tiles = expected_results(outdir)
+    completeness, matched, landed, isolated, tiles = expected_results(outdir)
     assert [(float(r.mag_bin), r.injected, r.detected) for r in got[0]] == completeness
     assert sum(r.detected for r in got[0]) > 0
     assert sum(r.injected for r in got[0]) == int(np.sum(read_all(outdir, "truth")["not_drawn"] == 0))
@@ -92,7 +99,10 @@ def check_readme_sql(engine: sa.Engine, outdir: Path) -> None:
         assert float(cols["dmag_i"]) == pytest.approx(mag_auto - true_mag, abs=2e-4)
         assert (cols["ra"], cols["dec"]) == (pytest.approx(ra, abs=1e-12), pytest.approx(dec, abs=1e-12))
     assert [r.balrog_index for r in got[2]] == landed
-    assert [tuple(r) for r in got[3]] == tiles
+    assert [(float(r.mag_bin), r.injected, r.detected) for r in got[3]] == isolated
+    assert 0 < sum(r.injected for r in got[3]) < sum(r.injected for r in got[0])  # some are not isolated
+    assert sum(r.detected for r in got[3]) > 0
+    assert [tuple(r) for r in got[4]] == tiles
 
 
 @pytest.fixture(scope="module")

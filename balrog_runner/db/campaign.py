@@ -32,18 +32,36 @@ from .url import as_engine, db_errors, make_engine, resolve_url, safe_url
 
 log = logging.getLogger(__name__)
 
-CATALOG_RE = re.compile(r"^(?P<tile>[A-Za-z0-9+\-]+)_r(?P<real>\d{4,})_(?P<kind>truth|sim|nosim)\.fits$")
+CATALOG_RE = re.compile(r"^(?P<tile>[A-Za-z0-9+\-]+)_r(?P<real>\d{4,})_(?P<kind>truth|sim|nosim|match)\.fits$")
 
 
 @dataclass(frozen=True)
 class CatalogSet:
-    """The three catalog files of one realization."""
+    """The catalog files of one realization: truth, sim, nosim and, if written, match."""
 
     tilename: str
     realization: int
     truth: Path
     sim: Path
     nosim: Path
+    match: Path | None = None
+
+
+def match_beside(truth: str | os.PathLike) -> Path | None:
+    """``<TILE>_r<jjjj>_match.fits`` beside a truth catalog if it exists, else None (logged).
+
+    The naming rule is blends.match_path's (not imported: it would load GalSim into every
+    push). A realization written before the runner made match tables has none; it is
+    pushed without match rows.
+    """
+    truth = Path(truth)
+    if truth.name.endswith("_truth.fits"):
+        match = truth.with_name(truth.name[: -len("_truth.fits")] + "_match.fits")
+        if match.is_file():
+            return match
+    log.info("no match catalog beside %s (written before balrog_runner made them): pushing no match rows",
+             truth)
+    return None
 
 
 @dataclass
@@ -63,8 +81,9 @@ def find_catalogs(paths: Iterable[str | os.PathLike]) -> list[CatalogSet]:
     """Group catalog files into realizations.
 
     Each path is a campaign outdir, a tile directory, a ``catalogs`` directory (searched for
-    ``<TILE>/catalogs/<TILE>_r<jjjj>_{truth,sim,nosim}.fits`` at any of these levels) or a
-    catalog file itself. A realization missing one of its three files is an error.
+    ``<TILE>/catalogs/<TILE>_r<jjjj>_{truth,sim,nosim,match}.fits`` at any of these levels) or
+    a catalog file itself. A realization missing one of its three files (truth, sim, nosim)
+    is an error; the match file is optional (campaigns made before it have none).
     """
     files: dict[tuple[str, int], dict[str, Path]] = {}
     for p in map(Path, paths):
@@ -79,7 +98,7 @@ def find_catalogs(paths: Iterable[str | os.PathLike]) -> list[CatalogSet]:
             m = CATALOG_RE.match(f.name)
             if not m:
                 if p.is_file():
-                    raise InputFileError(f"{f} is not named <TILE>_r<jjjj>_{{truth,sim,nosim}}.fits")
+                    raise InputFileError(f"{f} is not named <TILE>_r<jjjj>_{{truth,sim,nosim,match}}.fits")
                 continue
             key = (m["tile"], int(m["real"]))
             files.setdefault(key, {})[m["kind"]] = f
@@ -89,7 +108,7 @@ def find_catalogs(paths: Iterable[str | os.PathLike]) -> list[CatalogSet]:
         if missing:
             where = next(iter(kinds.values())).parent
             raise InputFileError(f"{tile} realization {real}: no {'/'.join(missing)} catalog in {where}")
-        sets.append(CatalogSet(tile, real, kinds["truth"], kinds["sim"], kinds["nosim"]))
+        sets.append(CatalogSet(tile, real, kinds["truth"], kinds["sim"], kinds["nosim"], kinds.get("match")))
     return sets
 
 
@@ -120,7 +139,9 @@ def push_missing(
             summary.skipped += 1
             continue
         try:
-            summary.pushed.append(push_realization(engine, dbname, cs.truth, cs.sim, cs.nosim, policy))
+            match = cs.match or match_beside(cs.truth)
+            summary.pushed.append(push_realization(engine, dbname, cs.truth, cs.sim, cs.nosim, policy,
+                                                   match_path=match))
         except (DuplicateRealizationError, InputFileError) as exc:
             log.error("%s", exc)
             summary.failed.append((f"{cs.tilename} r{cs.realization:04d}", str(exc)))
@@ -164,6 +185,9 @@ def overwrite_once(engine: Engine, dbname: str, outdir: str | os.PathLike, prefi
 def make_realization_pusher(settings) -> Callable[[Mapping[str, os.PathLike]], PushResult]:
     """The node runner's pusher: ``pusher({"truth": p, "sim": p, "nosim": p}) -> PushResult``.
 
+    The realization's match catalog (``paths["match"]``, else the file beside the truth
+    catalog) goes in the same transaction; without one, no match rows.
+
     ``settings`` is the runner's RunSettings (read by attribute: ``outdir``, ``dbname``,
     ``db`` dict, ``db_columns``, ``bands``, ``overwrite_db``). Connects once now, so an
     unreachable database is reported (DatabaseError) before any work; each call pushes one
@@ -191,6 +215,8 @@ def make_realization_pusher(settings) -> Callable[[Mapping[str, os.PathLike]], P
     log.info("pushing to %s, tables %s%s_*", safe_url(engine.url), prefix, dbname)
 
     def pusher(paths: Mapping[str, os.PathLike]) -> PushResult:
-        return push_realization(engine, dbname, paths["truth"], paths["sim"], paths["nosim"], policy)
+        match = paths.get("match") or match_beside(paths["truth"])
+        return push_realization(engine, dbname, paths["truth"], paths["sim"], paths["nosim"], policy,
+                                match_path=match)
 
     return pusher

@@ -1,6 +1,7 @@
 """Pushing one realization's catalogs: one transaction, all rows or none, policies applied.
 
-A realization is the unit: its truth, sim and nosim rows and its bookkeeping row in
+A realization is the unit: its truth, sim and nosim rows, its match rows (the blend-aware
+table of blends.py, when the realization has one) and its bookkeeping row in
 ``<dbname>_pushed`` are written in a single transaction, which first takes the tile's lock
 (:mod:`.lock`) so that simultaneous pushes of the same catalogs give one insert and
 "already" for the others. A crash (or ``kill -9``) before the
@@ -14,6 +15,10 @@ repeated push is recognised:
   refused with :class:`DuplicateRealizationError` naming the tile and realization.
 - ``duplicate='replace'``: the tile's rows of every realization overlapping that range (and
   of this realization number) are deleted in the same transaction, then the new rows go in.
+
+The bookkeeping row counts truth, sim and nosim rows only (its columns predate the match
+table): the match table has one row per truth row, checked before anything is written. A
+realization written before the match table existed pushes without match rows.
 
 ``DBoverwrite`` (drop and recreate everything) is :func:`reset_tables`, to be called once per
 campaign before any push, never per realization.
@@ -40,12 +45,14 @@ from sqlalchemy.engine import URL, Connection, Engine
 from ..errors import DatabaseError, InputFileError
 from .lock import locked_transaction
 from .schema import (
+    CATALOG_KINDS,
     DEFAULT_BANDS,
-    TABLE_KINDS,
+    MATCH_KIND,
     ColumnSpec,
     DbType,
     check_table_prefix,
     read_column_list,
+    table_names,
     validate_dbname,
 )
 from .tables import ensure_tables, plan_tables
@@ -91,7 +98,10 @@ class PushPolicy:
 
 @dataclass(frozen=True)
 class PushResult:
-    """What a push did. status: 'pushed', 'replaced' or 'already' (identical, nothing written)."""
+    """What a push did. status: 'pushed', 'replaced' or 'already' (identical, nothing written).
+
+    ``nmatch``: match rows in the push (0: the realization has no match catalog).
+    """
 
     tilename: str
     realization: int
@@ -100,6 +110,7 @@ class PushResult:
     nsim: int
     nnosim: int
     status: str
+    nmatch: int = 0
 
 
 @dataclass
@@ -120,7 +131,7 @@ class _Realization:
 
 
 def read_catalog(path: str | os.PathLike, kind: str) -> np.ndarray:
-    """Read HDU 1 of a truth/sim/nosim FITS catalog as a numpy structured array."""
+    """Read HDU 1 of a truth/sim/nosim/match FITS catalog as a numpy structured array."""
     import fitsio
 
     path = Path(path)
@@ -169,6 +180,34 @@ def _realization(data: dict[str, np.ndarray], sources: dict[str, str]) -> _Reali
     bi = truth["balrog_index"]
     lo, hi = int(bi.min()), int(bi.max())
     return _Realization(str(tile), int(real), int(start if start is not None else lo), lo, hi, data)
+
+
+def _with_realization_keys(match: np.ndarray, real: _Realization, source: str) -> np.ndarray:
+    """The match rows with ``tilename``, ``realization``, ``indexstart`` in front.
+
+    The match file is keyed by ``balrog_index`` alone (one row per truth row, same order);
+    in the database it must be found, replaced and deleted per realization like the other
+    tables. A file whose ``balrog_index`` is not the truth's is refused before any write.
+    """
+    names = match.dtype.names or ()
+    if "balrog_index" not in names:
+        raise InputFileError(f"match catalog {source} lacks the balrog_index column")
+    truth = real.data["truth"]
+    if not np.array_equal(np.asarray(match["balrog_index"], dtype=np.int64),
+                          np.asarray(truth["balrog_index"], dtype=np.int64)):
+        raise InputFileError(
+            f"match catalog {source} does not hold one row per truth row of {real.label} "
+            f"({len(match)} rows, truth {len(truth)}; balrog_index must be the truth's, in order)")
+    front = [(n, truth.dtype[n] if n == "tilename" else t) for n, t in
+             (("tilename", None), ("realization", np.dtype("i4")), ("indexstart", np.dtype("i8")))
+             if n not in names]
+    out = np.empty(len(match), dtype=[*front, *((n, match.dtype[n]) for n in names)])
+    for n in names:
+        out[n] = match[n]
+    values = {"tilename": truth["tilename"], "realization": real.realization, "indexstart": real.indexstart}
+    for n, _ in front:
+        out[n] = values[n]
+    return out
 
 
 # --------------------------------------------------------------------------- values
@@ -268,7 +307,7 @@ def _pause_for_tests() -> None:
     os.read(0, 1)
 
 
-def _resolve_duplicates(conn: Connection, tables: dict[str, sa.Table], real: _Realization,
+def _resolve_duplicates(conn: Connection, dbname: str, tables: dict[str, sa.Table], real: _Realization,
                         counts: tuple[int, int, int], policy: PushPolicy) -> str | None:
     """Apply the duplicate policy; return 'already' (do nothing), 'replaced' or None (fresh)."""
     pushed, truth = tables["pushed"], tables["truth"]
@@ -299,8 +338,13 @@ def _resolve_duplicates(conn: Connection, tables: dict[str, sa.Table], real: _Re
             + "; use duplicate='replace' to replace it"
         )
     victims = sorted(overlapping | {real.realization})
-    for kind in (*TABLE_KINDS, "pushed"):
-        t = tables[kind]
+    doomed = [tables[k] for k in (*CATALOG_KINDS, "pushed") if k in tables]
+    if MATCH_KIND not in tables:  # this push has no match rows, an earlier one of the tile may have
+        name = table_names(dbname, conn.dialect, policy.table_prefix)[MATCH_KIND]
+        if sa.inspect(conn).has_table(name):
+            doomed.append(sa.Table(name, sa.MetaData(), sa.Column("tilename", sa.String(32)),
+                                   sa.Column("realization", sa.Integer)))
+    for t in doomed:
         conn.execute(sa.delete(t).where(t.c.tilename == real.tilename, t.c.realization.in_(victims)))
     log.warning("replacing %s: deleted the rows of realizations %s of %s", real.label, victims, real.tilename)
     return "replaced"
@@ -328,7 +372,7 @@ def _write(engine: Engine, dbname: str, tables: dict[str, sa.Table], real: _Real
     realization one inserts and the others find its committed bookkeeping row: "already".
     """
     with locked_transaction(engine, dbname, real.tilename, tables["pushed"].name) as conn:
-        status = _resolve_duplicates(conn, tables, real, counts, policy)
+        status = _resolve_duplicates(conn, dbname, tables, real, counts, policy)
         if status == "already":
             log.info("%s is already in %s with the same rows: nothing to do", real.label, dbname)
             return status
@@ -338,8 +382,9 @@ def _write(engine: Engine, dbname: str, tables: dict[str, sa.Table], real: _Real
             tilename=real.tilename, realization=real.realization, indexstart=real.indexstart,
             ntruth=counts[0], nsim=counts[1], nnosim=counts[2], pushed_at=now,
         ))
-        for kind in TABLE_KINDS:
-            bulk_insert(conn, tables[kind], rows[kind])
+        for kind in CATALOG_KINDS:
+            if kind in rows:
+                bulk_insert(conn, tables[kind], rows[kind])
         if os.environ.get(PAUSE_ENV):
             _pause_for_tests()
         return status or "pushed"
@@ -352,17 +397,22 @@ def push_realization(
     sim_path: str | os.PathLike,
     nosim_path: str | os.PathLike,
     policy: PushPolicy | None = None,
+    match_path: str | os.PathLike | None = None,
 ) -> PushResult:
-    """Push one realization's truth/sim/nosim FITS catalogs in one transaction.
+    """Push one realization's truth/sim/nosim (and match) FITS catalogs in one transaction.
 
-    Raises InputFileError for unreadable/inconsistent catalogs, DuplicateRealizationError
-    when the policy refuses, DatabaseError (password-free) for anything the database says.
-    The catalog files are only read, never changed.
+    ``match_path``: the realization's ``<TILE>_r<jjjj>_match.fits`` (blends.py), or None
+    for a realization without one (no match rows). Raises InputFileError for
+    unreadable/inconsistent catalogs, DuplicateRealizationError when the policy refuses,
+    DatabaseError (password-free) for anything the database says. The catalog files are
+    only read, never changed.
     """
     paths = {"truth": truth_path, "sim": sim_path, "nosim": nosim_path}
+    if match_path is not None:
+        paths[MATCH_KIND] = match_path
     data = {kind: read_catalog(p, kind) for kind, p in paths.items()}
     return push_catalogs(engine_or_db, dbname, data["truth"], data["sim"], data["nosim"], policy,
-                         sources={k: str(p) for k, p in paths.items()})
+                         sources={k: str(p) for k, p in paths.items()}, match=data.get(MATCH_KIND))
 
 
 def push_catalogs(
@@ -373,11 +423,12 @@ def push_catalogs(
     nosim: np.ndarray,
     policy: PushPolicy | None = None,
     sources: dict[str, str] | None = None,
+    match: np.ndarray | None = None,
 ) -> PushResult:
     """Push one realization given as structured arrays (columns as in the catalog files).
 
     Same transaction and policies as :func:`push_realization`; ``sources`` only names the
-    arrays in error messages.
+    arrays in error messages; ``match`` is the match table (None: no match rows).
     """
     policy = policy or PushPolicy()
     engine = as_engine(engine_or_db)
@@ -385,8 +436,10 @@ def push_catalogs(
     prefix = policy.table_prefix
     validate_dbname(dbname, dialect, prefix)
     columns = read_column_list(policy.columns_file)
-    sources = sources or {k: f"<{k} array>" for k in TABLE_KINDS}
+    sources = {**{k: f"<{k} array>" for k in CATALOG_KINDS}, **(sources or {})}
     real = _realization({"truth": truth, "sim": sim, "nosim": nosim}, sources)
+    if match is not None:
+        real.data[MATCH_KIND] = _with_realization_keys(match, real, sources[MATCH_KIND])
     specs, tables = plan_tables(engine, dbname, columns, policy.bands, real.data, prefix)
     omit = ensure_tables(engine, dbname, tables, columns, policy.reader, prefix)
     if omit:
@@ -395,7 +448,7 @@ def push_catalogs(
         ensure_tables(engine, dbname, tables, columns, policy.reader, prefix)
     rows: dict[str, list[tuple]] = {}
     nulled: dict[str, int] = {}
-    for kind in TABLE_KINDS:
+    for kind in (k for k in CATALOG_KINDS if k in real.data):
         rows[kind], n = catalog_rows(real.data[kind], specs[kind])
         nulled.update({f"{tables[kind].name}.{k}": v for k, v in n.items()})
     if nulled:
@@ -413,6 +466,8 @@ def push_catalogs(
             # not taken). All of ours is rolled back; look again, now seeing its row.
             log.info("%s was pushed by another process at the same time; checking again", real.label)
             status = _write(engine, dbname, tables, real, rows, counts, policy)
+    nmatch = len(rows.get(MATCH_KIND, ()))
     if status != "already":
-        log.info("%s %s to %s: %d truth, %d sim, %d nosim rows", status, real.label, dbname, *counts)
-    return PushResult(real.tilename, real.realization, real.indexstart, *counts, status)
+        log.info("%s %s to %s: %d truth, %d sim, %d nosim, %d match rows", status, real.label, dbname,
+                 *counts, nmatch)
+    return PushResult(real.tilename, real.realization, real.indexstart, *counts, status, nmatch)

@@ -11,6 +11,11 @@ Tables are ``<prefix><dbname>_<kind>`` (:func:`table_names`, the one place that 
 ``db['table-prefix']`` is ``''`` by default, ``'balrog_'`` for DES's own style
 (``balrog_<dbname>_truth``).
 
+The match table (``<dbname>_match``, from ``<TILE>_r<jjjj>_match.fits``, blends.py) is planned
+like truth: every (lower-case) column kept, its type from the FITS dtype. The file is keyed
+by ``balrog_index`` alone; the push adds ``tilename``, ``realization``, ``indexstart`` in
+front, so it is indexed, replaced and deleted per realization like the others.
+
 Positions. Sim and nosim tables get per-object ``ra``/``dec`` (degrees, J2000) from the
 detection image's windowed position (``ALPHAWIN_J2000_DET``/``DELTAWIN_J2000_DET``; else
 ``ALPHA_J2000_DET``/``DELTA_J2000_DET``), whatever ``db-columns`` keeps: DES users select
@@ -54,8 +59,13 @@ from ..errors import ConfigError, DatabaseError, InputFileError
 log = logging.getLogger(__name__)
 
 DEFAULT_BANDS = ("g", "r", "i", "z", "Y", "det")
+#: The catalogs every realization has (a realization is complete with these three).
 TABLE_KINDS = ("truth", "sim", "nosim")
-ALL_TABLES = (*TABLE_KINDS, "des", "pushed")
+#: The blend-aware match table: pushed when its file exists (older campaigns lack it).
+MATCH_KIND = "match"
+#: Every per-object table, in creation order.
+CATALOG_KINDS = (*TABLE_KINDS, MATCH_KIND)
+ALL_TABLES = (*CATALOG_KINDS, "des", "pushed")
 #: Where sim/nosim ``ra``/``dec`` come from, in order of preference (the first pair present).
 RADEC_SOURCES = (("ALPHAWIN_J2000_DET", "DELTAWIN_J2000_DET"), ("ALPHA_J2000_DET", "DELTA_J2000_DET"))
 #: Columns a push adds that tables made by versions before them lack: pushed without them there.
@@ -254,7 +264,7 @@ def plan_columns(
     bands: Sequence[str] = DEFAULT_BANDS,
     dialect: Dialect | None = None,
 ) -> list[ColumnSpec]:
-    """Which columns of a truth/sim/nosim catalog are stored, under which names and types."""
+    """Which columns of a truth/sim/nosim/match catalog are stored, under which names and types."""
     specs: list[ColumnSpec] = []
     for name in dtype.names or ():
         field = dtype.fields[name][0]
@@ -264,7 +274,7 @@ def plan_columns(
                 "flattened columns (MAG_APER_1_G, ...)"
             )
         npt = dtype_to_dbtype(field.base)
-        if kind == "truth" or name != name.upper():
+        if kind in ("truth", MATCH_KIND) or name != name.upper():
             specs.append(ColumnSpec(name, check_identifier(name, dialect, "column"), npt))
             continue
         if name == "NUMBER":
@@ -275,7 +285,7 @@ def plan_columns(
             continue
         dbt = listed if listed is not None and listed.numeric_like == npt.numeric_like else npt
         specs.append(ColumnSpec(name, check_identifier(name, dialect, "column"), dbt))
-    if kind != "truth":
+    if kind in ("sim", "nosim"):
         specs = _with_radec(specs, dtype, kind)
     seen: set[str] = set()
     for s in specs:
@@ -328,9 +338,9 @@ def check_table_prefix(prefix: object) -> str:
 
 
 def _derived_names(dbname: str, prefix: str = "") -> list[str]:
-    """Every identifier a dbname makes: its five tables and the indexes of three of them."""
+    """Every identifier a dbname makes: its six tables and the indexes of the four per-object ones."""
     tables = [f"{prefix}{dbname}_{kind}" for kind in ALL_TABLES]
-    return tables + [ix for t in tables[:len(TABLE_KINDS)] for ix, _ in _index_names(t)]
+    return tables + [ix for t in tables[:len(CATALOG_KINDS)] for ix, _ in _index_names(t)]
 
 
 def validate_dbname(dbname: object, dialect: Dialect | None = None, prefix: str = "") -> str:
@@ -349,7 +359,7 @@ def validate_dbname(dbname: object, dialect: Dialect | None = None, prefix: str 
     if not isinstance(dbname, str) or not IDENTIFIER_RE.match(dbname):
         raise DbnameError(
             f"dbname {dbname!r} is not allowed: use letters, digits and underscores, starting with a "
-            f"letter (it names the tables {prefix}<dbname>_truth, _sim, _nosim, _des, _pushed)"
+            f"letter (it names the tables {prefix}<dbname>_truth, _sim, _nosim, _match, _des, _pushed)"
         )
     limit = getattr(dialect, "max_identifier_length", None) or DEFAULT_MAX_IDENTIFIER
     longest = max(_derived_names(dbname, prefix), key=lambda n: len(n.encode()))
@@ -365,7 +375,7 @@ def validate_dbname(dbname: object, dialect: Dialect | None = None, prefix: str 
 
 
 def table_names(dbname: str, dialect: Dialect | None = None, prefix: str = "") -> dict[str, str]:
-    """The campaign's table names: truth, sim, nosim, des, pushed (checked identifiers).
+    """The campaign's table names: truth, sim, nosim, match, des, pushed (checked identifiers).
 
     The one function that names tables (pushes, bookkeeping, DBoverwrite, the demo's
     counts): ``<prefix><dbname>_<kind>``, ``prefix`` being ``db['table-prefix']``.
@@ -388,7 +398,7 @@ def _indexes(table: str, dialect: Dialect | None) -> list[tuple[str, tuple[str, 
 def catalog_table(
     metadata: sa.MetaData, name: str, specs: Sequence[ColumnSpec], dialect: Dialect | None = None
 ) -> sa.Table:
-    """A truth/sim/nosim table with indexes on balrog_index and (tilename, realization)."""
+    """A truth/sim/nosim/match table with indexes on balrog_index and (tilename, realization)."""
     table = sa.Table(name, metadata, *(sa.Column(s.db_name, s.dbtype.sqla()) for s in specs))
     for ix_name, cols in _indexes(name, dialect):
         sa.Index(ix_name, *(table.c[c] for c in cols))

@@ -19,8 +19,8 @@ from sqlalchemy.engine import URL, Connection, Dialect, Engine
 from ..errors import DatabaseError
 from .lock import create_missing, locked_transaction
 from .schema import (
+    CATALOG_KINDS,
     DERIVED_COLUMNS,
-    TABLE_KINDS,
     ColumnList,
     ColumnSpec,
     catalog_table,
@@ -83,10 +83,11 @@ def _grant(conn: Connection, table: sa.Table, reader: str | None) -> None:
 def build_tables(
     dbname: str, specs: dict[str, Sequence[ColumnSpec]], dialect: Dialect | None = None, prefix: str = ""
 ) -> dict[str, sa.Table]:
-    """Table objects (truth, sim, nosim, pushed) for catalogs planned as ``specs``."""
+    """Table objects (truth, sim, nosim, match if planned, pushed) for catalogs planned as ``specs``."""
     names = table_names(dbname, dialect, prefix)
     md = sa.MetaData()
-    tables = {kind: catalog_table(md, names[kind], specs[kind], dialect) for kind in TABLE_KINDS}
+    tables = {kind: catalog_table(md, names[kind], specs[kind], dialect) for kind in CATALOG_KINDS
+              if kind in specs}
     tables["pushed"] = pushed_table(md, names["pushed"])
     return tables
 
@@ -102,12 +103,14 @@ def plan_tables(engine: Engine, dbname: str, columns: ColumnList, bands: Sequenc
     Every realization of a campaign has the same dtypes, so planning and compiling happen
     once per process instead of once per realization (a third of the time otherwise).
     ``omit``: (kind, column) pairs left out -- derived columns an older table lacks.
+    ``data`` may hold a ``match`` array too (then the match table is planned as well).
     """
+    kinds = [k for k in CATALOG_KINDS if k in data]
     key = (_cache_key(engine, dbname, prefix), str(columns.source), tuple(bands),
-           *(data[k].dtype for k in TABLE_KINDS), omit)
+           *(data[k].dtype if k in data else None for k in CATALOG_KINDS), omit)
     hit = _PLAN_CACHE.get(key)
     if hit is None:
-        specs = {k: plan_columns(data[k].dtype, k, columns, bands, engine.dialect) for k in TABLE_KINDS}
+        specs = {k: plan_columns(data[k].dtype, k, columns, bands, engine.dialect) for k in kinds}
         specs = {k: [s for s in v if (k, s.db_name) not in omit] for k, v in specs.items()}
         hit = (specs, build_tables(dbname, specs, engine.dialect, prefix))
         if len(_PLAN_CACHE) >= 64:
@@ -130,15 +133,18 @@ def ensure_tables(
     ``_des`` table) happen in one transaction holding the campaign lock (:mod:`.lock`), so
     of simultaneous first pushes one creates and the others find the tables made; no data
     goes in this transaction. The existing tables' columns are looked up once per process
-    and database. ``reader``: see :func:`effective_reader` (None = DES_READER on Oracle).
+    and database, and again when a push brings a table not seen yet (the match table, first
+    pushed after realizations that had none). ``reader``: see :func:`effective_reader`
+    (None = DES_READER on Oracle).
 
     Returns the (kind, column) pairs of :data:`~.schema.DERIVED_COLUMNS` (``ra``, ``dec``)
     that existing tables, made by an earlier version, lack: the caller pushes without them
     (a warning says so) rather than refusing the campaign's next realization.
     """
     key = _cache_key(engine, dbname, prefix)
+    kinds = [k for k in CATALOG_KINDS if k in tables]
     known = _TABLE_CACHE.get(key)
-    if known is None:
+    if known is None or any(k not in known for k in kinds):
         with db_errors(engine, f"creating the {prefix}{dbname} tables"), \
                 locked_transaction(engine, dbname) as conn:
             # Connected now: the dialect knows the server's identifier limit (Oracle < 12.2: 30).
@@ -148,12 +154,13 @@ def ensure_tables(
                 _grant(conn, table, reader)
             insp = sa.inspect(conn)
             known = {
-                kind: {c["name"].lower() for c in insp.get_columns(names[kind])} for kind in TABLE_KINDS
+                kind: {c["name"].lower() for c in insp.get_columns(names[kind])} for kind in kinds
             }
-        _TABLE_CACHE[key] = known
+        _TABLE_CACHE[key] = {**_TABLE_CACHE.get(key, {}), **known}
+        known = _TABLE_CACHE[key]
     names = table_names(dbname, engine.dialect, prefix)
     missing_derived = set()
-    for kind in TABLE_KINDS:
+    for kind in kinds:
         extra = [c.name for c in tables[kind].columns if c.name not in known[kind]]
         missing_derived |= {(kind, c) for c in extra if kind != "truth" and c in DERIVED_COLUMNS}
         extra = [c for c in extra if (kind, c) not in missing_derived]
@@ -171,7 +178,7 @@ def reset_tables(engine_or_db: Engine | URL | str, dbname: str, prefix: str = ""
 
     Call once per campaign, before any push. Logged at WARNING: this deletes results. The
     drop holds the campaign lock, so it never interleaves with another process creating
-    the tables (on SQLite the five drops are one transaction).
+    the tables (on SQLite the drops are one transaction).
     """
     engine = as_engine(engine_or_db)
     names = table_names(dbname, engine.dialect, prefix)
