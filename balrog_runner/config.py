@@ -97,7 +97,7 @@ def _cfg(name: str) -> Callable[[], str]:
 
 RUN_KEYS: dict[str, Key] = {
     # identity and places
-    "dbname": Key(None, "str", "campaign name: DB tables <dbname>_truth/_sim/_nosim/_des/_pushed (after db['table-prefix']); a letter, then letters, digits, _; at most 51 bytes (44 with the prefix 'balrog_')", optional=True, required=True),
+    "dbname": Key(None, "str", "campaign name: DB tables <dbname>_truth/_sim/_nosim/_match/_des/_pushed (after db['table-prefix']); a letter, then letters, digits, _; at most 51 bytes (44 with the prefix 'balrog_')", optional=True, required=True),
     "joblabel": Key(None, "str", "label appended to the job name (<dbname>-<joblabel>); letters, digits, _ . -", optional=True),
     "jobdir": Key(None, "path", "directory that receives the job files (one subdirectory per job name)", optional=True, required=True),
     "outdir": Key(None, "path", "campaign output directory (<outdir>/<TILE>/...)", optional=True, required=True),

@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the campaign's CustomConfig python file: its db dict, dbname, outdir, db-columns "
                           "(its DBoverwrite is ignored: use --overwrite); without --config, --db and "
                           "--dbname, a campaign outdir's campaign.json (written by balrog-run) says where")
-    p.add_argument("--dbname", help="table name prefix: <dbname>_truth, _sim, _nosim; letters, digits and _, "
+    p.add_argument("--dbname", help="table name prefix: <dbname>_truth, _sim, _nosim, _match; letters, digits and _, "
                                     "starting with a letter (default: balrog or the config's dbname)")
     p.add_argument("--duplicate", choices=("error", "replace"), default=None,
                    help="when a realization's balrog_index range is already present (default: error)")
