@@ -229,3 +229,34 @@ def efficiency_skymap(ra: np.ndarray, dec: np.ndarray, recovered: np.ndarray, ti
     ax.grid(alpha=0.3)
     save(fig, path)
     return {"ra_centre": ra0, "dec_centre": dec0, "cells": cells}
+
+
+def star_galaxy(x: np.ndarray, truth_type: np.ndarray, measured_type: np.ndarray, group, edges, weights,
+                band: str, path: Path) -> dict:
+    """Galaxy and star completeness and purity of the SPREAD_MODEL classifier against MAG_AUTO.
+
+    ``x`` is the measured ``MAG_AUTO`` of the band (what a catalog user cuts on); classes and
+    thresholds: :func:`report_stats.spread_class`. Returns the curves and the totals.
+    """
+    import matplotlib.pyplot as plt
+
+    found = rs.purity_completeness(x, truth_type, measured_type, group, edges, weights)
+    fig, axes = plt.subplots(2, 1, figsize=(6.4, 7.0), sharex=True)
+    out: dict = {}
+    for ax, (name, res) in zip(axes, found.items(), strict=True):
+        t = res["totals"]
+        _errorbar(ax, res["completeness"]["centres"], res["completeness"]["fraction"], res["completeness"]["error"],
+                  color="tab:blue", label=f"completeness ({t['both']}/{t['true']} true {name})")
+        _errorbar(ax, res["purity"]["centres"], res["purity"]["fraction"], res["purity"]["error"],
+                  color="tab:red", label=f"purity ({t['both']}/{t['classified']} classified {name})")
+        ax.set_ylim(-0.02, 1.05)
+        ax.set_ylabel(f"{name}: fraction")
+        ax.legend(frameon=False, fontsize=8, loc="lower left")
+        out[name] = {"completeness": _curve(res["completeness"]), "purity": _curve(res["purity"]),
+                     **t}
+    b = band.upper()
+    axes[0].set_title(f"SPREAD_MODEL_{b} + (5/3) SPREADERR_MODEL_{b}: galaxy > {rs.SG_GALAXY_MIN}, "
+                      f"star |value| < {rs.SG_STAR_MAX}", fontsize=10)
+    axes[1].set_xlabel(f"measured MAG_AUTO_{b} [mag]")
+    save(fig, path)
+    return out
