@@ -772,6 +772,11 @@ def _fmt(value: float, spec: str) -> str:
     return "–" if value is None or not np.isfinite(value) else format(value, spec)
 
 
+def _percent(fraction: float) -> str:
+    """A fraction as a percentage; NaN (nothing to divide by) as an en dash."""
+    return "–" if not np.isfinite(fraction) else f"{100 * fraction:.1f}%"
+
+
 def _one(values: Sequence[str]) -> str:
     """Distinct header values as one cell: ``not recorded`` when none, all of them when several."""
     return ", ".join(values) if values else "not recorded"
@@ -801,7 +806,7 @@ def report_tables(data: CampaignData, numbers: dict):
     prov_rows = [
         ["Release", ", ".join(prov["release"]) or _one(cards.get("RELEASE", []))],
         ["Campaign", ", ".join(prov["campaign"]) or _one(cards.get("CAMPAIGN", []))],
-        ["Config digest (CAMPFP)", _one(prov["config_digest"])],
+        ["Config digest (CAMPFP; per tile if several)", _one(prov["config_digest"])],
         ["SExtractor (catalogs)", _one(prov["sextractor"])],
         ["SWarp (catalogs)", _one(prov["swarp"])],
         ["balrog_runner, GalSim (catalogs)",
@@ -826,7 +831,7 @@ def report_tables(data: CampaignData, numbers: dict):
         Table("Provenance", prov_rows),
         Table("Per band", band_rows, ["band", "50% completeness [mag]", "median Δmag (<22) [mag]", "scatter (<22) [mag]"]),
         Table("Per tile", tile_rows, ["tile", "realizations", "drawn", "recovered",
-                                      *(f"m50 {b} [mag]" for b in data.bands), "time"]),
+                                      *(f"m50 {b}" for b in data.bands), "time"], note="m50: 50% completeness [mag]."),
         Table(f"By blend class and object type (band {ref})", split_rows,
               ["split", "class", "drawn", "recovered", "m50 [mag]"],
               note=f"Blend classes from {src['file']} match table(s), {src['recomputed']} recomputed from the "
@@ -836,12 +841,13 @@ def report_tables(data: CampaignData, numbers: dict):
     title = f"Star/galaxy separation (band {sg['band']})"
     if sg["available"]:
         sg_rows = [[name, f"{sg[name]['true']:,}", f"{sg[name]['classified']:,}", f"{sg[name]['both']:,}",
-                    _fmt(100 * sg[name]["completeness"], ".1f") + "%", _fmt(100 * sg[name]["purity"], ".1f") + "%"]
+                    _percent(sg[name]["completeness"]), _percent(sg[name]["purity"])]
                    for name in ("galaxies", "stars")]
         tables.append(Table(title, sg_rows, ["class", "true (recovered)", "classified", "true and classified",
                                              "completeness", "purity"],
                             note=f"{sg['classifier']}: galaxy > {sg['galaxy_above']}, star |value| < "
-                                 f"{sg['star_abs_below']} ({sg['convention']}); all magnitudes."))
+                                 f"{sg['star_abs_below']} ({sg['convention']}). Recovered objects of "
+                                 "known truth type, all magnitudes; per magnitude in the figure."))
     else:
         tables.append(Table(title, [], ["class"], note=f"Not available: {sg['reason']}."))
     return tables
@@ -882,16 +888,21 @@ def _html_table(table) -> str:
     return f"{head}{note}<table>{body}</table>\n"
 
 
+#: Figures of two panels side by side: at the page's 480 px their labels were unreadable.
+WIDE_FIGURES = ("size.png",)
+
+
 def _html_page(data: CampaignData, tables: list, figures: list[tuple[str, str]], numbers: dict) -> str:
     esc = html.escape
     figure_html = "".join(
-        f'<figure><img src="{name}" alt="{esc(caption)}"><figcaption>{esc(caption)}</figcaption></figure>'
+        f'<figure{" class=wide" if name in WIDE_FIGURES else ""}><img src="{name}" alt="{esc(caption)}">'
+        f'<figcaption>{esc(caption)}</figcaption></figure>'
         for name, caption in figures
     )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Balrog campaign report: {esc(data.outdir.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;margin-bottom:1em}}
-td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}figure{{display:inline-block;margin:1em;width:480px;vertical-align:top}}
+td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}figure{{display:inline-block;margin:1em;width:480px;vertical-align:top}}figure.wide{{width:980px}}
 img{{width:100%}}</style></head><body>
 <h1>Balrog campaign report</h1>
 <p>Campaign directory: <code>{esc(str(data.outdir))}</code> &middot; <a href="report.pdf">report.pdf</a>

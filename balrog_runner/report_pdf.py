@@ -24,6 +24,9 @@ A4_LANDSCAPE = (11.69, 8.27)
 LINES_PER_PAGE = 78
 FONT_SIZE = 7.5
 WRAP = 88
+#: Characters of FONT_SIZE monospace that fit the page's width; a wider table (many bands, long
+#: times) is set smaller rather than cut at the page edge.
+LINE_CHARS = 110
 
 
 @dataclass
@@ -68,7 +71,11 @@ def write_pdf(path: Path, title: str, subtitle: str, tables: list[Table],
     import matplotlib.pyplot as plt
     from matplotlib.backends.backend_pdf import PdfPages
 
-    lines = [line for table in tables for line in table_lines(table)]
+    lines = []
+    for table in tables:
+        block = table_lines(table)
+        size = FONT_SIZE * min(1.0, LINE_CHARS / max(len(text) for _, text in block))
+        lines += [(style, text, size) for style, text in block]
     pages = [lines[i:i + LINES_PER_PAGE] for i in range(0, len(lines), LINES_PER_PAGE)] or [[]]
     with atomic_path(path) as tmp, PdfPages(tmp, metadata={"Title": title, "Creator": "balrog_runner"}) as pdf:
         for number, page in enumerate(pages):
@@ -79,9 +86,9 @@ def write_pdf(path: Path, title: str, subtitle: str, tables: list[Table],
                 fig.text(0.06, 0.935, subtitle, fontsize=8, va="top", family="monospace")
                 top = 0.91
             step = (top - 0.04) / LINES_PER_PAGE
-            for k, (style, text) in enumerate(page):
+            for k, (style, text, size) in enumerate(page):
                 fig.text(0.06, top - k * step, text, va="top", family="monospace",
-                         fontsize=FONT_SIZE + (1.5 if style == "head" else 0),
+                         fontsize=FONT_SIZE + 1.5 if style == "head" else size,
                          weight="bold" if style == "head" else "normal")
             fig.text(0.94, 0.02, f"page {number + 1}", ha="right", fontsize=7)
             pdf.savefig(fig)

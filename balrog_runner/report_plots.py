@@ -82,7 +82,8 @@ def bias_by_band(matches, group, edges, weights, path: Path) -> dict:
     ax_med.set_ylabel("median MAG_AUTO - true [mag]")
     ax_sig.set_ylabel("scatter (1.4826 MAD) [mag]")
     ax_sig.set_xlabel("true magnitude [mag]")
-    ax_med.legend(title="band", frameon=False, ncol=len(matches) or 1, loc="upper left", fontsize=8)
+    # beside the axes: inside, the bright-end points (all near 0) ran through it
+    ax_med.legend(title="band", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax_med.set_title("Photometric bias and scatter of recovered objects not on a pre-existing detection", fontsize=10)
     save(fig, path)
     return out
@@ -252,11 +253,15 @@ def star_galaxy(x: np.ndarray, truth_type: np.ndarray, measured_type: np.ndarray
         ax.set_ylim(-0.02, 1.05)
         ax.set_ylabel(f"{name}: fraction")
         ax.legend(frameon=False, fontsize=8, loc="lower left")
-        out[name] = {"completeness": _curve(res["completeness"]), "purity": _curve(res["purity"]),
-                     **t}
+        if not t["true"]:  # e.g. a population without stars: say so rather than leave the panel blank
+            ax.text(0.5, 0.55, f"no {name} among the recovered objects:\nno completeness; purity counts "
+                    f"the {t['classified']} objects classified {name}", transform=ax.transAxes, ha="center",
+                    va="center", fontsize=9, color="0.3")
+        out[name] = {**t, "completeness_curve": _curve(res["completeness"]), "purity_curve": _curve(res["purity"])}
     b = band.upper()
-    axes[0].set_title(f"SPREAD_MODEL_{b} + (5/3) SPREADERR_MODEL_{b}: galaxy > {rs.SG_GALAXY_MIN}, "
-                      f"star |value| < {rs.SG_STAR_MAX}", fontsize=10)
+    axes[0].set_title(f"Star/galaxy separation: v = SPREAD_MODEL_{b} + 5/3 SPREADERR_MODEL_{b}\n"
+                      f"galaxy: v > {rs.SG_GALAXY_MIN}, star: |v| < {rs.SG_STAR_MAX} (DES Y1 MODEST_CLASS)",
+                      fontsize=10)
     axes[1].set_xlabel(f"measured MAG_AUTO_{b} [mag]")
     save(fig, path)
     return out
