@@ -735,6 +735,7 @@ def write_report(outdir: str | Path, report_dir: str | Path | None = None) -> Pa
         "median_offset_arcsec": median_offset,
         "seconds_spent": data.seconds_spent,
         "m50": {b: c["m50"] for b, c in curves.items()},
+        "m50_error": {b: c["m50_error"] for b, c in curves.items()},
         "bias_bright": {b: {"median": v[0], "scatter": v[1]} for b, v in bias.items()},
         "missing": {"tiles": data.missing.tiles, "realizations_failed": data.missing.failed,
                     "realizations_incomplete": data.missing.incomplete, "realizations_lost": data.missing.lost},
@@ -815,7 +816,7 @@ def report_tables(data: CampaignData, numbers: dict):
         ["Report software", ", ".join(f"{k} {v}" for k, v in prov["versions"].items())],
         ["Report made", prov["date"]],
     ]
-    band_rows = [[b, _fmt(numbers["m50"].get(b, nan), ".2f"),
+    band_rows = [[b, _fmt(numbers["m50"].get(b, nan), ".2f") + " ± " + _fmt(numbers["m50_error"].get(b, nan), ".2f"),
                   _fmt(numbers["bias_bright"].get(b, {}).get("median", nan), "+.3f"),
                   _fmt(numbers["bias_bright"].get(b, {}).get("scatter", nan), ".3f")] for b in data.bands]
     tile_rows = [[t, str(v["realizations"]), f"{v['objects_drawn']:,}", f"{100 * v['recovered_fraction']:.1f}%",

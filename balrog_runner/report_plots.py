@@ -54,7 +54,8 @@ def completeness_by_band(matches, group, edges, weights, path: Path, title: str)
     for band, m in matches.items():
         c = rs.completeness_boot(m.true_mag, m.recovered, group, edges, weights)
         _errorbar(ax, c["centres"], c["fraction"], c["error"], color=band_colour(band), label=band)
-        out[band] = {**_curve(c), "m50": rs.fifty_percent(c["centres"], c["fraction"])}
+        out[band] = {**_curve(c), "m50": rs.fifty_percent(c["centres"], c["fraction"]),
+                     "m50_error": rs.fifty_percent_error(m.true_mag, m.recovered, group, edges, weights)}
     ax.axhline(0.5, color="k", lw=0.6, ls=":")
     ax.set_xlabel("true magnitude [mag]")
     ax.set_ylabel("completeness (recovered / drawn)")

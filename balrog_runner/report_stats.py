@@ -53,6 +53,18 @@ def bin_index(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return idx
 
 
+def _group_counts(x: np.ndarray, recovered: np.ndarray, groups: np.ndarray, edges: np.ndarray,
+                  n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, k)``: objects and recovered objects per (group, bin of ``x``), shape ``(n_groups, bins)``."""
+    nb = len(edges) - 1
+    idx = bin_index(np.asarray(x, float), edges)
+    ok = idx >= 0
+    flat = groups[ok] * nb + idx[ok]
+    n = np.bincount(flat, minlength=n_groups * nb).reshape(n_groups, nb).astype(float)
+    k = np.bincount(flat, weights=recovered[ok].astype(float), minlength=n_groups * nb).reshape(n_groups, nb)
+    return n, k
+
+
 def completeness_boot(x: np.ndarray, recovered: np.ndarray, groups: np.ndarray, edges: np.ndarray,
                       weights: np.ndarray) -> dict[str, np.ndarray]:
     """Recovered fraction per bin of ``x`` and its bootstrap error.
@@ -60,17 +72,26 @@ def completeness_boot(x: np.ndarray, recovered: np.ndarray, groups: np.ndarray, 
     ``groups`` is each object's realization number 0..G-1; ``weights`` from
     :func:`bootstrap_weights`. Returns ``centres, fraction, error, counts``.
     """
-    nb, ng = len(edges) - 1, weights.shape[1]
-    idx = bin_index(np.asarray(x, float), edges)
-    ok = idx >= 0
-    flat = groups[ok] * nb + idx[ok]
-    n = np.bincount(flat, minlength=ng * nb).reshape(ng, nb).astype(float)
-    k = np.bincount(flat, weights=recovered[ok].astype(float), minlength=ng * nb).reshape(ng, nb)
+    n, k = _group_counts(x, recovered, groups, edges, weights.shape[1])
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = k.sum(0) / n.sum(0)
         reps = (weights @ k) / (weights @ n)
     return {"centres": 0.5 * (edges[1:] + edges[:-1]), "fraction": frac, "error": _std(reps),
             "counts": n.sum(0).astype(int)}
+
+
+def fifty_percent_error(x: np.ndarray, recovered: np.ndarray, groups: np.ndarray, edges: np.ndarray,
+                        weights: np.ndarray) -> float:
+    """Bootstrap error of :func:`fifty_percent` of the completeness curve: the m50 of each replica's curve.
+
+    NaN with one realization, or when fewer than two replicas cross 50%.
+    """
+    n, k = _group_counts(x, recovered, groups, edges, weights.shape[1])
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        reps = (weights @ k) / (weights @ n)
+    m50 = np.array([[fifty_percent(centres, r)] for r in reps])
+    return float(_std(m50)[0])
 
 
 def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:

@@ -317,6 +317,8 @@ def _bootstrap_by_hand(per_group, statistic, seed, n_boot):
 
 def test_report_numbers_are_the_catalogs_numbers(blend_campaign):
     """Blend classes, per-tile table, star/galaxy split and bootstrap errors recomputed from the catalogs."""
+    from balrog_runner.report_stats import fifty_percent
+
     outdir, objects, sg = blend_campaign
     page = write_report(outdir)
     summary = json.loads((page.parent / "summary.json").read_text())
@@ -373,6 +375,11 @@ def test_report_numbers_are_the_catalogs_numbers(blend_campaign):
     err = _bootstrap_by_hand([(g[0], g[1]) for g in per_group], fraction, boot["seed"], boot["replicas"])
     assert np.allclose(curve["error"], err, equal_nan=True)
     assert np.nanmax(err) > 0.01  # a real spread, not zeros
+    m50_err = _bootstrap_by_hand([(g[0], g[1]) for g in per_group],
+                                 lambda parts: np.array([fifty_percent(0.5 * (edges[1:] + edges[:-1]), fraction(parts))]),
+                                 boot["seed"], boot["replicas"])[0]
+    assert summary["m50_error"]["i"] == pytest.approx(m50_err) and m50_err > 0.001
+    assert f"{summary['m50']['i']:.2f} ± {m50_err:.2f}" in page.read_text()
 
     # the near-a-brighter completeness curve and the isolated bias curve, errors by hand
     sel = [(g[0][g[2] == 0], g[1][g[2] == 0]) for g in per_group]
