@@ -46,6 +46,9 @@ ASSOC_RADIUS_PIX = 2.0
 NOT_DRAWN_BITS = NOT_IN_IMAGE
 #: DES coadd pixel scale in arcsec per pixel.
 PIXEL_SCALE_ARCSEC = 0.263
+#: Catalog header cards the report shows (provenance.py and campaign_id.py write them): what made
+#: the catalogs, read from the catalogs themselves rather than from the software running the report.
+HEADER_KEYS = ("BALRVER", "GALSIMV", "SEXVER", "SWARPVER", "NUMPYVER", "RELEASE", "CAMPAIGN", "CAMPFP")
 
 
 @dataclass
@@ -57,6 +60,11 @@ class BandMatches:
     recovered: np.ndarray
     measured_mag: np.ndarray
     blended: np.ndarray
+    #: ``SPREAD_MODEL_<B>`` and ``SPREADERR_MODEL_<B>`` of the recovered objects (NaN otherwise);
+    #: ``has_spread`` False when no sim catalog has them (measured with config/light.param).
+    spread: np.ndarray | None = None
+    spread_err: np.ndarray | None = None
+    has_spread: bool = False
 
 
 @dataclass
@@ -90,6 +98,8 @@ class CampaignData:
     #: Realizations whose blend classes came from a match table on disk / were recomputed
     #: from the tile's nosim catalog / are unknown (neither there).
     match_sources: dict[str, int] = field(default_factory=lambda: {"file": 0, "recomputed": 0, "unknown": 0})
+    #: Provenance cards of the sim catalogs' headers (:data:`HEADER_KEYS`): key -> distinct values.
+    headers: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -181,6 +191,17 @@ def _read_table(path: Path) -> np.ndarray:
         return fitsio.read(str(path), ext=1)
     except (OSError, ValueError) as exc:
         raise InputFileError(f"cannot read catalog {path}: {exc}") from exc
+
+
+def _read_header_cards(path: Path, keys: Sequence[str] = HEADER_KEYS) -> dict[str, str]:
+    """The ``keys`` present in the table header (HDU 1) of the catalog at ``path``."""
+    import fitsio
+
+    try:
+        header = fitsio.read_header(str(path), ext=1)
+    except (OSError, ValueError) as exc:
+        raise InputFileError(f"cannot read the header of catalog {path}: {exc}") from exc
+    return {k: str(header[k]).strip() for k in keys if k in header}
 
 
 def _column(table: np.ndarray, name: str) -> np.ndarray | None:
@@ -277,6 +298,7 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
     group_parts, type_parts, size_parts, class_parts, rec_parts = [], [], [], [], []
     realizations: list[tuple[str, int]] = []
     sources = {"file": 0, "recomputed": 0, "unknown": 0}
+    headers: dict[str, set[str]] = {}
 
     from tqdm import tqdm
 
@@ -286,6 +308,8 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
         truth = _read_table(truth_path)
         sim = _read_table(sim_path)
         nosim = _read_table(nosim_path)
+        for key, value in _read_header_cards(sim_path).items():
+            headers.setdefault(key, set()).add(value)
         tiles.add(truth_path.parent.parent.name)
         n_injected += len(truth)
         not_drawn = _column(truth, "not_drawn")
@@ -348,11 +372,20 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
                 values = meas[row_of[recovered]].astype(float)
                 values[values >= 99.0] = np.nan  # SExtractor's "no flux" sentinel
                 measured[recovered] = values
-            parts = per_band.setdefault(band, {"t": [], "r": [], "m": [], "b": []})
+            parts = per_band.setdefault(band, {"t": [], "r": [], "m": [], "b": [], "s": [], "e": [], "has": False})
             parts["t"].append(true_mag[drawn].astype(float))
             parts["r"].append(recovered[drawn])
             parts["m"].append(measured[drawn])
             parts["b"].append(blended[drawn])
+            spread = _column(sim, f"SPREAD_MODEL_{band.upper()}")
+            spread_err = _column(sim, f"SPREADERR_MODEL_{band.upper()}")
+            s_vals, e_vals = np.full(len(truth), np.nan), np.full(len(truth), np.nan)
+            if spread is not None and spread_err is not None:
+                parts["has"] = True
+                s_vals[recovered] = spread[row_of[recovered]]
+                e_vals[recovered] = spread_err[row_of[recovered]]
+            parts["s"].append(s_vals[drawn])
+            parts["e"].append(e_vals[drawn])
 
     if n_drawn == 0:
         raise InputFileError(f"the {len(triplets)} realization(s) under {outdir} hold no drawn objects "
@@ -364,6 +397,9 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
             np.concatenate(p["r"]),
             np.concatenate(p["m"]),
             np.concatenate(p["b"]),
+            spread=np.concatenate(p["s"]),
+            spread_err=np.concatenate(p["e"]),
+            has_spread=p["has"],
         )
         for band, p in per_band.items()
     }
@@ -389,6 +425,7 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
         recovered=np.concatenate(rec_parts),
         realizations=realizations,
         match_sources=sources,
+        headers={k: sorted(v) for k, v in headers.items()},
     )
 
 
@@ -570,29 +607,51 @@ def _seconds_spent_one(status_file: Path) -> float | None:
     return total if found else None
 
 
+#: ``status.json`` ``fingerprint_inputs`` entries that are the measurement's configuration files.
+CONFIG_INPUTS = ("sex-config", "sex-param", "sex-filter", "sex-nnw", "swarp-config")
+
+
 def provenance(data: CampaignData) -> dict:
-    """Software and tool versions, release (status.json), date: what a figure caption needs."""
+    """What made the catalogs and the report: what a figure caption or a paper's data section needs.
+
+    ``catalogs``: the SExtractor and SWarp versions, the campaign's config digest (``CAMPFP``, the
+    fingerprint of positions, population, parameter and configuration files) and the other cards
+    of the sim catalogs' headers, each a list of the distinct values found (more than one value
+    means the campaign mixes runs; none means catalogs older than the cards). ``config_files``:
+    the digest of each SExtractor / SWarp configuration file (``status.json``). ``versions``: the
+    software making this report.
+    """
     import datetime
     import platform
 
     from . import __version__
 
     releases, campaigns = set(), set()
+    config_files: dict[str, set[str]] = {}
     for status_file in data.outdir.glob("*/status.json"):
         try:
             status = json.loads(status_file.read_text())
             release, camp, fp = status.get("release"), status.get("campaign"), status.get("fingerprint")
+            inputs = status.get("fingerprint_inputs") or {}
         except (OSError, ValueError, AttributeError):
             continue
         if release:
             releases.add(str(release))
         if camp or fp:
             campaigns.add(f"{camp} (config fingerprint {fp})")
+        if isinstance(inputs, dict):
+            for key in CONFIG_INPUTS:
+                if inputs.get(key):
+                    config_files.setdefault(key, set()).add(str(inputs[key]))
     versions = {"balrog_runner": __version__, "python": platform.python_version(), "numpy": np.__version__}
     for module in ("galsim", "fitsio", "matplotlib"):
         with contextlib.suppress(Exception):  # a missing optional package is just not listed
             versions[module] = __import__(module).__version__
+    cards = data.headers
     return {"versions": versions, "release": sorted(releases), "campaign": sorted(campaigns),
+            "sextractor": cards.get("SEXVER", []), "swarp": cards.get("SWARPVER", []),
+            "config_digest": cards.get("CAMPFP", []), "catalogs": cards,
+            "config_files": {k: sorted(v) for k, v in config_files.items()},
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}
 
 
@@ -604,8 +663,39 @@ def _format_seconds(seconds: float | None) -> str:
     return f"{int(hours)}h {int(minutes):02d}m {secs:04.1f}s" if hours else f"{int(minutes)}m {secs:04.1f}s"
 
 
+def star_galaxy(data: CampaignData, band: str, edges: np.ndarray, weights: np.ndarray, path: Path) -> dict:
+    """SPREAD_MODEL star/galaxy completeness and purity in ``band`` (``report_stats.spread_class``).
+
+    Over the recovered objects of known truth type (``objtype`` 0 or 1), binned in measured
+    ``MAG_AUTO_<BAND>``. Without ``SPREAD_MODEL_<BAND>``/``SPREADERR_MODEL_<BAND>`` in the sim
+    catalogs (config/light.param) or without ``objtype`` in the truth, no figure: the returned dict
+    says why (``available`` False, ``reason``).
+    """
+    m = data.matches[band]
+    b = band.upper()
+    base = {"band": band, "classifier": f"SPREAD_MODEL_{b} + (5/3) SPREADERR_MODEL_{b}",
+            "galaxy_above": report_stats.SG_GALAXY_MIN, "star_abs_below": report_stats.SG_STAR_MAX,
+            "convention": "DES Y1A1 GOLD MODEST_CLASS (Drlica-Wagner et al. 2018, arXiv:1708.01531)",
+            "magnitude": f"MAG_AUTO_{b} (measured)", "objects": "recovered, truth objtype known"}
+    if not m.has_spread or m.spread is None:
+        return {**base, "available": False,
+                "reason": f"the sim catalogs have no SPREAD_MODEL_{b} / SPREADERR_MODEL_{b} columns "
+                          "(measured with a parameter file without them, e.g. config/light.param)"}
+    sel = m.recovered & ((data.objtype == 0) | (data.objtype == 1))
+    if not sel.any():
+        return {**base, "available": False,
+                "reason": "no recovered object has a known truth type (objtype 0 galaxy / 1 star)"}
+    measured = report_stats.spread_class(m.spread[sel], m.spread_err[sel])
+    curves = report_plots.star_galaxy(m.measured_mag[sel], data.objtype[sel], measured, data.group[sel], edges,
+                                      weights, band, path)
+    return {**base, "available": True, **curves}
+
+
 def write_report(outdir: str | Path, report_dir: str | Path | None = None) -> Path:
-    """Make every plot, ``summary.json`` and the HTML page for the campaign in ``outdir``; returns the page."""
+    """Make every plot, ``summary.json``, the HTML page and ``report.pdf`` for the campaign in ``outdir``.
+
+    Returns the page.
+    """
     data = load_campaign(outdir)
     report_dir = Path(report_dir) if report_dir else data.outdir / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -630,6 +720,10 @@ def write_report(outdir: str | Path, report_dir: str | Path | None = None) -> Pa
     scatter = report_plots.magnitude_scatter(m, data.objtype, report_dir / "magnitudes.png")
     by_size = report_plots.completeness_by_size(m, data.size_arcsec, data.objtype, data.group, weights,
                                                 report_dir / "size.png")
+    sg_png = report_dir / "stargalaxy.png"
+    sg = star_galaxy(data, ref, edges, weights, sg_png)
+    if not sg["available"]:
+        sg_png.unlink(missing_ok=True)  # a figure from an earlier report of other catalogs is not this one's
 
     numbers = {
         "tiles": len(data.tiles),
@@ -641,6 +735,7 @@ def write_report(outdir: str | Path, report_dir: str | Path | None = None) -> Pa
         "median_offset_arcsec": median_offset,
         "seconds_spent": data.seconds_spent,
         "m50": {b: c["m50"] for b, c in curves.items()},
+        "m50_error": {b: c["m50_error"] for b, c in curves.items()},
         "bias_bright": {b: {"median": v[0], "scatter": v[1]} for b, v in bias.items()},
         "missing": {"tiles": data.missing.tiles, "realizations_failed": data.missing.failed,
                     "realizations_incomplete": data.missing.incomplete, "realizations_lost": data.missing.lost},
@@ -653,6 +748,7 @@ def write_report(outdir: str | Path, report_dir: str | Path | None = None) -> Pa
         "by_blend_class": by_class,
         "blend_classes_from": data.match_sources,
         "by_objtype": by_type,
+        "star_galaxy": sg,
         "magnitude_scatter_objects": scatter,
         "completeness_by_size": by_size,
         "per_tile": per_tile_table(data),
@@ -660,88 +756,160 @@ def write_report(outdir: str | Path, report_dir: str | Path | None = None) -> Pa
         "provenance": provenance(data),
     }
     atomic_write_text(report_dir / "summary.json", json.dumps(numbers, indent=2, default=float) + "\n")
+    tables = report_tables(data, numbers)
+    figures = [(name, caption) for name, caption in figure_captions(numbers) if (report_dir / name).exists()]
+    from . import report_pdf
+
+    report_pdf.write_pdf(report_dir / "report.pdf", "Balrog campaign report", str(data.outdir), tables,
+                         [(report_dir / name, caption) for name, caption in figures])
     page = report_dir / "index.html"
-    atomic_write_text(page, _html_page(data, numbers))
-    log.info("report written to %s", page)
+    atomic_write_text(page, _html_page(data, tables, figures, numbers))
+    log.info("report written to %s (and report.pdf)", page)
     return page
 
 
-def _html_page(data: CampaignData, numbers: dict) -> str:
-    esc = html.escape
+def _fmt(value: float, spec: str) -> str:
+    """A number for a table; NaN (not measured) as an en dash."""
+    return "–" if value is None or not np.isfinite(value) else format(value, spec)
+
+
+def _percent(fraction: float) -> str:
+    """A fraction as a percentage; NaN (nothing to divide by) as an en dash."""
+    return "–" if not np.isfinite(fraction) else f"{100 * fraction:.1f}%"
+
+
+def _one(values: Sequence[str]) -> str:
+    """Distinct header values as one cell: ``not recorded`` when none, all of them when several."""
+    return ", ".join(values) if values else "not recorded"
+
+
+def report_tables(data: CampaignData, numbers: dict):
+    """The tables of the page and of the PDF's first page(s), as text cells (one formatting for both)."""
+    from .report_pdf import Table
+
     nan = float("nan")
     prov = numbers["provenance"]
     rows = [
-        ("Tiles", ", ".join(data.tiles)),
-        ("Realizations", str(data.n_realizations)),
-        ("Objects injected", f"{data.n_injected:,}"),
-        ("Objects drawn (on the image)", f"{data.n_drawn:,}"),
-        ("Objects recovered", f"{data.n_recovered:,} ({100 * numbers['recovered_fraction']:.1f}%)"),
-        ("Median position offset", f"{numbers['median_offset_arcsec']:.3f} arcsec"),
-        ("Time spent in realizations", _format_seconds(data.seconds_spent)),
-        ("Error bars", f"bootstrap over {numbers['bootstrap']['groups']} realizations, "
-                       f"{numbers['bootstrap']['replicas']} replicas, seed {numbers['bootstrap']['seed']}"),
-        ("Release", ", ".join(prov["release"]) or "not recorded"),
-        ("Campaign", ", ".join(prov["campaign"]) or "not recorded"),
-        ("Software", ", ".join(f"{k} {v}" for k, v in prov["versions"].items())),
-        ("Report made", prov["date"]),
+        ["Tiles", ", ".join(data.tiles)],
+        ["Realizations", str(data.n_realizations)],
+        ["Objects injected", f"{data.n_injected:,}"],
+        ["Objects drawn (on the image)", f"{data.n_drawn:,}"],
+        ["Objects recovered", f"{data.n_recovered:,} ({100 * numbers['recovered_fraction']:.1f}%)"],
+        ["Median position offset", f"{numbers['median_offset_arcsec']:.3f} arcsec"],
+        ["Time spent in realizations", _format_seconds(data.seconds_spent)],
+        ["Error bars", f"bootstrap over {numbers['bootstrap']['groups']} realizations, "
+                       f"{numbers['bootstrap']['replicas']} replicas, seed {numbers['bootstrap']['seed']}"],
     ]
     if data.missing:
-        rows.append(("Missing (partial campaign)", data.missing.describe()))
-    band_rows = "".join(
-        f"<tr><td>{esc(b)}</td><td>{numbers['m50'].get(b, nan):.2f}</td>"
-        f"<td>{numbers['bias_bright'].get(b, {}).get('median', nan):+.3f}</td>"
-        f"<td>{numbers['bias_bright'].get(b, {}).get('scatter', nan):.3f}</td></tr>"
-        for b in data.bands
-    )
-    tile_rows = "".join(
-        f"<tr><td>{esc(t)}</td><td>{v['realizations']}</td><td>{v['objects_drawn']:,}</td>"
-        f"<td>{100 * v['recovered_fraction']:.1f}%</td>"
-        + "".join(f"<td>{v['m50'].get(b, nan):.2f}</td>" for b in data.bands)
-        + f"<td>{esc(_format_seconds(v['seconds']))}</td></tr>"
-        for t, v in numbers["per_tile"].items()
-    )
-    tile_head = "".join(f"<th>m50 {esc(b)}</th>" for b in data.bands)
-    split_rows = "".join(
-        f"<tr><td>{esc(what)}</td><td>{esc(name)}</td><td>{v['objects']:,}</td>"
-        f"<td>{100 * v['recovered_fraction']:.1f}%</td><td>{v['m50']:.2f}</td></tr>"
-        for what, split in (("blend class", numbers["by_blend_class"]), ("object type", numbers["by_objtype"]))
-        for name, v in split.items()
-    )
+        rows.append(["Missing (partial campaign)", data.missing.describe()])
+    cards = prov["catalogs"]
+    config_files = ", ".join(f"{k} {'/'.join(v)}" for k, v in prov["config_files"].items())
+    prov_rows = [
+        ["Release", ", ".join(prov["release"]) or _one(cards.get("RELEASE", []))],
+        ["Campaign", ", ".join(prov["campaign"]) or _one(cards.get("CAMPAIGN", []))],
+        ["Config digest (CAMPFP; per tile if several)", _one(prov["config_digest"])],
+        ["SExtractor (catalogs)", _one(prov["sextractor"])],
+        ["SWarp (catalogs)", _one(prov["swarp"])],
+        ["balrog_runner, GalSim (catalogs)",
+         f"{_one(cards.get('BALRVER', []))}; GalSim {_one(cards.get('GALSIMV', []))}"],
+        ["Configuration file digests", config_files or "not recorded"],
+        ["Report software", ", ".join(f"{k} {v}" for k, v in prov["versions"].items())],
+        ["Report made", prov["date"]],
+    ]
+    band_rows = [[b, _fmt(numbers["m50"].get(b, nan), ".2f") + " ± " + _fmt(numbers["m50_error"].get(b, nan), ".2f"),
+                  _fmt(numbers["bias_bright"].get(b, {}).get("median", nan), "+.3f"),
+                  _fmt(numbers["bias_bright"].get(b, {}).get("scatter", nan), ".3f")] for b in data.bands]
+    tile_rows = [[t, str(v["realizations"]), f"{v['objects_drawn']:,}", f"{100 * v['recovered_fraction']:.1f}%",
+                  *(_fmt(v["m50"].get(b, nan), ".2f") for b in data.bands), _format_seconds(v["seconds"])]
+                 for t, v in numbers["per_tile"].items()]
+    split_rows = [[what, name, f"{v['objects']:,}", f"{100 * v['recovered_fraction']:.1f}%", _fmt(v["m50"], ".2f")]
+                  for what, split in (("blend class", numbers["by_blend_class"]), ("object type", numbers["by_objtype"]))
+                  for name, v in split.items()]
     src = numbers["blend_classes_from"]
-    table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
     ref = numbers["reference_band"]
-    figures = "".join(
-        f'<figure><img src="{name}" alt="{esc(caption)}"><figcaption>{esc(caption)}</figcaption></figure>'
-        for name, caption in [
-            ("completeness.png", "Completeness: recovered / drawn per true-magnitude bin; bootstrap errors."),
-            ("photometry.png", "MAG_AUTO - true magnitude (median, 1.4826 MAD) of recovered objects not within 2 px "
-                               "of a pre-existing detection; bootstrap errors."),
-            ("blends.png", f"Band {ref}: completeness and bias of isolated objects and of objects within 2 arcsec "
-                           "of a fainter / brighter pre-existing (nosim) detection."),
-            ("objtype.png", f"Band {ref}: completeness and bias of stars and galaxies."),
-            ("magnitudes.png", f"Measured MAG_AUTO_{ref.upper()} against injected magnitude, stars and galaxies."),
-            ("size.png", "Galaxy completeness against half-light radius and mean surface brightness."),
-            ("offsets.png", "Offset between the detection (riz image, windowed centroid) and the injected position."),
-            ("skymap.png", "Detection efficiency on the sky (RA, Dec in degrees) over the tiles' unique areas."),
-        ]
+    tables = [
+        Table("Campaign", rows),
+        Table("Provenance", prov_rows),
+        Table("Per band", band_rows, ["band", "50% completeness [mag]", "median Δmag (<22) [mag]", "scatter (<22) [mag]"]),
+        Table("Per tile", tile_rows, ["tile", "realizations", "drawn", "recovered",
+                                      *(f"m50 {b}" for b in data.bands), "time"], note="m50: 50% completeness [mag]."),
+        Table(f"By blend class and object type (band {ref})", split_rows,
+              ["split", "class", "drawn", "recovered", "m50 [mag]"],
+              note=f"Blend classes from {src['file']} match table(s), {src['recomputed']} recomputed from the "
+                   f"tile's nosim catalog, {src['unknown']} unknown (no nosim catalog)."),
+    ]
+    sg = numbers["star_galaxy"]
+    title = f"Star/galaxy separation (band {sg['band']})"
+    if sg["available"]:
+        sg_rows = [[name, f"{sg[name]['true']:,}", f"{sg[name]['classified']:,}", f"{sg[name]['both']:,}",
+                    _percent(sg[name]["completeness"]), _percent(sg[name]["purity"])]
+                   for name in ("galaxies", "stars")]
+        tables.append(Table(title, sg_rows, ["class", "true (recovered)", "classified", "true and classified",
+                                             "completeness", "purity"],
+                            note=f"{sg['classifier']}: galaxy > {sg['galaxy_above']}, star |value| < "
+                                 f"{sg['star_abs_below']} ({sg['convention']}). Recovered objects of "
+                                 "known truth type, all magnitudes; per magnitude in the figure."))
+    else:
+        tables.append(Table(title, [], ["class"], note=f"Not available: {sg['reason']}."))
+    return tables
+
+
+def figure_captions(numbers: dict) -> list[tuple[str, str]]:
+    """``(png name, caption)`` of every figure, in page order."""
+    ref = numbers["reference_band"]
+    sg = numbers["star_galaxy"]
+    return [
+        ("completeness.png", "Completeness: recovered / drawn per true-magnitude bin; bootstrap errors."),
+        ("photometry.png", "MAG_AUTO - true magnitude (median, 1.4826 MAD) of recovered objects not within 2 px "
+                           "of a pre-existing detection; bootstrap errors."),
+        ("blends.png", f"Band {ref}: completeness and bias of isolated objects and of objects within 2 arcsec "
+                       "of a fainter / brighter pre-existing (nosim) detection."),
+        ("objtype.png", f"Band {ref}: completeness and bias of stars and galaxies."),
+        ("stargalaxy.png", f"Band {ref}: completeness and purity of the galaxy and star classes of "
+                           f"{sg['classifier']} (galaxy > {sg['galaxy_above']}, star |value| < {sg['star_abs_below']}; "
+                           "DES Y1 MODEST_CLASS) for recovered objects, against measured magnitude; bootstrap errors."),
+        ("magnitudes.png", f"Measured MAG_AUTO_{ref.upper()} against injected magnitude, stars and galaxies."),
+        ("size.png", "Galaxy completeness against half-light radius and mean surface brightness."),
+        ("offsets.png", "Offset between the detection (riz image, windowed centroid) and the injected position."),
+        ("skymap.png", "Detection efficiency on the sky (RA, Dec in degrees) over the tiles' unique areas."),
+    ]
+
+
+def _html_table(table) -> str:
+    esc = html.escape
+    head = f"<h2>{esc(table.title)}</h2>" if table.title != "Campaign" else ""
+    note = f"<p>{esc(table.note)}</p>" if table.note else ""
+    if table.header is None:
+        body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in table.rows)
+    elif not table.rows:
+        return head + note
+    else:
+        body = ("<tr>" + "".join(f"<th>{esc(h)}</th>" for h in table.header) + "</tr>"
+                + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in table.rows))
+    return f"{head}{note}<table>{body}</table>\n"
+
+
+#: Figures of two panels side by side: at the page's 480 px their labels were unreadable.
+WIDE_FIGURES = ("size.png",)
+
+
+def _html_page(data: CampaignData, tables: list, figures: list[tuple[str, str]], numbers: dict) -> str:
+    esc = html.escape
+    figure_html = "".join(
+        f'<figure{" class=wide" if name in WIDE_FIGURES else ""}><img src="{name}" alt="{esc(caption)}">'
+        f'<figcaption>{esc(caption)}</figcaption></figure>'
+        for name, caption in figures
     )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Balrog campaign report: {esc(data.outdir.name)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;margin-bottom:1em}}
-td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}figure{{display:inline-block;margin:1em;width:480px;vertical-align:top}}
+td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}figure{{display:inline-block;margin:1em;width:480px;vertical-align:top}}figure.wide{{width:980px}}
 img{{width:100%}}</style></head><body>
 <h1>Balrog campaign report</h1>
-<p>Campaign directory: <code>{esc(str(data.outdir))}</code></p>
-<table>{table}</table>
-<h2>Per band</h2>
-<table><tr><th>band</th><th>50% completeness [mag]</th><th>median &Delta;mag (&lt;22)</th><th>scatter (&lt;22)</th></tr>{band_rows}</table>
-<h2>Per tile</h2>
-<table><tr><th>tile</th><th>realizations</th><th>drawn</th><th>recovered</th>{tile_head}<th>time</th></tr>{tile_rows}</table>
-<h2>By blend class and object type (band {esc(ref)})</h2>
-<p>Blend classes from {src['file']} match table(s), {src['recomputed']} recomputed from the tile's nosim catalog,
-{src['unknown']} unknown (no nosim catalog).</p>
-<table><tr><th>split</th><th>class</th><th>drawn</th><th>recovered</th><th>m50 [mag]</th></tr>{split_rows}</table>
+<p>Campaign directory: <code>{esc(str(data.outdir))}</code> &middot; <a href="report.pdf">report.pdf</a>
+(these tables and every figure, one per page)</p>
+{"".join(_html_table(t) for t in tables)}
 <h2>Plots</h2>
-{figures}
+{figure_html}
 </body></html>
 """

@@ -54,7 +54,8 @@ def completeness_by_band(matches, group, edges, weights, path: Path, title: str)
     for band, m in matches.items():
         c = rs.completeness_boot(m.true_mag, m.recovered, group, edges, weights)
         _errorbar(ax, c["centres"], c["fraction"], c["error"], color=band_colour(band), label=band)
-        out[band] = {**_curve(c), "m50": rs.fifty_percent(c["centres"], c["fraction"])}
+        out[band] = {**_curve(c), "m50": rs.fifty_percent(c["centres"], c["fraction"]),
+                     "m50_error": rs.fifty_percent_error(m.true_mag, m.recovered, group, edges, weights)}
     ax.axhline(0.5, color="k", lw=0.6, ls=":")
     ax.set_xlabel("true magnitude [mag]")
     ax.set_ylabel("completeness (recovered / drawn)")
@@ -82,7 +83,8 @@ def bias_by_band(matches, group, edges, weights, path: Path) -> dict:
     ax_med.set_ylabel("median MAG_AUTO - true [mag]")
     ax_sig.set_ylabel("scatter (1.4826 MAD) [mag]")
     ax_sig.set_xlabel("true magnitude [mag]")
-    ax_med.legend(title="band", frameon=False, ncol=len(matches) or 1, loc="upper left", fontsize=8)
+    # beside the axes: inside, the bright-end points (all near 0) ran through it
+    ax_med.legend(title="band", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax_med.set_title("Photometric bias and scatter of recovered objects not on a pre-existing detection", fontsize=10)
     save(fig, path)
     return out
@@ -229,3 +231,38 @@ def efficiency_skymap(ra: np.ndarray, dec: np.ndarray, recovered: np.ndarray, ti
     ax.grid(alpha=0.3)
     save(fig, path)
     return {"ra_centre": ra0, "dec_centre": dec0, "cells": cells}
+
+
+def star_galaxy(x: np.ndarray, truth_type: np.ndarray, measured_type: np.ndarray, group, edges, weights,
+                band: str, path: Path) -> dict:
+    """Galaxy and star completeness and purity of the SPREAD_MODEL classifier against MAG_AUTO.
+
+    ``x`` is the measured ``MAG_AUTO`` of the band (what a catalog user cuts on); classes and
+    thresholds: :func:`report_stats.spread_class`. Returns the curves and the totals.
+    """
+    import matplotlib.pyplot as plt
+
+    found = rs.purity_completeness(x, truth_type, measured_type, group, edges, weights)
+    fig, axes = plt.subplots(2, 1, figsize=(6.4, 7.0), sharex=True)
+    out: dict = {}
+    for ax, (name, res) in zip(axes, found.items(), strict=True):
+        t = res["totals"]
+        _errorbar(ax, res["completeness"]["centres"], res["completeness"]["fraction"], res["completeness"]["error"],
+                  color="tab:blue", label=f"completeness ({t['both']}/{t['true']} true {name})")
+        _errorbar(ax, res["purity"]["centres"], res["purity"]["fraction"], res["purity"]["error"],
+                  color="tab:red", label=f"purity ({t['both']}/{t['classified']} classified {name})")
+        ax.set_ylim(-0.02, 1.05)
+        ax.set_ylabel(f"{name}: fraction")
+        ax.legend(frameon=False, fontsize=8, loc="lower left")
+        if not t["true"]:  # e.g. a population without stars: say so rather than leave the panel blank
+            ax.text(0.5, 0.55, f"no {name} among the recovered objects:\nno completeness; purity counts "
+                    f"the {t['classified']} objects classified {name}", transform=ax.transAxes, ha="center",
+                    va="center", fontsize=9, color="0.3")
+        out[name] = {**t, "completeness_curve": _curve(res["completeness"]), "purity_curve": _curve(res["purity"])}
+    b = band.upper()
+    axes[0].set_title(f"Star/galaxy separation: v = SPREAD_MODEL_{b} + 5/3 SPREADERR_MODEL_{b}\n"
+                      f"galaxy: v > {rs.SG_GALAXY_MIN}, star: |v| < {rs.SG_STAR_MAX} (DES Y1 MODEST_CLASS)",
+                      fontsize=10)
+    axes[1].set_xlabel(f"measured MAG_AUTO_{b} [mag]")
+    save(fig, path)
+    return out

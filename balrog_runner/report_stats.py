@@ -53,6 +53,18 @@ def bin_index(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return idx
 
 
+def _group_counts(x: np.ndarray, recovered: np.ndarray, groups: np.ndarray, edges: np.ndarray,
+                  n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, k)``: objects and recovered objects per (group, bin of ``x``), shape ``(n_groups, bins)``."""
+    nb = len(edges) - 1
+    idx = bin_index(np.asarray(x, float), edges)
+    ok = idx >= 0
+    flat = groups[ok] * nb + idx[ok]
+    n = np.bincount(flat, minlength=n_groups * nb).reshape(n_groups, nb).astype(float)
+    k = np.bincount(flat, weights=recovered[ok].astype(float), minlength=n_groups * nb).reshape(n_groups, nb)
+    return n, k
+
+
 def completeness_boot(x: np.ndarray, recovered: np.ndarray, groups: np.ndarray, edges: np.ndarray,
                       weights: np.ndarray) -> dict[str, np.ndarray]:
     """Recovered fraction per bin of ``x`` and its bootstrap error.
@@ -60,17 +72,26 @@ def completeness_boot(x: np.ndarray, recovered: np.ndarray, groups: np.ndarray, 
     ``groups`` is each object's realization number 0..G-1; ``weights`` from
     :func:`bootstrap_weights`. Returns ``centres, fraction, error, counts``.
     """
-    nb, ng = len(edges) - 1, weights.shape[1]
-    idx = bin_index(np.asarray(x, float), edges)
-    ok = idx >= 0
-    flat = groups[ok] * nb + idx[ok]
-    n = np.bincount(flat, minlength=ng * nb).reshape(ng, nb).astype(float)
-    k = np.bincount(flat, weights=recovered[ok].astype(float), minlength=ng * nb).reshape(ng, nb)
+    n, k = _group_counts(x, recovered, groups, edges, weights.shape[1])
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = k.sum(0) / n.sum(0)
         reps = (weights @ k) / (weights @ n)
     return {"centres": 0.5 * (edges[1:] + edges[:-1]), "fraction": frac, "error": _std(reps),
             "counts": n.sum(0).astype(int)}
+
+
+def fifty_percent_error(x: np.ndarray, recovered: np.ndarray, groups: np.ndarray, edges: np.ndarray,
+                        weights: np.ndarray) -> float:
+    """Bootstrap error of :func:`fifty_percent` of the completeness curve: the m50 of each replica's curve.
+
+    NaN with one realization, or when fewer than two replicas cross 50%.
+    """
+    n, k = _group_counts(x, recovered, groups, edges, weights.shape[1])
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        reps = (weights @ k) / (weights @ n)
+    m50 = np.array([[fifty_percent(centres, r)] for r in reps])
+    return float(_std(m50)[0])
 
 
 def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
@@ -136,3 +157,57 @@ def fifty_percent(centres: np.ndarray, frac: np.ndarray) -> float:
     i = below[-1]
     f0, f1 = frac[i], frac[i + 1]
     return float(centres[i] + (0.5 - f0) / (f1 - f0) * (centres[i + 1] - centres[i]))
+
+
+# ------------------------------------------------------------------ star/galaxy classification
+
+#: DES morphological classifier ``SPREAD_MODEL + SG_ERR_FACTOR * SPREADERR_MODEL`` (one band, the
+#: reference band: i in DES) and its thresholds, the Y1A1 GOLD ``MODEST_CLASS`` convention
+#: (Drlica-Wagner et al. 2018, ApJS 235, 33, arXiv:1708.01531, star/galaxy section; Sevilla-Noarbe
+#: et al. 2018, arXiv:1805.02427): a galaxy when the value is > 0.005, a star when its absolute value
+#: is < 0.002, neither in between (or below -0.002: artefacts smaller than the PSF). DES DR1's
+#: ``EXTENDED_COADD`` and Y3 GOLD's ``EXTENDED_CLASS`` sum several such cuts (e.g. SPREADERR factor 3
+#: and threshold 0.005 for the highest class); the single Y1 cut is the one a report can state in a line.
+SG_ERR_FACTOR = 5.0 / 3.0
+SG_GALAXY_MIN = 0.005
+SG_STAR_MAX = 0.002
+#: Classes of :func:`spread_class`.
+SG_GALAXY, SG_STAR, SG_NEITHER = 0, 1, -1
+
+
+def spread_class(spread_model: np.ndarray, spreaderr_model: np.ndarray) -> np.ndarray:
+    """Morphological class per object: 0 galaxy, 1 star, -1 neither (or not measured: NaN).
+
+    The codes match the truth table's ``objtype`` (0 galaxy, 1 star), so a comparison is ``==``.
+    """
+    value = np.asarray(spread_model, float) + SG_ERR_FACTOR * np.asarray(spreaderr_model, float)
+    out = np.full(value.shape, SG_NEITHER, dtype=int)
+    with np.errstate(invalid="ignore"):
+        out[value > SG_GALAXY_MIN] = SG_GALAXY
+        out[np.abs(value) < SG_STAR_MAX] = SG_STAR
+    return out
+
+
+def purity_completeness(x: np.ndarray, truth_type: np.ndarray, measured_type: np.ndarray, groups: np.ndarray,
+                        edges: np.ndarray, weights: np.ndarray) -> dict[str, dict]:
+    """Completeness and purity of the galaxy and the star class per bin of ``x``, bootstrap errors.
+
+    For class ``c``: completeness = objects of true type ``c`` classified ``c`` / objects of true
+    type ``c``; purity = objects of true type ``c`` among those classified ``c``. Objects of unknown
+    true type (not 0 or 1) are left out. Both are a recovered fraction of a subset, so the binning
+    and the bootstrap are :func:`completeness_boot`'s. Returns ``{"galaxies"|"stars":
+    {"completeness": curve, "purity": curve, "totals": {...}}}``.
+    """
+    known = (truth_type == SG_GALAXY) | (truth_type == SG_STAR)
+    out: dict[str, dict] = {}
+    for name, c in (("galaxies", SG_GALAXY), ("stars", SG_STAR)):
+        true_c = known & (truth_type == c)
+        said_c = known & (measured_type == c)
+        comp = completeness_boot(x[true_c], measured_type[true_c] == c, groups[true_c], edges, weights)
+        pur = completeness_boot(x[said_c], truth_type[said_c] == c, groups[said_c], edges, weights)
+        both = int((true_c & said_c).sum())
+        out[name] = {"completeness": comp, "purity": pur,
+                     "totals": {"true": int(true_c.sum()), "classified": int(said_c.sum()), "both": both,
+                                "completeness": both / int(true_c.sum()) if true_c.any() else float("nan"),
+                                "purity": both / int(said_c.sum()) if said_c.any() else float("nan")}}
+    return out

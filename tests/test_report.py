@@ -204,8 +204,22 @@ NOSIM_N = 150
 SCALE = 0.263  # blends.DES_PIXEL_SCALE: what the report uses when it recomputes a match table
 
 
+#: SPREAD_MODEL_I the blend catalogs give each (true type, intended class): + (5/3) SPREADERR_MODEL_I
+#: (at most 0.001) keeps it clearly inside its class (galaxy > 0.005, star |value| < 0.002).
+SPREAD_OF = {(0, 0): 0.02, (0, -1): 0.003, (0, 1): 0.0005, (1, 1): 0.0, (1, 0): 0.01, (1, -1): 0.0035}
+#: Provenance cards the blend catalogs carry (provenance.py, campaign_id.py write them).
+CARDS = {"SEXVER": "2.25.0", "SWARPVER": "2.38.1", "CAMPFP": "0123456789abcdef", "BALRVER": "9.9.9",
+         "GALSIMV": "2.5.1", "CAMPAIGN": "blendtest"}
+
+
 def _write_blend_realization(outdir, tile, j, rng, nosim_all, ngal=300, match_file=False):
-    """Truth over a 400 px square; recovered when brighter than 23 and not within 2" of a brighter real object."""
+    """Truth over a 400 px square; recovered when brighter than 23 and not within 2" of a brighter real object.
+
+    Each recovered object gets a SPREAD_MODEL_I of a known class (``SPREAD_OF``): galaxies 70% classified
+    galaxy, 15% neither, 15% star; stars 70% star, 20% galaxy, 10% neither (from a separate generator, so
+    the scene is the one the blend assertions were written for). Returns the truth, the recovered flags,
+    the intended class (-2 not recovered) and MAG_AUTO_I (NaN not recovered) per truth row.
+    """
     from balrog_runner import blends
 
     cat = outdir / tile / "catalogs"
@@ -232,26 +246,37 @@ def _write_blend_realization(outdir, tile, j, rng, nosim_all, ngal=300, match_fi
     recovered = (mags < 23) & (truth["not_drawn"] == 0) & ~near_brighter
     nrec = int(recovered.sum())
     sim = np.zeros(nrec, dtype=[("balrog_index", "i8"), ("X_IMAGE_DET", "f8"), ("Y_IMAGE_DET", "f8"),
-                                ("MAG_AUTO_R", "f4"), ("MAG_AUTO_I", "f4"), ("FLUX_AUTO_I", "f4")])
+                                ("MAG_AUTO_R", "f4"), ("MAG_AUTO_I", "f4"), ("FLUX_AUTO_I", "f4"),
+                                ("SPREAD_MODEL_I", "f4"), ("SPREADERR_MODEL_I", "f4")])
     sim["balrog_index"] = truth["balrog_index"][recovered]
     sim["X_IMAGE_DET"] = truth["x"][recovered] + 0.3
     sim["Y_IMAGE_DET"] = truth["y"][recovered]
     sim["MAG_AUTO_R"] = sim["MAG_AUTO_I"] = mags[recovered] + rng.normal(0.02, 0.05, nrec)
     sim["FLUX_AUTO_I"] = truth["flux_i"][recovered]
+    srng = np.random.default_rng(1000 + j + 10 * int(tile[3:7]))
+    true_type = truth["objtype"][recovered].astype(int)
+    intended = np.where(true_type == 0, srng.choice([0, -1, 1], nrec, p=[0.7, 0.15, 0.15]),
+                        srng.choice([1, 0, -1], nrec, p=[0.7, 0.2, 0.1]))
+    sim["SPREAD_MODEL_I"] = [SPREAD_OF[(t, c)] for t, c in zip(true_type, intended, strict=True)]
+    sim["SPREADERR_MODEL_I"] = srng.uniform(0, 0.0006, nrec)
+    sg_class = np.full(ngal, -2)
+    sg_class[recovered] = intended
+    mag_auto = np.full(ngal, np.nan)
+    mag_auto[recovered] = sim["MAG_AUTO_I"]
     nosim = np.zeros(0, dtype=[("balrog_index", "i8")])
     stem = f"{tile}_r{j:04d}"
     fitsio.write(str(cat / f"{stem}_truth.fits"), truth, clobber=True)
-    fitsio.write(str(cat / f"{stem}_sim.fits"), sim, clobber=True)
+    fitsio.write(str(cat / f"{stem}_sim.fits"), sim, header=CARDS, clobber=True)
     fitsio.write(str(cat / f"{stem}_nosim.fits"), nosim, clobber=True)
     if match_file:
         fitsio.write(str(cat / f"{stem}_match.fits"), blends.match_table(truth, sim, nosim_all), clobber=True)
-    return truth, recovered
+    return truth, recovered, sg_class, mag_auto
 
 
 @pytest.fixture
 def blend_campaign(tmp_path):
     rng = np.random.default_rng(11)
-    objects = []
+    objects, sg = [], []
     for tile in ("DES0001-3000", "DES0002-3000"):
         nosim_all = np.zeros(NOSIM_N, dtype=[("NUMBER", "i4"), ("X_IMAGE_DET", "f8"), ("Y_IMAGE_DET", "f8"),
                                              ("MAG_AUTO_R", "f4"), ("MAG_AUTO_I", "f4"), ("FLUX_AUTO_I", "f4"),
@@ -264,11 +289,15 @@ def blend_campaign(tmp_path):
         (tmp_path / tile / "nosim").mkdir(parents=True)
         fitsio.write(str(tmp_path / tile / "nosim" / f"{tile}_nosim_all.fits"), nosim_all)
         for j in range(3):  # realization 0 has its match table on disk, 1 and 2 are recomputed
-            truth, rec = _write_blend_realization(tmp_path, tile, j, rng, nosim_all, match_file=(j == 0))
+            truth, rec, sg_class, mag_auto = _write_blend_realization(tmp_path, tile, j, rng, nosim_all,
+                                                                      match_file=(j == 0))
             objects.append((tile, truth, rec, nosim_all))
+            sg.append((truth, rec, sg_class, mag_auto))
         (tmp_path / tile / "status.json").write_text(json.dumps(
-            {"release": "y6a2_coadd", "realizations": {str(j): {"seconds": 10.0 + j} for j in range(3)}}))
-    return tmp_path, objects
+            {"release": "y6a2_coadd", "realizations": {str(j): {"seconds": 10.0 + j} for j in range(3)},
+             "fingerprint_inputs": {"sex-config": "5e5e5e", "sex-param": "9a9a9a", "swarp-config": "7b7b7b",
+                                    "ngal": "ignored"}}))
+    return tmp_path, objects, sg
 
 
 def _bootstrap_by_hand(per_group, statistic, seed, n_boot):
@@ -288,7 +317,9 @@ def _bootstrap_by_hand(per_group, statistic, seed, n_boot):
 
 def test_report_numbers_are_the_catalogs_numbers(blend_campaign):
     """Blend classes, per-tile table, star/galaxy split and bootstrap errors recomputed from the catalogs."""
-    outdir, objects = blend_campaign
+    from balrog_runner.report_stats import fifty_percent
+
+    outdir, objects, sg = blend_campaign
     page = write_report(outdir)
     summary = json.loads((page.parent / "summary.json").read_text())
     assert summary["blend_classes_from"] == {"file": 2, "recomputed": 4, "unknown": 0}
@@ -344,6 +375,11 @@ def test_report_numbers_are_the_catalogs_numbers(blend_campaign):
     err = _bootstrap_by_hand([(g[0], g[1]) for g in per_group], fraction, boot["seed"], boot["replicas"])
     assert np.allclose(curve["error"], err, equal_nan=True)
     assert np.nanmax(err) > 0.01  # a real spread, not zeros
+    m50_err = _bootstrap_by_hand([(g[0], g[1]) for g in per_group],
+                                 lambda parts: np.array([fifty_percent(0.5 * (edges[1:] + edges[:-1]), fraction(parts))]),
+                                 boot["seed"], boot["replicas"])[0]
+    assert summary["m50_error"]["i"] == pytest.approx(m50_err) and m50_err > 0.001
+    assert f"{summary['m50']['i']:.2f} ± {m50_err:.2f}" in page.read_text()
 
     # the near-a-brighter completeness curve and the isolated bias curve, errors by hand
     sel = [(g[0][g[2] == 0], g[1][g[2] == 0]) for g in per_group]
@@ -381,6 +417,89 @@ def test_report_numbers_are_the_catalogs_numbers(blend_campaign):
         assert (page.parent / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert name in page.read_text()
     assert "DES0002-3000" in page.read_text() and "RA [deg]" not in page.read_text()  # axes are in the PNG
+
+    # SPREAD_MODEL star/galaxy completeness and purity: from the class each object was given
+    _check_star_galaxy(summary, sg, edges, boot)
+    assert "stargalaxy.png" in page.read_text() and (page.parent / "stargalaxy.png").exists()
+
+
+def _check_star_galaxy(summary, sg, edges, boot):
+    """Per MAG_AUTO_I bin and in total, with bootstrap errors: what the catalogs' classes give by counting."""
+    got = summary["star_galaxy"]
+    assert got["available"] and got["band"] == "i"
+    assert (got["galaxy_above"], got["star_abs_below"]) == (0.005, 0.002)
+    per_group = []  # per realization: MAG_AUTO_I, true type, intended class of recovered objects
+    for truth, rec, sg_class, mag_auto in sg:
+        drawn_rec = rec & (truth["not_drawn"] == 0)
+        per_group.append((mag_auto[drawn_rec], truth["objtype"][drawn_rec].astype(int), sg_class[drawn_rec]))
+    mag, ttype, cls = (np.concatenate(x) for x in zip(*per_group, strict=True))
+
+    def ratio(numerator, denominator):
+        def stat(parts):
+            m, t, c = parts
+            idx = np.digitize(m, edges) - 1
+            out = []
+            for b in range(len(edges) - 1):
+                den = (idx == b) & denominator(t, c)
+                out.append((den & numerator(t, c)).sum() / den.sum() if den.any() else np.nan)
+            return np.array(out)
+        return stat
+
+    for name, code in (("galaxies", 0), ("stars", 1)):
+        completeness = ratio(lambda t, c, k=code: c == k, lambda t, c, k=code: t == k)
+        purity = ratio(lambda t, c, k=code: t == k, lambda t, c, k=code: c == k)
+        res = got[name]
+        assert res["true"] == int((ttype == code).sum()) and res["classified"] == int((cls == code).sum())
+        assert res["both"] == int(((ttype == code) & (cls == code)).sum())
+        assert res["completeness"] == pytest.approx(res["both"] / res["true"])
+        assert res["purity"] == pytest.approx(res["both"] / res["classified"])
+        assert np.allclose(res["completeness_curve"]["fraction"], completeness((mag, ttype, cls)), equal_nan=True)
+        assert np.allclose(res["purity_curve"]["fraction"], purity((mag, ttype, cls)), equal_nan=True)
+        assert np.allclose(res["purity_curve"]["error"],
+                           _bootstrap_by_hand(per_group, purity, boot["seed"], boot["replicas"]), equal_nan=True)
+        assert np.allclose(res["completeness_curve"]["error"],
+                           _bootstrap_by_hand(per_group, completeness, boot["seed"], boot["replicas"]),
+                           equal_nan=True)
+    # the scene: 70% of each class classified as itself, stars among galaxies 15% of galaxies
+    assert 0.6 < got["galaxies"]["completeness"] < 0.8 and 0.6 < got["stars"]["completeness"] < 0.8
+    assert got["galaxies"]["purity"] > got["stars"]["purity"] > 0.4  # twice as many galaxies as stars
+
+
+def test_report_provenance_and_pdf(blend_campaign):
+    """SExtractor / SWarp versions and the config digest from the catalog headers; report.pdf beside the page."""
+    import re
+
+    outdir, _, _ = blend_campaign
+    page = write_report(outdir)
+    summary = json.loads((page.parent / "summary.json").read_text())
+    prov = summary["provenance"]
+    assert prov["sextractor"] == ["2.25.0"] and prov["swarp"] == ["2.38.1"]
+    assert prov["config_digest"] == ["0123456789abcdef"]
+    assert prov["config_files"] == {"sex-config": ["5e5e5e"], "sex-param": ["9a9a9a"], "swarp-config": ["7b7b7b"]}
+    text = page.read_text()
+    for shown in ("2.25.0", "2.38.1", "0123456789abcdef", "sex-param 9a9a9a", 'href="report.pdf"'):
+        assert shown in text, shown
+    pdf = (page.parent / "report.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
+    figures = re.findall(r'<img src="([a-z]+\.png)"', text)
+    assert len(figures) == 9 and "stargalaxy.png" in figures
+    pages = re.findall(rb"/Type\s*/Page\b(?!s)", pdf)
+    assert len(pages) == 1 + len(figures)  # the tables fit one page here, then one page per figure
+    assert sorted(p.name for p in page.parent.iterdir() if not p.name.endswith(".png")) == [
+        "index.html", "report.pdf", "summary.json"]  # no temporaries left
+
+
+def test_star_galaxy_without_spread_model_says_so(campaign):
+    """Catalogs measured with config/light.param (no SPREAD_MODEL): one line on the page, no figure, no crash."""
+    outdir, _, _ = campaign
+    page = write_report(outdir)
+    summary = json.loads((page.parent / "summary.json").read_text())
+    assert summary["star_galaxy"]["available"] is False
+    assert "SPREAD_MODEL_I" in summary["star_galaxy"]["reason"]
+    text = page.read_text()
+    assert text.count("Not available: the sim catalogs have no SPREAD_MODEL_I") == 1
+    assert "stargalaxy.png" not in text and not (page.parent / "stargalaxy.png").exists()
+    assert (page.parent / "report.pdf").read_bytes().startswith(b"%PDF-")
 
 
 def test_weighted_median_is_the_median_of_the_repeated_sample():
