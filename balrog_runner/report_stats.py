@@ -168,6 +168,7 @@ def fifty_percent(centres: np.ndarray, frac: np.ndarray) -> float:
 #: is < 0.002, neither in between (or below -0.002: artefacts smaller than the PSF). DES DR1's
 #: ``EXTENDED_COADD`` and Y3 GOLD's ``EXTENDED_CLASS`` sum several such cuts (e.g. SPREADERR factor 3
 #: and threshold 0.005 for the highest class); the single Y1 cut is the one a report can state in a line.
+#: The original Balrog's Y1A1 analysis helpers computed ``modest_class`` with these same numbers.
 SG_ERR_FACTOR = 5.0 / 3.0
 SG_GALAXY_MIN = 0.005
 SG_STAR_MAX = 0.002

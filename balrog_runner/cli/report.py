@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("campaign", help="campaign output directory (run['outdir']: holds <TILE>/catalogs/)")
     parser.add_argument("--report-dir", "--outdir", dest="outdir", default=None,
-                        help="where to write the PNGs and index.html (default: CAMPAIGN/report; --outdir is "
+                        help="where to write the PNGs, summary.json, index.html and report.pdf (default: CAMPAIGN/report; --outdir is "
                              "the old spelling: elsewhere --outdir is a campaign or output directory)")
     add_logging_options(parser)
     return parser
