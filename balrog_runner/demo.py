@@ -58,6 +58,10 @@ class DemoPlan:
     scheduler: str = "local"
     margin: int = 16
     sex_param: str = "default.param"
+    #: Fraction of injected objects drawn as stars (``balrog['star-fraction']``).
+    star_fraction: float = 0.0
+    #: Lattice spacing in arcsec (``balrog-positions --lattice``); None = random, ``ngal`` per realization.
+    lattice: float | None = None
     paths: dict[str, Path] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -66,6 +70,8 @@ class DemoPlan:
             geometry.des_tile(name)  # a clear TileError for a bad name, before any work
         if self.size < 128 or self.ngal < 1 or self.realizations < 1 or self.ppn < 1:
             raise ConfigError("demo needs --size >= 128 pixels and positive --ngal, --realizations, --ppn")
+        if not 0.0 <= self.star_fraction <= 1.0:
+            raise ConfigError(f"demo --star-fraction {self.star_fraction} must be within 0..1")
         if self.scheduler not in ("local", "slurm"):
             raise ConfigError(f"demo scheduler {self.scheduler!r} is not one of local, slurm")
         w = self.workdir
@@ -125,7 +131,8 @@ def write_config(plan: DemoPlan, archive_url: str, manifest: Path | None = None)
         '"""Demo campaign: written by balrog-demo (a user writes one like it)."""\n\n\n'
         "def CustomConfig(run, balrog, db, tiles):\n"
         f"    run.update({run!r})\n"
-        f"    tiles.extend({list(plan.tiles)!r})\n"
+        + (f"    balrog['star-fraction'] = {plan.star_fraction!r}\n" if plan.star_fraction else "")
+        + f"    tiles.extend({list(plan.tiles)!r})\n"
         "    return run, balrog, db, tiles\n"
     )
     return atomic_write_text(plan.paths["config"], text)
@@ -173,8 +180,9 @@ def run_demo(plan: DemoPlan) -> dict:
     _cli("balrog-inputs", ["--release", demo_desdm.RELEASE, *[a for t in plan.tiles for a in ("--tile", t)],
                            "--db", desdm_url, "-o", str(plan.paths["manifest"])])
     geometry_table = write_geometry(plan)
-    pertile = plan.ngal * plan.realizations
-    _cli("balrog-positions", ["--tiles", str(geometry_table), "--pertile", str(pertile), "--seed",
+    placement = (["--lattice", str(plan.lattice), "--realizations", str(plan.realizations)] if plan.lattice
+                 else ["--pertile", str(plan.ngal * plan.realizations)])
+    _cli("balrog-positions", ["--tiles", str(geometry_table), *placement, "--seed",
                               str(plan.seed), "--outdir", str(plan.paths["pos"]), "--overwrite"])
     with serve_archive(plan) as url:
         config_path = write_config(plan, url, plan.paths["manifest"])

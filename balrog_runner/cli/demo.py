@@ -8,7 +8,14 @@ import sys
 from collections.abc import Sequence
 
 from ..demo import DEFAULT_TILES, DemoPlan, default_workdir, run_demo
-from ._common import add_logging_options, int_in_range, nonneg_int, positive_int, run_command
+from ._common import (
+    add_logging_options,
+    float_in_range,
+    int_in_range,
+    nonneg_int,
+    positive_int,
+    run_command,
+)
 from .make_tile import MAX_SIZE
 
 PROG = "balrog-demo"
@@ -29,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"image side in pixels, at 0.263 arcsec/pixel, 64 .. {MAX_SIZE} (default: %(default)s)")
     p.add_argument("--ngal", type=positive_int(), default=150, help="objects injected per realization, >= 1 (default: %(default)s)")
     p.add_argument("--realizations", type=positive_int(), default=2, help="realizations per tile, >= 1 (default: %(default)s)")
+    p.add_argument("--star-fraction", type=float_in_range(0.0, 1.0, "fraction"), default=0.1,
+                   help="fraction of injected objects drawn as stars, 0..1 (default: %(default)s; "
+                        "the report's star/galaxy panels need some)")
+    p.add_argument("--lattice", type=float_in_range(2.0, 3600.0, "arcsec"), default=None, metavar="ARCSEC",
+                   help="place objects on a hexagonal grid of this spacing per realization (DES Y3; e.g. 20) "
+                        "instead of --ngal random positions")
     p.add_argument("--ppn", type=positive_int(), default=2, help="realizations run at once per tile, >= 1 (default: %(default)s)")
     p.add_argument("--seed", type=nonneg_int(), default=1, help="survey and position seed, integer >= 0 (default: %(default)s)")
     p.add_argument("--scheduler", choices=("local", "slurm"), default="local",
@@ -40,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _action(args: argparse.Namespace) -> int:
     plan = DemoPlan(workdir=args.workdir, tiles=args.tiles or list(DEFAULT_TILES), size=args.size, ngal=args.ngal,
-                    realizations=args.realizations, ppn=args.ppn, seed=args.seed, scheduler=args.scheduler)
+                    realizations=args.realizations, ppn=args.ppn, seed=args.seed, scheduler=args.scheduler,
+                    star_fraction=args.star_fraction, lattice=args.lattice)
     if args.fresh:
         shutil.rmtree(plan.workdir, ignore_errors=True)
     for sub in ("out", "jobs", "pos"):  # a rerun is a new campaign on the same survey
