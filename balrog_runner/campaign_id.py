@@ -119,7 +119,8 @@ def identity_for_tile(settings, positions) -> CampaignIdentity:
     sex, swarp = settings.sextractor, settings.swarp
     inputs = {
         "positions": positions_digest(positions.ra, positions.dec, positions.balrog_index),
-        "ngal": _value_digest(int(settings.ngal)),
+        # a lattice file says which rows form each realization: ngal plays no part then
+        "ngal": _value_digest(int(settings.ngal) if getattr(positions, "row_realization", None) is None else "lattice"),
         "realizations": _value_digest(settings.realizations),
         "bands": _value_digest(list(settings.bands)),
         "seed-offset": _value_digest(int(settings.seed_offset)),

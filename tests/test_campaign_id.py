@@ -64,12 +64,12 @@ def test_fingerprint_covers_every_input_by_content_not_path(tmp_path):
     changes = {
         "ngal": dict(ngal=25), "realizations": dict(realizations=4), "bands": dict(bands=("g", "r", "i")),
         "seed-offset": dict(seed_offset=7), "noise": dict(noise=False), "star-fraction": dict(star_fraction=0.2),
-        "release": dict(release="y6a2"),
+        "release": dict(release="y6a2"), "masked-positions": dict(masked_positions="skip"),
     }
     for key, kw in changes.items():
         other = campaign_id.identity_for_tile(settings(files, **kw), pos)
         assert other.fingerprint != ref.fingerprint, key
-        assert [k for k in ref.inputs if ref.inputs[k] != other.inputs[k]] == [key]
+        assert [k for k in sorted({*ref.inputs, *other.inputs}) if ref.inputs.get(k) != other.inputs.get(k)] == [key]
     for key in (*FILES, "pyconfig", "population"):
         edited = copy_files(tmp_path / f"edit-{key}")
         with open(edited[key], "ab") as fh:
@@ -80,6 +80,15 @@ def test_fingerprint_covers_every_input_by_content_not_path(tmp_path):
         other = campaign_id.identity_for_tile(settings(files), other_pos)
         assert [k for k in ref.inputs if ref.inputs[k] != other.inputs[k]] == ["positions"]
     assert campaign_id.identity_for_tile(settings(files, pyconfig=None), pos).inputs["pyconfig"] == "none"
+
+
+def test_lattice_campaigns_do_not_depend_on_ngal(tmp_path):
+    """A lattice file fixes each realization's rows: run['ngal'] is unused, so editing it is no new campaign."""
+    files = copy_files(tmp_path / "a")
+    lattice = dataclasses.replace(positions(), row_realization=np.repeat(np.arange(4, dtype=np.int32), 25))
+    ref = campaign_id.identity_for_tile(settings(files), lattice)
+    assert campaign_id.identity_for_tile(settings(files, ngal=999), lattice).fingerprint == ref.fingerprint
+    assert campaign_id.identity_for_tile(settings(files, ngal=999), positions()).fingerprint != ref.fingerprint
 
 
 def write_cat(path: Path, header: dict | None) -> Path:
