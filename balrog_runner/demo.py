@@ -138,10 +138,19 @@ def write_config(plan: DemoPlan, archive_url: str, manifest: Path | None = None)
     return atomic_write_text(plan.paths["config"], text)
 
 
+def _verbosity_flags() -> list[str]:
+    """``-q`` / ``-v`` for the demo's child commands, as the demo itself was asked (``balrog-demo -q``
+    must quieten the whole chain, not only its own lines)."""
+    root = logging.getLogger().getEffectiveLevel()
+    if root >= logging.WARNING:
+        return ["-q"]
+    return ["-v"] if logging.getLogger("balrog_runner").getEffectiveLevel() <= logging.DEBUG else []
+
+
 def _cli(name: str, args: Sequence[str]) -> None:
     """Run one of our commands as a user would (a subprocess), failing loudly."""
     exe = Path(sys.executable).parent / name
-    cmd = [str(exe) if exe.exists() else name, *args]
+    cmd = [str(exe) if exe.exists() else name, *_verbosity_flags(), *args]
     log.info("$ %s", " ".join(shlex.quote(c) for c in cmd))
     try:
         code = subprocess.call(cmd)

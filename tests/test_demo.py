@@ -49,7 +49,8 @@ def catalog_numbers(outdir: Path) -> dict:
             "objects_drawn": drawn, "objects_recovered": recovered, "rows": rows}
 
 
-def check_demo(workdir: Path, result: subprocess.CompletedProcess, ntiles: int, nreal: int, ngal: int) -> None:
+def check_demo(workdir: Path, result: subprocess.CompletedProcess, ntiles: int, nreal: int, ngal: int | None) -> None:
+    """``ngal`` None: a lattice campaign, as many objects as its position files hold."""
     assert result.returncode == 0, result.stderr[-3000:]
     outdir = workdir / "campaign"
     report = outdir / "report"
@@ -61,6 +62,8 @@ def check_demo(workdir: Path, result: subprocess.CompletedProcess, ntiles: int, 
     summary = json.loads((report / "summary.json").read_text())
     expected = catalog_numbers(outdir)
     assert expected["tiles"] == ntiles and expected["realizations"] == ntiles * nreal
+    if ngal is None:
+        ngal = sum(len(fitsio.read(str(p), ext=1)) for p in (workdir / "positions").glob("DES*.fits")) / (ntiles * nreal)
     assert expected["objects_injected"] == ntiles * nreal * ngal
     for key in ("tiles", "realizations", "objects_injected", "objects_drawn", "objects_recovered"):
         assert summary[key] == expected[key], key
@@ -92,16 +95,18 @@ def check_demo(workdir: Path, result: subprocess.CompletedProcess, ntiles: int, 
 
 def test_demo_local(tmp_path):
     workdir = tmp_path / "demo"
-    result = run_demo(workdir, "--tiles", "DES2359+0001", "DES0002+0001", "--size", "320", "--ngal", "40",
+    result = run_demo(workdir, "-q", "--tiles", "DES2359+0001", "DES0002+0001", "--size", "320", "--ngal", "40",
                       "--realizations", "2")
     check_demo(workdir, result, ntiles=2, nreal=2, ngal=40)
+    assert " INFO " not in result.stderr  # -q quietens the whole chain, the child commands too
 
 
 def test_demo_on_slurm(tmp_path, slurm_env):
     workdir = tmp_path / "demo"
-    result = run_demo(workdir, "--tiles", "DES2359+0001", "--size", "256", "--ngal", "30", "--realizations", "2",
+    result = run_demo(workdir, "--tiles", "DES2359+0001", "--size", "256", "--lattice", "8", "--realizations", "2",
                       "--scheduler", "slurm")
-    check_demo(workdir, result, ntiles=1, nreal=2, ngal=30)
+    check_demo(workdir, result, ntiles=1, nreal=2, ngal=None)  # DES Y3's lattice placement
+    assert "lattice" in (workdir / "positions" / "positions-campaign.json").read_text()
     logs = list((workdir / "jobs").glob("*/logs/*"))
     assert logs, "the SLURM job wrote no log"
 
