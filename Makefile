@@ -47,6 +47,9 @@ bench: setup
 	$(PY) benchmarks/db.py
 	$(PY) benchmarks/tile.py
 	$(PY) benchmarks/measure_cost.py --size 2048 --ngal 300
+	$(PY) benchmarks/full_tile.py --size 2048
+	$(PY) benchmarks/mask_lookup.py --size 2048
+	$(PY) benchmarks/sersic_cache.py
 
 lint: venv
 	$(PY) -m ruff check balrog_runner tests benchmarks aux
