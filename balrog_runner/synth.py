@@ -248,6 +248,34 @@ def _render_band(band: str, size: int, stars: np.ndarray, gals: np.ndarray, psf_
     return sci.astype(np.float32), msk, wgt
 
 
+def add_sources(src: str | os.PathLike, dst: str | os.PathLike, xy: np.ndarray, mags: Sequence[float],
+                fwhm: float, hlr: Sequence[float] | None = None, stamp: int = 61) -> Path:
+    """Copy a funpacked tile image (SCI, MSK, WGT) to ``dst`` with noiseless sources added to SCI.
+
+    A stand-in for the injection when a test or benchmark needs known objects in an image
+    without GalSim's PSFEx path: Moffat stars (``hlr`` 0 or None) and exponential galaxies of
+    half-light radius ``hlr`` arcsec, at 1-based pixel positions ``xy``, magnitudes on the
+    synthetic tiles' zeropoint, with the same PSF model the tile was rendered with.
+    """
+    sci = fitsio.read(str(src), ext=0, header=False)
+    size = sci.shape[1]
+    full = galsim.ImageF(sci.astype(np.float32), xmin=1, ymin=1)
+    base = _base_psf(fwhm, galsim.GSParams())
+    radii = np.zeros(len(xy)) if hlr is None else np.asarray(hlr, dtype=float)
+    for (x, y), m, r in zip(xy, mags, radii, strict=True):
+        flux = 10 ** (0.4 * (ZEROPOINT - m))
+        psf = _psf_at(base, x, y, size)
+        obj = psf.withFlux(flux) if r == 0 else galsim.Convolve(galsim.Exponential(half_light_radius=r, flux=flux), psf)
+        _draw(full, obj, x, y, stamp=stamp)
+    with fitsio.FITS(str(src)) as f:
+        hdrs = [f[k].read_header() for k in range(3)]
+        planes = [full.array, f[1].read(), f[2].read()]
+    with fitsio.FITS(str(dst), "rw", clobber=True) as out:
+        for plane, hdr in zip(planes, hdrs, strict=True):
+            out.write(plane, header=hdr)
+    return Path(dst)
+
+
 #: Diameter (pixels, ~5.3") of the aperture PSFEx normalises its samples with (PHOTFLUX_KEY
 #: FLUX_APER(1)). MAG_PSF measures the flux the model is normalised to, so a small aperture
 #: (e.g. 2.4") makes MAG_PSF ~0.1 mag faint for a Moffat beta=3.5 PSF; 20 px holds ~99%.

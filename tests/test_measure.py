@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fitsio
-import galsim
 import numpy as np
 import pytest
 
@@ -131,27 +130,11 @@ def test_associate_keeps_large_indices_exact():
     assert got.tolist() == big.tolist()
 
 
-def _inject_stars(src, dst, xy, mags, fwhm):
-    """Copy a funpacked tile image and add noiseless Moffat stars (a stand-in for inject.py)."""
-    sci = fitsio.read(str(src), ext=0, header=False)
-    full = galsim.ImageF(sci.astype(np.float32), xmin=1, ymin=1)
-    base = synth._base_psf(fwhm, galsim.GSParams())
-    for (x, y), m in zip(xy, mags, strict=True):
-        synth._draw(full, synth._psf_at(base, x, y, SIZE).withFlux(10 ** (0.4 * (30.0 - m))), x, y, stamp=41)
-    with fitsio.FITS(str(src)) as f:
-        hdrs = [f[k].read_header() for k in range(3)]
-        planes = [full.array, f[1].read(), f[2].read()]
-    with fitsio.FITS(str(dst), "rw", clobber=True) as out:
-        for plane, hdr in zip(planes, hdrs, strict=True):
-            out.write(plane, header=hdr)
-    return dst
-
-
 def test_measure_realization_finds_injected_objects(tile, tmp_path):
     rng = np.random.default_rng(4)
     xy = synth._isolated_positions(rng, 12, SIZE, margin=30, min_sep=40)
     mags = rng.uniform(18.5, 20.0, len(xy))
-    injected = {b: _inject_stars(tile.images[b], tmp_path / f"inj_{b}.fits", xy, mags, synth.PSF_FWHM[b])
+    injected = {b: synth.add_sources(tile.images[b], tmp_path / f"inj_{b}.fits", xy, mags, synth.PSF_FWHM[b], stamp=41)
                 for b in BANDS}
     det_out = tmp_path / "inj_det.fits"
     wide_path = measure.measure_realization(injected, tile.psfs, tmp_path / "sim_wide.fits", setup=SETUP,

@@ -20,13 +20,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import campaigns
 import fitsio
 import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from balrog_runner import astromatic, demo, jobs
+from balrog_runner import astromatic, demo
 from balrog_runner import config as cfgmod
 from balrog_runner.inject import MASKED
 
@@ -86,20 +87,11 @@ def expected_masked(planes, ra: np.ndarray, dec: np.ndarray, bands, mask_bits: i
 
 def run_campaign(root: Path, archive: Path, placement: list[str], balrog: dict) -> tuple[Path, Path]:
     """positions (given placement options) -> CustomConfig -> balrog-jobs -> balrog-run; returns (outdir, posdir)."""
-    plan = demo.DemoPlan(workdir=root, tiles=[TILE], size=SIZE, ngal=400, realizations=1, seed=3,
-                         sex_param="light.param")
-    table = demo.write_geometry(plan)
-    subprocess.run([str(BIN / "balrog-positions"), "-q", "--tiles", str(table), *placement, "--seed", "3",
-                    "--outdir", str(plan.paths["pos"])], check=True)
-    config = demo.write_config(plan, str(archive))
-    text = config.read_text().replace("    return run, balrog, db, tiles",
-                                      f"    balrog.update({balrog!r})\n    run['push'] = False\n"
-                                      "    return run, balrog, db, tiles")
-    config.write_text(text)
-    spec = jobs.build_jobs(cfgmod.load_config(config), "local", check_programs=False).specs[0].path
+    spec = campaigns.make_campaign(root, archive, [TILE], size=SIZE, ngal=400, seed=3, placement=placement,
+                                   run={"push": False}, balrog=balrog)
     done = subprocess.run([str(BIN / "balrog-run"), "-q", str(spec)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    return plan.paths["out"], plan.paths["pos"]
+    return root / "campaign", root / "positions"
 
 
 def _truth(outdir: Path, j: int = 0) -> np.ndarray:

@@ -14,11 +14,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import campaigns
 import fitsio
 import pytest
 
-from balrog_runner import config as cfgmod
-from balrog_runner import demo, jobs, runner
+from balrog_runner import demo, runner
 
 TILES = ("DES2359+0001", "DES0453-4457")
 SIZE = 256
@@ -34,21 +34,8 @@ def survey(tmp_path_factory):
 
 
 def make_campaign(root: Path, archive: Path, tiles, *, ngal: int = 12, realizations: int = 1, **run) -> Path:
-    """Positions on the cutout tiles plus a CustomConfig; returns the (single) subjob spec."""
-    # the quick parameter set: these tests are about faults, and a deadline must not depend on model fitting
-    plan = demo.DemoPlan(workdir=root, tiles=list(tiles), size=SIZE, ngal=ngal, realizations=realizations, ppn=1,
-                         sex_param="light.param")
-    table = demo.write_geometry(plan)
-    subprocess.run([str(BIN / "balrog-positions"), "-q", "--tiles", str(table), "--pertile",
-                    str(ngal * realizations), "--seed", "1", "--outdir", str(plan.paths["pos"])], check=True)
-    config_path = demo.write_config(plan, str(archive))
-    if run:
-        text = config_path.read_text().replace("    return run, balrog, db, tiles",
-                                               f"    run.update({run!r})\n    return run, balrog, db, tiles")
-        config_path.write_text(text)
-    built = jobs.build_jobs(cfgmod.load_config(config_path), "local", check_programs=False)
-    assert len(built.specs) == 1
-    return built.specs[0].path
+    """Positions on the cutout tiles plus a CustomConfig with ``run`` entries; returns the subjob spec path."""
+    return campaigns.make_campaign(root, archive, tiles, size=SIZE, ngal=ngal, realizations=realizations, run=run)
 
 
 def balrog_run(spec: Path) -> subprocess.CompletedProcess:

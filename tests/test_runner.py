@@ -18,12 +18,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import campaigns
 import fitsio
 import numpy as np
 import pytest
 
-from balrog_runner import config as cfgmod
-from balrog_runner import demo, jobs, runner
+from balrog_runner import demo, runner
 from balrog_runner.errors import ConfigError, InputFileError
 
 TILE = "DES2359+0001"  # its unique area straddles RA = 0
@@ -55,19 +55,9 @@ def survey(tmp_path_factory):
 
 def make_campaign(root: Path, archive: Path, *, ngal: int, realizations: int, ppn: int = 1,
                   seed: int = 1, **run) -> Path:
-    """Positions on the cutout tile plus a CustomConfig; returns the subjob spec path."""
-    plan = demo.DemoPlan(workdir=root, tiles=[TILE], size=SIZE, ngal=ngal, realizations=realizations, ppn=ppn,
-                         seed=seed, sex_param="light.param")  # quick set; test_demo runs the default
-    table = demo.write_geometry(plan)
-    subprocess.run([str(BIN / "balrog-positions"), "-q", "--tiles", str(table), "--pertile",
-                    str(ngal * realizations), "--seed", str(seed), "--outdir", str(plan.paths["pos"])], check=True)
-    config_path = demo.write_config(plan, str(archive))
-    if run:
-        text = config_path.read_text().replace("    return run, balrog, db, tiles",
-                                               f"    run.update({run!r})\n    return run, balrog, db, tiles")
-        config_path.write_text(text)
-    built = jobs.build_jobs(cfgmod.load_config(config_path), "local", check_programs=False)
-    return built.specs[0].path
+    """Positions on the cutout tile plus a CustomConfig with ``run`` entries; returns the subjob spec path."""
+    return campaigns.make_campaign(root, archive, [TILE], size=SIZE, ngal=ngal, realizations=realizations, ppn=ppn,
+                                   seed=seed, run=run)
 
 
 def balrog_run(spec: Path, **kwargs) -> subprocess.CompletedProcess:

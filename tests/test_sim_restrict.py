@@ -6,7 +6,6 @@ in the default parameter file."""
 from __future__ import annotations
 
 import fitsio
-import galsim
 import numpy as np
 import pytest
 
@@ -24,32 +23,13 @@ def tile(tmp_path_factory):
     return synth.make_synthetic_tile(TILE, out, size=SIZE, bands=BANDS, seed=8, compress=False)
 
 
-def _inject(src, dst, xy, mags, fwhm, hlr):
-    """Copy a funpacked tile image and add stars (hlr 0) and exponential galaxies."""
-    sci = fitsio.read(str(src), ext=0, header=False)
-    full = galsim.ImageF(sci.astype(np.float32), xmin=1, ymin=1)
-    base = synth._base_psf(fwhm, galsim.GSParams())
-    for (x, y), m, r in zip(xy, mags, hlr, strict=True):
-        flux = 10 ** (0.4 * (30.0 - m))
-        psf = synth._psf_at(base, x, y, SIZE)
-        obj = psf.withFlux(flux) if r == 0 else galsim.Convolve(galsim.Exponential(half_light_radius=r, flux=flux), psf)
-        synth._draw(full, obj, x, y, stamp=61)
-    with fitsio.FITS(str(src)) as f:
-        hdrs = [f[k].read_header() for k in range(3)]
-        planes = [full.array, f[1].read(), f[2].read()]
-    with fitsio.FITS(str(dst), "rw", clobber=True) as out:
-        for plane, hdr in zip(planes, hdrs, strict=True):
-            out.write(plane, header=hdr)
-    return dst
-
-
 def test_restricted_sim_rows_equal_the_full_run(tile, tmp_path):
     setup = astromatic.DEFAULT_SEXTRACTOR  # config/default.param: model fitting and DETMODEL
     rng = np.random.default_rng(11)
     xy = synth._isolated_positions(rng, 12, SIZE, margin=25, min_sep=30)
     mags = np.where(np.arange(len(xy)) < 8, rng.uniform(18.5, 20.5, len(xy)), rng.uniform(21.0, 22.5, len(xy)))
     hlr = np.where(np.arange(len(xy)) % 2 == 0, 0.0, rng.uniform(0.6, 1.2, len(xy)))
-    injected = {b: _inject(tile.images[b], tmp_path / f"inj_{b}.fits", xy, mags, synth.PSF_FWHM[b], hlr)
+    injected = {b: synth.add_sources(tile.images[b], tmp_path / f"inj_{b}.fits", xy, mags, synth.PSF_FWHM[b], hlr)
                 for b in BANDS}
     truth = np.zeros(len(xy), dtype=[("balrog_index", "i8"), ("x", "f8"), ("y", "f8")])
     truth["balrog_index"] = 700 + np.arange(len(xy))

@@ -1,0 +1,41 @@
+"""Build a small real campaign on a synthetic survey, as a user would: positions, CustomConfig,
+``balrog-jobs`` (local). Shared by the tests that then run ``balrog-run`` on it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from balrog_runner import config as cfgmod
+from balrog_runner import demo, jobs
+
+BIN = Path(sys.executable).parent
+
+
+def make_campaign(root: Path, archive: Path, tiles: Sequence[str], *, size: int, ngal: int = 12,
+                  realizations: int = 1, ppn: int = 1, seed: int = 1, placement: Sequence[str] | None = None,
+                  run: Mapping[str, Any] | None = None, balrog: Mapping[str, Any] | None = None) -> Path:
+    """Positions on the cutout tiles plus a CustomConfig; returns the (single) subjob spec's path.
+
+    ``placement``: ``balrog-positions`` options (default ``--pertile ngal * realizations``);
+    ``run`` / ``balrog``: entries the config adds to its dicts. The quick parameter set
+    (light.param): the tests that use this are about the runner, not model fitting.
+    """
+    plan = demo.DemoPlan(workdir=root, tiles=list(tiles), size=size, ngal=ngal, realizations=realizations, ppn=ppn,
+                         seed=seed, sex_param="light.param")
+    table = demo.write_geometry(plan)
+    where = list(placement) if placement else ["--pertile", str(ngal * realizations)]
+    subprocess.run([str(BIN / "balrog-positions"), "-q", "--tiles", str(table), *where, "--seed", str(seed),
+                    "--outdir", str(plan.paths["pos"])], check=True)
+    config_path = demo.write_config(plan, str(archive))
+    updates = "".join(f"    {name}.update({values!r})\n" for name, values in (("run", run), ("balrog", balrog)) if values)
+    if updates:
+        text = config_path.read_text().replace("    return run, balrog, db, tiles",
+                                               f"{updates}    return run, balrog, db, tiles")
+        config_path.write_text(text)
+    built = jobs.build_jobs(cfgmod.load_config(config_path), "local", check_programs=False)
+    assert len(built.specs) == 1
+    return built.specs[0].path
