@@ -235,10 +235,19 @@ def memory_limit(environ: Mapping[str, str] | None = None) -> MemoryLimit | None
 
 # --------------------------------------------------------------------------- pool size
 
-#: Band-sized float32 images a pool worker may hold at its peak, an estimate with margin:
-#: the band being injected (SCI, MSK, WGT and GalSim's view), the SWarp output pair, and
-#: SExtractor's detection + measurement buffers (a separate process, same node).
-IMAGES_PER_WORKER = 12
+#: Image planes (float32, tile-sized) a pool worker and the SExtractor/SWarp process it runs
+#: hold together at their peak. Measured at 10000^2 (benchmarks/full_tile.py): the largest
+#: worker process 1.9 GiB (injecting a band: its SCI, MSK, WGT and GalSim's view), the whole
+#: run 3.2 GiB PSS for two workers and the parent, SExtractor ~0.5 GiB: ~6 planes; 7 leaves margin.
+IMAGES_PER_WORKER = 7
+#: Planes a realization writes to its scratch directory at its peak, per band: the injected
+#: band MEF (SCI, MSK, WGT; 6.0 GB for five bands at 10000^2, measured); plus the SWarp
+#: detection pair. They cost memory only where the scratch filesystem is memory
+#: (tmpfs, e.g. the /tmp of Perlmutter's compute nodes).
+SCRATCH_PLANES_PER_BAND = 3
+SCRATCH_PLANES_DET = 2
+#: Filesystems whose files live in memory.
+MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
 #: What a worker costs whatever the tile's size, measured on a 384^2 tile: the pages a forked
 #: worker stops sharing with the parent (Python, numpy, GalSim) plus a SExtractor or SWarp
 #: process, about 100 MB together; with margin.
@@ -257,6 +266,7 @@ class PoolPlan:
     per_worker: int
     memory: MemoryLimit | None
     limited_by: str
+    scratch_in_memory: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -264,29 +274,56 @@ class PoolPlan:
             "memory_bytes": self.memory.available if self.memory else None,
             "memory_limit_bytes": self.memory.limit if self.memory else None,
             "memory_source": self.memory.source if self.memory else None, "limited_by": self.limited_by,
+            "scratch_in_memory": self.scratch_in_memory,
         }
 
 
-def worker_bytes(image_shape: tuple[int, int], nbands: int) -> int:
-    """A worker's estimated peak: ``IMAGES_PER_WORKER`` float32 images of the tile's size
-    (10000^2 -> 400 MB each), one injected copy per band, and ``WORKER_BASE_BYTES``."""
-    npix = int(image_shape[0]) * int(image_shape[1])
-    return WORKER_BASE_BYTES + 4 * npix * (IMAGES_PER_WORKER + nbands)
+def filesystem_type(path: str | os.PathLike, mounts_file: str = "/proc/self/mounts") -> str | None:
+    """Type of the filesystem holding ``path`` (``tmpfs``, ``lustre``, ``ext4`` ...); None if unknown."""
+    from .atomic import mount_point
+
+    try:
+        where = str(mount_point(path))
+        lines = Path(mounts_file).read_text().splitlines()
+    except OSError:
+        return None
+    found = None
+    for line in lines:  # the last mount on a mount point is the one in use
+        fields = line.split()
+        if len(fields) >= 3 and _unescape(fields[1]) == where:
+            found = fields[2]
+    return found
+
+
+def scratch_in_memory(path: str | os.PathLike) -> bool:
+    """Whether files under ``path`` take memory (tmpfs/ramfs): scratch there counts per worker."""
+    return filesystem_type(path) in MEMORY_FILESYSTEMS
+
+
+def worker_bytes(image_shape: tuple[int, int], nbands: int, scratch_in_memory: bool = False) -> int:
+    """A worker's estimated peak: ``IMAGES_PER_WORKER`` float32 planes of the tile's size
+    (10000^2 -> 400 MB each) and ``WORKER_BASE_BYTES``; with the scratch directory in memory,
+    the realization's scratch files too (3 planes per band + 2: 6.8 GB for 5 bands at 10000^2)."""
+    plane = 4 * int(image_shape[0]) * int(image_shape[1])
+    scratch = plane * (SCRATCH_PLANES_PER_BAND * nbands + SCRATCH_PLANES_DET) if scratch_in_memory else 0
+    return WORKER_BASE_BYTES + plane * IMAGES_PER_WORKER + scratch
 
 
 def plan_pool(ppn: int, image_shape: tuple[int, int], nbands: int, realizations: int,
-              memory: MemoryLimit | int | None = None, cpus: int | None = None) -> PoolPlan:
+              memory: MemoryLimit | int | None = None, cpus: int | None = None,
+              scratch_in_memory: bool = False) -> PoolPlan:
     """Workers = min(``ppn``, CPUs allowed, realizations, workers that fit in memory), >= 1.
 
     ``memory`` / ``cpus`` default to what this process was given (:func:`memory_limit`,
     :func:`allowed_cpus`); an int ``memory`` is free bytes from an unnamed source.
+    ``scratch_in_memory``: the realizations' scratch files are on tmpfs (:func:`scratch_in_memory`).
     """
     cpus = allowed_cpus() if cpus is None else int(cpus)
     if memory is None:
         memory = memory_limit()
     elif isinstance(memory, int):
         memory = MemoryLimit(memory, memory, "given")
-    per_worker = worker_bytes(image_shape, nbands)
+    per_worker = worker_bytes(image_shape, nbands, scratch_in_memory)
     fit = max(1, int(MEMORY_FRACTION * memory.available // per_worker)) if memory else ppn
     candidates = {"ppn": ppn, "realizations": realizations, "cpus": cpus,
                   f"memory ({memory.source})" if memory else "memory": fit}
@@ -294,9 +331,10 @@ def plan_pool(ppn: int, image_shape: tuple[int, int], nbands: int, realizations:
     workers = max(1, min(candidates.values()))
     free = f"{memory.available / 1e6:.0f} MB free by {memory.source}" if memory else "memory unknown"
     message = (f"pool of {workers} worker(s), limited by {limited_by}: ppn {ppn}, {cpus} CPU(s) allowed, "
-               f"{realizations} realization(s), {free}, ~{per_worker / 1e6:.0f} MB per worker")
+               f"{realizations} realization(s), {free}, ~{per_worker / 1e6:.0f} MB per worker"
+               + (" (scratch on a memory filesystem counted)" if scratch_in_memory else ""))
     if workers < min(ppn, realizations):
         log.warning(message)
     else:
         log.info(message)
-    return PoolPlan(workers, cpus, per_worker, memory, limited_by)
+    return PoolPlan(workers, cpus, per_worker, memory, limited_by, scratch_in_memory)

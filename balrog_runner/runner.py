@@ -653,7 +653,7 @@ def _run_pool(settings: RunSettings, tile: str, inputs: TileInputs, positions, t
     from tqdm import tqdm
 
     plan = resources.plan_pool(settings.ppn, _image_shape(inputs.images[settings.bands[0]]), len(settings.bands),
-                               len(todo))
+                               len(todo), scratch_in_memory=resources.scratch_in_memory(settings.outdir))
     status["pool"] = plan.as_dict()
     from . import inject  # noqa: F401 - import GalSim once here, shared by the forked workers
     _load_population(settings)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 
 import numpy as np
 import pytest
+from mounts import tmpfs
 
 from balrog_runner.atomic import (
     atomic_directory,
@@ -77,17 +77,8 @@ def test_external_program_error_pickles():
 @pytest.fixture
 def small_disk(tmp_path):
     """A real 1 MiB tmpfs (root only), unmounted afterwards."""
-    import subprocess
-
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a tmpfs")
-    path = tmp_path / "disk"
-    path.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
-    yield path
-    subprocess.run(["umount", "-l", str(path)], check=False)
+    with tmpfs(tmp_path / "disk", "size=1m") as path:
+        yield path
 
 
 def test_full_disk_fitsio_write_is_a_disk_error(small_disk):

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
-import subprocess
 import threading
 from pathlib import Path
 
 import fitsio
 import numpy as np
 import pytest
+from mounts import tmpfs
 
 from balrog_runner.cli import demo as cli_demo
 from balrog_runner.cli import fetch as cli_fetch
@@ -110,25 +109,6 @@ def test_binary_files_where_text_is_expected(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- filesystems
-
-
-def _need_root():
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a tmpfs (chmod 0555 does not stop root; a read-only mount does)")
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, options: str):
-    """A real tmpfs at ``path`` for the duration (unmounted even when the test fails)."""
-    _need_root()
-    path.mkdir(parents=True, exist_ok=True)
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mounts import tmpfs
 from test_runner import BIN, TILE, make_campaign, spec_run
 from test_runner import survey as survey  # noqa: F401 - the module's synthetic tile fixture
 
@@ -151,6 +152,26 @@ def test_pool_size_respects_ppn_cpus_realizations_and_memory():
     assert (by_cpu.workers, by_cpu.limited_by) == (2, "cpus")
     # a small tile still costs a worker's fixed part: 300 MB free is one worker, not dozens
     assert resources.plan_pool(8, (384, 384), 5, 10, memory=300 * 10**6, cpus=8).workers == 1
+
+
+def test_pool_counts_scratch_only_where_it_takes_memory():
+    """At 10000^2 a worker peaks near 2.4 GB (benchmarks/full_tile.py); its 6.8 GB of scratch files
+    take memory only on tmpfs. 48 GiB: 8 workers with scratch on disk, 4 with it in memory."""
+    gib = 1 << 30
+    full = (10000, 10000)
+    on_disk = resources.plan_pool(8, full, 5, 100, memory=48 * gib, cpus=16)
+    in_memory = resources.plan_pool(8, full, 5, 100, memory=48 * gib, cpus=16, scratch_in_memory=True)
+    assert (on_disk.workers, in_memory.workers) == (8, 4)
+    assert in_memory.per_worker - on_disk.per_worker == 4 * 10000**2 * (3 * 5 + 2)
+    assert in_memory.as_dict()["scratch_in_memory"] is True
+
+
+def test_scratch_on_a_real_tmpfs_is_seen_as_memory(tmp_path):
+    assert not resources.scratch_in_memory(tmp_path)  # pytest's tmp: a disk here
+    with tmpfs(tmp_path / "ram", "size=1m") as ram:
+        assert resources.filesystem_type(ram) == "tmpfs"
+        assert resources.scratch_in_memory(ram / "campaign" / "DES0002+0209" / "scratch")  # not made yet
+    assert not resources.scratch_in_memory(tmp_path / "ram")
 
 
 # ----------------------------------------------------------------------------- real: affinity
