@@ -29,7 +29,11 @@ def _tree(d: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
 
 
-def test_same_files_for_1_2_3_ranks(tmp_path):
+PLACEMENTS = {"random": ["--density", "3000"], "lattice": ["--lattice", "30", "--realizations", "3"]}
+
+
+@pytest.mark.parametrize("placement", sorted(PLACEMENTS))
+def test_same_files_for_1_2_3_ranks(tmp_path, placement):
     tiles = tmp_path / "tiles.csv"
     # 7 Stripe 82 / SPT tiles including the RA = 0 one: more tiles than ranks, unevenly split
     tiles.write_text("tilename\nDES2359+0001\nDES0002+0001\nDES0005+0209\nDES0148-5123\n"
@@ -37,7 +41,7 @@ def test_same_files_for_1_2_3_ranks(tmp_path):
     outs = {}
     for n in (1, 2, 3):
         out = tmp_path / f"r{n}"
-        res = _mpirun(n, ["--tiles", str(tiles), "--density", "3000", "--seed", "17",
+        res = _mpirun(n, ["--tiles", str(tiles), *PLACEMENTS[placement], "--seed", "17",
                           "--iterateby", "500", "--outdir", str(out), "-q"])
         assert res.returncode == 0, res.stderr
         assert f"[{n} rank(s)]" in res.stdout and res.stdout.count("balrog-positions:") == 1
@@ -46,7 +50,7 @@ def test_same_files_for_1_2_3_ranks(tmp_path):
     assert outs[1] == outs[2] == outs[3]
     # and the plain (no mpirun) run writes the same bytes
     plain = tmp_path / "plain"
-    res = subprocess.run([SCRIPT, "--tiles", str(tiles), "--density", "3000", "--seed", "17",
+    res = subprocess.run([SCRIPT, "--tiles", str(tiles), *PLACEMENTS[placement], "--seed", "17",
                           "--outdir", str(plain), "-q"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert _tree(plain) == outs[1]
