@@ -532,6 +532,7 @@ def inject_realization(
     draw_options: DrawOptions | Mapping[str, DrawOptions] | None = None,
     checksum: bool | None = None,
     skip: np.ndarray | None = None,
+    sci_only: bool = False,
 ) -> Table:
     """Inject ``objects`` into each band image; write ``out_images``; return the truth table.
 
@@ -542,7 +543,9 @@ def inject_realization(
     FITS CHECKSUM/DATASUM (None: when the input had them). The node runner's injected
     images are scratch files read once by SWarp/SExtractor, so it passes False: computing
     the checksums of three 4096^2 HDUs costs about half a second per band. ``skip``: objects
-    not to draw in any band (flagged :data:`MASKED`).
+    not to draw in any band (flagged :data:`MASKED`). ``sci_only``: write the SCI HDU alone
+    (header included), for a measurement that takes the weights from the untouched tile
+    (:func:`balrog_runner.measure.measure_realization`'s ``weights``).
     """
     bands = list(band_images)
     if not bands:
@@ -598,7 +601,7 @@ def inject_realization(
                 )
                 hdul[k].data = sci
                 want = any("CHECKSUM" in hdu.header for hdu in hdul) if checksum is None else checksum
-                write_hdus(tmp, hdul, checksum=want)
+                write_hdus(tmp, fits.HDUList([hdul[k]]) if sci_only else hdul, checksum=want)
     truth = truth_table(objects, results)
     flags = np.asarray(truth["not_drawn"])
     if np.any(flags):

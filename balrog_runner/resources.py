@@ -241,10 +241,10 @@ def memory_limit(environ: Mapping[str, str] | None = None) -> MemoryLimit | None
 #: run 3.2 GiB PSS for two workers and the parent, SExtractor ~0.5 GiB: ~6 planes; 7 leaves margin.
 IMAGES_PER_WORKER = 7
 #: Planes a realization writes to its scratch directory at its peak, per band: the injected
-#: band MEF (SCI, MSK, WGT; 6.0 GB for five bands at 10000^2, measured); plus the SWarp
-#: detection pair. They cost memory only where the scratch filesystem is memory
-#: (tmpfs, e.g. the /tmp of Perlmutter's compute nodes).
-SCRATCH_PLANES_PER_BAND = 3
+#: SCI (the runner writes no MSK/WGT copies, :func:`balrog_runner.inject.inject_realization`'s
+#: ``sci_only``); plus the SWarp detection pair. They cost memory only where the scratch
+#: filesystem is memory (tmpfs, e.g. the /tmp of Perlmutter's compute nodes).
+SCRATCH_PLANES_PER_BAND = 1
 SCRATCH_PLANES_DET = 2
 #: Filesystems whose files live in memory.
 MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
@@ -303,7 +303,7 @@ def scratch_in_memory(path: str | os.PathLike) -> bool:
 def worker_bytes(image_shape: tuple[int, int], nbands: int, scratch_in_memory: bool = False) -> int:
     """A worker's estimated peak: ``IMAGES_PER_WORKER`` float32 planes of the tile's size
     (10000^2 -> 400 MB each) and ``WORKER_BASE_BYTES``; with the scratch directory in memory,
-    the realization's scratch files too (3 planes per band + 2: 6.8 GB for 5 bands at 10000^2)."""
+    the realization's scratch files too (a plane per band + 2: 2.8 GB for 5 bands at 10000^2)."""
     plane = 4 * int(image_shape[0]) * int(image_shape[1])
     scratch = plane * (SCRATCH_PLANES_PER_BAND * nbands + SCRATCH_PLANES_DET) if scratch_in_memory else 0
     return WORKER_BASE_BYTES + plane * IMAGES_PER_WORKER + scratch

@@ -395,6 +395,7 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
                 {b: inputs.psfs[b] for b in settings.bands},
                 objects, injected, draw_options=options, checksum=False,
                 noise_seed=population.realization_seeds(real.indexstart + settings.seed_offset)[1], skip=skip,
+                sci_only=True,  # weighed with the tile's own WGT below: a third of the scratch
             )
             inject.require_something_drawn(truth, settings.posdir / f"{real.tile}.fits")
         timings: dict[str, float] = {}
@@ -403,6 +404,7 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
             injected, inputs.psfs, scratch / "sim_wide.fits", setup=settings.sextractor,
             swarp=settings.swarp, workdir=scratch, timings=timings,
             band_extra=sextractor_extra(pyconfig, settings.bands), restrict_to=restrict,
+            weights={b: inputs.images[b] for b in settings.bands},
         )
         stages.update(timings)
         with stage("match"):

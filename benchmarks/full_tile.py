@@ -141,6 +141,7 @@ def run_once(workdir: Path, size: int, archive: Path, placement: str, spacing: f
             "workers": status["pool"]["workers"], "objects/real": reals[0]["n_truth"],
             "sim rows": reals[0]["n_sim"], "fetch+nosim s": status.get("nosim_seconds", 0.0), **stages,
             "realization s": sum(r["seconds"] for r in reals) / len(reals), "wall s": wall,
+            "scratch GB": max(r.get("scratch_bytes", 0) for r in reals) / 1e9,
             "largest process GiB": peak, "tree peak GiB": tree_peak / 1024 ** 3,
             "planned per worker GiB": status["pool"]["per_worker_bytes"] / 1024 ** 3}
 

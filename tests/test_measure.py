@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from balrog_runner import astromatic, measure, synth
-from balrog_runner.errors import ConfigError, InputFileError
+from balrog_runner.errors import ConfigError, ExternalProgramError, InputFileError
 
 TILE = "DES2359+0001"
 SIZE = 384
@@ -157,6 +157,35 @@ def test_measure_realization_finds_injected_objects(tile, tmp_path):
         hit = matched[matched["balrog_index"] == row["balrog_index"]]
         best = hit[np.argmin(hit["MAG_AUTO_R"])]
         assert abs(best["MAG_AUTO_R"] - true_mag) < 0.15
+
+
+def test_sci_only_images_weighed_by_the_tile_measure_exactly_as_full_copies(tile, tmp_path):
+    """The runner's scratch: injected SCI alone, WGT from the untouched tile. Same catalog, bit for
+    bit, as measuring full MEF copies (whose WGT equals the tile's), at a third of the bytes."""
+    rng = np.random.default_rng(9)
+    xy = synth._isolated_positions(rng, 10, SIZE, margin=30, min_sep=40)
+    mags = rng.uniform(18.5, 21.0, len(xy))
+    full = {b: synth.add_sources(tile.images[b], tmp_path / f"full_{b}.fits", xy, mags, synth.PSF_FWHM[b])
+            for b in BANDS}
+    sci_only = {}
+    for b, path in full.items():
+        data, header = fitsio.read(str(path), ext=0, header=True)
+        sci_only[b] = tmp_path / f"sci_{b}.fits"
+        fitsio.write(str(sci_only[b]), data, header=header, clobber=True)
+        with fitsio.FITS(str(sci_only[b])) as f:
+            assert len(f) == 1
+    restrict = np.asarray(xy, dtype=float)
+    a = measure.measure_realization(full, tile.psfs, tmp_path / "a.fits", setup=SETUP, workdir=tmp_path,
+                                    restrict_to=restrict)
+    b = measure.measure_realization(sci_only, tile.psfs, tmp_path / "b.fits", setup=SETUP, workdir=tmp_path,
+                                    restrict_to=restrict, weights={k: tile.images[k] for k in BANDS})
+    wa, wb = fitsio.read(str(a)), fitsio.read(str(b))
+    assert len(wa) >= len(xy) // 2 and wa.dtype == wb.dtype  # most injected stars are measured
+    for name in wa.dtype.names:
+        assert np.array_equal(wa[name], wb[name], equal_nan=wa[name].dtype.kind == "f"), name
+    # without the tile's weights a SCI-only image has no WGT HDU to give: SExtractor must fail, not guess
+    with pytest.raises(ExternalProgramError, match="SWarp exited with code 1: > Not enough valid FITS image extensions"):
+        measure.measure_realization(sci_only, tile.psfs, tmp_path / "c.fits", setup=SETUP, workdir=tmp_path)
 
 
 def test_wide_catalog_refuses_catalogs_of_different_runs():

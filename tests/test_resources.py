@@ -155,14 +155,14 @@ def test_pool_size_respects_ppn_cpus_realizations_and_memory():
 
 
 def test_pool_counts_scratch_only_where_it_takes_memory():
-    """At 10000^2 a worker peaks near 2.4 GB (benchmarks/full_tile.py); its 6.8 GB of scratch files
-    take memory only on tmpfs. 48 GiB: 8 workers with scratch on disk, 4 with it in memory."""
+    """At 10000^2 a worker peaks near 2.4 GB (benchmarks/full_tile.py); its 2.8 GB of scratch files
+    take memory only on tmpfs. 24 GiB: 6 workers with scratch on disk, 3 with it in memory."""
     gib = 1 << 30
     full = (10000, 10000)
-    on_disk = resources.plan_pool(8, full, 5, 100, memory=48 * gib, cpus=16)
-    in_memory = resources.plan_pool(8, full, 5, 100, memory=48 * gib, cpus=16, scratch_in_memory=True)
-    assert (on_disk.workers, in_memory.workers) == (8, 4)
-    assert in_memory.per_worker - on_disk.per_worker == 4 * 10000**2 * (3 * 5 + 2)
+    on_disk = resources.plan_pool(8, full, 5, 100, memory=24 * gib, cpus=16)
+    in_memory = resources.plan_pool(8, full, 5, 100, memory=24 * gib, cpus=16, scratch_in_memory=True)
+    assert (on_disk.workers, in_memory.workers) == (6, 3)
+    assert in_memory.per_worker - on_disk.per_worker == 4 * 10000**2 * (5 + 2)
     assert in_memory.as_dict()["scratch_in_memory"] is True
 
 
