@@ -2,7 +2,8 @@
 
 For every band: read the image once (all HDUs), draw every object into the SCI HDU, write
 the result once, atomically (all bands are renamed into place together at the end, so a
-failure leaves no output at all). MSK, WGT and every header are copied unchanged.
+failure leaves no output at all). MSK, WGT and every header are copied unchanged, or with
+``sci_only`` (the node runner) the SCI HDU alone is written and MSK/WGT are never read.
 
 Conventions that trip people up, all in one place:
 

@@ -11,8 +11,8 @@ Build the jobs on a login node::
 once per node: a Perlmutter CPU node has 128 cores; SExtractor/SWarp runs are single-threaded.
 Memory: a realization of a 10000^2 tile peaks near 2.4 GB (benchmarks/full_tile.py) and the
 runner plans 3.0 GB per worker, so 64 workers fit a node's 512 GB. Keep ``outdir`` on $SCRATCH:
-the nodes' /tmp is memory (tmpfs), where each realization's 6.8 GB of scratch images would
-count too (9.8 GB planned per worker, about 40 workers a node).
+the nodes' /tmp is memory (tmpfs), where each realization's 2.8 GB of scratch images count
+too (5.8 GB planned per worker, about 68 workers a node).
 """
 
 import os
