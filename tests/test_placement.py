@@ -154,3 +154,14 @@ def test_masked_positions_is_checked_when_the_campaign_is_built(tmp_path):
     with pytest.raises(ConfigError, match="balrog\\['masked-positions'\\] = 'drop': use 'flag', 'skip', 'ignore'"):
         cfgmod.load_config(config)
     shutil.rmtree(tmp_path / "jobs", ignore_errors=True)
+
+
+def test_an_image_without_msk_and_wgt_is_a_clear_error(tmp_path):
+    """A SCI-only file where a tile image belongs: one line naming the file and the way out."""
+    from balrog_runner import masking
+    from balrog_runner.errors import InputFileError
+
+    path = tmp_path / "sci_only.fits"
+    fitsio.write(str(path), np.zeros((64, 64), dtype=np.float32))
+    with pytest.raises(InputFileError, match=r"sci_only.fits has no MSK image HDU .*masked-positions'\] = 'ignore'"):
+        masking.masked_in_image(path, np.array([10.0]), np.array([10.0]), None)
