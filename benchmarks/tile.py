@@ -12,9 +12,11 @@ What it does:
    PSFEx models, fpacked) in ``<workdir>/archive/<TILE>``, or reuses one of the right size
    made by an earlier run with the same ``--workdir``; its time is reported separately;
 2. writes ``ngal * realizations`` positions in the tile's footprint (``geometry.cutout_tile``);
-3. runs the real node runner (``runner.run_tiles``) with ``ppn = 1``: realizations run one
-   after the other in this process, so each stage's wall time is not inflated by a second
-   worker competing for the CPU, and the probes below see every call;
+3. runs the real node runner (``runner.run_tiles``) with ``ppn = 1`` and its pool replaced by
+   an in-process loop: realizations run one after the other in this process, so each stage's
+   wall time is not inflated by a second worker competing for the CPU, and the probes below
+   see every call (the pool forks a process per realization, whose probes the parent would
+   never see);
 4. prints the tables.
 
 How the time is split (probes wrap functions of this process, nothing else changes):
@@ -60,7 +62,17 @@ if str(REPO) not in sys.path:
 import fitsio  # noqa: E402
 import galsim  # noqa: E402
 
-from balrog_runner import astromatic, config, geometry, inject, measure, positions, runner, synth  # noqa: E402
+from balrog_runner import (  # noqa: E402
+    astromatic,
+    config,
+    geometry,
+    inject,
+    measure,
+    pool,
+    positions,
+    runner,
+    synth,
+)
 
 TILE = "DES2359+0001"
 STAGES = ("inject", "swarp", "sextractor", "catalog", "match", "write")
@@ -122,6 +134,12 @@ class Probes:
         setattr(owner, attr, timed)
 
     def install(self) -> None:
+        def in_process(fn, tasks, workers):  # pool.run_tasks without the fork (see step 3)
+            return (fn(task) for task in tasks)
+
+        self._undo.append((pool, "run_tasks", pool.run_tasks))
+        pool.run_tasks = in_process
+
         def program_key(args, kwargs):
             argv = args[0] if args else kwargs["argv"]
             return "ext:" + Path(str(argv[0])).name.lower()
