@@ -233,6 +233,22 @@ def _make_handler(server: ArchiveServer) -> type[http.server.BaseHTTPRequestHand
             finally:
                 server._leave()
 
+        def do_HEAD(self) -> None:  # noqa: N802 - stdlib name
+            """What DESDM answers to a HEAD (``balrog-jobs`` probes the archive with one): the
+            status and size of the file, no body. Faults are left for the GETs they are set for."""
+            path = urllib.parse.urlsplit(self.path).path
+            if not server._authorized(self.headers.get("Authorization")):
+                self._empty(401, {"WWW-Authenticate": 'Basic realm="archive"'})
+                return
+            target = server._resolve(path)  # not recorded: the records count the downloads
+            if target is None:
+                self._empty(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(target.stat().st_size))
+            self.end_headers()
+
         def _serve(self, path: str) -> None:
             if not server._authorized(self.headers.get("Authorization")):
                 server._record(path, 401, None)

@@ -118,3 +118,25 @@ def test_reachability_is_a_warning(tmp_path, caplog):
     assert "Qq7-secret" not in " ".join(warnings) + caplog.text
     jobs_built = jobs.build_jobs(cfg, "local", check_programs=False)  # warnings do not stop the build
     assert jobs_built.specs
+
+
+def test_the_demo_archive_answers_the_build_time_probe(tmp_path):
+    """The HTTP archive of the demo and the tests answers HEAD as DESDM does, with netrc auth:
+    `make demo` printed "not reachable (HTTP 501)" for a file it then downloaded."""
+    from balrog_runner.archive_server import ArchiveServer
+    from balrog_runner.demo import write_netrc
+
+    archive = tmp_path / "archive" / TILES[0]
+    archive.mkdir(parents=True)
+    (archive / f"{TILES[0]}_g.fits.fz").write_bytes(b"x" * 2880)
+    with ArchiveServer(tmp_path / "archive", credentials=("user", "Zz9-pass")) as server:
+        netrc = write_netrc(tmp_path / "netrc", "127.0.0.1", "user", "Zz9-pass")
+        cfg = cfgmod.load_config(write_campaign(tmp_path, **{"fetch-root": server.url, "fetch-netrc": str(netrc)}))
+        assert preflight.check_campaign(cfg, reachability=True) == []
+        cfg.run["bands"] = ["r"]
+        warnings = preflight.check_campaign(cfg, reachability=True)
+        assert len(warnings) == 1 and "HTTP 404" in warnings[0]
+        write_netrc(netrc, "127.0.0.1", "user", "wrong")
+        cfg.run["bands"] = ["g"]
+        warnings = preflight.check_campaign(cfg, reachability=True)
+        assert len(warnings) == 1 and "HTTP 401" in warnings[0] and "Zz9-pass" not in warnings[0]
