@@ -134,6 +134,13 @@ def check_position_files(cfg: Config) -> None:
             raise InputFileError(f"position file {path} has no balrog_index column{hint}")
         if not {"ra", "dec"} <= columns:
             raise InputFileError(f"position file {path} lacks the ra/dec columns")
+        wanted = cfg.run.get("realizations")
+        if "realization" in columns and wanted is not None:  # a lattice file fixes the realizations
+            held = int(header.get("NREAL") or 0)
+            if wanted > held:
+                raise ConfigError(f"run['realizations'] = {wanted}, but the lattice position file {path} holds "
+                                  f"{held} realization(s): re-run balrog-positions --lattice with --realizations "
+                                  f"{wanted}, or ask for at most {held}")
 
 
 # ----------------------------------------------------------------------------- database

@@ -136,3 +136,22 @@ def test_balrog_positions_writes_lattice_files_the_runner_splits(tmp_path):
     # another placement in the same directory is refused, as for random positions
     again = subprocess.run(cmd[:4] + ["--pertile", "10", "--outdir", str(out)], capture_output=True, text=True)
     assert again.returncode != 0 and "holds positions made with lattice=30 arcsec x 3 realizations" in again.stderr
+
+
+def test_more_realizations_than_the_lattice_holds_fail_at_build_time(tmp_path):
+    """balrog-jobs refuses the campaign on the login node, not each tile on a compute node."""
+    from test_jobs import write_campaign
+
+    from balrog_runner import config as cfgmod
+    from balrog_runner import jobs
+
+    tiles = TILES[:2]
+    for name, realizations in (("five.py", 5), ("three.py", 3)):
+        config = write_campaign(tmp_path, tiles, name=name, realizations=realizations)
+        for tile in tiles:  # replace the tiny random files by 3-realization lattices
+            positions.write_tile_positions(des_tile(tile), _params(60.0, 3), tmp_path / "pos")
+        if realizations == 5:
+            with pytest.raises(ConfigError, match=r"run\['realizations'\] = 5, but the lattice position file .* holds 3"):
+                jobs.build_jobs(cfgmod.load_config(config), "local", check_programs=False)
+        else:
+            assert jobs.build_jobs(cfgmod.load_config(config), "local", check_programs=False).specs
