@@ -133,6 +133,11 @@ def test_balrog_positions_writes_lattice_files_the_runner_splits(tmp_path):
     assert all(got.balrog_index[r.start] == r.indexstart for r in plan)
     with pytest.raises(ConfigError, match="has 3 realizations"):
         plan_lattice_realizations(TILES[1], got.balrog_index, got.row_realization, count=4)
+    # run['realization-list'] re-runs one realization alone: its own rows and seeds
+    (only,) = plan_lattice_realizations(TILES[1], got.balrog_index, got.row_realization, only=[2])
+    assert (only.number, only.start, only.stop, only.indexstart) == (2, plan[2].start, plan[2].stop, plan[2].indexstart)
+    with pytest.raises(ConfigError, match=r"realization\(s\) \[3\] outside 0..2"):
+        plan_lattice_realizations(TILES[1], got.balrog_index, got.row_realization, only=[3])
     # another placement in the same directory is refused, as for random positions
     again = subprocess.run(cmd[:4] + ["--pertile", "10", "--outdir", str(out)], capture_output=True, text=True)
     assert again.returncode != 0 and "holds positions made with lattice=30 arcsec x 3 realizations" in again.stderr
