@@ -9,8 +9,11 @@ Definitions (what a reader of the plots needs to know):
 * an injected object is *recovered* in a realization when a detection of that
   realization's sim catalog is associated with it (nearest truth position within 2 px,
   SExtractor ASSOC semantics), so completeness = recovered / drawn per magnitude bin;
-* objects flagged ``not_drawn`` as off the image (or failed) are excluded from every
-  statistic; objects whose stamp was only clipped at the image edge count as drawn;
+* objects flagged ``not_drawn`` as off the image (or failed, or skipped as masked) are
+  excluded from every statistic; objects whose stamp was only clipped at the image edge
+  count as drawn; objects drawn with their centre on a masked pixel (truth ``masked``,
+  ``balrog['masked-positions'] = 'flag'``) are left out too and counted on the page: the
+  survey throws those pixels away, so they measure the mask, not the selection function;
 * the photometric bias uses ``MAG_AUTO_<BAND> - mag_<band>`` of recovered objects, and
   leaves out objects that fell within 2 px of a detection already present in the
   untouched image (the nosim association): their measurement is a blend with a real
@@ -83,6 +86,8 @@ class CampaignData:
     truth_tile: np.ndarray
     offsets_arcsec: np.ndarray
     matches: dict[str, BandMatches] = field(default_factory=dict)
+    #: Drawn objects centred on a masked pixel (truth ``masked``), left out of every statistic.
+    n_masked: int = 0
     seconds_spent: float | None = None
     missing: Missing = field(default_factory=lambda: Missing())
     #: Per drawn object (the order of ``truth_ra``): its realization's number 0..G-1 (the
@@ -293,7 +298,7 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
     tiles: set[str] = set()
     ra_parts, dec_parts, tile_parts, offset_parts = [], [], [], []
     per_band: dict[str, dict[str, list[np.ndarray]]] = {}
-    n_injected = n_drawn = n_recovered = 0
+    n_injected = n_drawn = n_recovered = n_masked = 0
     found_bands: list[str] | None = list(bands) if bands else None
     group_parts, type_parts, size_parts, class_parts, rec_parts = [], [], [], [], []
     realizations: list[tuple[str, int]] = []
@@ -314,6 +319,11 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
         n_injected += len(truth)
         not_drawn = _column(truth, "not_drawn")
         drawn = np.ones(len(truth), bool) if not_drawn is None else (not_drawn & NOT_DRAWN_BITS) == 0
+        masked = _column(truth, "masked")
+        if masked is not None:  # drawn on a masked pixel: the footprint's loss, not the selection's
+            on_mask = drawn & (np.asarray(masked) != 0)
+            n_masked += int(on_mask.sum())
+            drawn &= ~on_mask
         n_drawn += int(drawn.sum())
         index = _column(truth, "balrog_index")
         sim_index = _column(sim, "balrog_index")
@@ -410,6 +420,7 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
         n_injected=n_injected,
         n_drawn=n_drawn,
         n_recovered=n_recovered,
+        n_masked=n_masked,
         bands=list(matches),
         truth_ra=np.concatenate(ra_parts),
         truth_dec=np.concatenate(dec_parts),
@@ -730,6 +741,7 @@ def write_report(outdir: str | Path, report_dir: str | Path | None = None) -> Pa
         "realizations": data.n_realizations,
         "objects_injected": data.n_injected,
         "objects_drawn": data.n_drawn,
+        "objects_on_masked_pixels": data.n_masked,
         "objects_recovered": data.n_recovered,
         "recovered_fraction": data.n_recovered / data.n_drawn if data.n_drawn else float("nan"),
         "median_offset_arcsec": median_offset,
@@ -793,7 +805,8 @@ def report_tables(data: CampaignData, numbers: dict):
         ["Tiles", ", ".join(data.tiles)],
         ["Realizations", str(data.n_realizations)],
         ["Objects injected", f"{data.n_injected:,}"],
-        ["Objects drawn (on the image)", f"{data.n_drawn:,}"],
+        ["Objects drawn and counted (not on a masked pixel)", f"{data.n_drawn:,}"],
+        ["Drawn on a masked pixel (left out)", f"{data.n_masked:,}"],
         ["Objects recovered", f"{data.n_recovered:,} ({100 * numbers['recovered_fraction']:.1f}%)"],
         ["Median position offset", f"{numbers['median_offset_arcsec']:.3f} arcsec"],
         ["Time spent in realizations", _format_seconds(data.seconds_spent)],

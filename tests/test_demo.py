@@ -42,6 +42,8 @@ def catalog_numbers(outdir: Path) -> dict:
         rows["sim"] += len(sim)
         rows["nosim"] += len(nosim)
         on_image = (truth["not_drawn"] & NOT_DRAWN_BITS) == 0
+        if "masked" in truth.dtype.names:  # drawn on a masked pixel: left out of the report's numbers
+            on_image &= truth["masked"] == 0
         injected += len(truth)
         drawn += int(on_image.sum())
         recovered += int(np.isin(truth["balrog_index"][on_image], sim["balrog_index"]).sum())

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import fitsio
 import numpy as np
 import pytest
+from numpy.lib import recfunctions
 
 from balrog_runner.report import binned_bias, completeness, load_campaign, write_report
 
@@ -78,6 +80,30 @@ def test_load_campaign_counts(campaign):
     assert np.allclose(g.measured_mag[g.recovered] - g.true_mag[g.recovered], 0.02, atol=1e-5)
     assert g.blended.sum() == 15
     assert np.allclose(data.offsets_arcsec, 0.5 * 0.263)
+
+
+def test_objects_drawn_on_masked_pixels_are_left_out_and_counted(campaign):
+    """balrog['masked-positions'] = 'flag' draws them; the report counts them apart, and a masked
+    object that was recovered (or not) changes neither completeness nor the recovered count."""
+    outdir, drawn, recovered = campaign
+    before = load_campaign(outdir)
+    n_masked, n_masked_recovered = 0, 0
+    for path in sorted(outdir.glob("*/catalogs/*_truth.fits")):
+        truth = fitsio.read(str(path))
+        sim_index = fitsio.read(str(path).replace("_truth", "_sim"))["balrog_index"]
+        masked = np.zeros(len(truth), np.int16)
+        masked[10:40] = 1  # 30 drawn objects (rows 0-9 are off the image)
+        masked[5] = 1  # off the image and masked: stays "not drawn", not counted as masked
+        n_masked += 30
+        n_masked_recovered += int(np.isin(truth["balrog_index"][10:40], sim_index).sum())
+        fitsio.write(str(path), recfunctions.append_fields(truth, "masked", masked, usemask=False), clobber=True)
+    data = load_campaign(outdir)
+    assert data.n_masked == n_masked
+    assert data.n_drawn == drawn - n_masked == before.n_drawn - n_masked
+    assert data.n_recovered == recovered - n_masked_recovered
+    assert len(data.matches["g"].true_mag) == data.n_drawn
+    page = Path(write_report(outdir)).read_text()
+    assert f"<th>Drawn on a masked pixel (left out)</th><td>{n_masked:,}</td>" in page
 
 
 def test_completeness_and_bias_functions():
