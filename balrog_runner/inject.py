@@ -182,13 +182,19 @@ class DrawResult:
 # --------------------------------------------------------------------------- inputs
 
 
-def sci_index(hdul: fits.HDUList, path: Path) -> int:
+def image_hdu_index(hdul: fits.HDUList, extname: str, fallback: int, path: Path, why: str = "") -> int:
+    """Index of a DESDM image plane: the HDU named ``extname``, else the 2-d HDU at ``fallback``
+    (funpacked DESDM coadds: SCI 0, MSK 1, WGT 2); an InputFileError naming the file otherwise."""
     for k, hdu in enumerate(hdul):
-        if hdu.header.get("EXTNAME", "").strip().upper() == "SCI":
+        if str(hdu.header.get("EXTNAME", "")).strip().upper() == extname:
             return k
-    if hdul[0].header.get("NAXIS", 0) == 2:
-        return 0
-    raise InputFileError(f"{path} has no SCI image HDU (expected HDU 0 or EXTNAME SCI)")
+    if len(hdul) > fallback and hdul[fallback].header.get("NAXIS", 0) == 2:
+        return fallback
+    raise InputFileError(f"{path} has no {extname} image HDU (expected HDU {fallback} or EXTNAME {extname}){why}")
+
+
+def sci_index(hdul: fits.HDUList, path: Path) -> int:
+    return image_hdu_index(hdul, "SCI", 0, path)
 
 
 def band_header(path: Path, header: fits.Header, require_gain: bool) -> BandHeader:

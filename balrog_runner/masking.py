@@ -23,8 +23,9 @@ two 10000^2 planes per band would otherwise be read in full by every realization
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -36,45 +37,51 @@ log = logging.getLogger(__name__)
 
 #: ``balrog['masked-positions']`` values.
 MODES = ("flag", "skip", "ignore")
-#: DESDM coadd HDUs (funpacked): SCI 0, MSK 1, WGT 2; found by EXTNAME first.
-_MSK, _WGT = ("MSK", 1), ("WGT", 2)
+#: Why the planes are needed, for the error when a file has none.
+_WHY = ("; needed to keep objects off masked pixels: set balrog['masked-positions'] = 'ignore' "
+        "to inject regardless")
 
 
-def _hdu(hdul: fits.HDUList, name: str, fallback: int, path: Path) -> fits.ImageHDU:
-    for hdu in hdul:
-        if str(hdu.header.get("EXTNAME", "")).strip().upper() == name:
-            return hdu
-    if len(hdul) > fallback and hdul[fallback].header.get("NAXIS", 0) == 2:
-        return hdul[fallback]
-    raise InputFileError(f"{path} has no {name} image HDU (needed to keep objects off masked pixels; "
-                         "set balrog['masked-positions'] = 'ignore' to inject regardless)")
+def _masked_in_hdul(hdul: fits.HDUList, path: Path, x: np.ndarray, y: np.ndarray,
+                    mask_bits: int | None) -> np.ndarray:
+    """Per position (1-based FITS x, y): centre pixel has a ``mask_bits`` MSK bit or weight <= 0.
 
+    ``hdul`` is open memory-mapped: indexing its planes reads only the pages under the objects.
+    """
+    from .inject import image_hdu_index
 
-def _plane_values(hdu: fits.ImageHDU, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Pixel values at (rows, cols), 0-based, reading only the pages that hold them."""
-    return np.asarray(hdu.data[rows, cols])
-
-
-def masked_in_image(path: Path, x: np.ndarray, y: np.ndarray, mask_bits: int | None) -> np.ndarray:
-    """Per position (1-based FITS x, y): centre pixel has a ``mask_bits`` MSK bit or weight <= 0."""
     ix = np.floor(np.asarray(x, dtype=np.float64) + 0.5)
     iy = np.floor(np.asarray(y, dtype=np.float64) + 0.5)
     masked = np.zeros(len(ix), dtype=bool)
+    msk = hdul[image_hdu_index(hdul, "MSK", 1, path, _WHY)]
+    wgt = hdul[image_hdu_index(hdul, "WGT", 2, path, _WHY)]
+    ny, nx = msk.shape
+    if wgt.shape != (ny, nx):
+        raise InputFileError(f"{path}: MSK {msk.shape} and WGT {wgt.shape} planes differ in shape")
+    inside = (ix >= 1) & (ix <= nx) & (iy >= 1) & (iy <= ny)
+    rows, cols = iy[inside].astype(np.intp) - 1, ix[inside].astype(np.intp) - 1
+    bits = np.asarray(msk.data[rows, cols]).astype(np.int64)
+    weight = np.asarray(wgt.data[rows, cols])
+    masked[inside] = ((bits != 0) if mask_bits is None else (bits & int(mask_bits)) != 0) | ~(weight > 0)
+    return masked
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[fits.HDUList]:
+    """The image memory-mapped; a read failure becomes an InputFileError naming it."""
     try:
-        with fits.open(path, memmap=True, do_not_scale_image_data=False) as hdul:
-            msk, wgt = _hdu(hdul, *_MSK, path), _hdu(hdul, *_WGT, path)
-            ny, nx = msk.shape
-            if wgt.shape != (ny, nx):
-                raise InputFileError(f"{path}: MSK {msk.shape} and WGT {wgt.shape} planes differ in shape")
-            inside = (ix >= 1) & (ix <= nx) & (iy >= 1) & (iy <= ny)
-            rows, cols = iy[inside].astype(np.intp) - 1, ix[inside].astype(np.intp) - 1
-            bits = _plane_values(msk, rows, cols).astype(np.int64)
-            weight = _plane_values(wgt, rows, cols)
-            bad = ((bits != 0) if mask_bits is None else (bits & int(mask_bits)) != 0) | ~(weight > 0)
-            masked[inside] = bad
+        with fits.open(path, memmap=True) as hdul:
+            yield hdul
+    except InputFileError:  # already names the file (a ValueError too: not to be wrapped again)
+        raise
     except (OSError, ValueError, TypeError) as exc:
         raise InputFileError(f"cannot read the MSK/WGT planes of {path}: {exc}") from exc
-    return masked
+
+
+def masked_in_image(path: Path, x: np.ndarray, y: np.ndarray, mask_bits: int | None) -> np.ndarray:
+    """:func:`_masked_in_hdul` for the file at ``path``."""
+    with _opened(Path(path)) as hdul:
+        return _masked_in_hdul(hdul, Path(path), x, y, mask_bits)
 
 
 def masked_centres(images: Mapping[str, Path], ra: np.ndarray, dec: np.ndarray, mask_bits: int | None) -> np.ndarray:
@@ -86,10 +93,10 @@ def masked_centres(images: Mapping[str, Path], ra: np.ndarray, dec: np.ndarray, 
     masked = np.zeros(len(ra), dtype=bool)
     for band, path in images.items():
         path = Path(path)
-        with fits.open(path, memmap=True) as hdul:
-            header = hdul[sci_index(hdul, path)].header
-        x, y = galsim.GSFitsWCS(header=header).radecToxy(np.asarray(ra), np.asarray(dec), units="deg")
-        here = masked_in_image(path, np.atleast_1d(x), np.atleast_1d(y), mask_bits)
+        with _opened(path) as hdul:  # one open per band: the WCS, then the pixels under the objects
+            wcs = galsim.GSFitsWCS(header=hdul[sci_index(hdul, path)].header)
+            x, y = wcs.radecToxy(np.asarray(ra), np.asarray(dec), units="deg")
+            here = _masked_in_hdul(hdul, path, np.atleast_1d(x), np.atleast_1d(y), mask_bits)
         log.debug("band %s: %d of %d centres on masked pixels", band, int(here.sum()), len(here))
         masked |= here
     return masked
