@@ -194,10 +194,10 @@ def iter_lattice(tile: Tile, params: PositionParams) -> Iterator[np.ndarray]:
 
 
 def tile_count(tile: Tile, params: PositionParams) -> int:
-    """Number of positions in ``tile``: N (pertile), Poisson(density * unique area in deg^2),
-    or the lattice points of every realization."""
+    """Number of random positions in ``tile``: N (pertile) or Poisson(density * unique area in
+    deg^2). A lattice's count is that of its grids (:func:`iter_lattice`)."""
     if params.lattice is not None:
-        return sum(len(part) for part in iter_lattice(tile, params))
+        raise ConfigError("a lattice has as many positions as its grids: count iter_lattice's rows")
     if params.pertile is not None:
         return params.pertile
     mean = params.density * tile.area_deg2
@@ -295,19 +295,25 @@ def write_tile_positions(
 ) -> tuple[Path, int]:
     """Write ``<outdir>/<TILENAME>.fits`` atomically, ``iterateby`` rows at a time.
 
-    Returns the path and the number of positions. Memory stays at about one chunk.
+    Returns the path and the number of positions. Memory stays at about one chunk. A
+    lattice's size is known only once its grids are made, so its ``NPOS`` is set after the
+    rows (the key is already in the header: updating it never moves the data).
     """
     final = Path(outdir) / f"{tile.tilename}.fits"
-    n = tile_count(tile, params)
+    lattice = params.lattice is not None
+    n = 0 if lattice else tile_count(tile, params)
     with atomic_path(final) as tmp:
         try:
             with fitsio.FITS(str(tmp), "rw", clobber=True) as fits:
-                dtype = LATTICE_DTYPE if params.lattice is not None else DTYPE
+                dtype = LATTICE_DTYPE if lattice else DTYPE
                 fits.create_table_hdu(dtype=dtype, extname=EXTNAME, units=["deg", "deg", "", ""][:len(dtype)])
                 hdu = fits[-1]
                 hdu.write_keys(_header_records(tile, params, n))
                 for part in iter_tile_positions(tile, params, iterateby):
                     hdu.append(part)
+                if lattice:
+                    n = hdu.get_nrows()
+                    hdu.write_key("NPOS", n, "number of positions")
         except OSError as exc:
             full = disk_error(exc, final)  # before the temporary goes: a full disk must still look full
             raise (full or OutputError(f"cannot write {final}: {exc}")) from exc

@@ -125,6 +125,7 @@ def test_balrog_positions_writes_lattice_files_the_runner_splits(tmp_path):
     got = positions.read_positions(out / f"{TILES[1]}.fits")
     h = fitsio.read_header(str(out / f"{TILES[1]}.fits"), ext=1)
     assert (h["POSMODE"], h["SPACING"], h["NREAL"]) == ("lattice", lattice.DEFAULT_SPACING_ARCSEC, 3)
+    assert h["NPOS"] == len(got) > 0  # set after the grids were written
     want = np.concatenate(list(positions.iter_lattice(des_tile(TILES[1]), _params(30.0, 3, seed=5))))
     assert np.array_equal(got.balrog_index, want["balrog_index"]) and np.array_equal(got.ra, want["ra"])
     plan = plan_lattice_realizations(TILES[1], got.balrog_index, got.row_realization)
