@@ -18,6 +18,7 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from balrog_runner import synth
 from balrog_runner.errors import ConfigError, InputFileError, OutputError
 from balrog_runner.inject import (
     CENTRE_OFF_IMAGE,
@@ -47,13 +48,7 @@ ZP = {"g": 30.0, "r": 30.5, "i": 31.0}
 
 
 def tile_header(nx: int, ny: int, ra: float = RA0, dec: float = DEC0) -> fits.Header:
-    h = fits.Header()
-    h["CTYPE1"], h["CTYPE2"] = "RA---TAN", "DEC--TAN"
-    h["CRVAL1"], h["CRVAL2"] = ra, dec
-    h["CRPIX1"], h["CRPIX2"] = (nx + 1) / 2, (ny + 1) / 2
-    h["CD1_1"], h["CD1_2"] = -PIXEL_SCALE / 3600, 0.0
-    h["CD2_1"], h["CD2_2"] = 0.0, PIXEL_SCALE / 3600
-    return h
+    return synth.tile_wcs_header(ra, dec, nx, ny)
 
 
 def write_band_image(

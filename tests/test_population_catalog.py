@@ -16,6 +16,7 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 from balrog_runner import config as config_mod
+from balrog_runner import synth
 from balrog_runner.errors import ConfigError, InputFileError
 from balrog_runner.inject import DrawOptions, draw_objects_into, inject_realization, load_psf
 from balrog_runner.mag_offsets import load_map, load_maps
@@ -32,19 +33,12 @@ from balrog_runner.population_catalog import (
     check_column_spec,
 )
 
-PIXEL_SCALE = 0.263  # arcsec / pixel
 RA0, DEC0 = 10.0, -1.0
 NPIX = 256
 
 
 def tile_header(n: int = NPIX) -> fits.Header:
-    h = fits.Header()
-    h["CTYPE1"], h["CTYPE2"] = "RA---TAN", "DEC--TAN"
-    h["CRVAL1"], h["CRVAL2"] = RA0, DEC0
-    h["CRPIX1"], h["CRPIX2"] = (n + 1) / 2, (n + 1) / 2
-    h["CD1_1"], h["CD1_2"] = -PIXEL_SCALE / 3600, 0.0
-    h["CD2_1"], h["CD2_2"] = 0.0, PIXEL_SCALE / 3600
-    return h
+    return synth.tile_wcs_header(RA0, DEC0, n, n)
 
 
 def inner_positions(k: int, seed: int = 1, margin: int = 40):
