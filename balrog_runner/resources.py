@@ -236,9 +236,10 @@ def memory_limit(environ: Mapping[str, str] | None = None) -> MemoryLimit | None
 # --------------------------------------------------------------------------- pool size
 
 #: Image planes (float32, tile-sized) a pool worker and the SExtractor/SWarp process it runs
-#: hold together at their peak. Measured at 10000^2 (benchmarks/full_tile.py): the largest
-#: worker process 1.9 GiB (injecting a band: its SCI, MSK, WGT and GalSim's view), the whole
-#: run 3.2 GiB PSS for two workers and the parent, SExtractor ~0.5 GiB: ~6 planes; 7 leaves margin.
+#: hold together at their peak. Measured at 10000^2 (benchmarks/full_tile.py), with the
+#: injection still reading MSK and WGT: the largest worker process 1.9 GiB (a band's SCI, MSK,
+#: WGT and GalSim's view), the whole run 3.2 GiB PSS for two workers and the parent,
+#: SExtractor ~0.5 GiB: ~6 planes; 7 leaves margin. Since the SCI-only injection: 1.4 GiB.
 IMAGES_PER_WORKER = 7
 #: Planes a realization writes to its scratch directory at its peak, per band: the injected
 #: SCI (the runner writes no MSK/WGT copies, :func:`balrog_runner.inject.inject_realization`'s

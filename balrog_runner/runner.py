@@ -221,6 +221,15 @@ class Realization:
     indexstart: int
 
 
+def _chosen(tile: str, n: int, only: Sequence[int] | None) -> Sequence[int]:
+    """Realizations 0..n-1, or the ``run['realization-list']`` subset of them (sorted, once each)."""
+    numbers = range(n) if only is None else sorted(set(only))
+    bad = [j for j in numbers if not 0 <= j < n]
+    if bad:
+        raise ConfigError(f"tile {tile}: realization(s) {bad} outside 0..{n - 1}")
+    return numbers
+
+
 def plan_realizations(tile: str, balrog_index: np.ndarray, ngal: int, count: int | None = None,
                       only: Sequence[int] | None = None) -> list[Realization]:
     """Split a tile's positions into realizations of ``ngal`` objects (full ones only)."""
@@ -232,10 +241,7 @@ def plan_realizations(tile: str, balrog_index: np.ndarray, ngal: int, count: int
     n = available if count is None else int(count)
     if n > available:
         raise ConfigError(f"tile {tile}: {n} realizations of {ngal} need {n * ngal} positions; the file has {len(balrog_index)}")
-    numbers = range(n) if only is None else sorted(set(only))
-    bad = [j for j in numbers if not 0 <= j < n]
-    if bad:
-        raise ConfigError(f"tile {tile}: realization(s) {bad} outside 0..{n - 1}")
+    numbers = _chosen(tile, n, only)
     return [Realization(tile, j, j * ngal, (j + 1) * ngal, int(balrog_index[j * ngal])) for j in numbers]
 
 
@@ -256,10 +262,7 @@ def plan_lattice_realizations(tile: str, balrog_index: np.ndarray, row_realizati
     if n > available:
         raise ConfigError(f"tile {tile}: run['realizations'] = {n}, but the lattice position file has {available} "
                           "realizations (balrog-positions --realizations)")
-    numbers = range(n) if only is None else sorted(set(only))
-    bad = [j for j in numbers if not 0 <= j < n]
-    if bad:
-        raise ConfigError(f"tile {tile}: realization(s) {bad} outside 0..{n - 1}")
+    numbers = _chosen(tile, n, only)
     starts = np.searchsorted(row_realization, np.arange(available + 1))
     empty = [j for j in numbers if starts[j] == starts[j + 1]]
     if empty:
