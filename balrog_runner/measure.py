@@ -287,7 +287,7 @@ def measure_realization(
     instead of 2.0 GB for five bands at 10000^2).
     """
     clock = _StageClock(timings)
-    weights = {b: Path(weights.get(b, images[b])) for b in images} if weights else {b: Path(p) for b, p in images.items()}
+    weights = {b: Path((weights or {}).get(b, p)) for b, p in images.items()}
     missing = [b for b in det_bands if b not in images]
     if missing:
         raise ConfigError(f"detection bands {','.join(missing)} are not among the injected bands {','.join(images)}")
