@@ -11,7 +11,7 @@ and are rebuilt from:
 
 - ``options``: every ``balrog-*`` command of ``pyproject.toml`` [project.scripts], from its
   cli module's ``build_parser().format_help()`` (at a fixed width of 100 columns);
-- ``config-keys``: ``balrog_runner.config.RUN_KEYS`` / ``BALROG_KEYS`` / ``DB_KEYS``
+- ``config-keys``: ``balrog_runner.campaign.config_keys.RUN_KEYS`` / ``BALROG_KEYS`` / ``DB_KEYS``
   (default, type, meaning; required, hidden and dangerous keys marked);
 - ``site-setups``: ``site-setups/*/config.py`` (docstring and the values CustomConfig sets)
   and ``source.sh``;
@@ -102,11 +102,11 @@ def _md(text: str) -> str:
 
 def render_default(name: str, key) -> str:
     """A key's default as shown in the docs: machine-independent paths for computed defaults."""
-    from balrog_runner import config
+    from balrog_runner.campaign import config_keys
 
     value = key.make_default()
     if callable(key.default) and isinstance(value, str):
-        cdir = str(config.config_dir())
+        cdir = str(config_keys.config_dir())
         if value.startswith(cdir + os.sep):
             return f"`config/{value[len(cdir) + 1:]}` (shipped, absolute path)"
         if name == "balrog-run":
@@ -116,10 +116,10 @@ def render_default(name: str, key) -> str:
 
 
 def section_config_keys() -> str:
-    from balrog_runner import config
+    from balrog_runner.campaign import config_keys
 
     out = [
-        "Generated from `balrog_runner.config` (`aux/make_docs.py`); `balrog-jobs --list-keys` "
+        "Generated from `balrog_runner.campaign.config_keys` (`aux/make_docs.py`); `balrog-jobs --list-keys` "
         "prints the same. Flags: **required** (no usable default), *hidden* (keep the default "
         "unless you know why), **DANGEROUS** (can destroy data). Paths get `~` and `$VARS` "
         "expanded and are made absolute when the config is loaded.\n",
@@ -127,7 +127,7 @@ def section_config_keys() -> str:
     titles = {"run": "`run` — the campaign, resources, programs, downloads",
               "balrog": "`balrog` — injection",
               "db": "`db` — the results database"}
-    for section, table in config.SECTIONS.items():
+    for section, table in config_keys.SECTIONS.items():
         out.append(f"#### {titles.get(section, section)}\n")
         out.append("| key | default | type | meaning |\n|---|---|---|---|")
         for name, key in table.items():

@@ -12,14 +12,14 @@ Two ways to say where (all angles in degrees):
   A footprint smaller than a tile that holds none of those five points is missed: use a
   map at least as coarse as the tiles (NSIDE <= 64, ~0.8 deg pixels) or the box mode.
 
-The tiles come from the DES tiling rule (``balrog_runner.geometry.des_tiling``; ~61,000
+The tiles come from the DES tiling rule (``balrog_runner.sky.geometry.des_tiling``; ~61,000
 tiles from Dec +30 to -85), so no database is needed. The output is a Y3
 ``COADDTILE_GEOM``-style table (``.fits``/``.fit`` or ``.csv``; RA=0 tiles flagged
 ``CROSSRA0 = 'Y'``) or a plain name list (``.txt``), sorted by tile name, ready for
 ``balrog-positions --tiles FILE`` and ``run['tiles']``.
 
 The tiling also covers sky DES never observed. Tiles whose unique-area centre lies outside
-the DES wide-field footprint (the final "round19" outline, ``balrog_runner.footprint``) get a
+the DES wide-field footprint (the final "round19" outline, ``balrog_runner.sky.footprint``) get a
 warning on stderr, since DESDM has no coadd images for them; the output is still written
 unless ``--footprint-only`` asks to keep only the tiles inside.
 
@@ -44,9 +44,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from balrog_runner import footprint, geometry  # noqa: E402
 from balrog_runner.atomic import atomic_write_text  # noqa: E402
 from balrog_runner.errors import BalrogError, ConfigError, InputFileError  # noqa: E402
+from balrog_runner.sky import footprint, geometry  # noqa: E402
 
 PROG = "tiles_in_region.py"
 log = logging.getLogger(PROG)

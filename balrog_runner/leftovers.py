@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 _RANDOM = r"[a-z0-9_]{8}"  # tempfile's name sequence: 8 characters of [a-z0-9_]
 #: ``atomic_path`` / ``atomic_directory`` temporaries and swapped-out directories.
 ATOMIC_RE = re.compile(rf"^\.(?P<final>.+)\.(?:tmp|old)-{_RANDOM}(?P<suffix>\.[^/]*)?$")
-#: ``measure.measure_nosim``'s working directory (``astromatic.scratch_dir(prefix=".nosim-")``),
+#: ``measure.measure_nosim``'s working directory (``programs.scratch_dir(prefix=".nosim-")``),
 #: which the runner puts in the tile's ``nosim`` directory (and only there is it ours).
 NOSIM_DIR = "nosim"
 NOSIM_RE = re.compile(rf"^\.nosim-{_RANDOM}$")

@@ -26,13 +26,13 @@ VERSION_TIMEOUT = 10.0
 def program_version(program: str) -> str:
     """``X.Y.Z`` from ``<program> --version`` (SExtractor, SWarp); ``unknown`` if it will not say.
 
-    Run like every external program (:func:`astromatic.run_program`: its own session, killed
+    Run like every external program (:func:`programs.run_program`: its own session, killed
     with everything it started at the deadline), so a hung or odd wrapper leaves nothing behind.
     """
     import tempfile
 
-    from .astromatic import run_program
     from .errors import BalrogError
+    from .programs import run_program
 
     with tempfile.TemporaryDirectory(prefix="balrog-version-") as cwd:
         try:

@@ -7,7 +7,7 @@ SQLite push). Prints the stages from the tile's ``status.json`` and the memory o
 side by side for each ``--placement`` given: the largest single process (``ru_maxrss``) and
 the peak of the whole process tree's proportional resident memory (PSS: ``balrog-run``, its pool workers and
 their SExtractor/SWarp children, sampled every 0.2 s), which is what a node must hold per
-worker and what :mod:`balrog_runner.resources` plans the pool size with.
+worker and what :mod:`balrog_runner.node.resources` plans the pool size with.
 
 Usage (from the repository root; the tile is the one ``measure_cost.py`` caches)::
 
@@ -42,8 +42,11 @@ for p in (str(REPO), str(HERE)):
 
 from measure_cost import TILE, tile_files  # noqa: E402
 
-from balrog_runner import astromatic, demo, geometry, jobs  # noqa: E402
-from balrog_runner import config as cfgmod  # noqa: E402
+from balrog_runner import jobs  # noqa: E402
+from balrog_runner.campaign import config as cfgmod  # noqa: E402
+from balrog_runner.demo import run as demo
+from balrog_runner.inputs import fpack
+from balrog_runner.sky import geometry
 
 BIN = Path(sys.executable).parent
 log = logging.getLogger("benchmarks.full_tile")
@@ -60,7 +63,7 @@ def archive_for(workdir: Path, size: int) -> Path:
     shutil.rmtree(root, ignore_errors=True)
     target.mkdir(parents=True)
     for band, image in tile.images.items():
-        astromatic.run_fpack(image, target / f"{TILE}_{band}.fits.fz", workdir=target, timeout=3600)
+        fpack.run_fpack(image, target / f"{TILE}_{band}.fits.fz", workdir=target, timeout=3600)
         shutil.copy(tile.psfs[band], target / Path(tile.psfs[band]).name)
     marker.write_text("ok\n")
     return root

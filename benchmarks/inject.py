@@ -21,7 +21,7 @@ import galsim
 import numpy as np
 from astropy.io import fits
 
-from balrog_runner.inject import (
+from balrog_runner.injection.draw import (
     DrawOptions,
     draw_objects_into,
     galaxy_profile,
@@ -29,7 +29,7 @@ from balrog_runner.inject import (
     load_psf,
     psfex_centre_shift,
 )
-from balrog_runner.population import DEFAULT_BANDS, OBJTYPE_STAR, make_objects
+from balrog_runner.injection.population import DEFAULT_BANDS, OBJTYPE_STAR, make_objects
 
 REPO = Path(__file__).resolve().parents[1]
 PSF = REPO / "tests" / "data" / "des_example.psf"

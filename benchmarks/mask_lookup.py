@@ -1,5 +1,5 @@
 """What keeping objects off masked pixels costs a realization: the memory-mapped lookup of the
-MSK and WGT pixels under each object (:mod:`balrog_runner.masking`) against reading both planes
+MSK and WGT pixels under each object (:mod:`balrog_runner.injection.masking`) against reading both planes
 of every band in full, on the tile ``measure_cost.py`` caches.
 
 Usage (from the repository root)::
@@ -27,7 +27,8 @@ for p in (str(HERE.parent), str(HERE)):
 import fitsio  # noqa: E402
 from measure_cost import TILE, tile_files  # noqa: E402
 
-from balrog_runner import geometry, masking, positions  # noqa: E402
+from balrog_runner.injection import masking  # noqa: E402
+from balrog_runner.sky import geometry, positions
 
 BANDS = ("g", "r", "i", "z", "Y")
 

@@ -36,8 +36,9 @@ if str(REPO) not in sys.path:
 import fitsio  # noqa: E402
 import numpy as np  # noqa: E402
 
-from balrog_runner import astromatic, measure, synth  # noqa: E402
-from balrog_runner.config import config_dir  # noqa: E402
+from balrog_runner.campaign.config_keys import config_dir  # noqa: E402
+from balrog_runner.demo import synth  # noqa: E402
+from balrog_runner.measurement import astromatic, measure
 
 TILE = "DES0002+0209"
 log = logging.getLogger("benchmarks.measure_cost")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from balrog_runner import geometry, positions
+from balrog_runner.sky import geometry, positions
 
 REPO = Path(__file__).resolve().parents[1]
 TILES = REPO / "tiles" / "y1a1-stripe82-grizY.fits"

@@ -3,7 +3,7 @@
 GalSim builds a Sersic profile's Hankel-transform table once per distinct (n, trunc) and
 keeps it in a small LRU cache, so a continuum of indices (as in the COSMOS Mock Catalog)
 builds a table for almost every object, while indices rounded to 0.1
-(:func:`balrog_runner.population_catalog.round_sersic_n`, what ``make_objects`` does) reuse
+(:func:`balrog_runner.injection.catalog_columns.round_sersic_n`, what ``make_objects`` does) reuse
 a few dozen. The same objects (one Sersic component, n uniform in [0.5, 4.5], hlr 0.3-1.2
 arcsec, mag 19-23) are drawn with the real DES PSFEx model into a ``--size`` image, once
 with continuous n and once rounded, each in a fresh process (cold caches, no sharing).
@@ -36,8 +36,8 @@ def objects(nobj: int, size: int, seed: int, rounded: bool):
     from astropy.io import fits
     from astropy.wcs import WCS
 
-    from balrog_runner.population import ObjectTable
-    from balrog_runner.population_catalog import round_sersic_n
+    from balrog_runner.injection.catalog_columns import round_sersic_n
+    from balrog_runner.injection.population import ObjectTable
 
     rng = np.random.default_rng(seed)
     h = header(size)
@@ -66,7 +66,7 @@ def one(nobj: int, size: int, seed: int, rounded: bool) -> dict:
     import galsim
     from astropy.io import fits
 
-    from balrog_runner.inject import DrawOptions, draw_objects_into, load_psf, unit_profiles
+    from balrog_runner.injection.draw import DrawOptions, draw_objects_into, load_psf, unit_profiles
 
     objs = objects(nobj, size, seed, rounded)
     psf = load_psf(PSF)

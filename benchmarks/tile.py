@@ -62,17 +62,12 @@ if str(REPO) not in sys.path:
 import fitsio  # noqa: E402
 import galsim  # noqa: E402
 
-from balrog_runner import (  # noqa: E402
-    astromatic,
-    config,
-    geometry,
-    inject,
-    measure,
-    pool,
-    positions,
-    runner,
-    synth,
-)
+from balrog_runner.campaign import config_keys
+from balrog_runner.demo import synth
+from balrog_runner.injection import draw as inject
+from balrog_runner.measurement import astromatic, measure
+from balrog_runner.node import layout, pool, realization, runner, settings
+from balrog_runner.sky import geometry, positions
 
 TILE = "DES2359+0001"
 STAGES = ("inject", "swarp", "sextractor", "catalog", "match", "write")
@@ -100,7 +95,7 @@ class Probes:
         self.phase = "setup"
         self.seconds: dict[tuple[str, str], float] = defaultdict(float)
         self.calls: dict[tuple[str, str], int] = defaultdict(int)
-        self.results: list[runner.RealizationResult] = []
+        self.results: list[realization.RealizationResult] = []
         self.cpu: dict[str, tuple[float, float]] = {}
         self._depth: dict[str, int] = defaultdict(int)
         self._undo: list[tuple[object, str, object]] = []
@@ -222,7 +217,7 @@ def tile_ready(archive: Path, size: int) -> bool:
     return True
 
 
-def make_campaign(work: Path, args: argparse.Namespace) -> runner.RunSettings:
+def make_campaign(work: Path, args: argparse.Namespace) -> settings.RunSettings:
     posdir, outdir = work / "pos", work / "out"
     for d in (posdir, outdir):
         shutil.rmtree(d, ignore_errors=True)
@@ -230,15 +225,15 @@ def make_campaign(work: Path, args: argparse.Namespace) -> runner.RunSettings:
     params = positions.PositionParams(seed=args.seed, pertile=args.ngal * args.realizations)
     positions.prepare_outdir(posdir, params, overwrite=True)
     positions.write_tile_positions(cut, params, posdir)
-    run = config.default_run()
+    run = config_keys.default_run()
     run.update(
         dbname="bench", outdir=str(outdir), pos=str(posdir), jobdir=str(work / "jobs"), ngal=args.ngal,
         realizations=args.realizations, ppn=1, push=False,
         **{"fetch-root": str(work / "archive"), "fetch-layout": "plain",
-           "sex-param": str(config.config_dir() / f"{args.param}.param"),
+           "sex-param": str(config_keys.config_dir() / f"{args.param}.param"),
            "intermediate-clean": True, "tile-clean": False},
     )
-    return runner.settings_from_config(run, config.default_balrog(), config.default_db())
+    return settings.settings_from_config(run, config_keys.default_balrog(), config_keys.default_db())
 
 
 # --------------------------------------------------------------------------- report
@@ -248,7 +243,7 @@ def pct(part: float, whole: float) -> str:
     return f"{100.0 * part / whole:5.1f}%" if whole > 0 else "    -"
 
 
-def report(args, probes: Probes, settings: runner.RunSettings, synth_seconds: float | None,
+def report(args, probes: Probes, settings: settings.RunSettings, synth_seconds: float | None,
            load: tuple[float, float]) -> bool:
     results = sorted(probes.results, key=lambda r: r.number)
     bad = [r for r in results if not r.ok]
@@ -325,7 +320,7 @@ def report(args, probes: Probes, settings: runner.RunSettings, synth_seconds: fl
     t_nosim_ext = sum(v for (p, k), v in probes.seconds.items() if p == "nosim" and k.startswith("ext:"))
     t_fetch = probes.get("fetch", "wall") - t_nosim
     t_assoc = mean(probes.get(ph, "nosim_assoc") for ph in phases)
-    nosim_cat = runner.nosim_catalog_path(settings.outdir, TILE)
+    nosim_cat = layout.nosim_catalog_path(settings.outdir, TILE)
     reads = []
     for _ in range(3):
         t0 = time.perf_counter()
@@ -346,7 +341,7 @@ def report(args, probes: Probes, settings: runner.RunSettings, synth_seconds: fl
         print(f"{k:>5} {per:15.1f}s {once:13.1f}s {per - once:8.1f}s {pct((per - once) / k, wall + t_nosim):>10}")
     print(f"('saved/real' is the saving per realization relative to a realization that also ran nosim: "
           f"{wall + t_nosim:.1f} s)")
-    status = json.loads((runner.tile_dir(settings.outdir, TILE) / runner.STATUS_FILE).read_text())
+    status = json.loads((layout.tile_dir(settings.outdir, TILE) / layout.STATUS_FILE).read_text())
     print(f"status.json: nosim_seconds {status.get('nosim_seconds', 0):.2f} (fetch + nosim), "
           f"peak scratch {status.get('peak_scratch_bytes', 0) / 1e6:.0f} MB")
     return True
@@ -404,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             probes.uninstall()
         if code not in (runner.EXIT_OK, runner.EXIT_NOT_PUSHED):
-            print(f"runner exit code {code}; see {runner.tile_dir(settings.outdir, TILE) / (TILE + '.log')}")
+            print(f"runner exit code {code}; see {layout.tile_dir(settings.outdir, TILE) / (TILE + '.log')}")
         ok = report(args, probes, settings, synth_seconds, load)
     finally:
         if args.keep:

@@ -3,7 +3,7 @@
 Point ``run['pyconfig']`` at a copy of this file. Every hook is optional; delete the ones you
 do not need. The stubs below change nothing: each returns its input unchanged (or an empty
 dict, meaning "no overrides"). The authoritative signatures are documented in
-``balrog_runner.population`` (the module that calls these hooks).
+``balrog_runner.injection.population`` (the module that calls these hooks).
 
 Rules of thumb:
 - Use the ``rng`` you are given for anything random: it is seeded from the realization's
@@ -15,7 +15,7 @@ Rules of thumb:
   and ``balrog['population-columns']`` to a mapping from truth names to its columns (or to
   constants) in the campaign config, e.g. the COSMOS Mock Catalog the original Balrog used::
 
-      from balrog_runner.population_catalog import COSMOS_MOCK_COLUMNS
+      from balrog_runner.injection.catalog_columns import COSMOS_MOCK_COLUMNS
       balrog["population-columns"] = dict(COSMOS_MOCK_COLUMNS)  # Mapp_<b>_subaru, halflightradius, ...
 
   (``BULGE_DISK_COLUMNS`` is the two-component example.) ``defaults`` then holds the

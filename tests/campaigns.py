@@ -9,8 +9,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from balrog_runner import config as cfgmod
-from balrog_runner import demo, jobs
+from balrog_runner import jobs
+from balrog_runner.campaign import config as cfgmod
+from balrog_runner.demo import run as demo
 
 BIN = Path(sys.executable).parent
 

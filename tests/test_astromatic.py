@@ -15,8 +15,11 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from scipy.spatial import cKDTree
 
-from balrog_runner import astromatic, synth
+from balrog_runner import programs
+from balrog_runner.demo import synth
 from balrog_runner.errors import ExternalProgramError, InputFileError
+from balrog_runner.inputs import fpack
+from balrog_runner.measurement import astromatic
 
 TILE = "DES0453-4457"
 SIZE = 320
@@ -186,8 +189,8 @@ def test_swarp_failure_raises(tile, tmp_path):
 
 def test_fpack_round_trip_keeps_zero_weights_and_quantizes_below_noise(tile, tmp_path):
     src = tile.images["i"]
-    fz = astromatic.run_fpack(src, tmp_path / "i.fits.fz")
-    back = astromatic.run_funpack(fz, tmp_path / "i.fits")
+    fz = fpack.run_fpack(src, tmp_path / "i.fits.fz")
+    back = fpack.run_funpack(fz, tmp_path / "i.fits")
     assert fz.stat().st_size < src.stat().st_size
     w0, w1 = fitsio.read(str(src), ext=2), fitsio.read(str(back), ext=2)
     assert np.array_equal(w0 == 0, w1 == 0) and np.all(w1 >= 0)
@@ -199,7 +202,7 @@ def test_fpack_round_trip_keeps_zero_weights_and_quantizes_below_noise(tile, tmp
 
 def test_stderr_tail_keeps_the_last_progress_state():
     text = "line 1\n> Setting up\r> Measuring 10\r> Measuring 20\n\n> *Error*: boom\n"
-    assert astromatic._tail(text).splitlines() == ["line 1", "> Measuring 20", "> *Error*: boom"]
+    assert programs._tail(text).splitlines() == ["line 1", "> Measuring 20", "> *Error*: boom"]
 
 
 # ----------------------------------------------------------------------------- deadlines, garbage
@@ -271,9 +274,9 @@ def test_hung_program_is_killed_at_its_deadline_with_its_children(tile, tmp_path
 
 
 def test_hung_funpack_is_killed_and_leaves_no_fits(tile, tmp_path):
-    from balrog_runner import fetch
+    from balrog_runner.inputs import fetch
 
-    fz = astromatic.run_fpack(tile.images["r"], tmp_path / "r.fits.fz")
+    fz = fpack.run_fpack(tile.images["r"], tmp_path / "r.fits.fz")
     fake = _script(tmp_path / "hung-funpack", "exec sleep 4323.5\n")
     with pytest.raises(ExternalProgramError, match=r"hung-funpack did not finish within its deadline of 1 s"):
         fetch.funpack_file(fz, tmp_path / "r.fits", funpack_bin=str(fake), timeout=1)
@@ -281,8 +284,8 @@ def test_hung_funpack_is_killed_and_leaves_no_fits(tile, tmp_path):
 
 
 def test_default_deadline_scales_with_the_image():
-    assert astromatic.default_deadline(0) == astromatic.DEADLINE_BASE_SECONDS
-    full_tile = astromatic.default_deadline(10000 * 10000 / 1e6)
+    assert programs.default_deadline(0) == programs.DEADLINE_BASE_SECONDS
+    full_tile = programs.default_deadline(10000 * 10000 / 1e6)
     assert full_tile >= 3 * 15 * 60  # over 3x a 15-minute model-fitting SExtractor run
 
 
@@ -297,7 +300,7 @@ def test_default_deadline_comes_from_the_image_size(tile, tmp_path, monkeypatch)
     monkeypatch.setattr(astromatic, "run_program", spy)
     astromatic.run_sextractor((tile.images["r"], 0), tmp_path / "c.fits", detection_weight=(tile.images["r"], 2),
                               psf=tile.psfs["r"], setup=astromatic.LIGHT_SEXTRACTOR)
-    assert seen == [astromatic.default_deadline(SIZE * SIZE / 1e6)]
+    assert seen == [programs.default_deadline(SIZE * SIZE / 1e6)]
 
 
 #: Wrappers that run the real program, exit 0, and spoil the output named after ``option``.
@@ -364,7 +367,7 @@ def test_program_dies_with_the_process_that_started_it(tmp_path):
     import time
 
     pidfile = tmp_path / "pid"
-    script = (f"from balrog_runner import astromatic; astromatic.run_program(['sh', '-c', "
+    script = (f"from balrog_runner import programs; programs.run_program(['sh', '-c', "
               f"'echo $$ > {pidfile}; exec sleep 300'], cwd={str(tmp_path)!r})")
     parent = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
     deadline = time.monotonic() + 60

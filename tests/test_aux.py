@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from balrog_runner import footprint, geometry
 from balrog_runner.db import read_column_list
+from balrog_runner.sky import footprint, geometry
 
 REPO = Path(__file__).resolve().parents[1]
 AUX = REPO / "aux"

@@ -9,7 +9,7 @@ import pytest
 from test_runner import TILE, balrog_run, make_campaign, read, spec_run
 from test_runner import survey as survey  # noqa: F401 - the module's synthetic tile fixture
 
-from balrog_runner import blends
+from balrog_runner.measurement import blends
 
 BRIGHT_PYCONFIG = '''
 import numpy as np

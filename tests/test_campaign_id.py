@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from balrog_runner import astromatic, campaign_id, measure
+from balrog_runner.campaign import identity as campaign_id
 from balrog_runner.db import CatalogSet
-from balrog_runner.positions import Positions
-from balrog_runner.runner import RunSettings
+from balrog_runner.measurement import astromatic, measure
+from balrog_runner.node.settings import RunSettings
+from balrog_runner.sky.positions import Positions
 
 TILE = "DES2359+0001"
 FILES = {  # RunSettings path -> shipped file copied into the test directory

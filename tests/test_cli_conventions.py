@@ -29,7 +29,7 @@ def test_verbose_and_quiet_change_what_is_shown():
 
     parser = argparse.ArgumentParser()
     _common.add_logging_options(parser)
-    ours, library = logging.getLogger("balrog_runner.runner"), logging.getLogger("urllib3")
+    ours, library = logging.getLogger("balrog_runner.node.runner"), logging.getLogger("urllib3")
     _common.setup_logging(parser.parse_args([]))
     assert ours.isEnabledFor(logging.INFO) and not ours.isEnabledFor(logging.DEBUG)
     _common.setup_logging(parser.parse_args(["-v"]))

@@ -148,8 +148,8 @@ def _small_campaign(root: Path) -> Path:
 def _spec_with_outdir(tmp_path: Path, outdir: Path) -> Path:
     from test_jobs import write_campaign
 
-    from balrog_runner import config as cfgmod
     from balrog_runner import jobs
+    from balrog_runner.campaign import config as cfgmod
 
     built = jobs.build_jobs(cfgmod.load_config(write_campaign(tmp_path / "camp", [TILE])), "local")
     path = Path(built.specs[0].path)

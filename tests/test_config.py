@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy.dialects import oracle, postgresql
 from test_jobs import TILES, write_campaign, write_positions
 
-from balrog_runner import config as cfgmod
 from balrog_runner import jobs
+from balrog_runner.campaign import config as cfgmod
+from balrog_runner.campaign import config_check, config_keys, derived
 from balrog_runner.cli import jobs as cli_jobs
 from balrog_runner.db.schema import table_names
 from balrog_runner.errors import BalrogError, ConfigError, InputFileError, TileError
@@ -37,31 +38,31 @@ def _config(tmp_path: Path, body: str, tiles=TILES) -> Path:
 
 
 def test_every_key_documented_and_defaults_resolve(monkeypatch, tmp_path):
-    for table in cfgmod.SECTIONS.values():
+    for table in config_keys.SECTIONS.values():
         for name, key in table.items():
             assert key.help.strip(), name
-    run = cfgmod.default_run()
+    run = config_keys.default_run()
     assert run["bands"] == ["g", "r", "i", "z", "Y"] and run["sex"] == "source-extractor" and run["swarp"] == "SWarp"
     assert Path(run["db-columns"]).is_file()  # shipped with the repository
-    assert Path(run["sex-config"]).parent == cfgmod.config_dir()
-    monkeypatch.setenv(cfgmod.CONFIG_DIR_ENV, str(tmp_path))
-    assert cfgmod.default_run()["swarp-config"] == str(tmp_path / "default.swarp")
-    text = cfgmod.describe_keys()
+    assert Path(run["sex-config"]).parent == config_keys.config_dir()
+    monkeypatch.setenv(config_keys.CONFIG_DIR_ENV, str(tmp_path))
+    assert config_keys.default_run()["swarp-config"] == str(tmp_path / "default.swarp")
+    text = config_keys.describe_keys()
     assert "DBoverwrite" in text and "dangerous" in text and "hidden" in text and "tile-clean" in text
     # fresh copies: editing one default dict never leaks into the next
     run["bands"].append("u")
-    assert cfgmod.default_run()["bands"] == ["g", "r", "i", "z", "Y"]
+    assert config_keys.default_run()["bands"] == ["g", "r", "i", "z", "Y"]
 
 
 def test_load_and_derived_values(tmp_path):
     cfg = cfgmod.load_config(_config(tmp_path, "run['joblabel'] = 'try1'\nrun['ngal'] = 50"))
     assert cfg.tiles == TILES and cfg.run["ngal"] == 50
-    assert cfgmod.jobname(cfg.run) == "camp-try1"
-    assert cfgmod.job_dir(cfg.run) == tmp_path / "jobs" / "camp-try1"
-    assert cfgmod.db_url(cfg.run, cfg.db) == f"sqlite:///{tmp_path / 'out' / 'camp.sqlite'}"
-    assert cfgmod.position_file(cfg.run, TILES[0]) == tmp_path / "pos" / f"{TILES[0]}.fits"
+    assert derived.jobname(cfg.run) == "camp-try1"
+    assert derived.job_dir(cfg.run) == tmp_path / "jobs" / "camp-try1"
+    assert derived.db_url(cfg.run, cfg.db) == f"sqlite:///{tmp_path / 'out' / 'camp.sqlite'}"
+    assert derived.position_file(cfg.run, TILES[0]) == tmp_path / "pos" / f"{TILES[0]}.fits"
     cfg.run["npersubjob"] = 3
-    assert cfgmod.subjob_tiles(cfg.run, cfg.tiles) == [TILES[:3], TILES[3:]]
+    assert derived.subjob_tiles(cfg.run, cfg.tiles) == [TILES[:3], TILES[3:]]
     for key in ("jobname", "job_dir", "db_url"):
         assert key not in cfg.run  # derived, never stored
 
@@ -225,21 +226,21 @@ def test_missing_config_and_source(tmp_path):
 
 def test_scheduler_rules(tmp_path):
     cfg = cfgmod.load_config(_config(tmp_path, "run['npersubjob'] = 2"))
-    cfgmod.validate_for_scheduler(cfg, "slurm", check_programs=False)  # 4 / (1*2) = 2 groups
-    cfgmod.validate_for_scheduler(cfg, "local", check_programs=False)
+    config_check.validate_for_scheduler(cfg, "slurm", check_programs=False)  # 4 / (1*2) = 2 groups
+    config_check.validate_for_scheduler(cfg, "local", check_programs=False)
     with pytest.raises(ConfigError, match="wq needs len\\(tiles\\) == nodes\\*npersubjob \\(4 != 2\\); set nodes = 2"):
-        cfgmod.validate_for_scheduler(cfg, "wq", check_programs=False)
+        config_check.validate_for_scheduler(cfg, "wq", check_programs=False)
     cfg.run["asarray"] = True
     with pytest.raises(ConfigError, match="a SLURM array needs"):
-        cfgmod.validate_for_scheduler(cfg, "slurm", check_programs=False)
+        config_check.validate_for_scheduler(cfg, "slurm", check_programs=False)
     with pytest.raises(ConfigError, match="SLURM options"):
-        cfgmod.validate_for_scheduler(cfg, "local", check_programs=False)
+        config_check.validate_for_scheduler(cfg, "local", check_programs=False)
     cfg.run.update(asarray=False, npersubjob=3)
     with pytest.raises(ConfigError, match="4 tiles do not split into groups of nodes\\*npersubjob = 1\\*3 = 3"):
-        cfgmod.validate_for_scheduler(cfg, "slurm", check_programs=False)
-    cfgmod.validate_for_scheduler(cfg, "local", check_programs=False)  # local takes any count
+        config_check.validate_for_scheduler(cfg, "slurm", check_programs=False)
+    config_check.validate_for_scheduler(cfg, "local", check_programs=False)  # local takes any count
     with pytest.raises(ConfigError, match="scheduler 'pbs' unknown"):
-        cfgmod.validate_for_scheduler(cfg, "pbs")
+        config_check.validate_for_scheduler(cfg, "pbs")
 
 
 def test_programs_resolved_after_source(tmp_path):
@@ -252,8 +253,8 @@ def test_programs_resolved_after_source(tmp_path):
     source.write_text(f"export PATH={str(bindir)!r}:\"$PATH\"\necho noise on stdout\n")
     cfg = cfgmod.load_config(_config(tmp_path, "run['sex'] = 'sex-2.25'"), source=source)
     with pytest.raises(ConfigError, match="programs not found \\(use --source"):
-        cfgmod.resolve_programs({"sex": "sex-2.25"}, None)
-    cfgmod.validate_for_scheduler(cfg, "local")
+        config_check.resolve_programs({"sex": "sex-2.25"}, None)
+    config_check.validate_for_scheduler(cfg, "local")
     assert cfg.programs["sex"] == str(prog)
     assert cfg.programs["swarp"].endswith("/SWarp")
 
@@ -261,7 +262,7 @@ def test_programs_resolved_after_source(tmp_path):
 def test_programs_cannot_inject(tmp_path):
     marker = tmp_path / "PWNED"
     with pytest.raises(ConfigError, match="programs not found") as info:
-        cfgmod.resolve_programs({"sex": f"x; touch {marker}", "swarp": f"$(touch {marker})"}, None)
+        config_check.resolve_programs({"sex": f"x; touch {marker}", "swarp": f"$(touch {marker})"}, None)
     assert "run['sex']" in str(info.value) and "run['swarp']" in str(info.value)
     assert not marker.exists()
 
@@ -358,12 +359,12 @@ def test_password_removed_from_db_url(tmp_path, caplog):
 
 def test_section_leaves_url_to_the_node(tmp_path):
     cfg = cfgmod.load_config(_config(tmp_path, "db['section'] = 'dessci'\ndb['reader'] = 'DES_READER'"))
-    assert cfgmod.db_url(cfg.run, cfg.db) is None
+    assert derived.db_url(cfg.run, cfg.db) is None
     assert cfg.db["ini"] == "~/.desservices.ini"  # expanded on the node, not here
 
 
 def _write_manifest(path: Path, tiles, bands) -> None:
-    from balrog_runner import manifest
+    from balrog_runner.inputs import manifest
 
     entries = {t: {b: manifest.FileEntry(f"OPS/multiepoch/Y3A2/r1/{t}/p01/coadd/{t}_r1p01_{b}.fits.fz",
                                          f"OPS/multiepoch/Y3A2/r1/{t}/p01/psf/{t}_r1p01_{b}_psfcat.psf")
@@ -378,18 +379,18 @@ def test_site_setups_load(repo_root, tmp_path, monkeypatch):
     monkeypatch.setenv("BALROG_CAMPAIGN_DIR", str(tmp_path))
     for site in sites:
         assert (site.parent / "source.sh").is_file()
-        run, _, _, tiles = runpy.run_path(str(site))["CustomConfig"](*cfgmod.defaults())
+        run, _, _, tiles = runpy.run_path(str(site))["CustomConfig"](*config_keys.defaults())
         write_positions(Path(run["pos"]), tiles)
         if run.get("fetch-manifest"):  # what balrog-inputs writes on a login node
             _write_manifest(Path(run["fetch-manifest"]), tiles, run["bands"])
         cfg = cfgmod.load_config(site)
         scheduler = {"bnl-wq": "wq", "laptop": "local"}.get(site.parent.name, "slurm")
-        cfgmod.validate_for_scheduler(cfg, scheduler, check_programs=False)
+        config_check.validate_for_scheduler(cfg, scheduler, check_programs=False)
 
 
 def test_example_pyconfig_is_a_no_op(repo_root):
     """The shipped example pyconfig loads with the injection stage's loader and changes nothing."""
-    population = pytest.importorskip("balrog_runner.population")
+    population = pytest.importorskip("balrog_runner.injection.population")
     pyc = population.load_pyconfig(repo_root / "config" / "example_pyconfig.py")
     rng = np.random.default_rng(1)
     defaults = {"mag_i": np.array([20.0, 21.0]), "ra": np.zeros(2), "dec": np.zeros(2)}
@@ -402,13 +403,13 @@ def test_inputs_must_resolve_at_build_time(tmp_path):
     with pytest.raises(ConfigError, match=r"run\['fetch-\*'\].*needs a \{run\}.*fetch-manifest"):
         cfgmod.load_config(_config(tmp_path, "run['fetch-layout'] = 'desdm'"))
     inputs = tmp_path / "inputs.json"
-    _write_manifest(inputs, TILES[:1], list(cfgmod.ALL_BANDS))  # the other tiles are missing
+    _write_manifest(inputs, TILES[:1], list(config_keys.ALL_BANDS))  # the other tiles are missing
     with pytest.raises(InputFileError) as err:
         cfgmod.load_config(_config(tmp_path, f"run['fetch-manifest'] = {str(inputs)!r}"))
     msg = str(err.value)
     assert f"inputs do not resolve for {len(TILES) - 1} tile(s)" in msg and TILES[1] in msg
     assert "\n" not in msg
-    _write_manifest(inputs, TILES, list(cfgmod.ALL_BANDS))
+    _write_manifest(inputs, TILES, list(config_keys.ALL_BANDS))
     cfg = cfgmod.load_config(_config(tmp_path, f"run['fetch-manifest'] = {str(inputs)!r}"))
     assert cfg.run["fetch-manifest"] == str(inputs)
     table = tmp_path / "runs.txt"

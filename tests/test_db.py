@@ -105,7 +105,7 @@ def write_match(paths) -> Path:
     The synthetic sim/nosim catalogs lack ``Y_IMAGE_DET``: it is added in memory only (a
     random detection-image y), so the match table has every column kind, NaN included.
     """
-    from balrog_runner import blends
+    from balrog_runner.measurement import blends
 
     truth, sim, nosim = (fitsio.read(str(p)) for p in paths[:3])
     rng = np.random.default_rng(int(truth["balrog_index"][0]))
@@ -678,7 +678,7 @@ def test_pushed_row_is_the_arbiter_behind_the_lock(tmp_path, engine, monkeypatch
 def test_push_of_an_outdir_alone_uses_the_campaign_record(tmp_path, capsys):
     """balrog-push <outdir> with no other option pushes where the runner pushed: the
     campaign's own database and dbname (recorded in campaign.json), not a new balrog.sqlite."""
-    from balrog_runner.campaign_record import write_record
+    from balrog_runner.campaign.record import write_record
 
     out = tmp_path / "out"
     make_campaign(out, nreal=2)
@@ -761,7 +761,7 @@ def test_table_prefix_from_config_and_length_limits(tmp_path, capsys):
 
 
 def test_config_checks_table_prefix_and_reader(tmp_path):
-    from balrog_runner.config import load_config
+    from balrog_runner.campaign.config import load_config
 
     def cfg_file(db_lines: str, dbname: str = "camp") -> Path:
         path = tmp_path / "cfg.py"

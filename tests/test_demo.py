@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from balrog_runner.report import NOT_DRAWN_BITS
+from balrog_runner.report.load import NOT_DRAWN_BITS
 
 BIN = Path(sys.executable).parent
 PLOTS = ("completeness.png", "photometry.png", "offsets.png", "skymap.png")

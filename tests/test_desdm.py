@@ -17,10 +17,10 @@ from astropy.io import fits
 from pg_cluster import pg_cluster, unavailable_reason
 from sqlalchemy.dialects import oracle
 
-from balrog_runner import desdm, fetch, manifest
 from balrog_runner.cli import inputs as inputs_cli
 from balrog_runner.db.url import make_engine, resolve_url
 from balrog_runner.errors import ConfigError, InputFileError
+from balrog_runner.inputs import desdm, fetch, manifest
 
 _REASON = unavailable_reason()
 needs_pg = pytest.mark.skipif(_REASON is not None, reason=f"NO POSTGRESQL TESTS: {_REASON}")

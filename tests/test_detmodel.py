@@ -15,8 +15,9 @@ import fitsio
 import numpy as np
 import pytest
 
-from balrog_runner import astromatic, measure, synth
+from balrog_runner.demo import synth
 from balrog_runner.errors import ConfigError
+from balrog_runner.measurement import astromatic, measure
 
 TILE = "DES0002+0209"
 SIZE = 320

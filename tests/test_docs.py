@@ -46,13 +46,13 @@ def test_generated_sections_are_up_to_date():
 
 
 def test_every_command_and_key_is_documented(readme, make_docs):
-    from balrog_runner import config
+    from balrog_runner.campaign import config_keys
 
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     for name in scripts:
         assert f"#### {name}\n" in readme, name
         assert f"usage: {name} " in readme, name
-    for section, table in config.SECTIONS.items():
+    for section, table in config_keys.SECTIONS.items():
         for key in table:
             assert re.search(rf"^\| `{re.escape(key)}`", readme, re.M), f"{section}[{key!r}] missing"
     assert "`DBoverwrite` **DANGEROUS**" in readme

@@ -8,9 +8,9 @@ import sys
 import pytest
 import sqlalchemy as sa
 
-from balrog_runner import positions
 from balrog_runner.db.url import make_engine, require_driver
 from balrog_runner.errors import ConfigError
+from balrog_runner.sky import positions
 
 
 def test_several_mpi_ranks_without_mpi4py_name_the_extra(monkeypatch):

@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from balrog_runner import fetch
-from balrog_runner.archive_server import ArchiveServer
 from balrog_runner.cli import fetch as fetch_cli
+from balrog_runner.demo.archive_server import ArchiveServer
 from balrog_runner.errors import (
     ConfigError,
     ExternalProgramError,
@@ -23,7 +22,8 @@ from balrog_runner.errors import (
     InputFileError,
     TileError,
 )
-from balrog_runner.fetch_source import netrc_credentials
+from balrog_runner.inputs import fetch
+from balrog_runner.inputs.source import netrc_credentials
 
 TILE = "DES2359+0001"
 BANDS = ["g", "r"]

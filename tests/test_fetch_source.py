@@ -1,6 +1,6 @@
 """Both DESDM eras' archive layouts and manifest-driven sources, fetched for real: a DESDM-like
 directory tree served from disk (file:// and a plain directory, as a NERSC mirror) and over
-HTTP with netrc basic auth (balrog_runner.archive_server), real fpack/funpack."""
+HTTP with netrc basic auth (balrog_runner.demo.archive_server), real fpack/funpack."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from balrog_runner import fetch, manifest
-from balrog_runner.archive_server import ArchiveServer
+from balrog_runner.demo.archive_server import ArchiveServer
 from balrog_runner.errors import ConfigError, InputFileError
-from balrog_runner.fetch_source import (
+from balrog_runner.inputs import fetch, manifest
+from balrog_runner.inputs.source import (
     Y1_IMAGE_RELPATH,
     Y1_PSF_RELPATH,
     Y3_IMAGE_RELPATH,

@@ -22,9 +22,9 @@ from test_fetch import (  # noqa: F401 - fixtures are used by name
     survey,
 )
 
-from balrog_runner import fetch
-from balrog_runner.archive_server import TRICKLE_BYTES, ArchiveServer
+from balrog_runner.demo.archive_server import TRICKLE_BYTES, ArchiveServer
 from balrog_runner.errors import FetchError
+from balrog_runner.inputs import fetch
 
 
 def _md5(data: bytes) -> str:
@@ -131,7 +131,7 @@ def test_redirect_within_the_archive_host_is_followed(server, netrc_file, survey
 
 def test_manifest_size_and_md5_are_checked(server, netrc_file, survey, tmp_path, des_psf_path):
     """A manifest from balrog-inputs carries DESDM's size/MD5: a mismatch is never accepted."""
-    from balrog_runner import manifest
+    from balrog_runner.inputs import manifest
 
     root = survey[0]
     entries = {}

@@ -11,7 +11,7 @@ import healpy as hp
 import numpy as np
 import pytest
 
-from balrog_runner import footprint, geometry
+from balrog_runner.sky import footprint, geometry
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def test_data_file_is_in_a_built_package(tmp_path):
                           cwd=src, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert (lib / "balrog_runner" / "data" / "des_footprint_round19.txt").is_file()
-    code = ("import balrog_runner, balrog_runner.footprint as f; print(balrog_runner.__file__); "
+    code = ("import balrog_runner, balrog_runner.sky.footprint as f; print(balrog_runner.__file__); "
             "print(int(f.in_des_footprint(60.0, -50.0)), len(f.footprint_vertices()))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                           env={"PYTHONPATH": str(lib), "PATH": "/usr/bin:/bin"})

@@ -10,9 +10,9 @@ import pytest
 from astropy.table import Table
 from astropy.wcs import WCS
 
-from balrog_runner import geometry as g
 from balrog_runner.cli import tiles as tiles_cli
 from balrog_runner.errors import InputFileError, TileError
+from balrog_runner.sky import geometry as g
 
 SHIPPED_WITH_CENTRES = ["y1a1-sptw1-grizY.fits", "spt-y1a1-only-g70-grizY.fits"]
 

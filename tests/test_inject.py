@@ -18,9 +18,9 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from balrog_runner import synth
+from balrog_runner.demo import synth
 from balrog_runner.errors import ConfigError, InputFileError, OutputError
-from balrog_runner.inject import (
+from balrog_runner.injection.draw import (
     CENTRE_OFF_IMAGE,
     CLIPPED,
     OFF_IMAGE,
@@ -32,7 +32,7 @@ from balrog_runner.inject import (
     load_psf,
     write_truth,
 )
-from balrog_runner.population import (
+from balrog_runner.injection.population import (
     DEFAULT_BANDS,
     DEFAULT_MODEL,
     ObjectTable,
@@ -123,7 +123,7 @@ def test_injected_minus_original_is_sum_of_stamps(bands_setup, des_psf_path):
         hdr = fits.getheader(images[b], 0)
         wcs = galsim.GSFitsWCS(header=hdr)
         blank = galsim.ImageF(nx, ny, xmin=1, ymin=1)
-        from balrog_runner.population import realization_seeds
+        from balrog_runner.injection.population import realization_seeds
 
         res = draw_objects_into(blank, wcs, load_psf(des_psf_path), objects, b, ZP[b], 4.0,
                                 realization_seeds(objects.indexstart)[1])
@@ -356,7 +356,7 @@ def test_psf_that_is_not_psfex(tmp_path, des_psf_path):
 def test_missing_zeropoint_defaults_to_30_with_warning(tmp_path, des_psf_path, caplog):
     img = write_band_image(tmp_path / "nozp.fits", 64, 64, zp=None)
     objects = inner_objects(2, 64, 64, margin=20, bands=("r",))
-    with caplog.at_level(logging.WARNING, logger="balrog_runner.inject"):
+    with caplog.at_level(logging.WARNING, logger="balrog_runner.injection.draw"):
         truth = inject_realization({"r": img}, {"r": des_psf_path}, objects, {"r": tmp_path / "o.fits"})
     assert "SEXMGZPT" in caplog.text
     np.testing.assert_allclose(truth["flux_r"], 10 ** ((30.0 - truth["mag_r"]) / 2.5))

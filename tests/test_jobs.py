@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import yaml
 
-from balrog_runner import config as cfgmod
 from balrog_runner import jobs
+from balrog_runner.campaign import config as cfgmod
 from balrog_runner.cli import jobs as cli_jobs
 from balrog_runner.cli import run as cli_run
 from balrog_runner.errors import BalrogError, ConfigError, InputFileError

@@ -21,8 +21,8 @@ import pytest
 from slurm_cluster import SlurmUnavailable, missing_binaries, start_slurm, stop_slurm, wait_for_jobs
 from test_jobs import BALROG_RUN, TILES, records, write_campaign
 
-from balrog_runner import config as cfgmod
 from balrog_runner import jobs
+from balrog_runner.campaign import config as cfgmod
 
 
 def _time(value: str) -> datetime:

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from balrog_runner import lattice, positions
 from balrog_runner.errors import ConfigError
-from balrog_runner.geometry import des_tile, tile_number
+from balrog_runner.sky import lattice, positions
+from balrog_runner.sky.geometry import des_tile, tile_number
 
 BIN = Path(sys.executable).parent
 TILES = ["DES0148-5123", "DES2359+0001", "DES1819-4206"]
@@ -116,7 +116,7 @@ def test_too_many_realizations_for_the_index_range_are_refused():
 
 
 def test_balrog_positions_writes_lattice_files_the_runner_splits(tmp_path):
-    from balrog_runner.runner import plan_lattice_realizations
+    from balrog_runner.node.plan import plan_lattice_realizations
 
     out = tmp_path / "pos"
     cmd = [str(BIN / "balrog-positions"), "-q", "--tile", TILES[1], "--lattice", "--realizations", "3",
@@ -148,8 +148,8 @@ def test_more_realizations_than_the_lattice_holds_fail_at_build_time(tmp_path):
     """balrog-jobs refuses the campaign on the login node, not each tile on a compute node."""
     from test_jobs import write_campaign
 
-    from balrog_runner import config as cfgmod
     from balrog_runner import jobs
+    from balrog_runner.campaign import config as cfgmod
 
     tiles = TILES[:2]
     for name, realizations in (("five.py", 5), ("three.py", 3)):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from balrog_runner import manifest
 from balrog_runner.errors import InputFileError, OutputError
+from balrog_runner.inputs import manifest
 
 TILE = "DES0002+0209"
 MD5 = "0123456789abcdef0123456789abcdef"

@@ -6,8 +6,9 @@ import fitsio
 import numpy as np
 import pytest
 
-from balrog_runner import astromatic, measure, synth
+from balrog_runner.demo import synth
 from balrog_runner.errors import ConfigError, ExternalProgramError, InputFileError
+from balrog_runner.measurement import astromatic, measure
 
 TILE = "DES2359+0001"
 SIZE = 384

@@ -19,11 +19,13 @@ import numpy as np
 import pytest
 from test_jobs import BALROG_RUN, write_positions
 
-from balrog_runner import config as cfgmod
-from balrog_runner import jobs, manifest, migrate
+from balrog_runner import jobs
+from balrog_runner.campaign import config as cfgmod
+from balrog_runner.campaign import config_keys, derived, migrate, old_keys
 from balrog_runner.cli import jobs as cli_jobs
 from balrog_runner.cli import migrate as cli_migrate
 from balrog_runner.errors import ConfigError
+from balrog_runner.inputs import manifest
 
 FIXTURES = Path(__file__).parent / "data" / "valarauko"
 #: The tile list files the fixtures read: 6 tiles, the configs slice them.
@@ -52,7 +54,7 @@ def _site(tmp_path: Path, site: str) -> tuple[Path, Path, Path]:
     data["tilename"] = LIST_TILES
     fitsio.write(str(y1 / listfile), data, clobber=True)
     write_positions(y1 / posdir, tiles)
-    shipped = cfgmod.config_dir()
+    shipped = config_keys.config_dir()
     for src, dst in (("default.sex", "20150806_sex.config"), ("default.param", "20150806_sex.param_diskonly"),
                      ("default.swarp", "20150806_default.swarp"),
                      ("y1a1_coadd_objects-columns.fits", "y1a1_coadd_objects-columns.fits")):
@@ -152,7 +154,7 @@ def test_migrated_site_config_loads_builds_and_keeps_every_key(tmp_path, monkeyp
     assert cfg.tiles == tiles  # numpy bytes array from the esutil read, sliced by the config
     # the database the original wrote to, never the SQLite default
     assert cfg.db["section"] == "dessci" and cfg.db["reader"] == "DES_READER"
-    assert cfgmod.db_url(cfg.run, cfg.db) is None
+    assert derived.db_url(cfg.run, cfg.db) is None
     header = text.split("def CustomConfig", 1)[0]
     for old, want in expected.items():
         if isinstance(want, tuple):
@@ -170,7 +172,7 @@ def test_migrated_site_config_loads_builds_and_keeps_every_key(tmp_path, monkeyp
     kept = set(m.entries) | {t for t, _, _ in m.commented}
     for section, names in m.old.assigned.items():
         for name in names:
-            rule = migrate.OLD_KEYS.get((section, name))
+            rule = old_keys.OLD_KEYS.get((section, name))
             target = rule.target if rule and rule.target else (section, name)
             assert f"{section}['{name}']" in listed or target in kept, (section, name)
     # end to end: balrog-jobs with --source finds the programs the old site set up
@@ -254,10 +256,10 @@ def test_old_key_names_say_where_they_went(tmp_path):
 
 
 def test_key_table_is_consistent():
-    for (section, name), rule in migrate.OLD_KEYS.items():
-        assert name not in cfgmod.SECTIONS[section], (section, name)  # would shadow a current key
+    for (section, name), rule in old_keys.OLD_KEYS.items():
+        assert name not in config_keys.SECTIONS[section], (section, name)  # would shadow a current key
         if rule.target is not None:
-            assert rule.target[1] in cfgmod.SECTIONS[rule.target[0]], rule.target
+            assert rule.target[1] in config_keys.SECTIONS[rule.target[0]], rule.target
         else:
             assert rule.note, (section, name)
 

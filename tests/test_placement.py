@@ -27,9 +27,10 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from balrog_runner import astromatic, demo
-from balrog_runner import config as cfgmod
-from balrog_runner.inject import MASKED
+from balrog_runner.campaign import config as cfgmod
+from balrog_runner.demo import run as demo
+from balrog_runner.injection.draw import MASKED
+from balrog_runner.inputs import fpack
 
 TILE = "DES2359+0001"
 SIZE = 384
@@ -39,7 +40,7 @@ BLOCKS = [("i", slice(60, 160), slice(60, 160), "msk4"), ("r", slice(220, 300), 
 
 
 def _edit_archive_image(fz: Path, rows: slice, cols: slice, what: str, tmp: Path) -> None:
-    plain = astromatic.run_funpack(fz, tmp / f"{fz.stem}", workdir=tmp)
+    plain = fpack.run_funpack(fz, tmp / f"{fz.stem}", workdir=tmp)
     with fits.open(plain) as hdul:
         if what == "msk4":
             hdul["MSK"].data[rows, cols] |= 4
@@ -47,7 +48,7 @@ def _edit_archive_image(fz: Path, rows: slice, cols: slice, what: str, tmp: Path
             hdul["WGT"].data[rows, cols] = 0.0
         hdul.writeto(plain, overwrite=True, checksum=True)
     fz.unlink()
-    astromatic.run_fpack(plain, fz, workdir=tmp)
+    fpack.run_fpack(plain, fz, workdir=tmp)
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +159,8 @@ def test_masked_positions_is_checked_when_the_campaign_is_built(tmp_path):
 
 def test_an_image_without_msk_and_wgt_is_a_clear_error(tmp_path):
     """A SCI-only file where a tile image belongs: one line naming the file and the way out."""
-    from balrog_runner import masking
     from balrog_runner.errors import InputFileError
+    from balrog_runner.injection import masking
 
     path = tmp_path / "sci_only.fits"
     fitsio.write(str(path), np.zeros((64, 64), dtype=np.float32))

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from test_runner import TILE, balrog_run, make_campaign, read, same_table, spec_run
 from test_runner import survey as survey  # noqa: F401 - the module's synthetic tile fixture
 
-from balrog_runner import pool, runner
+from balrog_runner.node import layout, pool, runner
 
 # ----------------------------------------------------------------------------- unit
 
@@ -150,8 +150,8 @@ def test_killed_worker_fails_its_realization_and_the_rest_are_pushed(tmp_path, s
     assert "killed by signal 9 (SIGKILL)" in entries["1"]["error"], entries["1"]
     assert all(entries[j]["state"] == "done" and entries[j]["pushed"] for j in ("0", "2"))
     assert not status["complete"]
-    assert not runner.is_complete(outdir, TILE, 1)
-    assert not runner.scratch_dir(outdir, TILE, 1).exists()  # the killed worker's scratch removed
+    assert not layout.is_complete(outdir, TILE, 1)
+    assert not layout.scratch_dir(outdir, TILE, 1).exists()  # the killed worker's scratch removed
     engine = sa.create_engine(f"sqlite:///{outdir / 'demo.sqlite'}")
     with engine.connect() as conn:
         pushed = sorted(r[0] for r in conn.execute(sa.text("SELECT DISTINCT realization FROM demo_truth")))
@@ -166,8 +166,8 @@ def test_killed_worker_fails_its_realization_and_the_rest_are_pushed(tmp_path, s
     assert status["complete"] and status["realizations"]["1"]["state"] == "done"
     ref_out = Path(spec_run(ref_spec)["outdir"])
     for j in range(3):
-        for kind, path in runner.catalog_paths(outdir, TILE, j).items():
-            assert same_table(read(path), read(runner.catalog_paths(ref_out, TILE, j)[kind])), (j, kind)
+        for kind, path in layout.catalog_paths(outdir, TILE, j).items():
+            assert same_table(read(path), read(layout.catalog_paths(ref_out, TILE, j)[kind])), (j, kind)
     engine = sa.create_engine(f"sqlite:///{outdir / 'demo.sqlite'}")
     with engine.connect() as conn:
         n = conn.execute(sa.text("SELECT COUNT(*) FROM demo_truth")).scalar_one()

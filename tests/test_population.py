@@ -10,8 +10,8 @@ import pytest
 from astropy.table import Table
 
 from balrog_runner.errors import ConfigError, InputFileError
-from balrog_runner.inject import DrawOptions
-from balrog_runner.population import (
+from balrog_runner.injection.draw import DrawOptions
+from balrog_runner.injection.population import (
     DEFAULT_BANDS,
     OBJTYPE_GALAXY,
     OBJTYPE_STAR,
@@ -250,7 +250,7 @@ def test_positions_checked():
 
 
 def test_hook_sersic_indices_are_rounded_to_the_grid(tmp_path):
-    from balrog_runner.population_catalog import round_sersic_n
+    from balrog_runner.injection.catalog_columns import round_sersic_n
 
     path = _write(tmp_path, """
         import numpy as np

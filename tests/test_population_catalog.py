@@ -15,22 +15,28 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 
-from balrog_runner import config as config_mod
-from balrog_runner import synth
+from balrog_runner.campaign import config as config_mod
+from balrog_runner.campaign import config_keys
+from balrog_runner.demo import synth
 from balrog_runner.errors import ConfigError, InputFileError
-from balrog_runner.inject import DrawOptions, draw_objects_into, inject_realization, load_psf
-from balrog_runner.mag_offsets import load_map, load_maps
-from balrog_runner.population import (
-    DEFAULT_BANDS,
-    ObjectTable,
-    load_catalog,
-    make_objects,
-)
-from balrog_runner.population_catalog import (
+from balrog_runner.injection.catalog_columns import (
     BULGE_DISK_COLUMNS,
     COSMOS_MOCK_COLUMNS,
     SERSIC_N_STEP,
     check_column_spec,
+)
+from balrog_runner.injection.draw import (
+    DrawOptions,
+    draw_objects_into,
+    inject_realization,
+    load_psf,
+)
+from balrog_runner.injection.mag_offsets import load_map, load_maps
+from balrog_runner.injection.population import (
+    DEFAULT_BANDS,
+    ObjectTable,
+    load_catalog,
+    make_objects,
 )
 
 RA0, DEC0 = 10.0, -1.0
@@ -177,7 +183,7 @@ def test_mapping_form_is_checked():
 
 
 def test_config_accepts_the_new_keys(tmp_path):
-    run, balrog, db, _ = config_mod.defaults()
+    run, balrog, db, _ = config_keys.defaults()
     balrog["population-columns"] = {"mag_i": "MAGI", "hlr_disk": 3}
     balrog["mag-offset-maps"] = {"i": "~/maps/i.fits", "q": "x.fits"}
     errors: list[str] = []
@@ -357,8 +363,10 @@ def test_campaign_with_a_mapped_catalog_and_an_offset_map(tmp_path):
 
     import fitsio
 
-    from balrog_runner import demo, jobs, runner
-    from balrog_runner.positions import read_positions
+    from balrog_runner import jobs
+    from balrog_runner.demo import run as demo
+    from balrog_runner.node import layout
+    from balrog_runner.sky.positions import read_positions
 
     tile, binary = "DES2359+0001", Path(sys.executable).parent
     plan = demo.DemoPlan(workdir=tmp_path, tiles=[tile], size=384, ngal=25, realizations=1, ppn=1, seed=5,
@@ -387,7 +395,7 @@ def test_campaign_with_a_mapped_catalog_and_an_offset_map(tmp_path):
     result = subprocess.run([str(binary / "balrog-run"), "-q", str(built.specs[0].path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     outdir = Path(json.loads(built.specs[0].path.read_text())["run"]["outdir"])
-    cats = runner.catalog_paths(outdir, tile, 0)
+    cats = layout.catalog_paths(outdir, tile, 0)
     truth, sim = fitsio.read(str(cats["truth"]), ext=1), fitsio.read(str(cats["sim"]), ext=1)
     rows = truth["catalog_row"]
     np.testing.assert_allclose(truth["magoffset_r"], offset)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from balrog_runner import geometry as g
-from balrog_runner import positions as pos
 from balrog_runner.cli import positions as cli
 from balrog_runner.errors import ConfigError, OutputError
+from balrog_runner.sky import geometry as g
+from balrog_runner.sky import positions as pos
 
 RA0 = "DES2359+0001"
 

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from test_jobs import TILES, write_campaign
 
-from balrog_runner import config as cfgmod
-from balrog_runner import jobs, preflight
+from balrog_runner import jobs
+from balrog_runner.campaign import config as cfgmod
+from balrog_runner.campaign import preflight
 from balrog_runner.errors import BalrogError, ConfigError, InputFileError
 
 
@@ -123,8 +124,8 @@ def test_reachability_is_a_warning(tmp_path, caplog):
 def test_the_demo_archive_answers_the_build_time_probe(tmp_path):
     """The HTTP archive of the demo and the tests answers HEAD as DESDM does, with netrc auth:
     `make demo` printed "not reachable (HTTP 501)" for a file it then downloaded."""
-    from balrog_runner.archive_server import ArchiveServer
-    from balrog_runner.demo import write_netrc
+    from balrog_runner.demo.archive_server import ArchiveServer
+    from balrog_runner.demo.run import write_netrc
 
     archive = tmp_path / "archive" / TILES[0]
     archive.mkdir(parents=True)

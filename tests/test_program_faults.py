@@ -18,7 +18,8 @@ import campaigns
 import fitsio
 import pytest
 
-from balrog_runner import demo, runner
+from balrog_runner.demo import run as demo
+from balrog_runner.node import layout, runner
 
 TILES = ("DES2359+0001", "DES0453-4457")
 SIZE = 256
@@ -90,10 +91,10 @@ def test_garbage_nosim_catalog_fails_its_tile_and_the_next_tile_runs(tmp_path, s
     error = status_of(outdir, bad)["error"]
     assert str(fake) in error and f"{bad}_nosim_all_" in error and "not readable as FITS" in error
     assert "\n" not in error
-    assert not runner.nosim_catalog_path(outdir, bad).exists()
+    assert not layout.nosim_catalog_path(outdir, bad).exists()
     later = status_of(outdir, good)
     assert later["complete"] and later["realizations"]["0"]["state"] == "done"
-    assert runner.is_complete(outdir, good, 0)
+    assert layout.is_complete(outdir, good, 0)
 
 
 def test_hung_swarp_fails_its_realization_at_the_deadline(tmp_path, survey):
@@ -106,8 +107,8 @@ def test_hung_swarp_fails_its_realization_at_the_deadline(tmp_path, survey):
     entry = status_of(outdir, tile)["realizations"]["0"]
     assert entry["state"] == "failed"
     assert entry["error"].startswith(f"{fake} did not finish within its deadline of 8 s")
-    assert not runner.is_complete(outdir, tile, 0)
-    assert runner.nosim_catalog_path(outdir, tile).exists()  # the real SExtractor met its deadline
+    assert not layout.is_complete(outdir, tile, 0)
+    assert layout.nosim_catalog_path(outdir, tile).exists()  # the real SExtractor met its deadline
     assert running_with("sleep 432") == []
 
 
@@ -127,5 +128,5 @@ def test_positions_off_the_tile_fail_the_realization(tmp_path, survey):
         error = status["realizations"][str(j)]["error"]
         assert error == (f"no object of realization {j} falls on the tile's images (10 of 10 off the image): "
                          f"positions file {posfile} does not match tile {tile}?")
-        assert not runner.is_complete(outdir, tile, j)
+        assert not layout.is_complete(outdir, tile, j)
     assert not status["complete"]

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from numpy.lib import recfunctions
 
-from balrog_runner.report import binned_bias, completeness, load_campaign, write_report
+from balrog_runner.report.load import load_campaign
+from balrog_runner.report.numbers import binned_bias, completeness
+from balrog_runner.report.page import write_report
 
 BANDS = ["g", "r", "i", "z", "Y"]
 
@@ -176,7 +178,7 @@ def test_partial_campaign_reports_what_is_there(campaign, caplog):
     _write_realization(outdir, "DES2359+0001", 4, np.random.default_rng(9))
     (outdir / "DES2359+0001" / "catalogs" / "DES2359+0001_r0004_sim.fits").unlink()
 
-    with caplog.at_level("WARNING", logger="balrog_runner.report"):
+    with caplog.at_level("WARNING", logger="balrog_runner.report.page"):
         page = write_report(outdir)
     warning = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert "1 tile(s) without catalogs (DES0001-4914)" in warning
@@ -246,7 +248,7 @@ def _write_blend_realization(outdir, tile, j, rng, nosim_all, ngal=300, match_fi
     the scene is the one the blend assertions were written for). Returns the truth, the recovered flags,
     the intended class (-2 not recovered) and MAG_AUTO_I (NaN not recovered) per truth row.
     """
-    from balrog_runner import blends
+    from balrog_runner.measurement import blends
 
     cat = outdir / tile / "catalogs"
     cat.mkdir(parents=True, exist_ok=True)
@@ -343,7 +345,7 @@ def _bootstrap_by_hand(per_group, statistic, seed, n_boot):
 
 def test_report_numbers_are_the_catalogs_numbers(blend_campaign):
     """Blend classes, per-tile table, star/galaxy split and bootstrap errors recomputed from the catalogs."""
-    from balrog_runner.report_stats import fifty_percent
+    from balrog_runner.report.stats import fifty_percent
 
     outdir, objects, sg = blend_campaign
     page = write_report(outdir)
@@ -529,7 +531,7 @@ def test_star_galaxy_without_spread_model_says_so(campaign):
 
 
 def test_weighted_median_is_the_median_of_the_repeated_sample():
-    from balrog_runner.report_stats import weighted_median
+    from balrog_runner.report.stats import weighted_median
 
     rng = np.random.default_rng(5)
     for _ in range(50):

@@ -23,8 +23,8 @@ from mounts import tmpfs
 from test_runner import BIN, TILE, make_campaign, spec_run
 from test_runner import survey as survey  # noqa: F401 - the module's synthetic tile fixture
 
-from balrog_runner import resources
-from balrog_runner.resources import MB, MemoryLimit
+from balrog_runner.node import resources
+from balrog_runner.node.resources import MB, MemoryLimit
 
 V1_UNLIMITED = "9223372036854771712"
 

@@ -23,8 +23,9 @@ import fitsio
 import numpy as np
 import pytest
 
-from balrog_runner import demo, runner
+from balrog_runner.demo import run as demo
 from balrog_runner.errors import ConfigError, InputFileError
+from balrog_runner.node import layout, plan, runner
 
 TILE = "DES2359+0001"  # its unique area straddles RA = 0
 SIZE = 384
@@ -95,7 +96,7 @@ def _expected_auto_offset(psf_file: Path, image_file: Path) -> float:
     import galsim
     from astropy.io import fits
 
-    from balrog_runner.inject import load_psf, psfex_profile
+    from balrog_runner.injection.draw import load_psf, psfex_profile
 
     header = fits.getheader(image_file, 0)
     wcs = galsim.FitsWCS(header=header)
@@ -123,7 +124,7 @@ def test_bright_isolated_objects_are_found_with_the_expected_photometry(tmp_path
     assert result.returncode == 0, result.stderr[-2000:]
     run = spec_run(spec)
     outdir = Path(run["outdir"])
-    nosim_all = read(runner.nosim_catalog_path(outdir, TILE))
+    nosim_all = read(layout.nosim_catalog_path(outdir, TILE))
     status = json.loads((outdir / TILE / "status.json").read_text())
     assert status["complete"] and set(status["realizations"]) == {"0", "1"}
     assert status["release"] == run["release"]
@@ -132,7 +133,7 @@ def test_bright_isolated_objects_are_found_with_the_expected_photometry(tmp_path
     found = total = 0
     deltas = {b: [] for b in run["bands"]}
     for j in range(2):
-        cats = runner.catalog_paths(outdir, TILE, j)
+        cats = layout.catalog_paths(outdir, TILE, j)
         truth, sim = read(cats["truth"]), read(cats["sim"])
         assert len(truth) == 60 and np.all(truth["realization"] == j)
         # Isolated: no other injected object nor any pre-existing detection within 10 px.
@@ -176,14 +177,14 @@ def test_sextractor_configs_hook_applies_per_band_to_sim_and_nosim(tmp_path, sur
     spec = make_campaign(tmp_path, survey, ngal=30, realizations=1, pyconfig=str(pyconfig), push=False)
     assert balrog_run(spec).returncode == 0
     outdir = Path(spec_run(spec)["outdir"])
-    truth, sim = (read(runner.catalog_paths(outdir, TILE, 0)[k]) for k in ("truth", "sim"))
+    truth, sim = (read(layout.catalog_paths(outdir, TILE, 0)[k]) for k in ("truth", "sim"))
     rows = {i: r for r, i in enumerate(sim["balrog_index"]) if i >= 0}
     hit = [(rows[i], k) for k, i in enumerate(truth["balrog_index"]) if i in rows]
     assert len(hit) >= 20
     dg = np.median([sim["MAG_AUTO_G"][r] - truth["mag_g"][k] for r, k in hit])
     dr = np.median([sim["MAG_AUTO_R"][r] - truth["mag_r"][k] for r, k in hit])
     assert dg == pytest.approx(-10.0, abs=0.1) and dr == pytest.approx(0.0, abs=0.1)
-    nosim = read(runner.nosim_catalog_path(outdir, TILE))
+    nosim = read(layout.nosim_catalog_path(outdir, TILE))
     ok = (nosim["MAG_AUTO_G"] < 90) & (nosim["MAG_AUTO_R"] < 90)
     assert np.median(nosim["MAG_AUTO_G"][ok] - nosim["MAG_AUTO_R"][ok]) < -8.0
 
@@ -199,7 +200,7 @@ def test_database_rows_match_the_catalogs(tmp_path, survey):
     with engine.connect() as conn:
         for kind in ("truth", "sim", "nosim"):
             n_db = conn.execute(sa.text(f"SELECT COUNT(*) FROM demo_{kind}")).scalar_one()
-            n_files = sum(len(read(runner.catalog_paths(outdir, TILE, j)[kind])) for j in range(2))
+            n_files = sum(len(read(layout.catalog_paths(outdir, TILE, j)[kind])) for j in range(2))
             assert n_db == n_files, kind
         got = sorted(r[0] for r in conn.execute(sa.text("SELECT balrog_index FROM demo_truth")))
     engine.dispose()
@@ -212,7 +213,7 @@ def test_database_rows_match_the_catalogs(tmp_path, survey):
 
     status = json.loads((outdir / TILE / "status.json").read_text())
     for kind, extname in (("truth", "TRUTH"), ("sim", "SIM"), ("nosim", "NOSIM")):
-        path = runner.catalog_paths(outdir, TILE, 1)[kind]
+        path = layout.catalog_paths(outdir, TILE, 1)[kind]
         with fitsio.FITS(str(path)) as f:
             assert f[1].get_extname() == extname, kind
             hdr = f[1].read_header()
@@ -230,7 +231,7 @@ def test_kill_and_resume_gives_the_uninterrupted_catalogs(tmp_path, survey):
     assert balrog_run(ref_spec).returncode == 0
     spec = make_campaign(tmp_path / "killed", survey, ngal=30, realizations=3, push=False)
     outdir = Path(spec_run(spec)["outdir"])
-    first = runner.catalog_paths(outdir, TILE, 0)["truth"]
+    first = layout.catalog_paths(outdir, TILE, 0)["truth"]
     proc = subprocess.Popen([str(BIN / "balrog-run"), "-q", str(spec)], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -239,14 +240,14 @@ def test_kill_and_resume_gives_the_uninterrupted_catalogs(tmp_path, survey):
     assert proc.poll() is None, "the run ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_before = [j for j in range(3) if runner.is_complete(outdir, TILE, j)]
+    done_before = [j for j in range(3) if layout.is_complete(outdir, TILE, j)]
     assert 1 <= len(done_before) < 3
     result = balrog_run(spec)
     assert result.returncode == 0, result.stderr[-2000:]
     ref_out = Path(spec_run(ref_spec)["outdir"])
     for j in range(3):
-        for kind, path in runner.catalog_paths(outdir, TILE, j).items():
-            assert same_table(read(path), read(runner.catalog_paths(ref_out, TILE, j)[kind])), (j, kind)
+        for kind, path in layout.catalog_paths(outdir, TILE, j).items():
+            assert same_table(read(path), read(layout.catalog_paths(ref_out, TILE, j)[kind])), (j, kind)
     assert not (outdir / TILE / "scratch").exists()  # tile-clean after completion
     assert not list((outdir / TILE / "catalogs").glob(".*tmp*"))  # no temporaries left
 
@@ -272,7 +273,7 @@ def test_failing_sextractor_fails_its_realization_only(tmp_path, survey):
     assert status["realizations"]["0"]["state"] == "done" and status["realizations"]["0"]["pushed"]
     failed = status["realizations"]["1"]
     assert failed["state"] == "failed" and "out of memory" in failed["error"]
-    assert runner.is_complete(outdir, TILE, 0) and not runner.is_complete(outdir, TILE, 1)
+    assert layout.is_complete(outdir, TILE, 0) and not layout.is_complete(outdir, TILE, 1)
     log_text = (outdir / TILE / f"{TILE}.log").read_text()
     assert "simulated SExtractor crash" in log_text and "exited with code 7" in log_text
     assert not status["complete"] and (outdir / TILE / "images").exists()  # kept for the re-run
@@ -288,7 +289,7 @@ def test_database_outage_keeps_catalogs_and_balrog_push_catches_up(tmp_path, sur
     result = balrog_run(spec)
     assert result.returncode == runner.EXIT_NOT_PUSHED, result.stderr[-2000:]
     outdir = Path(data["run"]["outdir"])
-    assert all(runner.is_complete(outdir, TILE, j) for j in range(2))
+    assert all(layout.is_complete(outdir, TILE, j) for j in range(2))
     good = f"sqlite:///{tmp_path / 'later.sqlite'}"
     push = subprocess.run([str(BIN / "balrog-push"), str(outdir), "--db", good, "--dbname", "demo"],
                           capture_output=True, text=True)
@@ -307,7 +308,7 @@ def test_database_outage_keeps_catalogs_and_balrog_push_catches_up(tmp_path, sur
     engine = sa.create_engine(f"sqlite:///{outdir / 'demo.sqlite'}")
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM demo_sim")).scalar_one() == sum(
-            len(read(runner.catalog_paths(outdir, TILE, j)["sim"])) for j in range(2))
+            len(read(layout.catalog_paths(outdir, TILE, j)["sim"])) for j in range(2))
     engine.dispose()
 
 
@@ -316,13 +317,13 @@ def test_database_outage_keeps_catalogs_and_balrog_push_catches_up(tmp_path, sur
 
 def test_plan_realizations():
     index = np.arange(1000, 1250, dtype=np.int64)
-    plan = runner.plan_realizations(TILE, index, ngal=100)
-    assert [(r.number, r.start, r.stop, r.indexstart) for r in plan] == [(0, 0, 100, 1000), (1, 100, 200, 1100)]
-    assert [r.number for r in runner.plan_realizations(TILE, index, 100, only=[1])] == [1]
+    planned = plan.plan_realizations(TILE, index, ngal=100)
+    assert [(r.number, r.start, r.stop, r.indexstart) for r in planned] == [(0, 0, 100, 1000), (1, 100, 200, 1100)]
+    assert [r.number for r in plan.plan_realizations(TILE, index, 100, only=[1])] == [1]
     with pytest.raises(ConfigError, match="need 300 positions"):
-        runner.plan_realizations(TILE, index, 100, count=3)
+        plan.plan_realizations(TILE, index, 100, count=3)
     with pytest.raises(ConfigError, match="outside 0..1"):
-        runner.plan_realizations(TILE, index, 100, only=[2])
+        plan.plan_realizations(TILE, index, 100, only=[2])
     with pytest.raises(InputFileError, match="fewer than ngal"):
-        runner.plan_realizations(TILE, index, 300)
+        plan.plan_realizations(TILE, index, 300)
 

@@ -9,8 +9,9 @@ import fitsio
 import numpy as np
 import pytest
 
-from balrog_runner import astromatic, measure, synth
-from balrog_runner.config import config_dir
+from balrog_runner.campaign.config_keys import config_dir
+from balrog_runner.demo import synth
+from balrog_runner.measurement import astromatic, measure
 
 TILE = "DES0002+0209"
 SIZE = 320

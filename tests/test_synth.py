@@ -12,9 +12,11 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from balrog_runner import astromatic, geometry, synth
 from balrog_runner.cli import make_tile
+from balrog_runner.demo import synth
 from balrog_runner.errors import ConfigError, TileError
+from balrog_runner.inputs import fpack
+from balrog_runner.sky import geometry
 
 TILE = "DES0210-0458"
 SIZE = 256
@@ -25,7 +27,7 @@ def tile(tmp_path_factory):
     """One small 5-band tile with det image, fpack-compressed, and its funpacked copies."""
     out = tmp_path_factory.mktemp("synth")
     t = synth.make_synthetic_tile(TILE, out, size=SIZE, seed=5)
-    plain = {b: astromatic.run_funpack(p, out / "plain" / f"{TILE}_{b}.fits") for b, p in t.images.items()}
+    plain = {b: fpack.run_funpack(p, out / "plain" / f"{TILE}_{b}.fits") for b, p in t.images.items()}
     return t, plain
 
 

@@ -26,8 +26,9 @@ import pytest
 import sqlalchemy as sa
 from test_runner import BIN, TILE, balrog_run, make_campaign, spec_run, survey  # noqa: F401 (fixture)
 
-from balrog_runner import campaign_id, runner, tilelock
-from balrog_runner.config import config_dir
+from balrog_runner.campaign import identity as campaign_id
+from balrog_runner.campaign.config_keys import config_dir
+from balrog_runner.node import layout, runner, tilelock
 
 GATED_SEX = """\
 #!/bin/sh
@@ -97,8 +98,8 @@ def test_second_runner_on_a_running_tile_reports_the_lock_and_the_first_is_intac
     assert status["complete"] and set(status["realizations"]) == {"0", "1"}
     assert all(e["state"] == "done" and e["pushed"] and not e["error"] for e in status["realizations"].values())
     for j in range(2):
-        assert runner.is_complete(outdir, TILE, j)
-        cats = runner.catalog_paths(outdir, TILE, j)
+        assert layout.is_complete(outdir, TILE, j)
+        cats = layout.catalog_paths(outdir, TILE, j)
         assert len(fitsio.read(str(cats["truth"]), ext=1)) == 30 and len(fitsio.read(str(cats["sim"]), ext=1)) > 0
     assert lock.read_text() == ""  # released: no holder recorded
 
@@ -118,8 +119,8 @@ def test_campaigns_sharing_an_outdir_never_adopt_each_others_catalogs(tmp_path, 
     assert ident[0] == "demo" and len(ident[1]) == campaign_id.FINGERPRINT_HEX
     for path in before:  # every catalog (truth included) carries the identity
         assert campaign_id.read_identity(path) == ident, path
-    assert runner.is_complete(outdir, TILE, 0, identity=campaign_id.CampaignIdentity(*ident))
-    assert not runner.is_complete(outdir, TILE, 0, identity=campaign_id.CampaignIdentity("demo", "0" * 16))
+    assert layout.is_complete(outdir, TILE, 0, identity=campaign_id.CampaignIdentity(*ident))
+    assert not layout.is_complete(outdir, TILE, 0, identity=campaign_id.CampaignIdentity("demo", "0" * 16))
 
     # Another campaign (dbname) pointed at the same outdir.
     spec_b = make_campaign(tmp_path / "b", survey, ngal=30, realizations=2, outdir=str(outdir), dbname="other")
@@ -202,7 +203,7 @@ def test_next_run_removes_the_leftovers_of_a_killed_run_and_nothing_else(tmp_pat
         p.write_text("keep me\n")
     result = balrog_run(spec)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert runner.is_complete(outdir, TILE, 0)
+    assert layout.is_complete(outdir, TILE, 0)
     for p in [*real_leftovers, *planted]:
         assert not p.exists(), p
     assert not [p for p in tdir.rglob(".*") if p.name.startswith(".nosim-") and p.parent.name == "nosim"]

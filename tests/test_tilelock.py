@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from balrog_runner import tilelock
+from balrog_runner.node import tilelock
 
 TILE = "DES2359+0001"
 HOLD = """

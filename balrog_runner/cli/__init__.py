@@ -1,1 +1,4 @@
-"""Command-line entry points: each module parses its arguments and calls the library."""
+"""Command-line entry points: each module parses its arguments and calls the library.
+
+Stage 12, the top. May import: every stage.
+"""

@@ -141,7 +141,7 @@ def add_tile_options(parser: argparse.ArgumentParser, example: str = "DES0002+02
 
 def tile_names(args: argparse.Namespace) -> list[str]:
     """The names given with ``--tile`` then those of ``--tiles``; none at all is an error."""
-    from ..fetch_source import read_tile_names
+    from ..inputs.source import read_tile_names
 
     names = list(args.tile) + (read_tile_names(args.tiles) if args.tiles else [])
     if not names:

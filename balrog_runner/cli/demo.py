@@ -7,7 +7,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 
-from ..demo import DEFAULT_TILES, DemoPlan, default_workdir, run_demo
+from ..demo.run import DEFAULT_TILES, DemoPlan, default_workdir, run_demo
 from ._common import (
     add_logging_options,
     float_in_range,

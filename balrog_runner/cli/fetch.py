@@ -1,7 +1,7 @@
 """``balrog-fetch``: download, verify and funpack DES coadd tiles and their PSFEx models.
 
 Files land in ``<outdir>/<TILE>/images/`` (the campaign layout); see
-:mod:`balrog_runner.fetch` for what is checked and retried.
+:mod:`balrog_runner.inputs.fetch` for what is checked and retried.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from .. import fetch
+from ..inputs import fetch
 from ._common import (
     add_logging_options,
     add_tile_options,

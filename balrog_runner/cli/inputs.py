@@ -1,8 +1,8 @@
 """``balrog-inputs``: resolve a campaign's inputs from a DESDM release tag into a manifest.
 
 Run it once where the DES database is reachable (a login node); jobs then fetch from the
-manifest and need no database. See :mod:`balrog_runner.desdm` for the queries and
-:mod:`balrog_runner.manifest` for the file.
+manifest and need no database. See :mod:`balrog_runner.inputs.desdm` for the queries and
+:mod:`balrog_runner.inputs.manifest` for the file.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from .. import desdm, manifest
 from ..db.url import DEFAULT_INI, make_engine, resolve_url
+from ..inputs import desdm, manifest
 from ._common import add_logging_options, add_tile_options, run_command, tile_names
 
 PROG = "balrog-inputs"

@@ -6,8 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .. import config as cfgmod
 from .. import jobs
+from ..campaign import config as cfgmod
+from ..campaign import config_keys
 from ._common import add_logging_options, positive_int, run_command
 
 PROG = "balrog-jobs"
@@ -25,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", metavar="FILE",
                    help="shell script sourced by bash before the config runs (configs may read what it exports), "
                         "before looking up programs, and at the top of every job file")
-    p.add_argument("--scheduler", choices=cfgmod.SCHEDULERS,
+    p.add_argument("--scheduler", choices=config_keys.SCHEDULERS,
                    help="job flavour; default: slurm when sbatch is on PATH and a SLURM controller answers, else local")
     p.add_argument("--force", action="store_true", help="replace an existing job directory (its logs and records go)")
     p.add_argument("--submit", action="store_true",
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _action(args: argparse.Namespace) -> int:
     if args.list_keys:
-        print(cfgmod.describe_keys())
+        print(config_keys.describe_keys())
         return 0
     if args.run_local:
         return jobs.run_local(args.run_local, args.workers)

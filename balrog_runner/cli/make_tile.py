@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from .. import synth
+from ..demo import synth
 from ._common import (
     add_logging_options,
     float_in_range,

@@ -9,9 +9,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import config as cfgmod
-from .. import migrate
 from ..atomic import atomic_write_text
+from ..campaign import config as cfgmod
+from ..campaign import migrate
 from ..errors import BalrogError
 from ._common import add_logging_options, run_command
 

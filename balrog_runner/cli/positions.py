@@ -12,9 +12,9 @@ import argparse
 import math
 from collections.abc import Sequence
 
-from .. import positions
 from ..errors import BalrogError, ConfigError
-from ..lattice import DEFAULT_SPACING_ARCSEC
+from ..sky import positions
+from ..sky.lattice import DEFAULT_SPACING_ARCSEC
 from ._common import add_logging_options, run_command
 from .tiles import load_tiles
 

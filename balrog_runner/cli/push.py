@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..campaign_id import select_campaign
-from ..config import load_config
+from ..campaign.config import load_config
+from ..campaign.identity import select_campaign
 from ..db import (
     PushPolicy,
     find_catalogs,
@@ -76,7 +76,7 @@ def _load_config(path: str) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
 
 def _recorded_campaign(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(run, db) from the campaign.json the runner left in the outdir ``path``, if any."""
-    from ..campaign_record import read_record
+    from ..campaign.record import read_record
 
     folder = Path(path)
     record = read_record(folder) if folder.is_dir() else None

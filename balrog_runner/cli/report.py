@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..report import write_report
+from ..report.page import write_report
 from ._common import add_logging_options, run_command
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """``balrog-run``: the node runner a job file calls on each node with its subjob spec.
 
 Thin by design: it reads and checks the spec(s) and hands each to
-:func:`balrog_runner.runner.run_subjob` (fetch, inject, detect, measure, push), whose exit
+:func:`balrog_runner.node.runner.run_subjob` (fetch, inject, detect, measure, push), whose exit
 code becomes ours. ``--dry-run`` hands them to :func:`balrog_runner.jobs.spec.record_subjob`
 instead, which only checks each tile's inputs and records what the subjob was given: a
 cheap way to test a campaign's job files (and the scheduler) before spending an allocation.
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from ..atomic import check_writable_dir
 from ..errors import ConfigError
 from ..jobs.spec import SubjobSpec, read_spec, record_subjob
-from ..runner import run_subjob
+from ..node.runner import run_subjob
 from ._common import add_logging_options, run_command
 
 PROG = "balrog-run"

@@ -11,8 +11,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import geometry
 from ..errors import ConfigError
+from ..sky import geometry
 from ._common import add_logging_options, run_command
 
 PROG = "balrog-tiles"

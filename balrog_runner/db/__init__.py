@@ -1,4 +1,4 @@
-"""The results database: tables, pushes and policies on SQLAlchemy Core.
+"""Stage 2, the results database: tables, pushes and policies on SQLAlchemy Core.
 
 Public API (what the node runner and ``balrog-push`` call):
 
@@ -24,6 +24,10 @@ corrupt the file or fail. The safe pattern there is one writer: set ``run['push'
 for the jobs on the nodes and run one ``balrog-push <outdir>`` after they finish (or while
 they run, from one place), or use PostgreSQL (``db['url']``), which serves any number of
 nodes. SQLite is fine for the pool workers of one node (one machine's locks).
+
+May import: the shared top-level modules and ``sky``. It sits low in the stage order
+because DESDM's file lookup (``inputs``), preflight (``campaign``) and the node's pusher all
+use its connection layer.
 """
 
 from .campaign import (
@@ -34,13 +38,7 @@ from .campaign import (
     overwrite_once,
     push_missing,
 )
-from .push import (
-    DuplicateRealizationError,
-    PushPolicy,
-    PushResult,
-    push_catalogs,
-    push_realization,
-)
+from .push import DuplicateRealizationError, PushPolicy, PushResult, push_catalogs, push_realization
 from .schema import (
     DbnameError,
     check_identifier,

@@ -20,12 +20,7 @@ from sqlalchemy.engine import URL, Engine
 from tqdm import tqdm
 
 from ..errors import DatabaseError, InputFileError
-from .push import (
-    DuplicateRealizationError,
-    PushPolicy,
-    PushResult,
-    push_realization,
-)
+from .push import DuplicateRealizationError, PushPolicy, PushResult, push_realization
 from .schema import DEFAULT_BANDS, validate_dbname
 from .tables import pushed_realizations, reset_tables
 from .url import as_engine, db_errors, make_engine, resolve_url, safe_url

@@ -1,4 +1,4 @@
-"""Job builder: from a validated campaign config to ready-to-submit job files.
+"""Stage 8, the job builder: from a validated campaign config to ready-to-submit job files.
 
 :func:`build_jobs` writes everything for one scheduler into ``<jobdir>/<jobname>``: the
 subjob specs (``specs/subjob-<kkkk>.json``, one per node runner), the scheduler's files
@@ -6,6 +6,8 @@ subjob specs (``specs/subjob-<kkkk>.json``, one per node runner), the scheduler'
 into a temporary sibling and renamed into place, so a failure leaves no half-written job.
 :func:`submit` hands the result to the scheduler (``submit.sh`` for SLURM, :func:`run_local`
 for local; wq jobs are submitted by the user with ``wq sub``).
+
+May import: every stage below it, ``sky`` to ``campaign``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import config as cfgmod
-from .. import preflight
 from ..atomic import atomic_directory
+from ..campaign import config as cfgmod
+from ..campaign import config_check, derived, preflight
 from ..errors import ConfigError, ExternalProgramError
 from .local import RUN_SCRIPT, run_local, write_local
 from .slurm import SUBMIT_SCRIPT, write_slurm
@@ -76,11 +78,11 @@ def build_jobs(cfg: cfgmod.Config, scheduler: str | None = None, replace: bool =
     a previous submission).
     """
     scheduler = scheduler or detect_scheduler()
-    cfgmod.validate_for_scheduler(cfg, scheduler, check_programs=check_programs)
+    config_check.validate_for_scheduler(cfg, scheduler, check_programs=check_programs)
     preflight.check_campaign(cfg)
     specs = make_specs(cfg, scheduler)
     _warn_sqlite_on_many_nodes(cfg, scheduler, specs)
-    final = cfgmod.job_dir(cfg.run).absolute()
+    final = derived.job_dir(cfg.run).absolute()
     if final.exists() and not replace:
         raise ConfigError(f"job directory {final} already exists (use --force to replace it)")
     with atomic_directory(final, replace=replace) as tmp:
@@ -115,7 +117,7 @@ def _warn_sqlite_on_many_nodes(cfg: cfgmod.Config, scheduler: str, specs: list[S
     NFS) implement partially or not at all: concurrent writers from several nodes see
     ``database is locked`` or corrupt the file. The safe patterns are named in the message.
     """
-    url = cfgmod.db_url(cfg.run, cfg.db)
+    url = derived.db_url(cfg.run, cfg.db)
     if not cfg.run["push"] or url is None or not url.startswith("sqlite"):
         return
     n = runners_at_once(cfg.run, scheduler, len(specs))

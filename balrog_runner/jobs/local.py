@@ -14,8 +14,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .. import config as cfgmod
 from ..atomic import atomic_write_text
+from ..campaign import config as cfgmod
+from ..campaign import derived
 from ..errors import ConfigError
 from .render import render
 from .spec import SPEC_DIR, SubjobSpec, read_spec
@@ -31,7 +32,7 @@ def write_local(cfg: cfgmod.Config, specs: list[SubjobSpec], tmp_dir: Path) -> l
     """Render ``run.sh`` into ``tmp_dir``; ``run['nodes']`` subjobs run at once."""
     run = cfg.run
     text = render(
-        "local_run.sh.j2", jobname=cfgmod.jobname(run), job_dir=cfgmod.job_dir(run).absolute(),
+        "local_run.sh.j2", jobname=derived.jobname(run), job_dir=derived.job_dir(run).absolute(),
         python=sys.executable, workers=run["nodes"], run=run,
     )
     atomic_write_text(tmp_dir / RUN_SCRIPT, text, mode=0o755)

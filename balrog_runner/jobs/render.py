@@ -3,7 +3,7 @@
 Every value that reaches a job file goes through the ``q`` filter (:func:`shlex.quote`), so
 a path with spaces or a hostile string stays one shell word. ``sbatch`` parses ``#SBATCH``
 lines with the same quoting rules, so ``q`` is right there too. Newlines cannot be quoted
-for a line-oriented file: :func:`balrog_runner.config.check_config` rejects them earlier,
+for a line-oriented file: :func:`balrog_runner.campaign.config_check.check_config` rejects them earlier,
 and :func:`render` refuses any that slip through as a second line of defence.
 """
 

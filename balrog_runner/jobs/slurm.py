@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .. import config as cfgmod
 from ..atomic import atomic_write_text
+from ..campaign import config as cfgmod
+from ..campaign import derived
 from .render import render
 from .spec import SPEC_DIR, SubjobSpec
 
@@ -40,8 +41,8 @@ def write_slurm(cfg: cfgmod.Config, specs: list[SubjobSpec], tmp_dir: Path) -> l
     Returns the written files' paths relative to the job directory.
     """
     run = cfg.run
-    final = cfgmod.job_dir(run).absolute()
-    name = cfgmod.jobname(run)
+    final = derived.job_dir(run).absolute()
+    name = derived.jobname(run)
     common = {
         "run": run,
         "jobname": name,

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import config as cfgmod
 from ..atomic import atomic_write_text
+from ..campaign import config as cfgmod
+from ..campaign import config_check, derived
 from ..errors import ConfigError, InputFileError
 
 log = logging.getLogger(__name__)
@@ -100,12 +101,12 @@ def make_specs(cfg: cfgmod.Config, scheduler: str) -> list[SubjobSpec]:
     for key in db:
         if "pass" in key.lower():  # defensive: never let a credential reach a file
             raise ConfigError(f"db['{key}'] looks like a credential; keep passwords out of the config")
-    jd = cfgmod.job_dir(run).absolute()
+    jd = derived.job_dir(run).absolute()
     return [
         SubjobSpec(
             subjob=k,
             group=k // run["nodes"],
-            jobname=cfgmod.jobname(run),
+            jobname=derived.jobname(run),
             scheduler=scheduler,
             tiles=tuple(tiles),
             run=dict(run),
@@ -115,7 +116,7 @@ def make_specs(cfg: cfgmod.Config, scheduler: str) -> list[SubjobSpec]:
             source=cfg.source,
             programs=dict(cfg.programs),
         )
-        for k, tiles in enumerate(cfgmod.subjob_tiles(run, cfg.tiles))
+        for k, tiles in enumerate(derived.subjob_tiles(run, cfg.tiles))
     ]
 
 
@@ -150,7 +151,7 @@ def read_spec(path: str | os.PathLike) -> SubjobSpec:
     cfg = cfgmod.Config(run=dict(data["run"]), balrog=dict(data["balrog"]), db=dict(data["db"]),
                         tiles=list(data["tiles"]), path=path)
     # The build-time checks again (a hand-edited spec is caught before any work starts).
-    cfgmod.check_config(cfg, check_positions=False)
+    config_check.check_config(cfg, check_positions=False)
     source = data.get("source")
     programs = data.get("programs") or {}
     if not isinstance(programs, dict) or not all(isinstance(v, str) for v in programs.values()):
@@ -172,7 +173,7 @@ def record_subjob(spec: SubjobSpec) -> int:
     start = time.time()
     failed = []
     for tile in spec.tiles:
-        pos = cfgmod.position_file(spec.run, tile)
+        pos = derived.position_file(spec.run, tile)
         if pos.is_file():
             log.info("subjob %d: tile %s ready (%s)", spec.subjob, tile, pos)
         else:

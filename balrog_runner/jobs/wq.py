@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .. import config as cfgmod
 from ..atomic import atomic_write_text
+from ..campaign import config as cfgmod
+from ..campaign import derived
 from .render import render
 from .spec import SubjobSpec
 
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def wq_file_name(run: dict) -> str:
-    return f"{cfgmod.jobname(run)}.yaml"
+    return f"{derived.jobname(run)}.yaml"
 
 
 def write_wq(cfg: cfgmod.Config, specs: list[SubjobSpec], tmp_dir: Path) -> list[Path]:
@@ -28,8 +29,8 @@ def write_wq(cfg: cfgmod.Config, specs: list[SubjobSpec], tmp_dir: Path) -> list
     run = cfg.run
     name = wq_file_name(run)
     text = render(
-        "wq.yaml.j2", run=run, jobname=cfgmod.jobname(run), yaml_name=name,
-        job_dir=cfgmod.job_dir(run).absolute(), source=cfg.source, balrog_run=run["balrog-run"],
+        "wq.yaml.j2", run=run, jobname=derived.jobname(run), yaml_name=name,
+        job_dir=derived.job_dir(run).absolute(), source=cfg.source, balrog_run=run["balrog-run"],
         nodes=len(specs), specs=specs,
     )
     atomic_write_text(tmp_dir / name, text)

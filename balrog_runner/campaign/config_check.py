@@ -1,0 +1,495 @@
+"""Checking a loaded campaign: every rule that can be known before a job is queued.
+
+:func:`check_config` checks everything it can without a scheduler (unknown keys with the
+close match or the Valarauko key's new home, types, required entries, tile names, position
+files, control characters that could break a job file, and that every tile's inputs
+resolve); :func:`validate_for_scheduler` adds the rules that depend on the scheduler (tiles
+divisible into node groups, arrays, programs resolvable after ``--source``). Problems are
+collected and reported in one message, so a user fixes them in one go.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, InputFileError, TileError
+from ..sky.geometry import is_des_tilename
+from .config import Config, read_tile_list
+from .config_keys import (
+    ALL_BANDS,
+    NODE_PROGRAM_KEYS,
+    PROGRAM_KEYS,
+    RUN_KEYS,
+    SCHEDULERS,
+    SECTIONS,
+    Key,
+)
+from .derived import fetch_options, position_file, strip_password
+from .old_keys import old_key_message
+
+log = logging.getLogger(__name__)
+
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+
+_LABEL_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+
+_WALLTIME_RE = re.compile(r"^(\d+-)?\d{1,3}:[0-5]\d:[0-5]\d$")
+
+
+
+_EMAIL_RE = re.compile(r"^[^@\s'\"\\]+@[^@\s'\"\\]+$")
+
+
+
+_SAFE_WORD_RE = re.compile(r"^[A-Za-z0-9_.,:=+-]+$")
+
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+
+#: The campaign's longest derived SQL identifier is the index ``ix_<dbname>_nosim_tr``
+#: (db/schema.py); it must fit PostgreSQL's 63-byte limit (NAMEDATALEN - 1), which also
+#: satisfies Oracle 12.2+ (128 bytes). Pre-12.2 Oracle (30 bytes) is not enforced.
+MAX_IDENTIFIER_BYTES = 63
+
+
+
+_LONGEST_DERIVED = "ix_{}_nosim_tr"
+
+
+
+_DBNAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+
+#: Integers end up in int64 columns, JSON specs and scheduler options: keep them in int64.
+_INT64 = 2**63
+
+
+
+#: Options the job files set from their own keys (an #SBATCH repeat would silently override).
+SBATCH_MANAGED = {
+    "job-name": "run['dbname'] and run['joblabel']", "nodes": "run['nodes']",
+    "ntasks-per-node": "one runner per node", "ntasks": "one runner per node",
+    "cpus-per-task": "run['ppn']", "time": "run['walltime']", "output": "logs/ in the job directory",
+    "error": "logs/ in the job directory", "chdir": "the job directory", "partition": "run['queue']",
+    "account": "run['account']", "constraint": "run['constraint']", "qos": "run['qos']",
+    "mail-user": "run['email']", "array": "run['asarray'] and run['arraymax']",
+    "dependency": "run['asdependency']",
+}
+
+
+
+_SBATCH_OPTION_RE = re.compile(r"^--([a-z][a-z0-9-]*)(=.*)?$")
+
+
+
+#: Lustre's largest stripe count (LOV_MAX_STRIPE_COUNT); -1 means "all OSTs".
+MAX_STRIPE_COUNT = 2000
+
+
+
+#: A day: longer is a typo (and values beyond ~1e9 s overflow the socket timeout).
+MAX_FETCH_TIMEOUT = 86400.0
+
+
+
+#: A tile has 12 files to fetch (6 images, 6 PSF models); more threads only load the archive.
+MAX_FETCH_WORKERS = 64
+
+
+
+def _check_kind(where: str, name: str, key: Key, value: Any) -> tuple[Any, str | None]:
+    """Return (normalised value, error or None) for one entry."""
+    if value is None:
+        return (None, None) if key.optional else (None, f"{where}['{name}'] must not be None")
+    kind = key.kind
+    if kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind == "bool":
+        ok = isinstance(value, bool)
+    elif kind == "str":
+        ok = isinstance(value, str)
+    elif kind == "path":
+        ok = isinstance(value, (str, os.PathLike))
+        if ok:
+            value = str(Path(os.path.expandvars(os.fspath(value))).expanduser().absolute())
+    elif kind == "strlist":
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        value = list(value) if ok else value
+    elif kind == "intlist":
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        value = list(value) if ok else value
+    elif kind == "dict":
+        ok = isinstance(value, dict)
+    else:  # pragma: no cover - table typo
+        raise AssertionError(kind)
+    if not ok:
+        return value, f"{where}['{name}'] = {value!r} is a {type(value).__name__}; expected {kind}{' or None' if key.optional else ''}"
+    # inf/nan would reach the spec as JSON 'Infinity'/'NaN' (not JSON) and mean nothing as a
+    # count, timeout or fraction; huge integers overflow the int64 columns and seeds.
+    if kind == "float" and not math.isfinite(value):
+        return value, f"{where}['{name}'] = {value!r} must be a finite number"
+    numbers = value if kind == "intlist" else [value] if kind == "int" else []
+    if any(not -_INT64 < v < _INT64 for v in numbers):
+        return value, f"{where}['{name}'] = {value!r} does not fit in 64 bits"
+    return value, None
+
+
+
+def _control_chars(where: str, value: Any) -> list[str]:
+    """Paths of string values holding newlines or other control characters (job-file breakers)."""
+    if isinstance(value, str):
+        return [where] if _CONTROL_RE.search(value) else []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _control_chars(f"{where}['{k}']", v)]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in _control_chars(f"{where}[{i}]", v)]
+    return []
+
+
+
+def check_config(cfg: Config, check_positions: bool = True) -> None:
+    """Check and normalise ``cfg`` in place (everything that does not depend on a scheduler).
+
+    All problems are collected and reported in one message, so a user fixes them in one go.
+    ``check_positions=False`` skips the position-file check (a node runner checks them per
+    tile so that one missing file fails one tile, not the whole subjob).
+    """
+    where_file = f" in {cfg.path}" if cfg.path else ""
+    errors: list[str] = []
+    old_keys = False
+    for section, table in SECTIONS.items():
+        d = getattr(cfg, section)
+        for name in list(d):
+            if not isinstance(name, str) or name not in table:
+                message, from_valarauko = unknown_key_message(section, name)
+                old_keys = old_keys or from_valarauko
+                errors.append(message)
+                continue
+            value, err = _check_kind(section, name, table[name], d[name])
+            if err:
+                errors.append(err)
+            else:
+                d[name] = value
+        for name, key in table.items():
+            if name not in d:
+                d[name] = key.make_default()
+        errors += [f"{p} contains a newline or control character" for p in _control_chars(section, d)]
+    if old_keys:
+        errors.append("a Valarauko config is converted with: balrog-migrate OLD.py [--source setup.sh] > new.py")
+    if errors:
+        raise ConfigError("; ".join(errors) + where_file)
+
+    run = cfg.run
+    for name, key in RUN_KEYS.items():
+        if key.required and run.get(name) in (None, ""):
+            errors.append(f"run['{name}'] is required")
+    if not cfg.tiles and run.get("tiles"):
+        cfg.tiles = read_tile_list(run["tiles"])
+    if not cfg.tiles:
+        errors.append("no tiles: return them from CustomConfig or set run['tiles'] to a tile list file")
+    if errors:
+        raise ConfigError("; ".join(errors) + where_file)
+
+    _check_values(cfg, errors)
+    if errors:
+        raise ConfigError("; ".join(errors) + where_file)
+    _check_tiles(cfg, check_positions)
+
+
+
+#: difflib's similarity a typo must reach to be suggested: 0.8 takes ``ngals`` -> ``ngal`` and
+#: ``sead-offset`` -> ``seed-offset`` but not ``balrog`` -> ``balrog-run`` (0.75) or ``cores`` ->
+#: ``nodes`` (0.6), which are different keys, not typos.
+HINT_CUTOFF = 0.8
+
+
+
+def unknown_key_message(section: str, name: Any) -> tuple[str, bool]:
+    """The message for a key ``section[name]`` that balrog_runner does not know, and whether
+    it is a Valarauko key.
+
+    A Valarauko key names where it went (or why it has none) from the migration table
+    (:mod:`balrog_runner.campaign.migrate`, DESIGN.md section 11); a key that belongs to another section
+    names that section; only then a close spelling (difflib, :data:`HINT_CUTOFF`), else the
+    known keys.
+    """
+    text = f"{section}['{name}']" if isinstance(name, str) else f"{section}[{name!r}]"
+    if isinstance(name, str):
+        old = old_key_message(section, name)
+        if old:
+            return old, True
+        elsewhere = [s for s, table in SECTIONS.items() if s != section and name in table]
+        if elsewhere:
+            return f"unknown key {text}: it belongs in {elsewhere[0]}['{name}']", False
+    table = SECTIONS[section]
+    close = difflib.get_close_matches(str(name), list(table), n=1, cutoff=HINT_CUTOFF)
+    hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(table)})"
+    return f"unknown key {text}{hint}", False
+
+
+
+def _check_values(cfg: Config, errors: list[str]) -> None:
+    run, balrog, db = cfg.run, cfg.balrog, cfg.db
+    _check_dbname(run["dbname"], errors, db["table-prefix"])
+    if run["joblabel"] is not None and not _LABEL_RE.match(run["joblabel"]):
+        errors.append(f"run['joblabel'] = {run['joblabel']!r}: use letters, digits, _ . - (it names files)")
+    for name in ("ngal", "nodes", "ppn", "npersubjob", "fetch-workers"):
+        if run[name] < 1:
+            errors.append(f"run['{name}'] = {run[name]} must be >= 1")
+    if run["fetch-workers"] > MAX_FETCH_WORKERS:
+        errors.append(f"run['fetch-workers'] = {run['fetch-workers']} must be <= {MAX_FETCH_WORKERS} (one thread per file)")
+    for name in ("realizations", "arraymax"):
+        if run[name] is not None and run[name] < 1:
+            errors.append(f"run['{name}'] = {run[name]} must be >= 1 or None")
+    if run["realization-list"] is not None and any(j < 0 for j in run["realization-list"]):
+        errors.append("run['realization-list'] holds a negative realization index")
+    bad_bands = [b for b in run["bands"] if b not in ALL_BANDS]
+    if bad_bands or not run["bands"] or len(set(run["bands"])) != len(run["bands"]):
+        errors.append(f"run['bands'] = {run['bands']!r}: a non-empty list of distinct bands from {' '.join(ALL_BANDS)}")
+    if not _WALLTIME_RE.match(run["walltime"]):
+        errors.append(f"run['walltime'] = {run['walltime']!r}: use [D-]HH:MM:SS")
+    for name in ("queue", "account", "constraint", "qos"):
+        if run[name] is not None and not _SAFE_WORD_RE.match(run[name]):
+            errors.append(f"run['{name}'] = {run[name]!r}: only letters, digits and _ . , : = + -")
+    if "%" in run["jobdir"]:
+        errors.append(f"run['jobdir'] = {run['jobdir']!r} contains '%', which SLURM expands in log file names")
+    if run["email"] is not None and not _EMAIL_RE.match(run["email"]):
+        errors.append(f"run['email'] = {run['email']!r} is not a mail address")
+    if db["duplicate"] not in ("error", "replace"):
+        errors.append(f"db['duplicate'] = {db['duplicate']!r}: allowed 'error' or 'replace'")
+    if run["asarray"] and run["asdependency"]:
+        errors.append("run['asarray'] and run['asdependency'] cannot both be True (an array is one job)")
+    _check_sbatch_extra(run["sbatch-extra"], errors)
+    if run["stripe"] is not None and not (run["stripe"] == -1 or 1 <= run["stripe"] <= MAX_STRIPE_COUNT):
+        errors.append(f"run['stripe'] = {run['stripe']}: a stripe count 1..{MAX_STRIPE_COUNT}, -1 (all OSTs) or None (off)")
+    if not 0 <= balrog["seed-offset"] < 2**62:
+        errors.append(f"balrog['seed-offset'] = {balrog['seed-offset']} must be within 0..2**62 (seeds are >= 0 int64)")
+    _check_fetch(run, errors)
+    if run["program-timeout"] is not None and not run["program-timeout"] > 0:
+        errors.append(f"run['program-timeout'] = {run['program-timeout']} must be > 0 seconds or None")
+    if balrog["population-columns"] is not None:
+        from ..injection.catalog_columns import check_column_spec
+
+        errors += check_column_spec(balrog["population-columns"])
+    maps = balrog["mag-offset-maps"] or {}
+    for band, path in maps.items():
+        if band not in ALL_BANDS or not isinstance(path, (str, os.PathLike)):
+            errors.append(f"balrog['mag-offset-maps'] entry {band!r}: {path!r}: keys are bands ({' '.join(ALL_BANDS)}), values map file paths")
+        else:
+            maps[band] = str(Path(os.path.expandvars(os.fspath(path))).expanduser().absolute())
+    from ..injection.masking import MODES as MASKED_MODES
+
+    if balrog["masked-positions"] not in MASKED_MODES:
+        errors.append(f"balrog['masked-positions'] = {balrog['masked-positions']!r}: use {', '.join(map(repr, MASKED_MODES))}")
+    if balrog["mask-bits"] is not None and not 0 < balrog["mask-bits"] < 2**63:
+        errors.append(f"balrog['mask-bits'] = {balrog['mask-bits']}: a positive bit mask (e.g. 1 | 4) or None (any bit)")
+    if not 0.0 <= balrog["star-fraction"] <= 1.0:
+        errors.append(f"balrog['star-fraction'] = {balrog['star-fraction']} must be within 0..1")
+    for name in ("section", "reader"):
+        if db[name] is not None and not _NAME_RE.match(db[name]) and not (name == "reader" and db[name] == ""):
+            errors.append(f"db['{name}'] = {db[name]!r}: use letters, digits and _")
+    if db["url"] is not None:
+        try:
+            db["url"] = strip_password(db["url"])
+        except ConfigError as exc:
+            errors.append(str(exc))
+    for name in PROGRAM_KEYS:
+        if not run[name].strip():
+            errors.append(f"run['{name}'] is empty")
+
+
+
+def _check_dbname(dbname: str, errors: list[str], prefix: str = "") -> None:
+    """dbname names tables and indexes on every backend: an identifier that needs no quoting.
+
+    A leading letter (Oracle's unquoted identifiers and a table name that starts with ``_``
+    are trouble), and short enough that ``ix_<dbname>_nosim_tr`` fits
+    :data:`MAX_IDENTIFIER_BYTES` (PostgreSQL truncates longer names silently, so two
+    campaigns' indexes could collide).
+    """
+    if not _DBNAME_RE.match(dbname):
+        errors.append(f"run['dbname'] = {dbname!r}: start with a letter, then letters, digits and _ (it names DB tables)")
+        return
+    if prefix and not _DBNAME_RE.match(prefix):
+        errors.append(f"db['table-prefix'] = {prefix!r}: '' or a letter, then letters, digits and _ (e.g. 'balrog_')")
+        return
+    longest = _LONGEST_DERIVED.format(prefix + dbname)  # the prefix is part of every table and index name
+    if len(longest.encode()) > MAX_IDENTIFIER_BYTES:
+        most = MAX_IDENTIFIER_BYTES - len(_LONGEST_DERIVED.format(prefix).encode())
+        errors.append(f"run['dbname'] = {dbname!r} is {len(dbname.encode())} bytes; at most {most}"
+                      + (f" with db['table-prefix'] = {prefix!r}" if prefix else "")
+                      + f" (its index {longest[:20]}... must fit {MAX_IDENTIFIER_BYTES} bytes, PostgreSQL's limit)")
+
+
+
+def _check_sbatch_extra(options: list[str], errors: list[str]) -> None:
+    """Each entry one long option ``--name`` or ``--name=value``, not one balrog-jobs sets.
+
+    sbatch (getopt_long) takes any unambiguous prefix of a long option (``--out`` is
+    ``--output``), so a prefix of a managed option is refused too.
+    """
+    for opt in options:
+        m = _SBATCH_OPTION_RE.match(opt)
+        if not m:
+            errors.append(f"run['sbatch-extra'] entry {opt!r}: one sbatch long option per entry, --name or --name=value")
+            continue
+        managed = next((full for full in SBATCH_MANAGED if full.startswith(m.group(1))), None)
+        if managed:
+            errors.append(f"run['sbatch-extra'] entry {opt!r}: --{managed} is set by balrog-jobs (from {SBATCH_MANAGED[managed]})")
+
+
+
+def _check_fetch(run: dict[str, Any], errors: list[str]) -> None:
+    """Fetch settings, with the fetch stage's own template rules (one source of truth)."""
+    from ..inputs.source import LAYOUTS, validate_template
+
+    if run["fetch-url"] is None and run["fetch-layout"] not in LAYOUTS:
+        errors.append(f"run['fetch-layout'] = {run['fetch-layout']!r}; allowed: {', '.join(sorted(LAYOUTS))}")
+    for name in ("fetch-url", "fetch-psf-url"):
+        if run[name] is not None:
+            try:
+                validate_template(run[name], f"run['{name}']")
+            except ConfigError as exc:
+                errors.append(str(exc))
+    if run["fetch-run"] is not None and run["fetch-run-table"] is not None:
+        errors.append("run['fetch-run'] and run['fetch-run-table'] exclude each other")
+    if "@" in run["fetch-root"].split("//", 1)[-1].split("/", 1)[0]:
+        errors.append("run['fetch-root'] holds credentials (user@host); put them in the netrc file")
+    if not 0 < run["fetch-timeout"] <= MAX_FETCH_TIMEOUT:
+        errors.append(f"run['fetch-timeout'] = {run['fetch-timeout']} must be > 0 and <= {MAX_FETCH_TIMEOUT:g} seconds")
+    if not 0 < run["fetch-deadline"] < float("inf"):
+        errors.append(f"run['fetch-deadline'] = {run['fetch-deadline']} must be a finite number of seconds > 0")
+
+
+
+def _check_tiles(cfg: Config, check_positions: bool = True) -> None:
+    where = f" in {cfg.path}" if cfg.path else ""
+    bad = [t for t in cfg.tiles if not is_des_tilename(t)]
+    if bad:
+        shown = ", ".join(repr(t) for t in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise TileError(f"not DES tile names (DESHHMM+DDMM){where}: {shown}")
+    seen: set[str] = set()
+    dups = sorted({t for t in cfg.tiles if t in seen or seen.add(t)})
+    if dups:
+        raise TileError(f"tiles listed twice{where}: {', '.join(dups)}")
+    missing = [t for t in cfg.tiles if not position_file(cfg.run, t).is_file()] if check_positions else []
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise InputFileError(f"no position file in {cfg.run['pos']} for tiles {shown} (run balrog-positions first)")
+    check_inputs_resolve(cfg)
+
+
+
+def check_inputs_resolve(cfg: Config) -> None:
+    """Every tile's image and PSF URL, in every band and det, resolves from the fetch keys.
+
+    The node builds its source with the same function (:func:`fetch.source_from_options`),
+    so a tile missing from the manifest, the run table or the attempt table fails here, at
+    build time, and not on the node after the queue wait. Nothing is downloaded.
+    """
+    from ..inputs.fetch import source_from_options
+
+    run = cfg.run
+    where = f" in {cfg.path}" if cfg.path else ""
+    try:
+        source = source_from_options(fetch_options(run))
+    except ConfigError as exc:
+        raise ConfigError(f"run['fetch-*']{where}: {exc}; a DESDM release's files are found with "
+                          "run['fetch-manifest'] (from balrog-inputs), or fetch-run / fetch-run-table (Y1), "
+                          "or fetch-campaign + fetch-attempt-table (Y3+)") from None
+    keys = [*run["bands"], "det"]
+    missing: list[str] = []
+    for tile in cfg.tiles:
+        for band in keys:
+            try:
+                source.urls(tile, band)
+            except (ConfigError, InputFileError) as exc:
+                missing.append(f"{tile} {band} ({exc})" if not missing else f"{tile} {band}")
+                break
+    if missing:
+        shown = "; ".join(missing[:3]) + (f" and {len(missing) - 3} more tiles" if len(missing) > 3 else "")
+        raise InputFileError(f"inputs do not resolve for {len(missing)} tile(s){where}: {shown}")
+
+
+
+def validate_for_scheduler(cfg: Config, scheduler: str, check_programs: bool = True) -> None:
+    """Rules that depend on the scheduler, then (optionally) resolve the external programs.
+
+    SLURM: the tiles split into a whole number of groups of ``nodes * npersubjob``; an array
+    (one element per node subjob) needs a single group. wq: a single group (one YAML job).
+    local: any number of tiles (``nodes`` subjobs run at once).
+    """
+    if scheduler not in SCHEDULERS:
+        raise ConfigError(f"scheduler {scheduler!r} unknown; allowed: {', '.join(SCHEDULERS)}")
+    run, ntiles = cfg.run, len(cfg.tiles)
+    per_group = run["nodes"] * run["npersubjob"]
+    if scheduler in ("slurm", "wq"):
+        if ntiles % per_group:
+            raise ConfigError(
+                f"{ntiles} tiles do not split into groups of nodes*npersubjob = "
+                f"{run['nodes']}*{run['npersubjob']} = {per_group} ({scheduler} needs a whole number)"
+            )
+        groups = ntiles // per_group
+        if (scheduler == "wq" or run["asarray"]) and groups != 1:
+            what = "wq" if scheduler == "wq" else "a SLURM array"
+            raise ConfigError(
+                f"{what} needs len(tiles) == nodes*npersubjob ({ntiles} != {per_group}); "
+                f"set nodes = {ntiles // run['npersubjob'] if ntiles % run['npersubjob'] == 0 else '?'}"
+            )
+    if scheduler != "slurm" and (run["asarray"] or run["asdependency"]):
+        raise ConfigError(f"run['asarray'] / run['asdependency'] are SLURM options; scheduler is {scheduler}")
+    if run["arraymax"] is not None and not run["asarray"]:
+        log.warning("run['arraymax'] is ignored without run['asarray']")
+    if check_programs:
+        cfg.programs = resolve_programs({k: run[k] for k in NODE_PROGRAM_KEYS}, cfg.source)
+
+
+
+def resolve_programs(programs: dict[str, str], source: Path | None = None) -> dict[str, str]:
+    """Absolute paths of the programs as the node will see them (after sourcing ``source``).
+
+    Runs one ``bash`` that sources the script and asks ``command -v`` for each program; the
+    script path and program names are passed as positional arguments, never spliced into the
+    command text, so no value can inject shell code.
+    """
+    script = (
+        'src="$1"; shift; '
+        'if [ -n "$src" ]; then source "$src" >/dev/null || exit 97; fi; '
+        'for p in "$@"; do r=$(command -v -- "$p") && printf "%s\\n" "$r" || printf "\\n"; done'
+    )
+    names = list(programs)
+    args = ["bash", "-c", script, "balrog-jobs", str(source) if source else ""] + [programs[n] for n in names]
+    try:
+        out = subprocess.run(args, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"could not run bash to look up the programs: {exc}") from None
+    if out.returncode == 97:
+        tail = out.stderr.strip().splitlines()[-1:] or [""]
+        raise ConfigError(f"--source script {source} failed when sourced by bash: {tail[0][-200:]}")
+    if out.returncode != 0:
+        raise ConfigError(f"looking up programs failed (bash exit {out.returncode}): {out.stderr.strip()[-200:]}")
+    found = out.stdout.split("\n")[: len(names)]
+    missing = [f"run['{n}'] = {programs[n]!r}" for n, f in zip(names, found, strict=False) if not f]
+    if missing:
+        after = f" after sourcing {source}" if source else " (use --source to set up PATH)"
+        raise ConfigError(f"programs not found{after}: {', '.join(missing)}")
+    return dict(zip(names, found, strict=False))

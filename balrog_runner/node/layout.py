@@ -1,0 +1,66 @@
+"""Where a campaign's files are on disk: a tile's directory, its catalogs, scratch, nosim.
+
+The contract of DEVELOPING.md ("Campaign output"), in one place: the runner writes there, and
+``balrog-push``, the report and the leftovers clean-up find the files there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from ..campaign import identity as campaign_id
+
+log = logging.getLogger(__name__)
+
+
+STATUS_FILE = "status.json"
+
+
+
+KINDS = ("truth", "sim", "nosim")
+
+
+
+def tile_dir(outdir: str | os.PathLike, tile: str) -> Path:
+    return Path(outdir) / tile
+
+
+
+def catalog_paths(outdir: str | os.PathLike, tile: str, realization: int) -> dict[str, Path]:
+    """``<outdir>/<TILE>/catalogs/<TILE>_r<jjjj>_{truth,sim,nosim}.fits`` (DEVELOPING.md)."""
+    cat = tile_dir(outdir, tile) / "catalogs"
+    return {kind: cat / f"{tile}_r{realization:04d}_{kind}.fits" for kind in KINDS}
+
+
+
+def scratch_dir(outdir: str | os.PathLike, tile: str, realization: int) -> Path:
+    return tile_dir(outdir, tile) / "scratch" / f"r{realization:04d}"
+
+
+
+def nosim_catalog_path(outdir: str | os.PathLike, tile: str) -> Path:
+    """The once-per-tile nosim catalog (all detections of the untouched images)."""
+    return tile_dir(outdir, tile) / "nosim" / f"{tile}_nosim_all.fits"
+
+
+
+def is_complete(outdir: str | os.PathLike, tile: str, realization: int,
+                identity: campaign_id.CampaignIdentity | None = None) -> bool:
+    """All three catalogs exist (each is written atomically, so existing means whole).
+
+    With ``identity``, each must also carry it in its header: a catalog of another campaign
+    (or of this one made from other inputs) is never adopted as done.
+    """
+    paths = catalog_paths(outdir, tile, realization).values()
+    if not all(p.is_file() for p in paths):
+        return False
+    return identity is None or all(
+        campaign_id.read_identity(p) == (identity.campaign, identity.fingerprint) for p in paths)
+
+
+
+def existing_catalogs(outdir: str | os.PathLike, tile: str) -> list[Path]:
+    """Every realization catalog of ``tile`` on disk (whatever campaign wrote it)."""
+    return sorted((tile_dir(outdir, tile) / "catalogs").glob(f"{tile}_r*_*.fits"))

@@ -1,0 +1,318 @@
+"""The node runner: a subjob's tiles in sequence, each tile's realizations in a process pool.
+
+Per tile (:func:`run_tile`):
+
+1. read the tile's position file and split it into realizations of ``ngal`` objects (a
+   lattice file, :mod:`.lattice`, already says which rows form each realization);
+   realizations whose three catalogs already exist are done (resume after any crash);
+2. fetch the images (skipped when present and valid) and measure the untouched images
+   once (**nosim**: every band in dual-image mode with the original detection image, and
+   the detection image on itself) — the nosim catalog is identical for every realization,
+   so each realization only associates it with its own truth positions;
+3. run the missing realizations in worker processes (:mod:`.pool`, :func:`run_realization`):
+   inject, SWarp the injected r,i,z into a new detection image, SExtractor every band in
+   dual-image mode and the detection image on itself, associate with truth, write the
+   truth / sim / nosim catalogs atomically;
+4. the parent process pushes each finished realization to the database (one writer, one
+   transaction per realization) and records its state in ``<outdir>/<TILE>/status.json``.
+
+A realization that fails (an external program's non-zero exit, a bad input) is recorded
+with its reason and the others go on; the exit code of :func:`run_subjob` says whether
+anything failed. Seeds come from each realization's ``indexstart``, so a re-run (or a run
+resumed after ``kill -9``) writes exactly the catalogs an uninterrupted run writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import leftovers, provenance
+from ..campaign import identity as campaign_id
+from ..errors import BalrogError
+from ..measurement import measure
+from . import pool, resources, tilelock
+from .layout import (
+    catalog_paths,
+    existing_catalogs,
+    is_complete,
+    nosim_catalog_path,
+    scratch_dir,
+    tile_dir,
+)
+from .plan import Realization, plan_for_positions
+from .realization import (
+    RealizationResult,
+    TileInputs,
+    load_population,
+    read_pyconfig,
+    run_realization,
+)
+from .settings import RunSettings, settings_from_config, sextractor_extra
+from .status import read_status, write_status
+
+log = logging.getLogger(__name__)
+
+#: Exit codes of a subjob: every realization done and pushed / some failed / all done but
+#: some not pushed (run ``balrog-push`` later: the catalogs are on disk).
+EXIT_OK, EXIT_FAILED, EXIT_NOT_PUSHED = 0, 1, 4
+
+
+# --------------------------------------------------------------------------- tiles
+
+
+@dataclass
+class TileOutcome:
+    tile: str
+    done: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+    not_pushed: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.error or self.failed:
+            return EXIT_FAILED
+        return EXIT_NOT_PUSHED if self.not_pushed else EXIT_OK
+
+
+@contextlib.contextmanager
+def tile_log(outdir: Path, tile: str) -> Iterator[Path]:
+    """Copy every log record to ``<outdir>/<TILE>/<TILE>.log`` while the tile runs."""
+    path = tile_dir(outdir, tile) / f"{tile}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield path
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def fetch_inputs(settings: RunSettings, tile: str) -> TileInputs:
+    """Fetch (or find) the tile's images and PSFEx models; measure nosim once."""
+    from ..inputs import fetch
+
+    fetch_opts = dict(settings.fetch)
+    source = fetch.source_from_options(fetch_opts)
+    files = fetch.fetch_tile(
+        tile, tile_dir(settings.outdir, tile) / "images", source, bands=settings.image_keys,
+        workers=int(fetch_opts.get("workers") or 4), funpack=True, funpack_bin=settings.funpack,
+        deadline=float(fetch_opts.get("deadline") or fetch.DEFAULT_FILE_DEADLINE),
+        funpack_timeout=settings.program_timeout,
+    )
+    nosim = nosim_catalog_path(settings.outdir, tile)
+    if not nosim.is_file():
+        t0 = time.perf_counter()
+        nosim.parent.mkdir(parents=True, exist_ok=True)
+        pyconfig = read_pyconfig(settings.pyconfig) if settings.pyconfig else None
+        measure.measure_nosim(files.images, files.psfs, nosim, setup=settings.sextractor, workdir=nosim.parent,
+                              band_extra=sextractor_extra(pyconfig, settings.bands))
+        log.info("tile %s: nosim measured once in %.1f s", tile, time.perf_counter() - t0)
+    return TileInputs(images=dict(files.images), psfs=dict(files.psfs), nosim_catalog=nosim)
+
+
+def _image_shape(path: Path) -> tuple[int, int]:
+    import fitsio
+
+    with fitsio.FITS(str(path)) as f:
+        dims = f[0].get_dims()
+    return (int(dims[0]), int(dims[1])) if len(dims) == 2 else (10000, 10000)
+
+
+def run_tile(settings: RunSettings, tile: str, pusher=None) -> TileOutcome:
+    """All realizations of one tile, under the tile's lock (:mod:`tilelock`).
+
+    A tile another process is running fails here with the holder's pid and host, before
+    anything in its directory is touched. Holding the lock, the runner first removes the
+    temporaries a killed run left there (:mod:`leftovers`).
+    """
+    try:
+        lock = tilelock.TileLock.acquire(tile_dir(settings.outdir, tile), tile)
+    except BalrogError as exc:
+        log.error("%s", exc)
+        return TileOutcome(tile, error=str(exc))
+    with lock:
+        leftovers.remove_leftovers(tile_dir(settings.outdir, tile))
+        return _run_tile_locked(settings, tile, pusher)
+
+
+def _run_tile_locked(settings: RunSettings, tile: str, pusher=None) -> TileOutcome:
+    """All realizations of one tile: resume, fetch, nosim once, pool, push, clean."""
+    from ..sky.positions import read_positions
+
+    outcome = TileOutcome(tile)
+    outdir = settings.outdir
+    with tile_log(outdir, tile):
+        status = read_status(outdir, tile)
+        status["release"] = settings.release  # which coadds these catalogs were measured on
+        try:
+            positions = read_positions(settings.posdir / f"{tile}.fits")
+            plan = plan_for_positions(tile, positions, settings)
+            identity = campaign_id.identity_for_tile(settings, positions)
+            campaign_id.check_tile(tile_dir(outdir, tile), tile, identity, status, existing_catalogs(outdir, tile),
+                                   [nosim_catalog_path(outdir, tile)])
+        except BalrogError as exc:
+            outcome.error = str(exc)
+            log.error("tile %s: %s", tile, exc)
+            return outcome
+        settings = dataclasses.replace(settings, identity=identity)
+        status.update(identity.status_entries())  # before any output: whatever follows is this campaign's
+        write_status(outdir, tile, status)
+        todo = [r for r in plan if not is_complete(outdir, tile, r.number)]
+        outcome.skipped = [r.number for r in plan if r not in todo]
+        if outcome.skipped:
+            log.info("tile %s: %d realization(s) already complete, skipped", tile, len(outcome.skipped))
+        results: list[RealizationResult] = []
+        if todo:
+            try:
+                t0 = time.perf_counter()
+                inputs = fetch_inputs(settings, tile)
+                status["nosim_seconds"] = status.get("nosim_seconds", 0.0) + (time.perf_counter() - t0)
+            except BalrogError as exc:
+                outcome.error = str(exc)
+                log.error("tile %s: inputs not ready: %s", tile, exc)
+                status["error"] = str(exc)
+                write_status(outdir, tile, status)
+                return outcome
+            results = _run_pool(settings, tile, inputs, positions, todo, status)
+        outcome.failed = {res.number: res.error or "failed" for res in results if not res.ok}
+        done = [r.number for r in plan if is_complete(outdir, tile, r.number)]
+        outcome.done = [j for j in done if j not in outcome.failed]
+        for j in outcome.done:
+            entry = status["realizations"].setdefault(str(j), {})
+            if settings.push and pusher is not None and not entry.get("pushed"):
+                try:
+                    pusher(catalog_paths(outdir, tile, j))
+                    entry["pushed"] = True
+                except BalrogError as exc:
+                    entry["pushed"] = False
+                    entry["push_error"] = str(exc)
+                    log.error("tile %s realization %d: catalogs kept on disk, not pushed: %s", tile, j, exc)
+                write_status(outdir, tile, status)
+            if settings.push and not entry.get("pushed"):
+                outcome.not_pushed.append(j)
+        status.pop("error", None)
+        status["complete"] = not outcome.failed and len(outcome.done) == len(plan)
+        write_status(outdir, tile, status)
+        if settings.tile_clean and status["complete"]:
+            shutil.rmtree(tile_dir(outdir, tile) / "images", ignore_errors=True)
+            shutil.rmtree(tile_dir(outdir, tile) / "scratch", ignore_errors=True)
+        log.info("tile %s: %d done, %d failed, %d not pushed", tile, len(outcome.done), len(outcome.failed),
+                 len(outcome.not_pushed))
+    return outcome
+
+
+def _run_pool(settings: RunSettings, tile: str, inputs: TileInputs, positions, todo: list[Realization],
+              status: dict[str, Any]) -> list[RealizationResult]:
+    """Run ``todo`` in worker processes (:mod:`.pool`); record each result in ``status``.
+
+    The pool is sized to what the job was given (:func:`.resources.plan_pool`: ppn, the
+    CPUs in the affinity mask, the memory under the tightest cgroup / SLURM / machine
+    limit). A worker killed by a signal (the OOM killer's SIGKILL) fails its realization
+    only, with the reason recorded; the others go on. The population catalog and the
+    pyconfig are loaded here, before the workers fork, so they share the parent's copy.
+    """
+    from tqdm import tqdm
+
+    plan = resources.plan_pool(settings.ppn, _image_shape(inputs.images[settings.bands[0]]), len(settings.bands),
+                               len(todo), scratch_in_memory=resources.scratch_in_memory(settings.outdir))
+    status["pool"] = plan.as_dict()
+    from ..injection import draw as inject  # noqa: F401 - import GalSim once here, shared by the forked workers
+    load_population(settings)
+    provenance.software_header(settings.sextractor.program, settings.swarp.program)  # asked once, inherited
+    tasks = [
+        (settings, inputs, r, positions.ra[r.start:r.stop], positions.dec[r.start:r.stop],
+         positions.balrog_index[r.start:r.stop])
+        for r in todo
+    ]
+    results: list[RealizationResult] = []
+    tty = sys.stderr.isatty()
+    bar = tqdm(total=len(tasks), desc=tile, unit="real", disable=not tty)
+    log.info("tile %s: %d realization(s) to run with %d worker(s)", tile, len(tasks), plan.workers)
+
+    def record(res: RealizationResult) -> None:
+        results.append(res)
+        entry = status["realizations"].setdefault(str(res.number), {})
+        entry.update(
+            state="done" if res.ok else "failed", seconds=round(res.seconds, 3),
+            stages={k: round(v, 3) for k, v in res.stages.items()}, error=res.error,
+            scratch_bytes=res.scratch_bytes, n_truth=res.n_truth, n_sim=res.n_sim, n_nosim=res.n_nosim,
+        )
+        status["peak_scratch_bytes"] = max(status.get("peak_scratch_bytes", 0), res.scratch_bytes)
+        write_status(settings.outdir, tile, status)
+        bar.update(1)
+        if not tty:
+            log.info("tile %s: realization %d %s in %.1f s (%d/%d)", tile, res.number,
+                     "done" if res.ok else "FAILED", res.seconds, len(results), len(tasks))
+
+    try:  # closing(): an exception here (Ctrl-C) kills and reaps the running workers at once
+        with contextlib.closing(pool.run_tasks(_run_packed, tasks, plan.workers)) as outcomes:
+            for out in outcomes:
+                if isinstance(out, pool.TaskFailure):
+                    real = out.task[2]
+                    log.error("tile %s realization %d failed: %s", tile, real.number, out.reason)
+                    shutil.rmtree(scratch_dir(settings.outdir, tile, real.number), ignore_errors=True)
+                    out = RealizationResult(tile, real.number, ok=False, seconds=out.seconds, error=out.reason)
+                record(out)
+    finally:
+        bar.close()
+    return results
+
+
+def _run_packed(args: tuple) -> RealizationResult:
+    return run_realization(*args)
+
+
+# --------------------------------------------------------------------------- subjob
+
+
+def make_pusher(settings: RunSettings):
+    """A function that pushes one realization's catalogs (None when pushing is off)."""
+    if not settings.push:
+        return None
+    from .. import db
+
+    return db.make_realization_pusher(settings)
+
+
+def run_tiles(settings: RunSettings, tiles: Sequence[str]) -> int:
+    """Run ``tiles`` in order; return the subjob's exit code (see ``EXIT_*``)."""
+    from ..campaign.record import write_record
+
+    settings.outdir.mkdir(parents=True, exist_ok=True)
+    write_record(settings.outdir, settings.dbname, settings.db, settings.db_columns)  # for balrog-push <outdir>
+    try:
+        pusher = make_pusher(settings)
+    except BalrogError as exc:
+        log.error("database not reachable, catalogs will stay on disk (run balrog-push later): %s", exc)
+        pusher = None
+    outcomes = [run_tile(settings, tile, pusher) for tile in tiles]
+    failed = [o.tile for o in outcomes if o.exit_code == EXIT_FAILED]
+    not_pushed = [o.tile for o in outcomes if o.exit_code == EXIT_NOT_PUSHED]
+    if failed:
+        log.error("tiles with failures: %s", ", ".join(failed))
+        return EXIT_FAILED
+    if not_pushed:
+        log.error("tiles not (fully) pushed to the database: %s; run balrog-push", ", ".join(not_pushed))
+        return EXIT_NOT_PUSHED
+    return EXIT_OK
+
+
+def run_subjob(spec) -> int:
+    """``balrog-run SPEC``: the node runner entry point for one subjob spec."""
+    settings = settings_from_config(spec.run, spec.balrog, spec.db, spec.programs)
+    log.info("subjob %d of %s: tiles %s", spec.subjob, spec.jobname, ", ".join(spec.tiles))
+    return run_tiles(settings, spec.tiles)
