@@ -1,0 +1,120 @@
+"""A tile's single-epoch (SE) file set on the node: the contract between fetching and injecting.
+
+Single-epoch campaigns inject into the CCD images that DESDM coadded into the tile and then
+re-coadd them (DESIGN.md section 12). The fetch stage puts each band's CCD images on local
+disk and describes them with a :class:`SESet`; per-chip injection and the re-coadd read
+nothing else. The set is written next to the files as ``se_set.json`` (atomically), so a
+resumed run finds what an earlier run fetched without asking the archive again.
+
+Each image is DESDM's ``coadd_nwgint`` product, funpacked: HDU 0 ``SCI``, 1 ``WGT``, 2
+``WGT_ME``, 3 ``MSK`` (pixcorrect ``coadd_nwgint.py``; :data:`NWGINT_HDUS`), with the SCAMP
+WCS (TPV) in its header, and one PSFEx model per CCD. ``mag_zero`` is the image's zero point
+(Y3: FGCM v2.0 from ``ZEROPOINT``; Y6: ``IMAGE.MAG_ZERO`` of the nwgint row): the re-coadd
+scales each image by ``10**(0.4*(30 - mag_zero))`` to the coadd's zero point 30.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_write_text
+from ..errors import InputFileError
+
+#: HDU numbers of a funpacked ``coadd_nwgint`` file (SWarp and SExtractor address them as ``file[N]``).
+NWGINT_HDUS = {"SCI": 0, "WGT": 1, "WGT_ME": 2, "MSK": 3}
+FORMAT = "balrog-se-set"
+VERSION = 1
+FILENAME = "se_set.json"
+
+
+@dataclass(frozen=True)
+class SEImage:
+    """One CCD image of one exposure, on local disk (absolute paths)."""
+
+    band: str
+    expnum: int
+    ccdnum: int
+    #: The funpacked nwgint MEF (SCI, WGT, WGT_ME, MSK).
+    image: Path
+    #: The CCD's PSF model (PSFEx ``.psf``; a Piff model once the Piff issue lands).
+    psf: Path
+    #: Zero point of the image in magnitudes (counts of a 0-mag source: 10**(0.4*mag_zero)).
+    mag_zero: float
+
+    @property
+    def key(self) -> str:
+        """``D<expnum>_<band>_c<ccdnum>`` as DESDM names the CCD images; unique within a tile."""
+        return f"D{self.expnum:08d}_{self.band}_c{self.ccdnum:02d}"
+
+
+@dataclass
+class SESet:
+    """A tile's SE images per band, and the CCDs the config allowed to be dropped (with why)."""
+
+    tile: str
+    images: dict[str, list[SEImage]]
+    #: ``"<key>: <reason>"`` for each CCD left out (missing in the archive, no PSF model...).
+    dropped: list[str] = field(default_factory=list)
+
+    def band(self, band: str) -> list[SEImage]:
+        """The band's images; an InputFileError when the tile has none in that band."""
+        found = self.images.get(band)
+        if not found:
+            raise InputFileError(f"tile {self.tile} has no single-epoch images in band {band}")
+        return found
+
+
+def _check_image(tile: str, entry: SEImage) -> None:
+    if not (isinstance(entry.mag_zero, float) and math.isfinite(entry.mag_zero) and entry.mag_zero > 0):
+        raise InputFileError(f"tile {tile}: {entry.key} ({entry.image}) has zero point {entry.mag_zero!r}; "
+                             "a finite magnitude > 0 is needed to scale it to the coadd's 30")
+
+
+def write_se_set(path: str | os.PathLike, se_set: SESet) -> Path:
+    """Write ``se_set`` as JSON at ``path`` (atomically); paths are stored as given."""
+    for entries in se_set.images.values():
+        for entry in entries:
+            _check_image(se_set.tile, entry)
+    doc: dict[str, Any] = {
+        "format": FORMAT, "version": VERSION, "tile": se_set.tile, "dropped": list(se_set.dropped),
+        "images": {band: [{"expnum": e.expnum, "ccdnum": e.ccdnum, "image": str(e.image), "psf": str(e.psf),
+                           "mag_zero": e.mag_zero} for e in entries]
+                   for band, entries in se_set.images.items()},
+    }
+    path = Path(path)
+    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+    return path
+
+
+def read_se_set(path: str | os.PathLike) -> SESet:
+    """Read an ``se_set.json``; an InputFileError naming the file for anything malformed."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputFileError(f"single-epoch file set {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputFileError(f"single-epoch file set {path} is not readable JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
+        raise InputFileError(f"{path} is not a {FORMAT} file of version {VERSION}")
+    try:
+        tile = str(doc["tile"])
+        images = {
+            str(band): [SEImage(band=str(band), expnum=int(e["expnum"]), ccdnum=int(e["ccdnum"]),
+                                image=Path(e["image"]), psf=Path(e["psf"]), mag_zero=float(e["mag_zero"]))
+                        for e in entries]
+            for band, entries in doc["images"].items()
+        }
+        dropped = [str(d) for d in doc.get("dropped", [])]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputFileError(f"single-epoch file set {path} is malformed ({type(exc).__name__}: {exc})") from None
+    se_set = SESet(tile=tile, images=images, dropped=dropped)
+    for entries in images.values():
+        for entry in entries:
+            _check_image(tile, entry)
+    return se_set
