@@ -35,6 +35,7 @@ from astropy.io import fits
 
 from .. import programs
 from ..errors import ConfigError
+from ..inputs.fpack import run_fpack
 from ..measurement import astromatic
 from ..sky import geometry
 
@@ -381,7 +382,7 @@ def make_synthetic_tile(
             make_psf_model(plain[band], stage / psf_name, workdir=tmp, sex=sex, psfex=psfex)
             image_name = f"{tilename}_{band}{suffix}"
             if compress:
-                fpack.run_fpack(plain[band], stage / image_name, program=fpack, workdir=tmp)
+                run_fpack(plain[band], stage / image_name, program=fpack, workdir=tmp)
             else:
                 os.replace(plain[band], stage / image_name)
             return band, image_name, psf_name
