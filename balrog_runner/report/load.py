@@ -1,8 +1,9 @@
 """Reading a campaign for its report: the catalogs on disk, gathered per band and realization.
 
 The report reads the per-realization catalogs the node runner wrote
-(``<outdir>/<TILE>/catalogs/<TILE>_r<jjjj>_{truth,sim,nosim}.fits``), not the database:
-the catalogs are the campaign's source of truth and exist even when a push failed.
+(``<outdir>/<TILE>/catalogs/<TILE>_r<jjjj>_{truth,sim,nosim}.fits``), or, for a tile merged
+by ``run['merge-tile']``, its ``<TILE>/<TILE>_merged.fits``, not the database: the catalogs
+are the campaign's source of truth and exist even when a push failed.
 
 Definitions (what a reader of the plots needs to know):
 
@@ -30,6 +31,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -152,6 +154,60 @@ class Missing:
 
 
 
+@dataclass(frozen=True)
+class _Merged:
+    """A realization held in a merged tile file (``run['merge-tile']``), not in catalogs."""
+
+    path: Path
+    row: int
+    tile: str
+    number: int
+
+
+def _merged_realizations(outdir: Path, have: set[tuple[str, int]]) -> list[_Merged]:
+    """The realizations of the tiles' merged files (every column kept) that have no catalogs on disk."""
+    from ..merge.read import MergedFile, merged_files
+
+    out = []
+    for path in merged_files([outdir]):
+        with MergedFile(path) as merged:
+            if not merged.lossless:
+                continue
+            out += [_Merged(path, row, tile, n) for row, (tile, n) in enumerate(merged.numbers())
+                    if (tile, n) not in have]
+    return out
+
+
+def _realization_tables(item, sources: dict[str, int], opened: dict[Path, Any]):
+    """``(tile, number, truth, sim, nosim, match or None, header cards)`` of a catalog triplet or a merged row."""
+    if isinstance(item, _Merged):
+        from ..merge.read import MergedFile
+
+        if item.path not in opened:
+            for old in opened.values():
+                old.close()
+            opened.clear()
+            opened[item.path] = MergedFile(item.path)
+        real = opened[item.path].read(item.row)
+        t = real.tables
+        if t["match"] is not None:
+            sources["file"] += 1
+        else:
+            sources["unknown"] += 1
+        cards = {k: str(v).strip() for k, v in real.cards.items() if k in HEADER_KEYS}
+        return item.tile, item.number, t["truth"], t["sim"], t["nosim"], t["match"], cards
+    truth_path, sim_path, nosim_path = item
+    truth, sim, nosim = _read_table(truth_path), _read_table(sim_path), _read_table(nosim_path)
+    match = _match_for(truth_path, truth, sim, sources)
+    return (*_triplet_key(truth_path), truth, sim, nosim, match, _read_header_cards(sim_path))
+
+
+def _triplet_key(truth: Path) -> tuple[str, int]:
+    """``(tile, realization)`` of ``<outdir>/<TILE>/catalogs/<TILE>_r<jjjj>_truth.fits``."""
+    real = truth.name[: -len("_truth.fits")].rpartition("_r")[2]
+    return truth.parent.parent.name, int(real) if real.isdigit() else -1
+
+
 def _catalog_triplets(outdir: Path, missing: Missing | None = None) -> list[tuple[Path, Path, Path]]:
     """The (truth, sim, nosim) paths of every complete realization under ``outdir``.
 
@@ -172,13 +228,12 @@ def _catalog_triplets(outdir: Path, missing: Missing | None = None) -> list[tupl
 
 
 
-def _find_missing(outdir: Path, triplets: list[tuple[Path, Path, Path]], missing: Missing) -> None:
+def _find_missing(outdir: Path, triplets: list, missing: Missing) -> None:
     """Fill ``missing`` from the tile directories and their ``status.json`` (the runner's record)."""
     have: dict[str, set[int]] = {}
-    for truth, _, _ in triplets:
-        stem = truth.name[: -len("_truth.fits")]
-        tile, _, real = stem.rpartition("_r")
-        have.setdefault(truth.parent.parent.name, set()).add(int(real) if real.isdigit() else -1)
+    for item in triplets:
+        tile, number = (item.tile, item.number) if isinstance(item, _Merged) else _triplet_key(item[0])
+        have.setdefault(tile, set()).add(number)
     tile_dirs = sorted({p.parent for p in outdir.glob("*/status.json")} | {p.parent for p in outdir.glob("*/catalogs")})
     for tile_dir in tile_dirs:
         if tile_dir.name not in have:
@@ -304,7 +359,8 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
     if not outdir.is_dir():
         raise InputFileError(f"campaign directory {outdir} does not exist or is not a directory")
     missing = Missing()
-    triplets = _catalog_triplets(outdir, missing)
+    triplets: list = _catalog_triplets(outdir, missing)
+    triplets += _merged_realizations(outdir, {_triplet_key(t) for t, _, _ in triplets})
     if not triplets:
         raise InputFileError(f"no catalogs under {outdir}: nothing to report "
                              "(expected <TILE>/catalogs/<TILE>_r<jjjj>_{truth,sim,nosim}.fits)")
@@ -326,14 +382,13 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
     from tqdm import tqdm
 
     # A bar on a terminal only: in a batch log it would be noise (the warning above says what counts).
-    for truth_path, sim_path, nosim_path in tqdm(triplets, desc="catalogs", unit="real", leave=False,
-                                                 disable=not sys.stderr.isatty()):
-        truth = _read_table(truth_path)
-        sim = _read_table(sim_path)
-        nosim = _read_table(nosim_path)
-        for key, value in _read_header_cards(sim_path).items():
+    opened: dict[Path, Any] = {}
+    for item in tqdm(triplets, desc="catalogs", unit="real", leave=False, disable=not sys.stderr.isatty()):
+        tile_name, real_no, truth, sim, nosim, match, cards = _realization_tables(item, sources, opened)
+        label = f"{tile_name} realization {real_no}"
+        for key, value in cards.items():
             headers.setdefault(key, set()).add(value)
-        tiles.add(truth_path.parent.parent.name)
+        tiles.add(tile_name)
         n_injected += len(truth)
         not_drawn = _column(truth, "not_drawn")
         drawn = np.ones(len(truth), bool) if not_drawn is None else (not_drawn & NOT_DRAWN_BITS) == 0
@@ -347,7 +402,7 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
         sim_index = _column(sim, "balrog_index")
         nosim_index = _column(nosim, "balrog_index")
         if index is None or sim_index is None:
-            raise InputFileError(f"{truth_path} or {sim_path} has no balrog_index column")
+            raise InputFileError(f"the truth or sim catalog of {label} has no balrog_index column")
 
         # One measured row per truth object: the first sim detection associated with it.
         matched = sim_index >= 0
@@ -363,22 +418,19 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
         blended = np.isin(index, nosim_index[nosim_index >= 0]) if nosim_index is not None else np.zeros(len(index), bool)
 
         ra_parts.append(_column(truth, "ra")[drawn])
-        stem = truth_path.name[: -len("_truth.fits")]
-        real_no = stem.rpartition("_r")[2]
         group_parts.append(np.full(int(drawn.sum()), len(realizations)))
-        realizations.append((truth_path.parent.parent.name, int(real_no) if real_no.isdigit() else -1))
+        realizations.append((tile_name, real_no))
         objtype = _column(truth, "objtype")
         type_parts.append(np.full(int(drawn.sum()), -1) if objtype is None else np.asarray(objtype, int)[drawn])
         size_parts.append(_size_arcsec(truth)[drawn])
         rec_parts.append(recovered[drawn])
-        match = _match_for(truth_path, truth, sim, sources)
         if match is None:
             class_parts.append(np.full(int(drawn.sum()), -1))
         else:
             if not np.array_equal(match["balrog_index"], index):
-                raise InputFileError(f"match table of {truth_path} does not list the truth's balrog_index in order")
+                raise InputFileError(f"match table of {label} does not list the truth's balrog_index in order")
             class_parts.append(np.asarray(match["blend_class"], int)[drawn])
-        tile_parts.append(np.full(int(drawn.sum()), truth_path.parent.parent.name))
+        tile_parts.append(np.full(int(drawn.sum()), tile_name))
         dec_parts.append(_column(truth, "dec")[drawn])
 
         x_meas = _column(sim, "XWIN_IMAGE_DET")
@@ -415,6 +467,8 @@ def load_campaign(outdir: str | Path, bands: Sequence[str] | None = None) -> Cam
             parts["s"].append(s_vals[drawn])
             parts["e"].append(e_vals[drawn])
 
+    for merged in opened.values():
+        merged.close()
     if n_drawn == 0:
         raise InputFileError(f"the {len(triplets)} realization(s) under {outdir} hold no drawn objects "
                              "(truth catalogs empty or every object off the image): nothing to report")
