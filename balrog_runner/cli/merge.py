@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import BalrogError, ConfigError
+from ..leftovers import remove_stale_temporaries
 from ..merge import campaign as merge_campaign
 from ..merge import formats
 from ..merge import tile as merge_tile
@@ -39,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "default: one file per tile)")
     where.add_argument("--outdir", metavar="DIR",
                        help="write the per-tile files to DIR/<TILE>_merged.<ext> (default: each tile's own "
-                            "directory, <TILE>/<TILE>_merged.<ext>)")
+                            "directory, <TILE>/<TILE>_merged.<ext>, under the tile's lock); one balrog-merge per "
+                            "DIR at a time")
     p.add_argument("--format", choices=formats.FORMATS,
                    help="fits, hdf5 (h5py) or parquet (pyarrow) (default: --output's suffix, else fits)")
     p.add_argument("--columns", action="append", default=[], metavar="LIST",
@@ -87,6 +89,7 @@ def _one_file(args, tiles, fmt: str, select) -> int:
     parts = merge_campaign.parts_dir(output)
     parts.mkdir(parents=True, exist_ok=True)
     with TileLock.acquire(parts, f"merge of {output.name}"):
+        remove_stale_temporaries(output.parent, {output.name})  # a killed run's, ours: we hold the lock
         done = merge_campaign.merge_campaign(tiles, output, fmt, select, force=args.force)
     rows = ", ".join(f"{n} {t}" for t, n in done.rows.items())
     print(f"{done.status}: {output} ({done.tiles} tiles, {done.realizations} realizations{'; ' + rows if rows else ''}"
@@ -103,10 +106,12 @@ def _per_tile(args, tiles, fmt: str, select) -> int:
         try:
             if output is None:  # writing into the tile directory: not while a runner works there
                 with TileLock.acquire(tile_dir, tile):
+                    remove_stale_temporaries(tile_dir, {merged_tile_path(tile_dir, tile, fmt).name, "catalogs"})
                     done = merge_tile.merge_tile(tile_dir, tile, fmt=fmt, select=select, force=args.force)
                     if args.remove_catalogs:
                         removed += merge_tile.remove_catalogs(tile_dir, done)
-            else:
+            else:  # one balrog-merge per --outdir at a time
+                remove_stale_temporaries(output.parent, {output.name})
                 done = merge_tile.merge_tile(tile_dir, tile, output=output, fmt=fmt, select=select, force=args.force)
         except BalrogError as exc:
             log.error("tile %s: %s", tile, exc)
