@@ -66,19 +66,26 @@ def _catalogs(n: int = 5, with_match: bool = True, seed: int = 0) -> dict[str, n
     return {"truth": truth, "match": match, "sim": sim, "nosim": nosim}
 
 
+def _split(plan, rows, has_match=True):
+    return join.split(plan, rows[join.OBJECTS], rows[join.DETECTIONS], rows[join.SIM_OTHER], rows[join.NOSIM],
+                      has_match, "test")
+
+
 def test_join_then_split_gives_back_every_catalog_exactly():
     cats = _catalogs()
     plan = join.JoinPlan.build(join.source_dtypes(cats))
     rows = join.join(plan, cats["truth"], cats["match"], cats["sim"], cats["nosim"])
-    objects, other = rows[join.OBJECTS], rows[join.SIM_OTHER]
+    objects, found, other = rows[join.OBJECTS], rows[join.DETECTIONS], rows[join.SIM_OTHER]
     assert len(objects) == 5 and list(objects["balrog_index"]) == list(cats["truth"]["balrog_index"])
-    # the nearer piece of the shredded 1001 is its row; the far piece and the pre-existing one are other
-    assert list(objects[join.SIM_ROW]) == [0, 1, -1, 4, 5]
-    assert sorted(other[join.CAT_ROW]) == [2, 3]
-    assert np.isnan(objects["MAG_AUTO_I"][2]) and objects["FLAGS_I"][2] == -1  # undetected: empty cells
-    assert objects["MAG_AUTO_I"][1] == cats["sim"]["MAG_AUTO_I"][1]
+    # 1002 was not detected; the nearer piece of the shredded 1001 is its detection
+    assert list(objects[join.DETECTION_ROW]) == [0, 1, -1, 2, 3]
+    assert list(found["balrog_index"]) == [1000, 1001, 1003, 1004] and list(found[join.SIM_ROW]) == [0, 1, 4, 5]
+    assert sorted(other[join.CAT_ROW]) == [2, 3]  # the far piece and the pre-existing detection
+    assert np.array_equal(found["mag_i"], cats["truth"]["mag_i"][[0, 1, 3, 4]])  # truth beside measurement
+    assert np.array_equal(found["MAG_AUTO_I"], cats["sim"]["MAG_AUTO_I"][[0, 1, 4, 5]])
+    assert np.array_equal(found["nosim_number"], cats["match"]["nosim_number"][[0, 1, 3, 4]])
     assert np.array_equal(rows[join.NOSIM], cats["nosim"])
-    back = join.split(plan, objects, other, rows[join.NOSIM], has_match=True, where="test")
+    back = _split(plan, rows)
     for kind, table in cats.items():
         assert back[kind].dtype == table.dtype, kind
         assert join.table_digest(back[kind]) == join.table_digest(table), kind
@@ -90,8 +97,8 @@ def test_a_realization_without_match_or_sim_rows():
     plan = join.JoinPlan.build(join.source_dtypes(cats))
     assert not [c for c in plan.columns if c.kind == "match"]
     rows = join.join(plan, cats["truth"], None, cats["sim"], cats["nosim"])
-    assert np.all(rows[join.OBJECTS][join.SIM_ROW] == -1) and len(rows[join.SIM_OTHER]) == 0
-    back = join.split(plan, rows[join.OBJECTS], rows[join.SIM_OTHER], rows[join.NOSIM], False, "test")
+    assert np.all(rows[join.OBJECTS][join.DETECTION_ROW] == -1) and len(rows[join.DETECTIONS]) == 0
+    back = _split(plan, rows, has_match=False)
     assert back["match"] is None and len(back["sim"]) == 0 and back["sim"].dtype == cats["sim"].dtype
 
 
@@ -100,22 +107,21 @@ def test_a_sim_row_labelled_with_another_realization_is_kept_apart():
     cats["sim"]["realization"][0] = 4
     plan = join.JoinPlan.build(join.source_dtypes(cats))
     rows = join.join(plan, cats["truth"], cats["match"], cats["sim"], cats["nosim"])
-    assert rows[join.OBJECTS][join.SIM_ROW][0] == -1 and 0 in rows[join.SIM_OTHER][join.CAT_ROW]
-    back = join.split(plan, rows[join.OBJECTS], rows[join.SIM_OTHER], rows[join.NOSIM], True, "test")
-    assert join.table_digest(back["sim"]) == join.table_digest(cats["sim"])
+    assert rows[join.OBJECTS][join.DETECTION_ROW][0] == -1 and 0 in rows[join.SIM_OTHER][join.CAT_ROW]
+    assert join.table_digest(_split(plan, rows)["sim"]) == join.table_digest(cats["sim"])
 
 
 def test_column_selection_keeps_base_names_and_the_keys():
     cats = _catalogs()
     sel = join.ColumnSelection.parse(["MAG_AUTO, mag", "flags"])
     plan = join.JoinPlan.build(join.source_dtypes(cats), sel)
-    names = plan.table_dtype(join.OBJECTS).names
-    assert {"MAG_AUTO_I", "mag_i", "FLAGS_I", *join.FRONT, join.SIM_ROW} == set(names)
+    assert set(plan.table_dtype(join.OBJECTS).names) == {"mag_i", *join.FRONT, join.DETECTION_ROW}
+    assert set(plan.table_dtype(join.DETECTIONS).names) == {"MAG_AUTO_I", "mag_i", "FLAGS_I", *join.FRONT,
+                                                           join.SIM_ROW}
     assert "MAG_APER_1_I" not in plan.table_dtype(join.SIM_OTHER).names
     assert not plan.lossless
     with pytest.raises(Exception, match="selected columns"):
-        join.split(plan, np.zeros(0, plan.table_dtype(join.OBJECTS)), np.zeros(0, plan.table_dtype(join.SIM_OTHER)),
-                   np.zeros(0, plan.table_dtype(join.NOSIM)), True, "x")
+        _split(plan, {t: np.zeros(0, plan.table_dtype(t)) for t in join.ROW_TABLES})
 
 
 def test_catalogs_with_other_columns_are_refused():
@@ -138,12 +144,26 @@ def _realizations(k: int) -> list[read.RealizationTables]:
     return out
 
 
+def _check_detection_rows(path: Path) -> None:
+    """OBJECTS' detection_row points at the object's own row of the file's DETECTIONS."""
+    with formats.open_reader(path) as reader:
+        objects, found = reader.read(join.OBJECTS), reader.read(join.DETECTIONS)
+    det = objects[join.DETECTION_ROW] >= 0
+    assert det.sum() == len(found) > 0
+    rows = objects[join.DETECTION_ROW][det]
+    assert np.array_equal(found["balrog_index"][rows], objects["balrog_index"][det])
+    assert np.array_equal(found["realization"][rows], objects["realization"][det])
+    assert np.array_equal(np.char.strip(found["tilename"][rows].astype(str)),
+                          np.char.strip(objects["tilename"][det].astype(str)))
+
+
 @pytest.mark.parametrize("fmt", formats.FORMATS)
 def test_each_format_reads_back_every_realization(tmp_path, fmt):
     out = tmp_path / f"m{formats.SUFFIXES[fmt]}"
     reals = _realizations(3)
     done = merge_tile.write_merged(out, fmt, iter(reals), None, n_expected=3, n_tiles=1, deep=True)
-    assert done.rows == {"OBJECTS": 15, "SIM_OTHER": 6, "NOSIM": 6}
+    assert done.rows == {"OBJECTS": 15, "DETECTIONS": 12, "SIM_OTHER": 6, "NOSIM": 6}
+    _check_detection_rows(out)
     with read.MergedFile(out) as merged:
         assert merged.lossless and merged.numbers() == [(TILE, 0), (TILE, 1), (TILE, 2)]
         assert merged.header["CAMPAIGN"] == "t" and "REALIZ" not in merged.header  # varies: a column
@@ -168,9 +188,9 @@ def test_a_fits_table_wider_than_999_columns_is_stored_in_row_aligned_hdus(tmp_p
     merge_tile.write_merged(out, "fits", iter(reals), None, n_expected=1, n_tiles=1, deep=True)
     with fitsio.FITS(str(out)) as f:
         names = [hdu.get_extname() for hdu in f[1:]]
-        assert names == ["OBJECTS", "OBJECTS_SIM", "OBJECTS_SIM_2", "SIM_OTHER", "SIM_OTHER_2", "NOSIM", "NOSIM_2",
-                         "REALIZATIONS", "COLUMNS"]
-        assert all(hdu.get_nrows() == 5 for hdu in f[1:] if hdu.get_extname().startswith("OBJECTS"))
+        assert names == ["OBJECTS", "DETECTIONS", "DETECTIONS_SIM", "DETECTIONS_SIM_2", "SIM_OTHER", "SIM_OTHER_2",
+                         "NOSIM", "NOSIM_2", "REALIZATIONS", "COLUMNS"]
+        assert all(hdu.get_nrows() == 4 for hdu in f[1:] if hdu.get_extname().startswith("DETECTIONS"))
         assert all(len(hdu.get_colnames()) <= 999 for hdu in f[1:])
     with read.MergedFile(out) as merged:
         back = merged.read(0).tables["sim"]
@@ -246,7 +266,7 @@ def test_balrog_merge_per_tile_then_campaign_in_each_format(tmp_path, campaign):
     # selected columns into another directory; the tile's own file is refused for them
     res = balrog_merge(out, "--outdir", tmp_path / "sel", "--columns", "MAG_AUTO,mag_*,FLAGS")
     assert res.returncode == 0, res.stderr
-    names = fitsio.FITS(str(tmp_path / "sel" / f"{TILE}_merged.fits"))["OBJECTS"].get_colnames()
+    names = fitsio.FITS(str(tmp_path / "sel" / f"{TILE}_merged.fits"))["DETECTIONS"].get_colnames()
     assert "MAG_AUTO_I" in names and "mag_i" in names and "FLUX_AUTO_I" not in names and "x" not in names
     bad = balrog_merge(out, "--columns", "MAG_AUTO", "--remove-catalogs")
     assert bad.returncode == 2 and "--remove-catalogs needs" in bad.stderr
@@ -376,6 +396,7 @@ def test_kill_9_during_a_campaign_merge_resumes_from_its_parts(tmp_path, campaig
     assert "1 tile parts made, 1 reused" in res.stdout
     assert not parts.exists() and not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
     assert _same_merged(out, ref)
+    _check_detection_rows(out)  # across the tiles' parts too
     with read.MergedFile(out) as m:  # the fingerprint is per tile: a column, not a header card
         fingerprints = {m.cards(row)["CAMPFP"] for row in range(len(m.realizations))}
         assert "CAMPFP" not in m.header and m.header["CAMPAIGN"] == "demo"
@@ -409,6 +430,20 @@ def test_a_tile_being_run_is_not_merged_in_place(tmp_path, campaign):
         res = balrog_merge(out, "--remove-catalogs")
     assert res.returncode == 1 and "being run by another" in res.stdout + res.stderr
     assert (out / TILE / "catalogs").is_dir() and not layout.merged_path(out, TILE).exists()
+
+
+def test_a_full_disk_fails_the_merge_and_keeps_every_catalog(tmp_path, campaign):
+    from mounts import tmpfs
+
+    size = sum(p.stat().st_size for p in (campaign / TILE / "catalogs").iterdir())
+    with tmpfs(tmp_path / "small", f"size={size + (1 << 20)}") as small:
+        shutil.copytree(campaign / TILE / "catalogs", small / TILE / "catalogs")
+        before = sorted((small / TILE / "catalogs").iterdir())
+        res = balrog_merge(small, "--remove-catalogs")
+        assert res.returncode == 5, res.stdout + res.stderr
+        assert "no space left on device" in res.stdout
+        assert sorted((small / TILE / "catalogs").iterdir()) == before
+        assert sorted(p.name for p in (small / TILE).iterdir()) == [".lock", "catalogs"]  # no temporaries
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path, campaign):

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import BalrogError, ConfigError
+from ..errors import BalrogError, ConfigError, DiskError
 from ..leftovers import remove_stale_temporaries
 from ..merge import campaign as merge_campaign
 from ..merge import formats
@@ -101,6 +101,7 @@ def _one_file(args, tiles, fmt: str, select) -> int:
 def _per_tile(args, tiles, fmt: str, select) -> int:
     merged = up = removed = 0
     failed: list[tuple[str, str]] = []
+    disk_full = False
     for tile_dir, tile in tiles:
         output = Path(args.outdir) / merged_tile_path(tile_dir, tile, fmt).name if args.outdir else None
         try:
@@ -116,6 +117,7 @@ def _per_tile(args, tiles, fmt: str, select) -> int:
         except BalrogError as exc:
             log.error("tile %s: %s", tile, exc)
             failed.append((tile, str(exc)))
+            disk_full = disk_full or isinstance(exc, DiskError)
             continue
         merged += done.status == "merged"
         up += done.status == "up to date"
@@ -123,7 +125,9 @@ def _per_tile(args, tiles, fmt: str, select) -> int:
           + (f"; removed {removed} per-realization catalogs" if args.remove_catalogs else ""))
     for tile, why in failed:
         print(f"  failed {tile}: {why}")
-    return 1 if failed else 0
+    if not failed:
+        return 0
+    return DiskError.exit_code if disk_full else 1  # a full disk needs the user, a busy tile a later run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Merged catalogs: a tile's (or a campaign's) realizations in one file, joined on ``balrog_index``.
+"""Stage 9, merged catalogs: a tile's (or a campaign's) realizations in one file, joined on ``balrog_index``.
 
 A realization leaves four catalogs (truth, match, sim, nosim); a 1000-tile campaign of 100
 realizations leaves 400,000 files. This stage writes them as one file per tile (or one for

@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import InputFileError, OutputError
 from ..leftovers import ATOMIC_RE
 from . import formats
-from .join import ROW_TABLES, ColumnSelection
+from .join import DETECTIONS, OBJECTS, ROW_TABLES, ColumnSelection
 from .read import (
     COLUMNS,
     REALIZATIONS,
@@ -48,6 +48,7 @@ from .tile import (
     merge_tile,
     realizations_table,
     selection_fingerprint,
+    shift_rows,
     split_cards,
     verify,
 )
@@ -55,7 +56,8 @@ from .tile import (
 log = logging.getLogger(__name__)
 
 #: REALIZATIONS columns that are row offsets into a table, shifted when parts are concatenated.
-OFFSETS = {"objects_start": "OBJECTS", "sim_other_start": "SIM_OTHER", "nosim_start": "NOSIM"}
+OFFSETS = {"objects_start": "OBJECTS", "detections_start": "DETECTIONS", "sim_other_start": "SIM_OTHER",
+           "nosim_start": "NOSIM"}
 
 
 def parts_dir(output: str | os.PathLike) -> Path:
@@ -192,7 +194,7 @@ def _assemble(chosen: list[tuple[str, Path]], output: Path, fmt: str,
                         raise InputFileError(f"tile {tile} ({part}): table {table} has other column types than "
                                              f"tile {chosen[0][0]}'s")
                     for chunk in merged.reader.chunks(table):
-                        writer.append(table, chunk)
+                        writer.append(table, shift_rows(chunk, offset[DETECTIONS]) if table == OBJECTS else chunk)
                 for row in merged.realizations:
                     rec = {name: text(row[name]) if row.dtype[name].kind in "SU" else row[name].item()
                            for name in row.dtype.names if not name.startswith("hdr_")}

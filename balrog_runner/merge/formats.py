@@ -9,18 +9,18 @@ temporaries that the runner's leftovers clean-up recognises.
 
 Layouts (the tables of :mod:`.join` plus ``REALIZATIONS`` and ``COLUMNS``):
 
-* FITS: binary-table HDUs in table order after an empty primary. A FITS table holds at most
-  999 columns, so a wider table is stored as several row-aligned HDUs cut at its column
-  groups: ``OBJECTS`` (truth, match and sim columns: HDU 1, what a reader of HDU 1 gets) and
-  ``OBJECTS_NOSIM`` (``nosim_row`` and the ``NOSIM_`` columns); every HDU's ``MRGTABLE``
-  card names the table it is part of. Provenance cards in every table header; ``DATASHA``
-  (sha256 of the whole table, :class:`.join.TableDigest`) and FITS ``CHECKSUM``/``DATASUM``
-  per HDU. A table HDU cannot grow while another follows it, so each piece is first
-  appended to its own temporary file and the final file is assembled from them in chunks.
-* HDF5: a group per table, one 1-d dataset per column (chunked, resizable, Fletcher-32
-  checksummed; the DES way of storing catalogs in HDF5: columns are read alone), strings
-  as fixed-length ASCII; provenance as attributes of the root and of each group; the
-  group's ``columns`` attribute gives the column order, ``dtype`` the original types.
+* FITS: binary-table HDUs in table order after an empty primary (HDU 1 is ``OBJECTS``). A
+  FITS table holds at most 999 columns, so a wider table (a DETECTIONS row with more sim
+  columns than DESDM's) is stored as row-aligned HDUs cut at its column groups
+  (``DETECTIONS``, ``DETECTIONS_SIM`` ...); every HDU's ``MRGTABLE`` card names its table.
+  Provenance cards in every table header; ``DATASHA`` (sha256 of the whole table,
+  :class:`.join.TableDigest`) and FITS ``CHECKSUM``/``DATASUM`` per HDU. A table HDU cannot
+  grow while another follows it, so each piece is first appended to a raw temporary and the
+  final file is assembled from them (:class:`FitsWriter`).
+* HDF5: a group per table, one 1-d dataset per column (chunked, resizable, gzip + shuffle,
+  Fletcher-32 checksummed; the DES way of storing catalogs in HDF5: columns are read alone),
+  strings as fixed-length ASCII; provenance as attributes of the root and of each group;
+  the group's ``columns`` attribute gives the column order, ``dtype`` the original types.
 * Parquet: a directory ``<name>.parquet/`` with one file per table (``OBJECTS.parquet``
   ...; a Parquet file holds one table), page checksums on; provenance, digest and the
   original numpy types in each file's key-value metadata (``balrog.*``).
@@ -481,6 +481,10 @@ def open_writer(final: str | os.PathLike, fmt: str, tables: Mapping[str, np.dtyp
             yield writer
             if not writer.finished:
                 raise OutputError(f"merge of {final} ended before its file was complete")
+            if tmp.is_dir():  # mkdtemp made it 0700; a directory output gets the umask's mode like a file
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(tmp, 0o777 & ~umask)
         except BaseException as exc:
             full = disk_error(exc, final) if isinstance(exc, Exception) else None
             writer.discard()

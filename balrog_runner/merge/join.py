@@ -1,22 +1,23 @@
 """One realization's truth, match, sim and nosim rows joined on ``balrog_index``, and apart again.
 
-The merged tables (DEVELOPING.md, "Merged catalogs"):
+The merged tables (DEVELOPING.md, "Merged catalogs"), after DES Y3 Balrog's detection and
+matched catalogs:
 
 * ``OBJECTS``: one row per truth row (every injected object, in the truth's order): the
-  truth columns, the match columns (without its ``balrog_index``), ``sim_row`` and the
-  columns of the object's own sim detection: the nearest (``X_IMAGE_DET``,
-  ``Y_IMAGE_DET`` to the truth ``x``, ``y``) of the sim rows carrying the object's
-  ``balrog_index``, the one the match table's ``det_dist`` describes. ``sim_row`` is its
-  row number in the realization's sim catalog, -1 when the object was not detected (its sim
-  cells then hold NaN, -1, 0 for unsigned integers, '' or False).
+  truth columns, the match columns (without its ``balrog_index``) and ``detection_row``,
+  the object's row in ``DETECTIONS`` (-1: not detected).
+* ``DETECTIONS``: one row per detected injected object: its truth and match columns again,
+  ``sim_row`` (the row in the realization's sim catalog) and the sim columns of its own
+  detection: the nearest (``X_IMAGE_DET``, ``Y_IMAGE_DET`` to the truth ``x``, ``y``) of the
+  sim rows carrying the object's ``balrog_index``, the one the match table's ``det_dist``
+  describes. Truth and measurement side by side, without empty cells for the undetected.
 * ``SIM_OTHER``: every other sim row, columns as in the catalog after ``cat_row`` (its row
   number): pre-existing objects (``balrog_index`` -1: an unrestricted run's, or the
   restricted run's listed neighbours), the second piece of a shredded object, and rows whose
   ``tilename``/``realization``/``indexstart`` differ from the truth's (never seen; kept
   apart so that nothing is lost).
 * ``NOSIM``: every nosim row (the pre-existing detections within 2 px of an injected
-  object, keyed by that object's ``balrog_index``), as in the catalogs. Few, so not joined
-  into OBJECTS, where they would be mostly empty cells.
+  object, keyed by that object's ``balrog_index``), as in the catalogs.
 
 With every column kept, :func:`split` gives back each catalog exactly (the digests of
 :func:`table_digest` match), which is what lets the runner delete the per-realization files
@@ -36,13 +37,14 @@ import numpy as np
 from ..errors import ConfigError, InputFileError
 
 KINDS = ("truth", "match", "sim", "nosim")
-OBJECTS, SIM_OTHER, NOSIM = "OBJECTS", "SIM_OTHER", "NOSIM"
-ROW_TABLES = (OBJECTS, SIM_OTHER, NOSIM)
+OBJECTS, DETECTIONS, SIM_OTHER, NOSIM = "OBJECTS", "DETECTIONS", "SIM_OTHER", "NOSIM"
+ROW_TABLES = (OBJECTS, DETECTIONS, SIM_OTHER, NOSIM)
 #: The per-object columns every truth / sim / nosim catalog starts with (measure.FRONT_COLUMNS).
 FRONT = ("balrog_index", "tilename", "realization", "indexstart")
-SIM_ROW, CAT_ROW = "sim_row", "cat_row"
+DETECTION_ROW, SIM_ROW, CAT_ROW = "detection_row", "sim_row", "cat_row"
 #: Columns kept whatever ``--columns`` says: what identifies a row and says where it came from.
-REQUIRED = {OBJECTS: {*FRONT, SIM_ROW}, SIM_OTHER: {*FRONT, CAT_ROW, "NUMBER"}, NOSIM: {*FRONT, "NUMBER"}}
+REQUIRED = {OBJECTS: {*FRONT, DETECTION_ROW}, DETECTIONS: {*FRONT, SIM_ROW},
+            SIM_OTHER: {*FRONT, CAT_ROW, "NUMBER"}, NOSIM: {*FRONT, "NUMBER"}}
 _BAND_RE = re.compile(r"^(?P<base>.+?)(?:_\d+)?_(?:[GRIZY]|DET)$", re.IGNORECASE)
 
 
@@ -125,17 +127,18 @@ class JoinPlan:
                 cols.append(Column(table, name, kind, source, _field_descr(dt, source)))
 
         truth = sources["truth"]
-        for n in truth.names:
-            add(OBJECTS, n, "truth", n, truth)
-        if match is not None:
-            for n in match.names:
-                if n != "balrog_index":
-                    add(OBJECTS, n, "match", n, match)
-        cols.append(Column(OBJECTS, SIM_ROW, "", "", "<i4"))
+        for table, row_col in ((OBJECTS, DETECTION_ROW), (DETECTIONS, SIM_ROW)):
+            for n in truth.names:
+                add(table, n, "truth", n, truth)
+            if match is not None:
+                for n in match.names:
+                    if n != "balrog_index":
+                        add(table, n, "match", n, match)
+            cols.append(Column(table, row_col, "", "", "<i8"))
         for n in sources["sim"].names:
             if n not in FRONT:
-                add(OBJECTS, n, "sim", n, sources["sim"])
-        cols.append(Column(SIM_OTHER, CAT_ROW, "", "", "<i4"))
+                add(DETECTIONS, n, "sim", n, sources["sim"])
+        cols.append(Column(SIM_OTHER, CAT_ROW, "", "", "<i8"))
         for n in sources["sim"].names:
             add(SIM_OTHER, n, "sim", n, sources["sim"])
         for n in sources["nosim"].names:
@@ -160,14 +163,14 @@ class JoinPlan:
     def groups(self, table: str) -> list[tuple[str, list[str]]]:
         """The table's columns in groups that belong together (a FITS HDU holds at most 999 columns).
 
-        OBJECTS: the truth and match columns with ``sim_row``, then the sim columns; every
+        DETECTIONS: the truth and match columns with ``sim_row``, then the sim columns; every
         other table is one group.
         """
         names = [c.name for c in self.table_columns(table)]
-        if table != OBJECTS:
+        if table != DETECTIONS:
             return [("", names)]
-        sim = [c.name for c in self.table_columns(table) if c.kind == "sim"]
-        return [("", [n for n in names if n not in set(sim)]), ("SIM", sim)]
+        sim = {c.name for c in self.table_columns(table) if c.kind == "sim"}
+        return [("", [n for n in names if n not in sim]), ("SIM", [n for n in names if n in sim])]
 
     def table_dtype(self, table: str) -> np.dtype:
         return np.dtype([_descr_item(c.name, c.dtype) for c in self.table_columns(table)])
@@ -237,19 +240,7 @@ def source_dtypes(tables: Mapping[str, np.ndarray | None]) -> dict[str, np.dtype
     return {k: (None if tables.get(k) is None else tables[k].dtype) for k in KINDS}
 
 
-# ------------------------------------------------------------------------------ filling
-
-
-def empty_rows(dtype: np.dtype, n: int) -> np.ndarray:
-    """``n`` rows of ``dtype`` holding the "no value" of each column: NaN, -1, 0 (unsigned), '', False."""
-    out = np.zeros(n, dtype=dtype)
-    for name in dtype.names:
-        kind = dtype[name].base.kind
-        if kind in "fc":
-            out[name] = np.nan
-        elif kind == "i":
-            out[name] = -1
-    return out
+# ------------------------------------------------------------------------------ joining
 
 
 def _own_rows(index: np.ndarray, tx: np.ndarray, ty: np.ndarray, rows: np.ndarray,
@@ -296,7 +287,7 @@ def _as_str(a: np.ndarray) -> np.ndarray:
 
 def join(plan: JoinPlan, truth: np.ndarray, match: np.ndarray | None, sim: np.ndarray,
          nosim: np.ndarray) -> dict[str, np.ndarray]:
-    """One realization's rows of ``OBJECTS``, ``SIM_OTHER`` and ``NOSIM`` (module docstring)."""
+    """One realization's rows of each merged table (module docstring); ``detection_row`` counts from 0."""
     n = len(truth)
     index = np.asarray(truth["balrog_index"], dtype=np.int64)
     if len(np.unique(index)) != n:
@@ -306,18 +297,22 @@ def join(plan: JoinPlan, truth: np.ndarray, match: np.ndarray | None, sim: np.nd
                              "balrog_index must be the truth's, in order)")
     tx = np.asarray(truth["x"], float) if "x" in truth.dtype.names else np.zeros(n)
     ty = np.asarray(truth["y"], float) if "y" in truth.dtype.names else np.zeros(n)
-    objects = empty_rows(plan.table_dtype(OBJECTS), n)
     sources: dict[str, np.ndarray | None] = {"truth": truth, "match": match}
-    for c in plan.table_columns(OBJECTS):
-        if c.kind in sources and sources[c.kind] is not None:
-            objects[c.name] = sources[c.kind][c.source]
     own = _own_rows(index, tx, ty, sim, truth)
-    has = own >= 0
-    objects[SIM_ROW] = own
-    for c in plan.table_columns(OBJECTS):
+    detected = np.flatnonzero(own >= 0)
+    objects = np.zeros(n, dtype=plan.table_dtype(OBJECTS))
+    found = np.zeros(len(detected), dtype=plan.table_dtype(DETECTIONS))
+    for table, rows, at in ((OBJECTS, objects, slice(None)), (DETECTIONS, found, detected)):
+        for c in plan.table_columns(table):
+            if c.kind in sources and sources[c.kind] is not None:
+                rows[c.name] = sources[c.kind][c.source][at]
+    objects[DETECTION_ROW] = -1
+    objects[DETECTION_ROW][detected] = np.arange(len(detected))  # within the realization: the writer shifts it
+    found[SIM_ROW] = own[detected]
+    for c in plan.table_columns(DETECTIONS):
         if c.kind == "sim":
-            objects[c.name][has] = sim[c.source][own[has]]
-    rest = np.setdiff1d(np.arange(len(sim)), own[has], assume_unique=True)
+            found[c.name] = sim[c.source][own[detected]]
+    rest = np.setdiff1d(np.arange(len(sim)), own[detected], assume_unique=True)
     other = np.zeros(len(rest), dtype=plan.table_dtype(SIM_OTHER))
     other[CAT_ROW] = rest
     for c in plan.table_columns(SIM_OTHER):
@@ -326,10 +321,10 @@ def join(plan: JoinPlan, truth: np.ndarray, match: np.ndarray | None, sim: np.nd
     pre = np.zeros(len(nosim), dtype=plan.table_dtype(NOSIM))
     for c in plan.table_columns(NOSIM):
         pre[c.name] = nosim[c.source]
-    return {OBJECTS: objects, SIM_OTHER: other, NOSIM: pre}
+    return {OBJECTS: objects, DETECTIONS: found, SIM_OTHER: other, NOSIM: pre}
 
 
-def split(plan: JoinPlan, objects: np.ndarray, sim_other: np.ndarray, nosim: np.ndarray,
+def split(plan: JoinPlan, objects: np.ndarray, detections: np.ndarray, sim_other: np.ndarray, nosim: np.ndarray,
           has_match: bool, where: str) -> dict[str, np.ndarray | None]:
     """The realization's four catalogs from its merged rows (only for a plan keeping every column)."""
     if not plan.lossless:
@@ -349,19 +344,18 @@ def split(plan: JoinPlan, objects: np.ndarray, sim_other: np.ndarray, nosim: np.
         for c in cols:
             if c.kind == "match":
                 match[c.source] = objects[c.name]
-    joined = np.flatnonzero(objects[SIM_ROW] >= 0)
-    rows_at = np.asarray(objects[SIM_ROW][joined], dtype=np.int64)
+    rows_at = np.asarray(detections[SIM_ROW], dtype=np.int64)
     other_at = np.asarray(sim_other[CAT_ROW], dtype=np.int64)
-    total = len(joined) + len(sim_other)
+    total = len(detections) + len(sim_other)
     if not np.array_equal(np.sort(np.concatenate([rows_at, other_at])), np.arange(total)):
         raise InputFileError(f"{where}: the sim rows' {SIM_ROW}/{CAT_ROW} numbers are not 0..{total - 1}: "
                              "the merged file is damaged")
     sim = np.empty(total, dtype=plan.sources["sim"])
     for name in FRONT:
-        sim[name][rows_at] = objects[name][joined]
-    for c in cols:
+        sim[name][rows_at] = detections[name]
+    for c in plan.table_columns(DETECTIONS):
         if c.kind == "sim":
-            sim[c.source][rows_at] = objects[c.name][joined]
+            sim[c.source][rows_at] = detections[c.name]
     for name in sim.dtype.names:
         sim[name][other_at] = sim_other[name]
     pre = np.empty(len(nosim), dtype=plan.sources["nosim"])

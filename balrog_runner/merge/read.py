@@ -22,7 +22,7 @@ import numpy as np
 from ..db.campaign import CATALOG_RE
 from ..errors import InputFileError
 from . import formats
-from .join import KINDS, NOSIM, OBJECTS, SIM_OTHER, JoinPlan, split
+from .join import DETECTIONS, KINDS, NOSIM, OBJECTS, SIM_OTHER, JoinPlan, split
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +183,7 @@ class MergedFile:
         rec = self.realizations[row]
         out = {}
         for table, start, count in ((OBJECTS, "objects_start", "n_truth"),
+                                    (DETECTIONS, "detections_start", "n_detected"),
                                     (SIM_OTHER, "sim_other_start", "n_sim_other"),
                                     (NOSIM, "nosim_start", "n_nosim")):
             a = int(rec[start])
@@ -195,7 +196,8 @@ class MergedFile:
         tile, number = text(rec["tilename"]).strip(), int(rec["realization"])
         where = f"{self.path}[{tile} r{number:04d}]"
         parts = self.rows(row)
-        tables = split(self.plan, parts[OBJECTS], parts[SIM_OTHER], parts[NOSIM], bool(rec["has_match"]), where)
+        tables = split(self.plan, parts[OBJECTS], parts[DETECTIONS], parts[SIM_OTHER], parts[NOSIM],
+                       bool(rec["has_match"]), where)
         return RealizationTables(tile, number, tables, self.cards(row), dict.fromkeys(KINDS, where))
 
     def __iter__(self) -> Iterator[RealizationTables]:

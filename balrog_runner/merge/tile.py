@@ -35,6 +35,8 @@ from .. import __version__
 from ..errors import ConfigError, InputFileError, OutputError
 from . import formats
 from .join import (
+    DETECTION_ROW,
+    DETECTIONS,
     KINDS,
     NOSIM,
     OBJECTS,
@@ -121,8 +123,8 @@ def header_column(key: str) -> str:
 
 _BASE_COLUMNS = [
     ("tilename", "U16"), ("realization", "i4"), ("indexstart", "i8"), ("n_truth", "i8"), ("n_sim", "i8"),
-    ("n_nosim", "i8"), ("has_match", "i2"), ("objects_start", "i8"), ("sim_other_start", "i8"),
-    ("n_sim_other", "i8"), ("nosim_start", "i8"),
+    ("n_nosim", "i8"), ("has_match", "i2"), ("objects_start", "i8"), ("detections_start", "i8"),
+    ("n_detected", "i8"), ("sim_other_start", "i8"), ("n_sim_other", "i8"), ("nosim_start", "i8"),
     ("truth_sha", "U64"), ("match_sha", "U64"), ("sim_sha", "U64"), ("nosim_sha", "U64"),
 ]
 
@@ -248,11 +250,13 @@ def write_merged(output: Path, fmt: str, realizations: Iterator[RealizationTable
                 "tilename": real.tile, "realization": real.number, "indexstart": _indexstart(real),
                 "n_truth": len(t["truth"]), "n_sim": len(t["sim"]), "n_nosim": len(t["nosim"]),
                 "has_match": int(t["match"] is not None),
-                "objects_start": writer.digests[OBJECTS].rows, "sim_other_start": writer.digests[SIM_OTHER].rows,
+                "objects_start": writer.digests[OBJECTS].rows, "detections_start": writer.digests[DETECTIONS].rows,
+                "n_detected": len(rows[DETECTIONS]), "sim_other_start": writer.digests[SIM_OTHER].rows,
                 "n_sim_other": len(rows[SIM_OTHER]), "nosim_start": writer.digests[NOSIM].rows,
                 **{f"{k}_sha": "" if t[k] is None else table_digest(t[k]) for k in KINDS},
             })
             cards.append(real.cards)
+            shift_rows(rows[OBJECTS], writer.digests[DETECTIONS].rows)
             for table in ROW_TABLES:
                 writer.append(table, rows[table])
         if len(records) != n_expected:
@@ -265,6 +269,14 @@ def write_merged(output: Path, fmt: str, realizations: Iterator[RealizationTable
         verify(writer.path, fmt, expect, deep=deep and plan.lossless)
     rows_out = {t: expect[t]["rows"] for t in ROW_TABLES}
     return TileMerge("", output, "merged", len(records), rows_out)
+
+
+def shift_rows(objects: np.ndarray, offset: int) -> np.ndarray:
+    """Make ``detection_row`` point into the file's DETECTIONS: add the rows that precede it there."""
+    if offset:
+        col = objects[DETECTION_ROW]
+        col[col >= 0] += offset
+    return objects
 
 
 def _chain(first: RealizationTables, rest: Iterator[RealizationTables]) -> Iterator[RealizationTables]:
