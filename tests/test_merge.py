@@ -315,6 +315,45 @@ def test_merge_tile_in_the_runner_then_push_and_report_from_the_merged_file(tmp_
         assert np.array_equal(ref.matches[band].measured_mag, data.matches[band].measured_mag, equal_nan=True)
 
 
+def test_a_tile_merged_during_a_database_outage_is_pushed_from_its_merged_file_later(tmp_path, survey):  # noqa: F811
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    spec = make_campaign(tmp_path, survey, ngal=25, realizations=2, **{"merge-tile": True})
+    data = json.loads(spec.read_text())
+    data["db"]["url"] = f"sqlite:///{blocker}/campaign.sqlite"  # unreachable: its parent is a file
+    spec.write_text(json.dumps(data))
+    res = balrog_run(spec, timeout=900)
+    assert res.returncode == 4, res.stderr[-2000:]  # done, merged, not pushed
+    outdir = Path(data["run"]["outdir"])
+    assert not (outdir / TILE / "catalogs").exists() and layout.merged_path(outdir, TILE).is_file()
+    good = tmp_path / "good.sqlite"
+    data["db"]["url"] = f"sqlite:///{good}"
+    spec.write_text(json.dumps(data))
+    res = balrog_run(spec, timeout=300)  # the runner's own pusher reads the merged file
+    assert res.returncode == 0, res.stderr[-2000:]
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{good}")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM demo_truth")).scalar_one() == 50
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM demo_pushed")).scalar_one() == 2
+    engine.dispose()
+    status = json.loads((outdir / TILE / "status.json").read_text())
+    assert all(status["realizations"][str(j)]["pushed"] for j in range(2))
+
+
+def test_a_damaged_catalog_fails_its_tile_and_nothing_is_written(tmp_path, campaign):
+    out = _copy(campaign, tmp_path / "c")
+    sim = out / TILE / "catalogs" / f"{TILE}_r0001_sim.fits"
+    sim.write_bytes(sim.read_bytes()[: sim.stat().st_size // 2])  # a truncated file
+    res = balrog_merge(out, "--remove-catalogs")
+    assert res.returncode == 1
+    assert f"failed {TILE}:" in res.stdout and sim.name in res.stdout
+    assert not layout.merged_path(out, TILE).exists()
+    assert len(list((out / TILE / "catalogs").iterdir())) == 12
+    assert sorted(p.name for p in (out / TILE).iterdir() if p.name.startswith(".")) == [".lock"]
+
+
 def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -435,8 +474,8 @@ def test_a_tile_being_run_is_not_merged_in_place(tmp_path, campaign):
 def test_a_full_disk_fails_the_merge_and_keeps_every_catalog(tmp_path, campaign):
     from mounts import tmpfs
 
-    size = sum(p.stat().st_size for p in (campaign / TILE / "catalogs").iterdir())
-    with tmpfs(tmp_path / "small", f"size={size + (1 << 20)}") as small:
+    pages = sum(-(-p.stat().st_size // 4096) * 4096 for p in (campaign / TILE / "catalogs").iterdir())
+    with tmpfs(tmp_path / "small", f"size={pages + 64 * 1024}") as small:  # the catalogs fit, a merged file not
         shutil.copytree(campaign / TILE / "catalogs", small / TILE / "catalogs")
         before = sorted((small / TILE / "catalogs").iterdir())
         res = balrog_merge(small, "--remove-catalogs")

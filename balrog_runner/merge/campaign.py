@@ -50,6 +50,7 @@ from .tile import (
     selection_fingerprint,
     shift_rows,
     split_cards,
+    up_to_date,
     verify,
 )
 
@@ -106,7 +107,8 @@ def _part_for(tile_dir: Path, tile: str, parts: Path, select: ColumnSelection | 
     if not sources:
         return None
     own = merged_tile_path(tile_dir, tile)
-    if select is None and not force and all(not isinstance(s, CatalogFiles) for s in sources):
+    numbers = [s.number if isinstance(s, CatalogFiles) else s[2] for s in sources]
+    if select is None and not force and up_to_date(own, "fits", tile, numbers, None):
         return own, "reused"  # the runner's (or an earlier balrog-merge's) tile file, every column kept
     part = parts / f"{tile}.fits"
     result: TileMerge = merge_tile(tile_dir, tile, output=part, select=select, force=force, deep=False)

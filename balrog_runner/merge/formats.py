@@ -256,18 +256,23 @@ class FitsWriter(Writer):
         return path
 
     def _finish(self, header: dict[str, Any], small: dict[str, np.ndarray]) -> None:
+        """Each piece made a FITS table and appended to the file, then deleted: the disk holds the
+        not-yet-converted raw pieces, one piece and the file, about the file's size once more."""
         for raw in self._raw.values():
             raw.close()
-        files: list[Path] = []
-        for table, dtype in self.dtypes.items():
-            packed = _canonical_dtype(dtype)
-            cards = {**header, "MRGTABLE": table, "DATASHA": self.table_meta(table)["sha256"]}
-            for extname, names in self.pieces[table]:
-                files.append(self._piece_file(extname, _subset(np.zeros(0, dtype=packed), names).dtype, cards))
-        for table, rows in small.items():
-            files.append(self._piece_file(table, rows.dtype, {**header, "MRGTABLE": table,
-                                                              "DATASHA": _digest(rows)}, rows=rows))
-        _concatenate_fits(files, self.path)
+        with open(self.path, "wb") as out:
+            first = True
+            for table, dtype in self.dtypes.items():
+                packed = _canonical_dtype(dtype)
+                cards = {**header, "MRGTABLE": table, "DATASHA": self.table_meta(table)["sha256"]}
+                for extname, names in self.pieces[table]:
+                    piece = self._piece_file(extname, _subset(np.zeros(0, dtype=packed), names).dtype, cards)
+                    _append_hdus(piece, out, with_primary=first)
+                    first = False
+            for table, rows in small.items():
+                piece = self._piece_file(table, rows.dtype, {**header, "MRGTABLE": table, "DATASHA": _digest(rows)},
+                                         rows=rows)
+                _append_hdus(piece, out, with_primary=False)
         shutil.rmtree(self._parts_dir, ignore_errors=True)
 
     def discard(self) -> None:
@@ -277,15 +282,17 @@ class FitsWriter(Writer):
         shutil.rmtree(self._parts_dir, ignore_errors=True)
 
 
-def _concatenate_fits(files: list[Path], out: Path) -> None:
-    """One FITS file: the first file's primary HDU, then every file's extension HDUs, byte for byte."""
-    with open(out, "wb") as dst:
-        for k, path in enumerate(files):
-            with open(path, "rb") as src:
-                if k:
-                    src.seek(_primary_size(src, path))
-                shutil.copyfileobj(src, dst, 16 << 20)
-            path.unlink()
+def _append_hdus(piece: Path, out, with_primary: bool) -> None:
+    """Copy a one-table FITS file's extension HDU (and, first, its primary) byte for byte, then delete it.
+
+    A FITS file is its HDUs one after the other (header and data each padded to 2880 bytes),
+    so the file the pieces make is valid, and each HDU's CHECKSUM stays true.
+    """
+    with open(piece, "rb") as src:
+        if not with_primary:
+            src.seek(_primary_size(src, piece))
+        shutil.copyfileobj(src, out, 16 << 20)
+    piece.unlink()
 
 
 def _primary_size(f, path: Path) -> int:
