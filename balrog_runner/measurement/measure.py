@@ -149,7 +149,8 @@ def build_wide_catalog(catalogs: Mapping[str, str | os.PathLike | np.ndarray]) -
                 f"catalog of band {band} has {len(t)} detections, not the {len(number)} of band "
                 f"{first_band}: the catalogs of one run must share the detection image")
     descr: list[tuple] = [("NUMBER", number.dtype.str)]
-    sources: list[tuple[str, str, int | None]] = []
+    # (band, column, element k of the flattened vector or None for a scalar, vector length)
+    sources: list[tuple[str, str, int | None, int]] = []
     for band, t in tables.items():
         sfx = band_suffix(band)
         for name in t.dtype.names:
@@ -159,18 +160,19 @@ def build_wide_catalog(catalogs: Mapping[str, str | os.PathLike | np.ndarray]) -
             shape = t.dtype[name].shape
             if shape == () or int(np.prod(shape)) == 1:
                 descr.append((f"{name}_{sfx}", base))
-                sources.append((band, name, None if shape == () else 0))
+                sources.append((band, name, None if shape == () else 0, 1))
             else:
                 if len(shape) != 1:
                     raise InputFileError(f"column {name} of band {band} has shape {shape}; only 1-d vectors flatten")
                 for k in range(shape[0]):
                     descr.append((f"{name}_{k + 1}_{sfx}", base))
-                    sources.append((band, name, k))
+                    sources.append((band, name, k, shape[0]))
     wide = np.zeros(len(number), dtype=descr)
     wide["NUMBER"] = number
-    for (band, name, k), (col, _) in zip(sources, descr[1:], strict=True):
+    for (band, name, k, size), (col, _) in zip(sources, descr[1:], strict=True):
         data = tables[band][name]
-        wide[col] = data if k is None else data.reshape(len(data), -1)[:, k]
+        # the length is explicit: reshape(n, -1) cannot infer it when a run found nothing (n = 0)
+        wide[col] = data if k is None else data.reshape(len(data), size)[:, k]
     return wide
 
 
