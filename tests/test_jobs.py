@@ -389,7 +389,7 @@ def test_local_failing_tile_fails_the_run(tmp_path):
     built = jobs.build_jobs(cfgmod.load_config(path), "local")
     (tmp_path / "pos" / f"{TILES[3]}.fits").unlink()
     out = subprocess.run(["bash", str(built.job_dir / "run.sh")], capture_output=True, text=True)
-    assert out.returncode == 1
+    assert out.returncode == 2  # the worst of the subjobs': a missing position file is bad input
     recs = {r["subjob"]: r for r in records(built.job_dir)}
     assert recs[0]["failed"] == [] and recs[1]["failed"] == [TILES[3]]
 

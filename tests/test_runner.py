@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from balrog_runner.demo import run as demo
-from balrog_runner.errors import ConfigError, InputFileError
+from balrog_runner.errors import EXIT_PROGRAM, ConfigError, InputFileError
 from balrog_runner.node import layout, plan, runner
 
 TILE = "DES2359+0001"  # its unique area straddles RA = 0
@@ -267,7 +267,7 @@ def test_failing_sextractor_fails_its_realization_only(tmp_path, survey):
     fake.chmod(0o755)
     spec = make_campaign(tmp_path, survey, ngal=30, realizations=2, sex=str(fake))
     result = balrog_run(spec)
-    assert result.returncode == runner.EXIT_FAILED
+    assert result.returncode == EXIT_PROGRAM  # the kind of the failure (errors.EXIT_CODES), not just "failed"
     outdir = Path(spec_run(spec)["outdir"])
     status = json.loads((outdir / TILE / "status.json").read_text())
     assert status["realizations"]["0"]["state"] == "done" and status["realizations"]["0"]["pushed"]

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from .. import jobs
 from ..campaign import config as cfgmod
 from ..campaign import config_keys
+from ..errors import EXIT_FAILED, EXIT_NOT_PUSHED
 from ._common import add_logging_options, positive_int, run_command
 
 PROG = "balrog-jobs"
@@ -33,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after building: run submit.sh (slurm) or run the subjobs here (local)")
     p.add_argument("--workers", type=positive_int(), metavar="N",
                    help="local runs: subjobs at once, >= 1 (default: run['nodes'])")
-    add_logging_options(p)
+    # --submit / --run-local (local scheduler): the worst of the subjobs' codes
+    add_logging_options(p, unit_codes=(EXIT_FAILED, EXIT_NOT_PUSHED), worst_of_units=True)
     return p
 
 

@@ -25,7 +25,7 @@ from ..db import (
     safe_url,
     validate_dbname,
 )
-from ..errors import InputFileError
+from ..errors import EXIT_FAILED, InputFileError
 from ._common import add_logging_options, run_command
 
 PROG = "balrog-push"
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table-prefix", metavar="PREFIX",
                    help="put PREFIX before <dbname>_truth ... ('balrog_' names tables as DES did: "
                         "balrog_<dbname>_truth; default: the config's db['table-prefix'], else '')")
-    add_logging_options(p)
+    add_logging_options(p, unit_codes=(EXIT_FAILED,))
     return p
 
 
@@ -139,7 +139,7 @@ def _action(args: argparse.Namespace) -> int:
           + (f"; {sum(others.values())} of other campaigns skipped" if others else ""))
     for label, why in summary.failed:
         print(f"  failed {label}: {why}")
-    return 1 if summary.failed else 0
+    return EXIT_FAILED if summary.failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
