@@ -423,6 +423,24 @@ def test_cli_bad_dbname_is_one_line_error_and_creates_nothing(tmp_path, capsys, 
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # no <dbname>.sqlite, no .sqlite
 
 
+def test_cli_dbname_too_long_for_postgresql_is_refused_on_sqlite_too(tmp_path, capsys):
+    """The README's 51 characters hold on SQLite as well: 60 used to push there (the config
+    refused it), and the campaign could then never be loaded into PostgreSQL."""
+    out = tmp_path / "out"
+    make_campaign(out, tiles=(TILE,), nreal=1)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    name = "c" * 60
+    assert push_cli.main([str(out), "--dbname", name]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (f"balrog-push: error: dbname '{name}' is too long for every database (PostgreSQL's "
+                            f"limit): it makes the name ix_{name}_truth_bi of 72 bytes, over the limit of 63; use at "
+                            "most 51 characters\n")
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # no <dbname>.sqlite
+    url = f"sqlite:///{tmp_path / 'other.sqlite'}"
+    assert push_cli.main([str(out), "--db", url, "--dbname", name]) == 2
+    assert push_cli.main([str(out), "--db", url, "--dbname", "c" * 51, "-q"]) == 0
+
+
 def test_runner_pusher_refuses_bad_dbname_before_touching_anything(tmp_path):
     from types import SimpleNamespace
 
@@ -442,10 +460,12 @@ def test_validate_dbname_is_the_one_check(tmp_path, engine):
     from balrog_runner.db import validate_dbname
 
     assert validate_dbname("Y3_Balrog") == "y3_balrog"
-    long_ok = "b" * 116  # ix_<dbname>_truth_bi: 128 bytes, the default limit
-    assert validate_dbname(long_ok) == long_ok
-    with pytest.raises(DatabaseError, match=r"too long for the database: .* at most 116 characters"):
-        validate_dbname(long_ok + "b")
+    long_ok = "b" * 51  # ix_<dbname>_truth_bi: 63 bytes, PostgreSQL's limit, on every backend
+    assert validate_dbname(long_ok) == long_ok == validate_dbname(long_ok, engine.dialect)
+    for dialect in (None, engine.dialect):  # SQLite takes 60 characters, PostgreSQL would not
+        with pytest.raises(DatabaseError, match=r"too long for every database \(PostgreSQL's limit\): .* at most 51 "
+                                                r"characters"):
+            validate_dbname(long_ok + "b", dialect)
     for bad in (None, 3, "", "_x", "x-y", "1x"):
         with pytest.raises(DatabaseError, match="is not allowed"):
             validate_dbname(bad)
@@ -777,9 +797,10 @@ def test_config_checks_table_prefix_and_reader(tmp_path):
     cfg = load_config(cfg_file("    db['table-prefix'] = 'balrog_'\n    db['reader'] = ''\n"), check_positions=False)
     assert cfg.db["table-prefix"] == "balrog_" and cfg.db["reader"] == ""
     assert load_config(cfg_file(""), check_positions=False).db["table-prefix"] == ""
-    with pytest.raises(ConfigError, match=r"db\['table-prefix'\] = 'bal-rog'"):
+    with pytest.raises(ConfigError, match=r"db\['table-prefix'\]: table prefix 'bal-rog' is not allowed"):
         load_config(cfg_file("    db['table-prefix'] = 'bal-rog'\n"), check_positions=False)
-    with pytest.raises(ConfigError, match=r"run\['dbname'\] = 'c{45}' is 45 bytes; at most 44 with db\['table-prefix'\] = 'balrog_'"):
+    with pytest.raises(ConfigError, match=r"run\['dbname'\]: dbname 'c{45}' is too long .* at most 44 characters with "
+                                         r"the table prefix 'balrog_'"):
         load_config(cfg_file("    db['table-prefix'] = 'balrog_'\n", dbname="c" * 45), check_positions=False)
 
 

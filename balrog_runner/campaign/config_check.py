@@ -61,21 +61,6 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 
-#: The campaign's longest derived SQL identifier is the index ``ix_<dbname>_nosim_tr``
-#: (db/schema.py); it must fit PostgreSQL's 63-byte limit (NAMEDATALEN - 1), which also
-#: satisfies Oracle 12.2+ (128 bytes). Pre-12.2 Oracle (30 bytes) is not enforced.
-MAX_IDENTIFIER_BYTES = 63
-
-
-
-_LONGEST_DERIVED = "ix_{}_nosim_tr"
-
-
-
-_DBNAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-
-
-
 #: Integers end up in int64 columns, JSON specs and scheduler options: keep them in int64.
 _INT64 = 2**63
 
@@ -319,25 +304,19 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
 
 
 def _check_dbname(dbname: str, errors: list[str], prefix: str = "") -> None:
-    """dbname names tables and indexes on every backend: an identifier that needs no quoting.
+    """dbname and db['table-prefix'] by the database layer's one check (db.validate_dbname):
+    an identifier that needs no quoting, short enough for every backend."""
+    from ..db.schema import DbnameError, check_table_prefix, validate_dbname
 
-    A leading letter (Oracle's unquoted identifiers and a table name that starts with ``_``
-    are trouble), and short enough that ``ix_<dbname>_nosim_tr`` fits
-    :data:`MAX_IDENTIFIER_BYTES` (PostgreSQL truncates longer names silently, so two
-    campaigns' indexes could collide).
-    """
-    if not _DBNAME_RE.match(dbname):
-        errors.append(f"run['dbname'] = {dbname!r}: start with a letter, then letters, digits and _ (it names DB tables)")
+    try:
+        check_table_prefix(prefix)
+    except DbnameError as exc:
+        errors.append(f"db['table-prefix']: {exc}")
         return
-    if prefix and not _DBNAME_RE.match(prefix):
-        errors.append(f"db['table-prefix'] = {prefix!r}: '' or a letter, then letters, digits and _ (e.g. 'balrog_')")
-        return
-    longest = _LONGEST_DERIVED.format(prefix + dbname)  # the prefix is part of every table and index name
-    if len(longest.encode()) > MAX_IDENTIFIER_BYTES:
-        most = MAX_IDENTIFIER_BYTES - len(_LONGEST_DERIVED.format(prefix).encode())
-        errors.append(f"run['dbname'] = {dbname!r} is {len(dbname.encode())} bytes; at most {most}"
-                      + (f" with db['table-prefix'] = {prefix!r}" if prefix else "")
-                      + f" (its index {longest[:20]}... must fit {MAX_IDENTIFIER_BYTES} bytes, PostgreSQL's limit)")
+    try:
+        validate_dbname(dbname, prefix=prefix)
+    except DbnameError as exc:
+        errors.append(f"run['dbname']: {exc}")
 
 
 
