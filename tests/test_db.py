@@ -875,20 +875,59 @@ def test_push_onto_tables_made_before_ra_dec_still_works(tmp_path, engine, caplo
                for r in caplog.records if r.levelno == logging.WARNING)
 
 
-def test_values_nulled_for_desdm_range_are_a_warning_with_counts(tmp_path, engine, caplog):
+def test_values_nulled_for_desdm_range_are_counted_and_said_once_per_table(tmp_path, engine, caplog):
+    """A realization's NULLs are a DEBUG line; the WARNING comes once per table, with counts,
+    from report_nulled_values (the runner and push_missing call it at the end)."""
+    from balrog_runner.db import report_nulled_values
+
+    report_nulled_values()  # a fresh tally (earlier tests of this process pushed too)
+    caplog.clear()
     paths = write_realization(tmp_path / "cat", TILE, 0)
     sim = fitsio.read(str(paths[1]))
     sim["MAGERR_AUTO_G"][:3] = 99.0
     fitsio.write(str(paths[1]), sim, clobber=True)
-    with caplog.at_level(logging.INFO, logger="balrog_runner.db"):
+    with caplog.at_level(logging.DEBUG, logger="balrog_runner.db"):
         push_realization(engine, "camp", *paths)
+        push_realization(engine, "camp", *paths)  # "already": nothing stored, nothing counted
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        detail = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG and "stored as NULL" in r.getMessage()]
+        assert detail == [f"{TILE} realization 0: 5 values outside their DESDM column's range stored as NULL: "
+                          "camp_nosim.magerr_auto_r 1, camp_sim.magerr_auto_g 3, camp_sim.magerr_auto_r 1"]
+        lines = report_nulled_values()
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warned) == 1, warned
-    assert "5 values outside their DESDM column's range stored as NULL" in warned[0]
-    assert "camp_sim.magerr_auto_g 3" in warned[0] and "camp_sim.magerr_auto_r 1" in warned[0]
-    assert "camp_nosim.magerr_auto_r 1" in warned[0]
+    assert warned == lines and len(lines) == 2, warned
+    assert lines[0].startswith("camp_nosim: 1 values outside their DESDM column's range stored as NULL in 1 of the "
+                               "1 realization(s) pushed: magerr_auto_r 1 (")
+    assert lines[1].startswith("camp_sim: 4 values outside their DESDM column's range stored as NULL in 1 of the 1 "
+                               "realization(s) pushed: magerr_auto_g 3, magerr_auto_r 1 (")
+    assert report_nulled_values() == []  # said once
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM camp_sim WHERE MAGERR_AUTO_G IS NULL")).scalar_one() == 3
+
+
+def test_a_campaign_push_says_nulls_once_per_table_not_once_per_realization(tmp_path, capsys):
+    """40 realizations, each with SExtractor's 99 in DESDM's NUMBER(5,4) columns: the old push
+    logged 40 WARNINGs of about a kilobyte (100,000 lines for a 1000-tile campaign)."""
+    out = tmp_path / "out"
+    nreal = 40
+    for j in range(nreal):
+        paths = write_realization(out / TILE / "catalogs", TILE, j)
+        if j % 4 == 0:  # a quarter with more: 99 in MAGERR_AUTO_G too
+            sim = fitsio.read(str(paths[1]))
+            sim["MAGERR_AUTO_G"][:2] = 99.0
+            fitsio.write(str(paths[1]), sim, clobber=True)
+    from balrog_runner.db import report_nulled_values
+
+    report_nulled_values()  # a fresh tally (earlier tests of this process pushed too)
+    capsys.readouterr()
+    assert push_cli.main([str(out), "--dbname", "camp"]) == 0
+    warned = [ln.split(" WARNING balrog_runner.db.push: ", 1)[1] for ln in capsys.readouterr().err.splitlines()
+              if " WARNING " in ln]
+    assert [w.split(":", 1)[0] for w in warned] == ["camp_nosim", "camp_sim"], warned
+    assert warned[1].startswith(f"camp_sim: {nreal + 2 * nreal // 4} values outside their DESDM column's range stored "
+                                f"as NULL in {nreal} of the {nreal} realization(s) pushed: magerr_auto_r {nreal}, "
+                                f"magerr_auto_g {2 * nreal // 4} (")
+    assert sum(len(w) for w in warned) < 600
 
 
 

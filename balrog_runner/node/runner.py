@@ -361,6 +361,10 @@ def run_tiles(settings: RunSettings, tiles: Sequence[str]) -> int:
         log.error("database not reachable, catalogs will stay on disk (run balrog-push later): %s", exc)
         pusher = None
     outcomes = [run_tile(settings, tile, pusher) for tile in tiles]
+    if pusher is not None:
+        from ..db import report_nulled_values
+
+        report_nulled_values()  # one line per table for the subjob, not one per realization
     code = worst_exit_code(o.exit_code for o in outcomes)
     failed = [o for o in outcomes if o.exit_code not in (EXIT_OK, EXIT_NOT_PUSHED)]
     for o in failed:  # the console names each reason, not only the tile log
