@@ -303,11 +303,12 @@ def test_an_image_without_the_nwgint_hdus_is_refused(server, netrc_file, survey,
     edited = SEManifest(**{**m.__dict__, "tiles": {TILE: {"g": m.tiles[TILE]["g"],
                                                           "r": (fixed, *m.tiles[TILE]["r"][1:])}}, "counts": {}})
     path = se_manifest.write(edited, tmp_path / "swapped.json")
-    with ArchiveServer(archive, credentials=(USER, PASSWORD)) as srv:
-        with pytest.raises(Exception) as exc:
-            _fetch(tmp_path / "out", _source(srv, netrc_file, path), retries=0)
-    assert "HDU 1 is 'WGT_ME'; a coadd_nwgint file has SCI, WGT, WGT_ME, MSK" in str(exc.value)
-    assert entry.key in str(exc.value) or swapped.name in str(exc.value)
+    with ArchiveServer(archive, credentials=(USER, PASSWORD)) as srv, pytest.raises(InputFileError) as exc:
+        _fetch(tmp_path / "out", _source(srv, netrc_file, path), retries=0)
+    msg = str(exc.value)  # the archive's file is wrong, not funpack: bad input naming the URL
+    assert "\n" not in msg and msg.startswith(f"{srv.url}/{entry.image}: ")
+    assert "is not a coadd_nwgint image: HDU 1 is 'WGT_ME'; a coadd_nwgint file has SCI, WGT, WGT_ME, MSK" in msg
+    assert not se_set_path(tmp_path / "out", TILE).exists()
 
 
 def test_each_mode_refuses_the_other_manifest(survey, tmp_path, server, netrc_file):

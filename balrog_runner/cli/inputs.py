@@ -78,7 +78,7 @@ def _action(args: argparse.Namespace) -> int:
                                           ("--zp-source", args.zp_source != desdm_se.ZP_SOURCE),
                                           ("--zp-version", args.zp_version != desdm_se.ZP_VERSION)) if value]
         if given:
-            raise ConfigError(f"{', '.join(given)} only apply with --single-epoch")
+            raise ConfigError(f"{', '.join(given)}: only with --single-epoch")
         if args.era == "y6":
             raise ConfigError("--era y6 is a single-epoch era (coadds of Y6 use the y3 queries); "
                               "give --single-epoch or --era y3")

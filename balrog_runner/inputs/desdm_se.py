@@ -309,9 +309,10 @@ def resolve_single_epoch(
                 rows = _distinct(ccds[key])
                 name = f"D{key[2]:08d}_{band}_c{key[3]:02d}"
                 if len(rows) > 1:
-                    files = sorted({str(r["nwgint_filename"]) for r in rows} | {str(r["psf_filename"]) for r in rows})
-                    problems.append(f"{tile}: {name}: {len(rows)} candidate rows (two tagged attempts, parents, "
-                                    f"PSF models or zero points: {', '.join(files)})")
+                    files = sorted({str(r[c]) for r in rows for c in ("nwgint_filename", "immask_filename",
+                                                                        "psf_filename") if r[c] is not None})
+                    problems.append(f"{tile}: {name}: {len(rows)} candidate rows (two tagged nwgint images, "
+                                    f"red_immask parents, PSF models or zero points among {', '.join(files)})")
                     continue
                 entry, problem, was_derived = _entry_or_problem(band, rows[0], era, archive_name, zp_label)
                 if problem is not None:
