@@ -18,12 +18,16 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from balrog_runner.campaign import config_check, config_keys
+from balrog_runner.campaign.config import Config
 from balrog_runner.demo.archive_server import ArchiveServer
 from balrog_runner.errors import ConfigError, DiskError, FetchError, InputFileError
 from balrog_runner.inputs import fetch, fetch_se, manifest, se_manifest
 from balrog_runner.inputs.se_manifest import SEFileEntry, SEManifest
 from balrog_runner.inputs.single_epoch import NWGINT_HDUS, read_se_set, se_set_path, tile_se_dir
-from balrog_runner.node.status import read_status, record_se_inputs, write_status
+from balrog_runner.node.se_inputs import fetch_se_inputs
+from balrog_runner.node.settings import RunSettings
+from balrog_runner.node.status import read_status
 
 REPO = Path(__file__).resolve().parents[1]
 TILE = "DES0002+0209"
@@ -199,21 +203,48 @@ def test_a_missing_ccd_fails_the_tile_in_one_line_naming_the_file(server, netrc_
     assert not se_set_path(tmp_path, TILE).exists()
 
 
+def _settings(tmp_path: Path, server, netrc_file, mpath, **fetch_keys) -> RunSettings:
+    """What the node runner has: the campaign's fetch-* keys, without their prefix."""
+    run = {"root": server.url, "netrc": str(netrc_file), "manifest": str(mpath), "workers": 3, **fetch_keys}
+    return RunSettings(outdir=tmp_path, posdir=tmp_path, bands=BANDS, ngal=10, fetch=run)
+
+
 def test_a_missing_ccd_is_dropped_when_allowed_and_recorded_in_the_status(server, netrc_file, survey, tmp_path,
                                                                           des_psf_path):
+    """On the node (run['fetch-se-drop-missing'] = True): the CCD is left out of the set, its other
+    file removed, and the set's dropped list, with the manifest's, goes into status.json."""
     root, m, mpath, truth = survey
     server.add_fault("missing", times=None, match="*D00229688_r_c06_nwgint.fits.fz")
-    se_set = _fetch(tmp_path, _source(server, netrc_file, mpath), drop_missing=True)
+    status = read_status(tmp_path, TILE)
+    se_set = fetch_se_inputs(_settings(tmp_path, server, netrc_file, mpath, **{"se-drop-missing": True}), TILE,
+                             status)
     _assert_set(se_set, m, truth, des_psf_path, missing=("D00229688_r_c06",))
     lost = next(e for e in m.tiles[TILE]["r"] if e.key == "D00229688_r_c06")
-    assert se_set.dropped[-1] == f"D00229688_r_c06: not in the archive (image {lost.image})"
+    assert se_set.dropped == ["D00229690_g_c31: no zero point (ZEROPOINT FGCM v2.0)",
+                              f"D00229688_r_c06: not in the archive (image {lost.image})"]
     assert not (tile_se_dir(tmp_path, TILE) / "r" / "D00229688_r_c06_psfexcat.psf").exists()  # its PSF: removed
     assert read_se_set(se_set_path(tmp_path, TILE)).dropped == se_set.dropped
-    status = read_status(tmp_path, TILE)
-    record_se_inputs(status, se_set)
-    write_status(tmp_path, TILE, status)
     saved = json.loads((tmp_path / TILE / "status.json").read_text())
     assert saved["se_dropped"] == se_set.dropped and saved["se_images"] == {"g": 6, "r": 5}
+    # not allowed (the default): the same archive fails the tile, and status.json is not touched
+    (tmp_path / TILE / "status.json").unlink()
+    with pytest.raises(fetch.MissingFile, match=r"image of D00229688_r_c06 is missing from the archive"):
+        fetch_se_inputs(_settings(tmp_path, server, netrc_file, mpath), TILE, read_status(tmp_path, TILE))
+    assert not (tmp_path / TILE / "status.json").exists() and not se_set_path(tmp_path, TILE).exists()
+
+
+def test_the_build_time_check_reads_the_manifest_header(survey, tmp_path):
+    root, m, mpath, _ = survey
+    run = {"inject-into": "single-epoch", "fetch-manifest": str(mpath), "bands": list(BANDS)}
+    config_check.check_inputs_resolve(Config(run=run, balrog={}, db={}, tiles=[TILE]))
+    with pytest.raises(InputFileError) as exc:
+        config_check.check_inputs_resolve(Config(run={**run, "bands": ["g", "r", "i"]}, balrog={}, db={},
+                                                 tiles=[TILE, "DES0005-4914"]))
+    assert str(exc.value) == (f"single-epoch inputs do not resolve for 2 tile(s) (manifest {mpath}): "
+                              f"{TILE} (no i images); DES0005-4914 (not in the manifest)")
+    with pytest.raises(InputFileError, match="is a single-epoch manifest"):  # a coadd campaign
+        config_check.check_inputs_resolve(Config(run={**config_keys.default_run(), "fetch-manifest": str(mpath)},
+                                                 balrog={}, db={}, tiles=[TILE]))
 
 
 def test_a_band_that_loses_every_image_fails_even_when_dropping(server, netrc_file, survey, tmp_path):

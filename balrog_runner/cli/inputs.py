@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--drop-incomplete", action="store_true",
                     help="leave out CCDs without an archived nwgint file, a zero point or a PSFEx model (listed "
                     "in the manifest) instead of failing")
-    parser.add_argument("-o", "--output", required=True, metavar="FILE", help="manifest file to write (JSON)")
+    parser.add_argument("-o", "--output", required=True, metavar="FILE",
+                        help="manifest file to write (JSON; with --single-epoch JSON Lines, a header line first)")
     add_logging_options(parser)
     return parser
 
