@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -145,7 +146,7 @@ def _assert_set(se_set, m: SEManifest, truth, des_psf_path, missing: tuple[str, 
 
 
 def test_fetches_the_set_in_parallel_verified_and_resumes_with_nothing_to_do(server, netrc_file, survey, tmp_path,
-                                                                            des_psf_path):
+                                                                            des_psf_path, caplog):
     root, m, mpath, truth = survey
     server.delay = 0.05  # latency, so that overlapping transfers are visible on loopback
     se_set = _fetch(tmp_path, _source(server, netrc_file, mpath), workers=4)
@@ -156,10 +157,31 @@ def test_fetches_the_set_in_parallel_verified_and_resumes_with_nothing_to_do(ser
     assert read_se_set(se_set_path(tmp_path, TILE)) == se_set
     se = tile_se_dir(tmp_path, TILE)
     assert not list(se.rglob("*.fz")) and _leftovers(se) == []
-    # resumed: every file is there and verifies, so nothing is requested again
+    # resumed: every file is there, verified before and unchanged since: nothing is checked or asked for
+    server.reset_records()
+    with caplog.at_level(logging.INFO, logger="balrog_runner.inputs.fetch_se"):
+        again = _fetch(tmp_path, _source(server, netrc_file, mpath))
+    assert again == se_set and server.hits() == 0
+    assert "24 of 24 single-epoch files verified before and unchanged since" in caplog.text
+    # a file rewritten since (same bytes, new mtime) is verified again, not trusted; one cut short
+    # is fetched again; without the stamps everything is verified (and a corrupt one fetched again)
+    image = se_set.band("g")[0].image
+    image.write_bytes(image.read_bytes())
+    psf = se_set.band("r")[1].psf
+    psf.write_bytes(psf.read_bytes()[:-2880])
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="balrog_runner.inputs.fetch_se"):
+        again = _fetch(tmp_path, _source(server, netrc_file, mpath))
+    assert "22 of 24 single-epoch files verified before" in caplog.text
+    assert [r.path.rsplit("/", 1)[1] for r in server.records] == [psf.name.replace("_psfexcat", "_r2343p01_psfexcat")]
+    _assert_set(again, m, truth, des_psf_path)
+    (se / fetch_se.STAMPS_FILE).unlink()
+    with fitsio.FITS(str(image), "rw") as f:  # flipped pixels, same size: only the checksum sees them
+        f[1].write(np.full(SHAPE, 7.0, np.float32))
     server.reset_records()
     again = _fetch(tmp_path, _source(server, netrc_file, mpath))
-    assert again == se_set and server.hits() == 0
+    assert server.hits() == 1 and server.records[0].path.endswith(f"{se_set.band('g')[0].key}_nwgint.fits.fz")
+    _assert_set(again, m, truth, des_psf_path)
 
 
 def test_a_truncated_and_a_corrupt_download_are_retried(server, netrc_file, survey, tmp_path, des_psf_path):
@@ -356,3 +378,29 @@ def test_each_mode_refuses_the_other_manifest(survey, tmp_path, server, netrc_fi
     with pytest.raises(ConfigError, match="single-epoch manifest"):
         fetch_se.fetch_se_tile(TILE, tmp_path, fetch.source_from_options({"root": server.url,
                                                                           "manifest": str(coadd)}))
+
+
+def test_balrog_fetch_on_a_small_filesystem_refuses_before_fetching(server, netrc_file, survey, tmp_path, capsys):
+    """A real 4 MiB tmpfs as outdir (root only): the set needs more, so balrog-fetch exits 5 with
+    one line naming the folder and the filesystem, having asked the archive for nothing."""
+    from mounts import tmpfs
+
+    from balrog_runner.cli import fetch as fetch_cli
+
+    root, m, mpath, _ = survey
+    need, files = fetch_se.required_bytes(fetch_se.plan(TILE, tmp_path, _source(server, netrc_file, mpath),
+                                                          [e for b in BANDS for e in m.entries(TILE, b)]), 4)
+    assert files == 24 and 4 << 20 < need < 16 << 20  # 12 PSFs of 0.4 MB, 12 funpacked images
+    with tmpfs(tmp_path / "disk", "size=4m") as disk:
+        code = fetch_cli.main(["--tile", TILE, "--root", server.url, "--manifest", str(mpath), "--netrc",
+                               str(netrc_file), "--outdir", str(disk)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 5 and len(err) == 1, err
+        assert err[0].startswith(f"balrog-fetch: error: tile {TILE}: its single-epoch inputs need ")
+        assert f"more in {tile_se_dir(disk, TILE)} (24 files of 24 to fetch" in err[0]
+        assert f"filesystem {disk}: " in err[0] and "free of 4.0 MiB" in err[0]
+        assert server.hits() == 0 and not [p for p in disk.rglob("*") if p.is_file()]
+    with tmpfs(tmp_path / "disk2", "size=16m") as disk:  # enough room: the same command succeeds
+        assert fetch_cli.main(["--tile", TILE, "--root", server.url, "--manifest", str(mpath), "--netrc",
+                               str(netrc_file), "--outdir", str(disk), "--backoff", "0"]) == 0
+        assert se_set_path(disk, TILE).is_file()

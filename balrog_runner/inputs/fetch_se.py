@@ -10,6 +10,14 @@ FITS checksums and content check out (an nwgint file must have SCI, WGT, WGT_ME,
 retries and backoff; ``.fits.fz`` images are funpacked. A killed fetch therefore leaves no
 half file, and a new one verifies what is there and fetches only the rest.
 
+Verifying a funpacked DECam CCD (134 MB: four HDUs' checksums) costs ~0.5 s of one core, and
+fitsio holds the GIL, so re-verifying a tile's ~1000 on every restart would cost ~8 minutes.
+Each file that was fetched or verified is therefore stamped in ``se/verified.json`` with its
+size and modification time (ns) and the archive's size and MD5 it was checked against; a
+later fetch trusts a file whose stamp still matches (same bytes on disk, same archive record)
+and verifies every other one. A file rewritten, truncated or replaced, or a manifest that now
+records other bytes, fails the stamp and is verified (or fetched) again.
+
 ``se_set.json`` (:mod:`.single_epoch`), what the injection reads, is removed when a fetch
 starts and written when the set is complete: it exists only for a whole set.
 
@@ -28,6 +36,7 @@ every image fails the tile either way.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -36,7 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import describe_filesystem, format_bytes, free_bytes
+from ..atomic import atomic_write_text, describe_filesystem, format_bytes, free_bytes
 from ..errors import ConfigError, DiskError, ExternalProgramError, FetchError, TileError
 from ..sky.geometry import is_des_tilename
 from .fetch import DEFAULT_FILE_DEADLINE, FileCheck, MissingFile, _Fetcher, _Job, _run_jobs
@@ -50,6 +59,8 @@ log = logging.getLogger(__name__)
 PSF_BYTES_IF_UNKNOWN = 1 << 20
 #: The config key that allows dropping CCDs missing from the archive (named in errors).
 DROP_KEY = "run['fetch-se-drop-missing']"
+#: Stamps of the files verified in a tile's se folder (see the module docstring).
+STAMPS_FILE = "verified.json"
 
 
 @dataclass(frozen=True)
@@ -65,7 +76,34 @@ class _Ccd:
         return self.image.path.with_suffix("") if self.image.packed else self.image.path
 
 
-def _plan(tile: str, dest: Path, source: ArchiveSource, entries: Sequence[SEFileEntry]) -> list[_Ccd]:
+def _final(job: _Job) -> Path:
+    """Where a job's file ends up (a .fits.fz is funpacked beside itself and removed)."""
+    return job.path.with_suffix("") if job.packed else job.path
+
+
+def _stamp(path: Path, check: FileCheck) -> list:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, check.size, check.md5]
+
+
+def _read_stamps(dest: Path) -> dict[str, list]:
+    try:
+        stamps = json.loads((dest / STAMPS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return stamps if isinstance(stamps, dict) else {}
+
+
+def _trusted(dest: Path, job: _Job, stamps: dict[str, list]) -> bool:
+    final = _final(job)
+    try:
+        return stamps.get(final.relative_to(dest).as_posix()) == _stamp(final, job.check)
+    except (OSError, ValueError):
+        return False
+
+
+def plan(tile: str, dest: Path, source: ArchiveSource, entries: Sequence[SEFileEntry]) -> list[_Ccd]:
+    """The two transfers of each CCD image of ``entries`` into ``dest/<band>/``."""
     out = []
     for e in entries:
         folder = dest / e.band
@@ -158,14 +196,20 @@ def fetch_se_tile(
     dest = Path(dest)
     set_path = dest / FILENAME
     set_path.unlink(missing_ok=True)  # from now until the set is whole, there is no set
-    ccds = _plan(tile, dest, source, entries)
+    ccds = plan(tile, dest, source, entries)
     check_room(tile, dest, ccds, workers)
     fetcher = _Fetcher(source, retries, backoff, True, funpack_bin, False, deadline, funpack_timeout)
     jobs = [job for ccd in ccds for job in (ccd.image, ccd.psf)]
+    stamps = _read_stamps(dest)
+    trusted = {id(job) for job in jobs if _trusted(dest, job, stamps)}
+    todo = [job for job in jobs if id(job) not in trusted]
+    if trusted:
+        log.info("tile %s: %d of %d single-epoch files verified before and unchanged since (%s)", tile,
+                 len(trusted), len(jobs), dest / STAMPS_FILE)
     show_bar = sys.stderr.isatty() if progress is None else progress
     try:
-        results = _run_jobs(jobs, fetcher, workers, f"{tile} se", show_bar,
-                            tolerate=(MissingFile,) if drop_missing else ())
+        done = _run_jobs(todo, fetcher, workers, f"{tile} se", show_bar,
+                         tolerate=(MissingFile,) if drop_missing else ()) if todo else []
     except MissingFile as exc:
         text = str(exc)
         ccd = next((c for c in ccds if text.startswith((c.image.url + ":", c.psf.url + ":"))), None)
@@ -174,8 +218,10 @@ def fetch_se_tile(
             what = f"{'image' if text.startswith(ccd.image.url + ':') else 'PSF model'} of {ccd.entry.key}"
         raise MissingFile(f"tile {tile}: the single-epoch {what} is missing from the archive: {exc}; "
                           f"set {DROP_KEY} = True to leave out CCDs the archive lacks") from None
-    by_job = dict(zip((id(j) for j in jobs), results, strict=True))
+    by_job = dict(zip((id(j) for j in todo), done, strict=True))
+    by_job |= {id(job): (_final(job), 0, False) for job in jobs if id(job) in trusted}
     dropped = list(manifest.dropped.get(tile, ()))
+    kept: list[_Job] = []
     images: dict[str, list[SEImage]] = {band: [] for band in bands}
     fetched = skipped = nbytes = 0
     for ccd in ccds:
@@ -194,10 +240,12 @@ def fetch_se_tile(
             nbytes += n
             fetched += was_fetched
             skipped += not was_fetched
+        kept += [ccd.image, ccd.psf]
         e = ccd.entry
         images[e.band].append(SEImage(band=e.band, expnum=e.expnum, ccdnum=e.ccdnum,
                                       image=Path(os.path.abspath(outcome["image"][0])),
                                       psf=Path(os.path.abspath(outcome["psf"][0])), mag_zero=e.mag_zero))
+    _write_stamps(dest, kept)
     empty = [band for band, found in images.items() if not found]
     if empty:
         raise FetchError(f"tile {tile}: every single-epoch image of band(s) {', '.join(empty)} is missing from "
@@ -211,4 +259,15 @@ def fetch_se_tile(
     return se_set
 
 
-__all__ = ["DROP_KEY", "check_room", "fetch_se_tile", "required_bytes"]
+def _write_stamps(dest: Path, verified: Sequence[_Job]) -> None:
+    stamps = {}
+    for job in verified:
+        final = _final(job)
+        try:
+            stamps[final.relative_to(dest).as_posix()] = _stamp(final, job.check)
+        except OSError:
+            continue
+    atomic_write_text(dest / STAMPS_FILE, json.dumps(stamps, indent=0, sort_keys=True) + "\n")
+
+
+__all__ = ["DROP_KEY", "STAMPS_FILE", "check_room", "fetch_se_tile", "plan", "required_bytes"]
