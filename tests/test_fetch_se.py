@@ -404,3 +404,14 @@ def test_balrog_fetch_on_a_small_filesystem_refuses_before_fetching(server, netr
         assert fetch_cli.main(["--tile", TILE, "--root", server.url, "--manifest", str(mpath), "--netrc",
                                str(netrc_file), "--outdir", str(disk), "--backoff", "0"]) == 0
         assert se_set_path(disk, TILE).is_file()
+
+
+def test_a_read_only_outdir_is_one_line_before_any_request(server, netrc_file, survey, tmp_path):
+    from mounts import tmpfs
+
+    root, m, mpath, _ = survey
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as ro, pytest.raises(DiskError) as exc:
+        _fetch(ro, _source(server, netrc_file, mpath))
+    assert str(exc.value) == (f"single-epoch folder of tile {TILE} {tile_se_dir(ro, TILE)} is not writable: "
+                              f"read-only file system ({ro})")
+    assert server.hits() == 0

@@ -214,13 +214,13 @@ def fetch_tile(
     checks = {**_manifest_checks(source, tile, bands), **(checks or {})}
     for band in bands:
         image_url, psf_url = source.urls(tile, band)
-        jobs.append(_Job("image", band, image_url, dest / f"{tile}_{band}.fits.fz",
-                         checks.get(("image", band), FileCheck())))
-        jobs.append(_Job("psf", band, psf_url, dest / f"{tile}_{band}_psfcat.psf",
-                         checks.get(("psf", band), FileCheck())))
-    fetcher = _Fetcher(source, retries, backoff, funpack, funpack_bin, keep_fz, deadline, funpack_timeout)
+        jobs.append(FetchJob("image", band, image_url, dest / f"{tile}_{band}.fits.fz",
+                             checks.get(("image", band), FileCheck())))
+        jobs.append(FetchJob("psf", band, psf_url, dest / f"{tile}_{band}_psfcat.psf",
+                             checks.get(("psf", band), FileCheck())))
+    fetcher = FileFetcher(source, retries, backoff, funpack, funpack_bin, keep_fz, deadline, funpack_timeout)
     show_bar = sys.stderr.isatty() if progress is None else progress
-    results = _run_jobs(jobs, fetcher, workers, tile, show_bar)
+    results = run_jobs(jobs, fetcher, workers, tile, show_bar)
     files = TileFiles(tile, dest, {}, {})
     for job, (path, nbytes, was_fetched) in zip(jobs, results, strict=True):
         (files.images if job.kind == "image" else files.psfs)[job.band] = path
@@ -246,6 +246,7 @@ def source_from_options(opts: Mapping[str, object], mode: str = "coadd",
         return ArchiveSource.create(
             str(opts.get("root") or ""), netrc_path=opts.get("netrc") or None,
             timeout=float(opts.get("timeout") or 60.0), se_manifest=opts.get("manifest") or None, tiles=tiles)
+
     def opt(name: str):
         value = opts.get(name)
         return None if value in (None, "") else value
@@ -261,9 +262,8 @@ def source_from_options(opts: Mapping[str, object], mode: str = "coadd",
         timeout=float(opt("timeout") or 60.0),
         campaign=opt("campaign"),
         attempt_table=opt("attempt-table"),
-        manifest=opt("manifest"),
+        manifest=opt("manifest"),  # a single-epoch manifest is refused here, in one line
     )
-    # (a single-epoch campaign's manifest is refused here, in one line, by manifest.read)
 
 
 def _manifest_checks(source: ArchiveSource, tile: str, bands: Sequence[str]) -> dict[tuple[str, str], FileCheck]:
@@ -354,7 +354,7 @@ def _check_nwgint(fits) -> None:
         if extname != name or len(dims) != 2:
             what = f"{extname!r}" if extname else "unnamed"
             raise NotNwgint(f"HDU {NWGINT_HDUS[name]} is {what}{'' if len(dims) == 2 else ' and not an image'}; "
-                              f"a coadd_nwgint file has {', '.join(order)}")
+                            f"a coadd_nwgint file has {', '.join(order)}")
         shapes.add(dims)
     if len(shapes) != 1:
         raise NotNwgint(f"its HDUs {', '.join(order)} differ in shape ({sorted(shapes)})")
@@ -426,7 +426,9 @@ def funpack_file(src: str | os.PathLike, final: str | os.PathLike, funpack_bin: 
 
 
 @dataclass(frozen=True)
-class _Job:
+class FetchJob:
+    """One file to put on disk: from ``url`` to ``path``, checked as ``kind`` and against ``check``."""
+
     kind: str  # "image" (a coadd), "nwgint" (an SE image) or "psf"
     band: str
     url: str
@@ -436,11 +438,6 @@ class _Job:
     @property
     def packed(self) -> bool:
         return self.kind != "psf" and self.path.name.endswith(".fz")
-
-    @property
-    def final_kind(self) -> str:
-        """What the file on disk must be at the end (:func:`verify_fits`)."""
-        return self.kind
 
     @property
     def transfer_kind(self) -> str:
@@ -456,7 +453,7 @@ class _Aborted(Exception):
     """Internal: another file of the tile failed; stop this one and clean up."""
 
 
-class _Fetcher:
+class FileFetcher:
     """Per-file work (skip / download with retries / funpack), shared by the worker threads.
 
     One ``requests.Session`` per attempt: sessions are not documented as thread-safe,
@@ -476,15 +473,15 @@ class _Fetcher:
         self.funpack_timeout = funpack_timeout
         self.abort = threading.Event()
 
-    def run(self, job: _Job) -> tuple[Path, int, bool]:
+    def run(self, job: FetchJob) -> tuple[Path, int, bool]:
         """Return (path on disk, bytes transferred, whether anything was transferred)."""
         if not job.packed:  # a PSF model, or an image archived uncompressed
-            if _valid_existing(job.path, job.final_kind, job.check):
+            if _valid_existing(job.path, job.kind, job.check):
                 return job.path, 0, False
             return job.path, self.download(job), True
         fz = job.path
         unpacked = fz.with_suffix("")  # x.fits.fz -> x.fits
-        if _valid_existing(unpacked, job.final_kind):
+        if _valid_existing(unpacked, job.kind):
             return unpacked, 0, False
         nbytes, fetched = 0, False
         if not _valid_existing(fz, job.transfer_kind, job.check):
@@ -493,7 +490,7 @@ class _Fetcher:
             return fz, nbytes, fetched
         self._check_abort()
         try:
-            funpack_file(fz, unpacked, self.funpack_bin, self.funpack_timeout, kind=job.final_kind)
+            funpack_file(fz, unpacked, self.funpack_bin, self.funpack_timeout, kind=job.kind)
         except InputFileError as exc:
             raise InputFileError(f"{job.url}: {exc}") from None
         if not self.keep_fz:
@@ -504,7 +501,7 @@ class _Fetcher:
         if self.abort.is_set():
             raise _Aborted()
 
-    def download(self, job: _Job) -> int:
+    def download(self, job: FetchJob) -> int:
         """Transfer ``job.url`` to ``job.path`` verified; retry what may get better."""
         attempts = self.retries + 1
         reason = ""
@@ -644,8 +641,8 @@ def _valid_existing(path: Path, kind: str, check: FileCheck | None = None) -> bo
     return True
 
 
-def _run_jobs(jobs: list[_Job], fetcher: _Fetcher, workers: int, label: str,
-              show_bar: bool, tolerate: tuple[type[BaseException], ...] = ()) -> list:
+def run_jobs(jobs: list[FetchJob], fetcher: FileFetcher, workers: int, label: str,
+             show_bar: bool, tolerate: tuple[type[BaseException], ...] = ()) -> list:
     """Run the jobs on a bounded thread pool; stop everything at the first failure.
 
     A failure of a type in ``tolerate`` does not stop the others: it is returned in the

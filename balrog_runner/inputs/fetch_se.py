@@ -45,10 +45,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import atomic_write_text, describe_filesystem, format_bytes, free_bytes
+from ..atomic import (
+    atomic_write_text,
+    check_writable_dir,
+    describe_filesystem,
+    format_bytes,
+    free_bytes,
+)
 from ..errors import ConfigError, DiskError, ExternalProgramError, FetchError, TileError
 from ..sky.geometry import is_des_tilename
-from .fetch import DEFAULT_FILE_DEADLINE, FileCheck, MissingFile, _Fetcher, _Job, _run_jobs
+from .fetch import DEFAULT_FILE_DEADLINE, FetchJob, FileCheck, FileFetcher, MissingFile, run_jobs
 from .se_manifest import SEFileEntry
 from .single_epoch import FILENAME, SEImage, SESet, write_se_set
 from .source import ArchiveSource
@@ -68,16 +74,16 @@ class _Ccd:
     """One CCD's two transfers and where they end up."""
 
     entry: SEFileEntry
-    image: _Job
-    psf: _Job
+    image: FetchJob
+    psf: FetchJob
 
     @property
     def image_final(self) -> Path:
         return self.image.path.with_suffix("") if self.image.packed else self.image.path
 
 
-def _final(job: _Job) -> Path:
-    """Where a job's file ends up (a .fits.fz is funpacked beside itself and removed)."""
+def _final(job: FetchJob) -> Path:
+    """Where a job's file ends up (a .fits.fz is funpacked beside itself, then removed)."""
     return job.path.with_suffix("") if job.packed else job.path
 
 
@@ -94,7 +100,7 @@ def _read_stamps(dest: Path) -> dict[str, list]:
     return stamps if isinstance(stamps, dict) else {}
 
 
-def _trusted(dest: Path, job: _Job, stamps: dict[str, list]) -> bool:
+def _trusted(dest: Path, job: FetchJob, stamps: dict[str, list]) -> bool:
     final = _final(job)
     try:
         return stamps.get(final.relative_to(dest).as_posix()) == _stamp(final, job.check)
@@ -110,8 +116,8 @@ def plan(tile: str, dest: Path, source: ArchiveSource, entries: Sequence[SEFileE
         image = folder / (f"{e.key}_nwgint.fits" + (".fz" if e.compressed else ""))
         out.append(_Ccd(
             e,
-            _Job("nwgint", e.band, source.url_for(e.image), image, FileCheck(e.image_size, e.image_md5)),
-            _Job("psf", e.band, source.url_for(e.psf), folder / f"{e.key}_psfexcat.psf", FileCheck(e.psf_size, e.psf_md5)),
+            FetchJob("nwgint", e.band, source.url_for(e.image), image, FileCheck(e.image_size, e.image_md5)),
+            FetchJob("psf", e.band, source.url_for(e.psf), folder / f"{e.key}_psfexcat.psf", FileCheck(e.psf_size, e.psf_md5)),
         ))
     return out
 
@@ -193,12 +199,12 @@ def fetch_se_tile(
     if bands is None:
         bands = list(manifest.counts.get(tile, {})) or list(manifest.bands)
     entries = [e for band in bands for e in manifest.entries(tile, band)]
-    dest = Path(dest)
+    dest = check_writable_dir(dest, f"single-epoch folder of tile {tile}")
     set_path = dest / FILENAME
     set_path.unlink(missing_ok=True)  # from now until the set is whole, there is no set
     ccds = plan(tile, dest, source, entries)
     check_room(tile, dest, ccds, workers)
-    fetcher = _Fetcher(source, retries, backoff, True, funpack_bin, False, deadline, funpack_timeout)
+    fetcher = FileFetcher(source, retries, backoff, True, funpack_bin, False, deadline, funpack_timeout)
     jobs = [job for ccd in ccds for job in (ccd.image, ccd.psf)]
     stamps = _read_stamps(dest)
     trusted = {id(job) for job in jobs if _trusted(dest, job, stamps)}
@@ -208,7 +214,7 @@ def fetch_se_tile(
                  len(trusted), len(jobs), dest / STAMPS_FILE)
     show_bar = sys.stderr.isatty() if progress is None else progress
     try:
-        done = _run_jobs(todo, fetcher, workers, f"{tile} se", show_bar,
+        done = run_jobs(todo, fetcher, workers, f"{tile} se", show_bar,
                          tolerate=(MissingFile,) if drop_missing else ()) if todo else []
     except MissingFile as exc:
         text = str(exc)
@@ -221,7 +227,7 @@ def fetch_se_tile(
     by_job = dict(zip((id(j) for j in todo), done, strict=True))
     by_job |= {id(job): (_final(job), 0, False) for job in jobs if id(job) in trusted}
     dropped = list(manifest.dropped.get(tile, ()))
-    kept: list[_Job] = []
+    kept: list[FetchJob] = []
     images: dict[str, list[SEImage]] = {band: [] for band in bands}
     fetched = skipped = nbytes = 0
     for ccd in ccds:
@@ -259,7 +265,7 @@ def fetch_se_tile(
     return se_set
 
 
-def _write_stamps(dest: Path, verified: Sequence[_Job]) -> None:
+def _write_stamps(dest: Path, verified: Sequence[FetchJob]) -> None:
     stamps = {}
     for job in verified:
         final = _final(job)
