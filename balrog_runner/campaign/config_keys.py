@@ -127,7 +127,7 @@ RUN_KEYS: dict[str, Key] = {
     # AstrOmatic configuration files
     "sex-config": Key(_cfg("default.sex"), "path", "SExtractor configuration file"),
     "sex-param": Key(_cfg("default.param"), "path", "SExtractor output parameter list"),
-    "sex-filter": Key("/usr/share/source-extractor/default.conv", "path", "SExtractor detection filter"),
+    "sex-filter": Key("/usr/share/source-extractor/gauss_3.0_7x7.conv", "path", "SExtractor detection filter (DESDM's Y3 and Y6 coadd filter: a Gaussian of FWHM 3 pixels on 7x7; config/default.sex cites the sources)"),
     "sex-nnw": Key("/usr/share/source-extractor/default.nnw", "path", "SExtractor star/galaxy neural network"),
     "swarp-config": Key(_cfg("default.swarp"), "path", "SWarp configuration file (riz detection image)"),
     "db-columns": Key(_cfg("y1a1_coadd_objects-columns.fits"), "path", "FITS table of DESDM coadd-object columns kept in the DB"),
