@@ -23,6 +23,26 @@ Exit codes of every ``balrog-*`` command (the README's table says the same):
 
 from __future__ import annotations
 
+#: CFITSIO cuts its error messages into lines of at most this many characters (its
+#: FLEN_ERRMSG less one), inside a file name too: a line of exactly this length goes on in
+#: the next one.
+CFITSIO_LINE_WIDTH = 80
+
+
+def one_line(text: object) -> str:
+    """``text`` as one line: its lines joined with ``"; "``, except that a line CFITSIO cut at
+    :data:`CFITSIO_LINE_WIDTH` characters is joined to the next one as it was, so a long path
+    in a fitsio error stays whole instead of being split across a ``;``."""
+    parts: list[str] = []
+    glued = False
+    for raw in str(text).splitlines():
+        if glued and parts:
+            parts[-1] += raw
+        else:
+            parts.append(raw)
+        glued = len(raw) == CFITSIO_LINE_WIDTH
+    return "; ".join(p.strip() for p in parts if p.strip())
+
 
 class BalrogError(Exception):
     """Base class: the message is a complete, one-line explanation for the user."""

@@ -168,7 +168,8 @@ def _reads_environ(exc: KeyError) -> bool:
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_locals.get("self") is os.environ
+    # os._Environ: the real os.environ also behind a wrapper (balrog-migrate notes what a config reads)
+    return tb is not None and isinstance(tb.tb_frame.f_locals.get("self"), os._Environ)
 
 
 def tile_names(value: Any, where: str) -> list[str]:

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ..atomic import check_writable_dir, disk_error
-from ..errors import BalrogError, ConfigError, OutputError
+from ..errors import BalrogError, ConfigError, OutputError, one_line
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -246,7 +246,7 @@ def run_command(
         if getattr(args, "debug", False):
             logging.getLogger(prog).error("failed", exc_info=exc)
         # One line, whatever a library put in the message (cfitsio's are several).
-        message = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        message = one_line(err)
         print(f"{prog}: error: {message}", file=sys.stderr)
         return err.exit_code
     return int(code or 0)
