@@ -17,7 +17,8 @@ Exit codes of every ``balrog-*`` command (the README's table says the same):
 4     ``balrog-run``: all done but some realizations not pushed (run ``balrog-push``)
 5     the output filesystem refused a write: full, read-only or no permission (:class:`DiskError`)
 6     network or archive failure: connection refused, DNS, timeout, HTTP error (:class:`FetchError`)
-130   interrupted (Ctrl-C)
+130   interrupted (Ctrl-C); temporaries removed
+143   stopped by SIGTERM (a scheduler's cancel, ``kill``); temporaries removed
 ====  =====================================================================
 """
 

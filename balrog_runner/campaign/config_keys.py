@@ -172,7 +172,7 @@ BALROG_KEYS: dict[str, Key] = {
 
 DB_KEYS: dict[str, Key] = {
     "url": Key(None, "str", "SQLAlchemy URL, password left out (given at run time: ~/.pgpass, or use section); None = section, else sqlite:///<outdir>/<dbname>.sqlite", optional=True),
-    "section": Key(None, "str", "section of the desservices ini file to read the credentials from on the node (e.g. dessci)", optional=True),
+    "section": Key(None, "str", "section of the desservices ini file to read the credentials from on the node: 'dessci' or 'db-dessci' (the file's own [db-dessci], as easyaccess writes it)", optional=True),
     "ini": Key("~/.desservices.ini", "str", "DES credentials ini file, ~ expanded on the node at run time (never copied)"),
     "reader": Key(None, "str", "role granted SELECT on the tables when created; None = DES_READER on Oracle, no GRANT on SQLite/PostgreSQL; '' = no GRANT", optional=True),
     "table-prefix": Key("", "str", "put before the table names: '' gives <dbname>_truth ...; 'balrog_' names them as DES did, balrog_<dbname>_truth; a letter, then letters, digits, _"),

@@ -200,8 +200,10 @@ class OldConfig:
         return None
 
 
-def evaluate(path: str | os.PathLike, source: str | os.PathLike | None = None) -> OldConfig:
-    """Run a Valarauko config's CustomConfig as the original did (``source`` applied first)."""
+def evaluate(path: str | os.PathLike, source: str | os.PathLike | None = None,
+             timeout: float | None = None) -> OldConfig:
+    """Run a Valarauko config's CustomConfig as the original did (``source`` applied first),
+    within ``timeout`` seconds (:func:`balrog_runner.campaign.config.config_timeout`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Valarauko config {path} does not exist")
@@ -211,7 +213,7 @@ def evaluate(path: str | os.PathLike, source: str | os.PathLike | None = None) -
     with cfgmod.applied_environment(changes), _valarauko_modules():
         reads = _EnvironReads(os.environ)
         with cfgmod.patched(vars(os), {"environ": reads}):
-            out = cfgmod.run_custom_config(path, run, balrog, db, [])
+            out = cfgmod.run_custom_config(path, run, balrog, db, [], timeout=timeout)
     new_run, new_balrog, new_db, tiles = out
     assigned = {}
     for name, before, after in (("run", run, new_run), ("balrog", balrog, new_balrog), ("db", db, new_db)):
@@ -575,7 +577,8 @@ def render(m: Migration) -> str:
     return "\n".join(lines)
 
 
-def check_text(text: str, source: str | os.PathLike | None = None, name: str = "the new config") -> str | None:
+def check_text(text: str, source: str | os.PathLike | None = None, name: str = "the new config",
+               timeout: float | None = None) -> str | None:
     """Why the new config does not compile or load (the reason balrog-jobs would give), or None.
 
     A text that does not compile is balrog-migrate's own fault (a :class:`ConfigError` that
@@ -592,14 +595,15 @@ def check_text(text: str, source: str | os.PathLike | None = None, name: str = "
         path = Path(tmp) / "migrated_config.py"
         path.write_text(text)
         try:
-            cfgmod.load_config(path, source=source)
+            cfgmod.load_config(path, source=source, timeout=timeout)
         except BalrogError as exc:
             return one_line(str(exc).replace(str(path), name))
     return None
 
 
 def migrate(path: str | os.PathLike, source: str | os.PathLike | None = None,
-            fetch_manifest: str | None = None, maps_dir: str | os.PathLike | None = None) -> tuple[str, Migration]:
+            fetch_manifest: str | None = None, maps_dir: str | os.PathLike | None = None,
+            timeout: float | None = None) -> tuple[str, Migration]:
     """Evaluate, translate and render a Valarauko config; the text and the translation."""
-    m = translate(evaluate(path, source), fetch_manifest, maps_dir)
+    m = translate(evaluate(path, source, timeout), fetch_manifest, maps_dir)
     return render(m), m

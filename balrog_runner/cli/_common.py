@@ -21,6 +21,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 
+from .. import lifetime
 from ..atomic import check_writable_dir, disk_error
 from ..errors import BalrogError, ConfigError, OutputError, one_line
 
@@ -124,6 +125,15 @@ def nonneg_seconds(max_seconds: float = 86400.0) -> Callable[[str], float]:
 
     parse.__name__ = "seconds"
     return parse
+
+
+def add_config_timeout_option(parser: argparse.ArgumentParser) -> None:
+    """``--config-timeout``: how long the config file may take to run (campaign/config.py)."""
+    from ..campaign.config import CONFIG_TIMEOUT_ENV, DEFAULT_CONFIG_TIMEOUT
+
+    parser.add_argument("--config-timeout", type=nonneg_seconds(), metavar="SECONDS",
+                        help="deadline for running the config file (its code and CustomConfig), seconds; 0 = none "
+                        f"(default: ${CONFIG_TIMEOUT_ENV}, else {DEFAULT_CONFIG_TIMEOUT:g})")
 
 
 # --------------------------------------------------------------------------- logging
@@ -230,11 +240,16 @@ def run_command(
             check_writable_dir(d)
         from tqdm.contrib.logging import logging_redirect_tqdm
 
-        with logging_redirect_tqdm():  # log lines printed above an active progress bar, not through it
+        # SIGTERM / SIGINT raise where the main thread is: temporaries and scratch directories
+        # are removed on the way out, running programs killed (lifetime.stop_cleanly).
+        with lifetime.stop_cleanly(), logging_redirect_tqdm():  # log lines above an active bar
             code = action(args)
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted; its temporary files were removed", file=sys.stderr)
         return 130
+    except lifetime.Terminated as exc:
+        print(f"{prog}: {exc}; its temporary files were removed", file=sys.stderr)
+        return 128 + exc.signum
     except (BalrogError, OSError) as exc:
         # A BalrogError keeps its own message unless it is about output (or a program) and
         # the real cause was the filesystem; an input that cannot be read stays bad input.

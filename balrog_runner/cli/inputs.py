@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..db.url import DEFAULT_INI, make_engine, resolve_url
+from ..errors import ConfigError
 from ..inputs import desdm, manifest
 from ._common import add_logging_options, add_tile_options, run_command, tile_names
 
@@ -49,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _action(args: argparse.Namespace) -> int:
+    if Path(args.output).is_dir():  # checked before the database is asked anything
+        raise ConfigError(f"-o {args.output} is a directory; give the manifest file to write, "
+                          f"e.g. -o {Path(args.output) / 'inputs.json'}")
     tiles = tile_names(args)
     bands = [b for b in args.bands.replace(",", " ").split() if b]
     spec = {"url": args.db} if "://" in args.db else {"section": args.db, "ini": args.ini}
@@ -64,7 +69,8 @@ def _action(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(PROG, build_parser(), _action, argv)
+    return run_command(PROG, build_parser(), _action, argv,
+                       outputs=lambda a: [Path(a.output).absolute().parent])
 
 
 if __name__ == "__main__":

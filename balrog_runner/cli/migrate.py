@@ -11,7 +11,7 @@ from pathlib import Path
 from ..atomic import atomic_write_text
 from ..campaign import migrate
 from ..errors import ConfigError
-from ._common import add_logging_options, run_command
+from ._common import add_config_timeout_option, add_logging_options, run_command
 
 PROG = "balrog-migrate"
 log = logging.getLogger(PROG)
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the new config here (atomically); default: standard output. With -o, the original's "
                    "Y1A1 SLR table in balrog['slrdir'] is split into one map per band in <FILE stem>-mag-offsets/ "
                    "beside FILE, for balrog['mag-offset-maps']")
+    add_config_timeout_option(p)
     add_logging_options(p)
     return p
 
@@ -49,14 +50,15 @@ def _maps_dir(output: str | None) -> Path | None:
 
 
 def _action(args: argparse.Namespace) -> int:
-    text, m = migrate.migrate(args.config, args.source, args.fetch_manifest, _maps_dir(args.output))
+    text, m = migrate.migrate(args.config, args.source, args.fetch_manifest, _maps_dir(args.output),
+                              timeout=args.config_timeout)
     for where, value, reason in m.dropped:
         log.warning("not carried: %s = %r: %s", where, value, reason)
     for (section, name), value, why in m.commented:
         log.warning("commented out: %s['%s'] = %r: %s", section, name, value, why)
     log.info("carried %d entries and %d tiles", len(m.entries), len(m.old.tiles))
     shown = args.output or "the new config"
-    problem = migrate.check_text(text, args.source, shown)  # raises, writing nothing, if it does not compile
+    problem = migrate.check_text(text, args.source, shown, timeout=args.config_timeout)  # raises, writing nothing, if it does not compile
     if args.output:
         atomic_write_text(args.output, text)
         log.info("wrote %s", args.output)
