@@ -117,9 +117,6 @@ def _action(args: argparse.Namespace) -> int:
     )
     sets, others = select_campaign(find_catalogs(args.paths), None if args.campaign == "*" else
                                    (args.campaign or dbname))
-    for camp, n in sorted(others.items()):
-        log.warning("skipping %d realization(s) of campaign %r: not campaign %r (--campaign '*' pushes them)",
-                    n, camp, args.campaign or dbname)
     if not sets and not others and not overwrite:
         # nothing to push: say so, and create no database (a 0-byte SQLite file misleads)
         raise InputFileError(f"no catalogs under {', '.join(args.paths)} (<TILE>/catalogs/<TILE>_r<jjjj>_"
@@ -131,6 +128,9 @@ def _action(args: argparse.Namespace) -> int:
         raise InputFileError(f"every realization under {', '.join(args.paths)} belongs to another campaign than "
                              f"{wanted!r}: {skipped}; nothing pushed (--campaign NAME pushes one of them, "
                              "--campaign '*' all)")
+    for camp, n in sorted(others.items()):
+        log.warning("skipping %d realization(s) of campaign %r: not campaign %r (--campaign '*' pushes them)",
+                    n, camp, wanted)
     url = resolve_url(db, outdir, dbname)
     engine = make_engine(url)
     try:
