@@ -415,6 +415,9 @@ def check_inputs_resolve(cfg: Config) -> None:
 
     run = cfg.run
     where = f" in {cfg.path}" if cfg.path else ""
+    if run.get("inject-into") == "single-epoch":
+        check_se_inputs_resolve(cfg)
+        return
     try:
         source = source_from_options(fetch_options(run))
     except ConfigError as exc:
@@ -433,6 +436,31 @@ def check_inputs_resolve(cfg: Config) -> None:
     if missing:
         shown = "; ".join(missing[:3]) + (f" and {len(missing) - 3} more tiles" if len(missing) > 3 else "")
         raise InputFileError(f"inputs do not resolve for {len(missing)} tile(s){where}: {shown}")
+
+
+
+def check_se_inputs_resolve(cfg: Config) -> None:
+    """A single-epoch campaign: ``run['fetch-manifest']`` is a single-epoch manifest that lists
+    images of every tile in every band. Only the manifest's header is read (its per-tile
+    index), so this stays fast for a campaign of thousands of tiles; nothing is downloaded."""
+    from ..inputs import se_manifest
+
+    run = cfg.run
+    where = f" in {cfg.path}" if cfg.path else ""
+    if not run.get("fetch-manifest"):
+        raise ConfigError(f"run['inject-into'] = 'single-epoch'{where} needs run['fetch-manifest']: a single-epoch "
+                          "manifest from balrog-inputs --single-epoch (where each tile's CCD images are)")
+    m = se_manifest.read(run["fetch-manifest"], tiles=())
+    missing: list[str] = []
+    for tile in cfg.tiles:
+        counts = m.counts.get(tile)
+        lacking = [b for b in run["bands"] if not (counts or {}).get(b)]
+        if counts is None or lacking:
+            missing.append(f"{tile} ({'not in the manifest' if counts is None else 'no ' + ' '.join(lacking) + ' images'})")
+    if missing:
+        shown = "; ".join(missing[:3]) + (f" and {len(missing) - 3} more tiles" if len(missing) > 3 else "")
+        raise InputFileError(f"single-epoch inputs do not resolve for {len(missing)} tile(s){where} "
+                             f"(manifest {run['fetch-manifest']}): {shown}")
 
 
 

@@ -147,6 +147,7 @@ RUN_KEYS: dict[str, Key] = {
     "fetch-workers": Key(4, "int", "files downloaded at once per tile (1..64)"),
     "fetch-timeout": Key(60.0, "float", "network timeout per connection and read (seconds)"),
     "fetch-deadline": Key(1800.0, "float", "overall limit for one file's transfer attempt (seconds; a trickling server never trips fetch-timeout)"),
+    "fetch-se-drop-missing": Key(False, "bool", "single-epoch: a CCD whose image or PSF model the archive lacks (HTTP 404) is left out of the tile's set and listed in se_set.json and status.json (se_dropped); False = it fails the tile, naming the file"),
     # database policy
     "DBoverwrite": Key(False, "bool", "DANGEROUS: drop the campaign's existing tables before the first push", dangerous=True),
     "push": Key(True, "bool", "push catalogs to the DB after each realization"),
