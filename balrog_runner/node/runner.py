@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import leftovers, provenance
+from .. import leftovers, lifetime, provenance
 from ..atomic import explain_failure
 from ..campaign import identity as campaign_id
 from ..errors import (
@@ -206,11 +206,27 @@ def run_tile(settings: RunSettings, tile: str, pusher=None) -> TileOutcome:
             with tile_log(settings.outdir, tile):
                 try:
                     _run_tile_locked(settings, tile, outcome, pusher)
+                except (lifetime.Terminated, KeyboardInterrupt):
+                    # stopped: the pool's workers are gone (pool._stop_workers); what they could not
+                    # remove themselves goes now, while the lock still says no one else is writing here
+                    _remove_unfinished_scratch(settings.outdir, tile)
+                    leftovers.remove_leftovers(where)
+                    raise
                 except Exception as exc:  # noqa: BLE001 - in the tile log: one tile's failure stops no other
                     _fail_tile(outcome, exc, where)
     except Exception as exc:  # noqa: BLE001 - the leftovers or the tile log itself (a full disk)
         _fail_tile(outcome, exc, where)
     return outcome
+
+
+def _remove_unfinished_scratch(outdir: Path, tile: str) -> None:
+    """The scratch images of realizations that did not finish (a worker killed before it
+    removed them); a finished one's are kept as intermediate-clean says."""
+    scratch = tile_dir(outdir, tile) / "scratch"
+    for folder in sorted(scratch.glob("r[0-9]*")) if scratch.is_dir() else []:
+        if folder.name[1:].isdigit() and not is_complete(outdir, tile, int(folder.name[1:])):
+            shutil.rmtree(folder, ignore_errors=True)
+            log.info("tile %s: removed the scratch files of unfinished realization %s", tile, folder.name)
 
 
 def _run_tile_locked(settings: RunSettings, tile: str, outcome: TileOutcome, pusher=None) -> None:
