@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             cpu0, wall0 = timed(measure.measure_nosim, images, psfs, before_path, setup=setup, workdir=scratch)
             before = fitsio.read(str(before_path))
             for placement, pos in position_files(size, args.ngal, args.realizations, args.spacing).items():
-                xy = nosim.pixel_positions(images[BANDS[0]], pos.ra, pos.dec)
+                xy = np.concatenate(list(nosim.pixel_positions(images[BANDS[0]], pos.ra, pos.dec)))
                 after_path = scratch / f"after_{placement}.fits"
                 cpu1, wall1 = timed(measure.measure_nosim, images, psfs, after_path, setup=setup, workdir=scratch,
                                     fit_near=xy)

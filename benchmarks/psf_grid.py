@@ -19,7 +19,10 @@ exact profile (``draw.psfex_profile``: ``getPSF`` at the object's position) and 
 
 Prints the largest ``max |stamp - exact| / flux`` over the objects (target 1e-4) and how many
 stamps are bit-identical. The stamps are 81 x 81 pixels, drawn with ``method='no_pixel'``
-and the injection's GSParams.
+and the injection's GSParams. Then what the PSF costs per object (CPU ms, ``--nobj`` x 5
+objects, best of 3): the profile and the draw of a star and of a bulge+disk galaxy with the
+exact profile (before), the k-grid of ``DrawOptions().psf_grid`` (after), and one PSF object
+for every position (the floor any cache can reach: its k-space table is built once).
 """
 
 from __future__ import annotations
@@ -97,7 +100,44 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{spacing:8.0f}  " + "  ".join(f"{snap[n]:10.1e}" for n in SHAPES) + "  "
                   + "  ".join(f"{kgrid[n]:12.1e}" for n in SHAPES) + f"  {same}/{len(SHAPES) * args.nobj}"
                   + f"  ({grid.cells} cells)")
+        print_costs(psf, wcs, np.random.default_rng(3).uniform(1, args.size, (5 * args.nobj, 2)))
     return 0
+
+
+def print_costs(psf, wcs, positions: np.ndarray) -> None:
+    """CPU milliseconds per object of the PSF and the draw, before / after / one PSF."""
+    import time
+
+    bulge_disk = galsim.Add([galsim.Sersic(1.0, half_light_radius=0.6, trunc=3.0, flux=0.7),
+                             galsim.Sersic(4.0, half_light_radius=0.3, trunc=1.5, flux=0.3)]).shear(q=0.7, beta=0.4 * galsim.radians)
+    grid = draw.PsfexGrid(psf, draw.DrawOptions().psf_grid)
+    dx, dy = draw.psfex_centre_shift(psf)
+    one = psf.getPSF(galsim.PositionD(*positions.mean(axis=0))).shift(-dx, -dy)  # image coordinates
+    methods = {
+        "exact getPSF per object (before)": lambda pos, local: draw.psfex_profile(psf, pos, local),
+        f"k-grid {grid.spacing:.0f} px (after)": grid.profile,
+        "one PSF for all (floor)": lambda pos, local: local.profileToWorld(one),
+    }
+    print(f"\nPSF cost per object, CPU ms over {len(positions)} positions (best of 3)")
+    print(f"{'method':36s} {'profile':>8s} {'star':>8s} {'galaxy':>8s}   (star, galaxy: profile + draw)")
+    for name, make in methods.items():
+        best = [math.inf] * 3
+        for _ in range(3):
+            t_prof = t_star = t_gal = 0.0
+            for x, y in positions:
+                pos = galsim.PositionD(x, y)
+                local = wcs.local(pos)
+                t0 = time.process_time()
+                prof = make(pos, local)
+                t1 = time.process_time()
+                stamp(prof, wcs, x, y, None)
+                t2 = time.process_time()
+                stamp(make(pos, local), wcs, x, y, bulge_disk)
+                t3 = time.process_time()
+                t_prof, t_star, t_gal = t_prof + t1 - t0, t_star + t2 - t0, t_gal + t3 - t2
+            best = [min(b, t) for b, t in zip(best, (t_prof, t_star, t_gal), strict=True)]
+        n = len(positions)
+        print(f"{name:36s} {1e3 * best[0] / n:8.3f} {1e3 * best[1] / n:8.3f} {1e3 * best[2] / n:8.3f}")
 
 
 if __name__ == "__main__":

@@ -82,7 +82,8 @@ def test_every_realizations_rows_equal_the_full_run(tile, full, tmp_path):
     truths = [_truth(full, rng, 1000 * (j + 1)) for j in range(2)]
     fit_near = np.concatenate([np.column_stack([t["x"], t["y"]]) for t in truths])
     out = tmp_path / "split.fits"
-    assert measure.measure_nosim(tile.images, tile.psfs, out, setup=SETUP, fit_near=fit_near) == out
+    chunks = iter(np.array_split(fit_near, 3))  # as the runner gives them: chunks of pixel positions
+    assert measure.measure_nosim(tile.images, tile.psfs, out, setup=SETUP, fit_near=chunks) == out
     split = fitsio.read(str(out))
     header = fitsio.read_header(str(out), ext=1)
     assert header["NOSIMFIT"] == "near" and header["NFITTED"] == split[nosim.FITTED_COLUMN].sum()
@@ -137,6 +138,36 @@ def test_a_parameter_file_without_model_fitting_is_measured_once(tile, tmp_path)
     wide = fitsio.read(str(out))
     assert nosim.FITTED_COLUMN not in wide.dtype.names and "MAG_PSF_R" in wide.dtype.names
     assert "NOSIMFIT" not in fitsio.read_header(str(out), ext=1)
+
+
+def test_positions_in_chunks_select_what_the_whole_array_selects():
+    rng = np.random.default_rng(2)
+    light = np.zeros(400, dtype=[("X_IMAGE_DET", "f4"), ("Y_IMAGE_DET", "f4")])
+    light["X_IMAGE_DET"], light["Y_IMAGE_DET"] = rng.uniform(0, 300, 400), rng.uniform(0, 300, 400)
+    xy = rng.uniform(0, 300, (900, 2))
+    whole = nosim.near_positions(light, xy)
+    assert 0 < whole.sum() < len(light)
+    assert np.array_equal(nosim.near_positions(light, iter(np.array_split(xy, 7))), whole)
+    dist = np.hypot(light["X_IMAGE_DET"][:, None] - xy[None, :, 0], light["Y_IMAGE_DET"][:, None] - xy[None, :, 1])
+    assert np.array_equal(whole, dist.min(axis=1) < measure.ASSOC_RADIUS + nosim.FIT_MARGIN)
+
+
+def test_pixel_positions_are_the_truth_positions(tile, tmp_path):
+    """The runner's pixel positions are the injection's truth x, y, bit for bit."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from balrog_runner.injection import draw, population
+
+    xy = np.random.default_rng(3).uniform(1, SIZE, (25, 2))
+    ra, dec = WCS(fits.getheader(tile.images["g"], 0)).all_pix2world(xy[:, 0], xy[:, 1], 1)
+    objects = population.make_objects(ra % 360.0, dec, 10 + np.arange(25), bands=("g", "r"), indexstart=10,
+                                      tilename=TILE)
+    truth = draw.inject_realization({b: tile.images[b] for b in ("g", "r")}, {b: tile.psfs[b] for b in ("g", "r")},
+                                    objects, {b: tmp_path / f"{b}.fits" for b in ("g", "r")})
+    chunks = list(nosim.pixel_positions(tile.images["g"], ra % 360.0, dec, chunk=10))
+    assert [len(c) for c in chunks] == [10, 10, 5]
+    assert np.array_equal(np.concatenate(chunks), np.column_stack([truth["x"], truth["y"]]))
 
 
 def test_join_refuses_passes_that_do_not_pair():

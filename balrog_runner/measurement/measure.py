@@ -37,7 +37,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import fitsio
@@ -233,7 +233,7 @@ def measure_nosim(
     workdir: str | os.PathLike | None = None,
     keep_band_catalogs: bool = False,
     band_extra: Mapping[str, Mapping[str, object]] | None = None,
-    fit_near: np.ndarray | None = None,
+    fit_near: np.ndarray | Iterable[np.ndarray] | None = None,
 ) -> Path:
     """The once-per-tile nosim run on the untouched, funpacked images -> wide catalog.
 
@@ -242,8 +242,8 @@ def measure_nosim(
     to ``out_path`` and returns it; per-band catalogs go to ``workdir`` and are removed
     unless ``keep_band_catalogs``.
 
-    ``fit_near`` (an ``(n, 2)`` array of 1-based pixel x, y: every position of the tile's
-    position file) measures the model-fitting columns only for the detections within
+    ``fit_near`` (the 1-based pixel x, y of every position of the tile's position file, an
+    ``(n, 2)`` array or an iterable of such chunks) measures the model-fitting columns only for the detections within
     ``ASSOC_RADIUS`` (plus a margin) of one of them, and the other columns for all
     (:mod:`.nosim`): the rows any realization keeps are those of the full run. Without it,
     or with a parameter file that fits no model, every detection is measured in full.

@@ -43,7 +43,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -106,19 +106,31 @@ def light_setup(setup: astromatic.SextractorSetup, workdir: Path) -> astromatic.
     return dataclasses.replace(setup, param=param)
 
 
-def near_positions(light: np.ndarray, fit_near: np.ndarray) -> np.ndarray:
+def near_positions(light: np.ndarray, fit_near: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
     """Mask of the detections (``X_IMAGE_DET``, ``Y_IMAGE_DET``, 1-based pixels) within
-    ``ASSOC_RADIUS + FIT_MARGIN`` pixels of a position of ``fit_near`` (``(n, 2)`` pixels)."""
-    xy = np.asarray(fit_near, dtype=np.float64).reshape(-1, 2)
-    index = measure.associate(light["X_IMAGE_DET"], light["Y_IMAGE_DET"], xy[:, 0], xy[:, 1],
-                              np.arange(len(xy), dtype=np.int64), radius=measure.ASSOC_RADIUS + FIT_MARGIN)
-    return index >= 0
+    ``ASSOC_RADIUS + FIT_MARGIN`` pixels of a position of ``fit_near``: an ``(n, 2)`` array of
+    pixel x, y or an iterable of such chunks (:func:`pixel_positions`), so that 10^4
+    realizations' positions are never all in memory at once."""
+    near = np.zeros(len(light), dtype=bool)
+    for chunk in [fit_near] if isinstance(fit_near, np.ndarray) else fit_near:
+        xy = np.asarray(chunk, dtype=np.float64).reshape(-1, 2)
+        index = measure.associate(light["X_IMAGE_DET"], light["Y_IMAGE_DET"], xy[:, 0], xy[:, 1],
+                                  np.arange(len(xy), dtype=np.int64), radius=measure.ASSOC_RADIUS + FIT_MARGIN)
+        near |= index >= 0
+        if near.all():  # positions covering the tile: nothing left to find
+            break
+    return near
 
 
-def pixel_positions(image: str | os.PathLike, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    """``(n, 2)`` 1-based pixel x, y of positions (degrees) on ``image``'s SCI WCS, computed as
-    the injection computes its truth ``x``/``y`` (``GSFitsWCS.radecToxy``; pass the first
-    band's image, the one the truth table takes them from)."""
+#: Positions converted to pixels (and searched) at a time: 16 MB of pixel coordinates.
+POSITION_CHUNK = 1_000_000
+
+
+def pixel_positions(image: str | os.PathLike, ra: np.ndarray, dec: np.ndarray,
+                    chunk: int = POSITION_CHUNK) -> Iterator[np.ndarray]:
+    """``(m, 2)`` chunks of the 1-based pixel x, y of positions (degrees) on ``image``'s SCI
+    WCS, computed as the injection computes its truth ``x``/``y`` (``GSFitsWCS.radecToxy``;
+    pass the first band's image, the one the truth table takes them from)."""
     from astropy.io import fits
 
     from ..injection import draw
@@ -127,10 +139,10 @@ def pixel_positions(image: str | os.PathLike, ra: np.ndarray, dec: np.ndarray) -
     with fits.open(image, memmap=True) as hdul:
         header = hdul[draw.sci_index(hdul, image)].header
     wcs = draw.band_header(image, header, require_gain=False).wcs
-    if len(ra) == 0:
-        return np.zeros((0, 2))
-    x, y = wcs.radecToxy(np.asarray(ra, dtype=np.float64), np.asarray(dec, dtype=np.float64), units="deg")
-    return np.column_stack([np.atleast_1d(x), np.atleast_1d(y)]).astype(np.float64)
+    for start in range(0, len(ra), chunk):
+        x, y = wcs.radecToxy(np.asarray(ra[start:start + chunk], dtype=np.float64),
+                             np.asarray(dec[start:start + chunk], dtype=np.float64), units="deg")
+        yield np.column_stack([np.atleast_1d(x), np.atleast_1d(y)]).astype(np.float64)
 
 
 def _fill_value(dtype: np.dtype) -> float | int:
@@ -188,7 +200,7 @@ def measure_nosim_split(
     images: Mapping[str, str | os.PathLike],
     psfs: Mapping[str, str | os.PathLike | None],
     out_path: str | os.PathLike,
-    fit_near: np.ndarray,
+    fit_near: np.ndarray | Iterable[np.ndarray],
     *,
     setup: astromatic.SextractorSetup = astromatic.DEFAULT_SEXTRACTOR,
     workdir: str | os.PathLike | None = None,
@@ -196,8 +208,8 @@ def measure_nosim_split(
 ) -> Path | None:
     """The nosim run in two passes (module docstring); None when it must be run in full.
 
-    ``fit_near`` is an ``(n, 2)`` array of 1-based pixel x, y: every position of the tile's
-    position file. Writes ``out_path`` atomically (header ``NOSIMFIT`` = ``near``,
+    ``fit_near`` holds the 1-based pixel x, y of every position of the tile's position file:
+    an ``(n, 2)`` array or an iterable of such chunks (:func:`pixel_positions`). Writes ``out_path`` atomically (header ``NOSIMFIT`` = ``near``,
     ``FITRAD`` in pixels, ``NFITTED``) and returns it.
     """
     out_path = Path(out_path)
@@ -222,6 +234,6 @@ def measure_nosim_split(
         radius = measure.ASSOC_RADIUS + FIT_MARGIN
         measure.write_catalog(out_path, joined, header={"BALRUN": "nosim", "NOSIMFIT": "near", "FITRAD": radius,
                                                         "NFITTED": int(joined[FITTED_COLUMN].sum())})
-    log.info("wrote %s (%d detections, %d model-fitted: within %.2f px of the %d positions)", out_path, len(joined),
-             int(joined[FITTED_COLUMN].sum()), radius, len(fit_near))
+    log.info("wrote %s (%d detections, %d model-fitted: within %.2f px of a position)", out_path, len(joined),
+             int(joined[FITTED_COLUMN].sum()), radius)
     return out_path
