@@ -124,8 +124,10 @@ def fetch_inputs(settings: RunSettings, tile: str, positions=None) -> TileInputs
         nosim.parent.mkdir(parents=True, exist_ok=True)
         pyconfig = read_pyconfig(settings.pyconfig) if settings.pyconfig else None
         fit_near = None
-        if settings.restrict_nosim and positions is not None:  # truth x, y come from the first band's WCS
-            fit_near = nosim_split.pixel_positions(files.images[settings.bands[0]], positions.ra, positions.dec)
+        first = files.images[settings.bands[0]]  # the truth's x, y come from the first band's WCS
+        if (settings.restrict_nosim and positions is not None
+                and nosim_split.worth_splitting(len(positions), _image_shape(first))):
+            fit_near = nosim_split.pixel_positions(first, positions.ra, positions.dec)
         measure.measure_nosim(files.images, files.psfs, nosim, setup=settings.sextractor, workdir=nosim.parent,
                               band_extra=sextractor_extra(pyconfig, settings.bands), fit_near=fit_near)
         log.info("tile %s: nosim measured once in %.1f s", tile, time.perf_counter() - t0)
