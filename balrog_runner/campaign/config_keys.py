@@ -132,6 +132,7 @@ RUN_KEYS: dict[str, Key] = {
     "swarp-config": Key(_cfg("default.swarp"), "path", "SWarp configuration file (riz detection image)"),
     "db-columns": Key(_cfg("y1a1_coadd_objects-columns.fits"), "path", "FITS table of DESDM coadd-object columns kept in the DB"),
     "sim-restrict": Key(True, "bool", "sim runs measure only detections within 2 px of an injected object (SExtractor ASSOC MATCHED, as the original Balrog): same values for those rows, model fitting skipped for the rest; False = every detection"),
+    "nosim-restrict": Key(True, "bool", "the once-per-tile nosim run model-fits (MAG_MODEL, SPREAD_MODEL, *_DETMODEL, ...) only the detections within 2.1 px of a position of the tile's position file, every realization's included, and measures the other columns for all: every realization's nosim rows are those of a full run; False = model-fit every detection (<TILE>_nosim_all.fits then has the model columns for all)"),
     # downloads
     # downloads (the arguments of balrog_runner.inputs.source.ArchiveSource.create)
     "fetch-root": Key("https://desar2.cosmology.illinois.edu/DESFiles/desarchive", "str", "archive root URL (http(s):// or file://), no credentials in it"),

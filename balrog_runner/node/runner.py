@@ -151,9 +151,14 @@ def tile_log(outdir: Path, tile: str) -> Iterator[Path]:
         handler.close()
 
 
-def fetch_inputs(settings: RunSettings, tile: str) -> TileInputs:
-    """Fetch (or find) the tile's images and PSFEx models; measure nosim once."""
+def fetch_inputs(settings: RunSettings, tile: str, positions=None) -> TileInputs:
+    """Fetch (or find) the tile's images and PSFEx models; measure nosim once.
+
+    With ``positions`` (the tile's whole position file) and ``settings.restrict_nosim``,
+    nosim model-fits only the detections near one of them (:mod:`..measurement.nosim`).
+    """
     from ..inputs import fetch
+    from ..measurement import nosim as nosim_split
 
     fetch_opts = dict(settings.fetch)
     source = fetch.source_from_options(fetch_opts)
@@ -168,8 +173,13 @@ def fetch_inputs(settings: RunSettings, tile: str) -> TileInputs:
         t0 = time.perf_counter()
         nosim.parent.mkdir(parents=True, exist_ok=True)
         pyconfig = read_pyconfig(settings.pyconfig) if settings.pyconfig else None
+        fit_near = None
+        first = files.images[settings.bands[0]]  # the truth's x, y come from the first band's WCS
+        if (settings.restrict_nosim and positions is not None
+                and nosim_split.worth_splitting(len(positions), _image_shape(first))):
+            fit_near = nosim_split.pixel_positions(first, positions.ra, positions.dec)
         measure.measure_nosim(files.images, files.psfs, nosim, setup=settings.sextractor, workdir=nosim.parent,
-                              band_extra=sextractor_extra(pyconfig, settings.bands))
+                              band_extra=sextractor_extra(pyconfig, settings.bands), fit_near=fit_near)
         log.info("tile %s: nosim measured once in %.1f s", tile, time.perf_counter() - t0)
     return TileInputs(images=dict(files.images), psfs=dict(files.psfs), nosim_catalog=nosim)
 
@@ -256,7 +266,7 @@ def _run_tile_locked(settings: RunSettings, tile: str, outcome: TileOutcome, pus
     if todo:
         try:
             t0 = time.perf_counter()
-            inputs = fetch_inputs(settings, tile)
+            inputs = fetch_inputs(settings, tile, positions)
             status["nosim_seconds"] = status.get("nosim_seconds", 0.0) + (time.perf_counter() - t0)
         except Exception as exc:  # noqa: BLE001 - kind and reason recorded; a bug keeps its traceback
             _fail_tile(outcome, exc, tile_dir(outdir, tile), "inputs not ready: ")
