@@ -26,6 +26,7 @@ EXIT_NOT_PUSHED = 4
 EXIT_DISK = 5
 EXIT_ARCHIVE = 6
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 #: code -> (short name, meaning): the one table. The README's exit-code table and every
 #: command's ``--help`` are made from it (aux/make_docs.py, cli/_common.py).
@@ -43,14 +44,15 @@ EXIT_CODES: dict[int, tuple[str, str]] = {
                         "(the message names the path and the filesystem's free space)"),
     EXIT_ARCHIVE: ("network or archive", "network or archive failure: connection refused, DNS, timeout, HTTP error, a download "
                               "that stays truncated or corrupt or differs from the manifest's size or MD5"),
-    EXIT_INTERRUPTED: ("interrupted", "interrupted (Ctrl-C)"),
+    EXIT_INTERRUPTED: ("interrupted", "interrupted (Ctrl-C); temporaries removed"),
+    EXIT_TERMINATED: ("terminated", "stopped by SIGTERM (a scheduler's cancel, kill); temporaries removed"),
 }
 
 #: Worst first: the exit code of many units is the first of these among theirs. What a
 #: resubmission alone cannot cure comes first (fix the input, the programs, free the disk),
 #: then the unexplained failures (look at the log), then what a later retry usually cures
 #: (the archive, the database). An interruption beats everything: the run did not finish.
-SEVERITY: tuple[int, ...] = (EXIT_INTERRUPTED, EXIT_BAD_INPUT, EXIT_PROGRAM, EXIT_DISK, EXIT_FAILED, EXIT_ARCHIVE,
+SEVERITY: tuple[int, ...] = (EXIT_TERMINATED, EXIT_INTERRUPTED, EXIT_BAD_INPUT, EXIT_PROGRAM, EXIT_DISK, EXIT_FAILED, EXIT_ARCHIVE,
                              EXIT_NOT_PUSHED, EXIT_OK)
 
 
@@ -68,6 +70,25 @@ def exit_code_name(code: int) -> str:
     """The short name of an exit code ('bad input', 'archive', ...), for one-line messages."""
     return EXIT_CODES.get(code, EXIT_CODES[EXIT_FAILED])[0]
 
+#: CFITSIO cuts its error messages into lines of at most this many characters (its
+#: FLEN_ERRMSG less one), inside a file name too: a line of exactly this length goes on in
+#: the next one.
+CFITSIO_LINE_WIDTH = 80
+
+
+def one_line(text: object) -> str:
+    """``text`` as one line: its lines joined with ``"; "``, except that a line CFITSIO cut at
+    :data:`CFITSIO_LINE_WIDTH` characters is joined to the next one as it was, so a long path
+    in a fitsio error stays whole instead of being split across a ``;``."""
+    parts: list[str] = []
+    glued = False
+    for raw in str(text).splitlines():
+        if glued and parts:
+            parts[-1] += raw
+        else:
+            parts.append(raw)
+        glued = len(raw) == CFITSIO_LINE_WIDTH
+    return "; ".join(p.strip() for p in parts if p.strip())
 
 
 class BalrogError(Exception):

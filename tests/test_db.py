@@ -236,7 +236,7 @@ def test_columns_that_do_not_fit_existing_tables_are_refused(tmp_path, engine):
     for name in data.dtype.names:
         extra[name] = data[name]
     fitsio.write(str(sim), extra, clobber=True)
-    with pytest.raises(DatabaseError, match="mag_psf_g are not in table camp_sim"):
+    with pytest.raises(InputFileError, match="mag_psf_g are not in table camp_sim"):
         push_realization(engine, "camp", truth, sim, nosim)
     assert count(engine, "camp_truth") == 20
 

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: A credentials section as users and easyaccess spell it: ``dessci`` or ``db-dessci`` (the
+#: file's own ``[db-dessci]``); db.url finds the section from either.
+_SECTION_RE = re.compile(r"^(db-)?[A-Za-z_][A-Za-z0-9_]*$")
 
 
 
@@ -289,9 +292,11 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
         errors.append(f"balrog['mask-bits'] = {balrog['mask-bits']}: a positive bit mask (e.g. 1 | 4) or None (any bit)")
     if not 0.0 <= balrog["star-fraction"] <= 1.0:
         errors.append(f"balrog['star-fraction'] = {balrog['star-fraction']} must be within 0..1")
-    for name in ("section", "reader"):
-        if db[name] is not None and not _NAME_RE.match(db[name]) and not (name == "reader" and db[name] == ""):
-            errors.append(f"db['{name}'] = {db[name]!r}: use letters, digits and _")
+    if db["section"] is not None and not _SECTION_RE.match(db["section"]):
+        errors.append(f"db['section'] = {db['section']!r}: a section of db['ini'] as easyaccess names it, "
+                      "e.g. 'dessci' or 'db-dessci' (letters, digits and _, after an optional db-)")
+    if db["reader"] is not None and db["reader"] != "" and not _NAME_RE.match(db["reader"]):
+        errors.append(f"db['reader'] = {db['reader']!r}: use letters, digits and _")
     if db["url"] is not None:
         try:
             db["url"] = strip_password(db["url"])

@@ -242,7 +242,10 @@ def select_campaign(sets: Iterable[Any], campaign: str | None) -> tuple[list[Any
         return sets, {}
     kept, others = [], {}
     for cs in sets:
-        camp = catalog_campaign(cs.truth)
+        try:
+            camp = catalog_campaign(cs.truth)
+        except InputFileError:
+            camp = None  # unreadable: kept, so that pushing it fails this realization alone, with the reason
         if camp is None or camp == campaign:
             kept.append(cs)
         else:

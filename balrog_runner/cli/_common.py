@@ -21,6 +21,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 
+from .. import lifetime
 from ..atomic import check_writable_dir, explain_failure
 from ..errors import (
     EXIT_ARCHIVE,
@@ -33,6 +34,7 @@ from ..errors import (
     SEVERITY,
     BalrogError,
     ConfigError,
+    one_line,
 )
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -135,6 +137,15 @@ def nonneg_seconds(max_seconds: float = 86400.0) -> Callable[[str], float]:
 
     parse.__name__ = "seconds"
     return parse
+
+
+def add_config_timeout_option(parser: argparse.ArgumentParser) -> None:
+    """``--config-timeout``: how long the config file may take to run (campaign/config.py)."""
+    from ..campaign.config import CONFIG_TIMEOUT_ENV, DEFAULT_CONFIG_TIMEOUT
+
+    parser.add_argument("--config-timeout", type=nonneg_seconds(), metavar="SECONDS",
+                        help="deadline for running the config file (its code and CustomConfig), seconds; 0 = none "
+                        f"(default: ${CONFIG_TIMEOUT_ENV}, else {DEFAULT_CONFIG_TIMEOUT:g})")
 
 
 # --------------------------------------------------------------------------- logging
@@ -252,11 +263,16 @@ def run_command(
             check_writable_dir(d)
         from tqdm.contrib.logging import logging_redirect_tqdm
 
-        with logging_redirect_tqdm():  # log lines printed above an active progress bar, not through it
+        # SIGTERM / SIGINT raise where the main thread is: temporaries and scratch directories
+        # are removed on the way out, running programs killed (lifetime.stop_cleanly).
+        with lifetime.stop_cleanly(), logging_redirect_tqdm():  # log lines above an active bar
             code = action(args)
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted; its temporary files were removed", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except lifetime.Terminated as exc:
+        print(f"{prog}: {exc}; its temporary files were removed", file=sys.stderr)
+        return 128 + exc.signum
     except (BalrogError, OSError) as exc:
         err = explain_failure(exc, dirs)  # a full or read-only disk wherever it happened
         if err is None:
@@ -264,7 +280,7 @@ def run_command(
         if getattr(args, "debug", False):
             logging.getLogger(prog).error("failed", exc_info=exc)
         # One line, whatever a library put in the message (cfitsio's are several).
-        message = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        message = one_line(err)
         print(f"{prog}: error: {message}", file=sys.stderr)
         return err.exit_code
     return int(code or 0)

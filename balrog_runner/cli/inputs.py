@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..atomic import format_bytes
 from ..db.url import DEFAULT_INI, make_engine, resolve_url
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _action(args: argparse.Namespace) -> int:
+    if Path(args.output).is_dir():  # checked before the database is asked anything
+        raise ConfigError(f"-o {args.output} is a directory; give the manifest file to write, "
+                          f"e.g. -o {Path(args.output) / 'inputs.json'}")
     tiles = tile_names(args)
     default_bands = desdm_se.SE_BANDS if args.single_epoch else desdm.DES_BANDS
     bands = [b for b in (args.bands or ",".join(default_bands)).replace(",", " ").split() if b]
@@ -111,7 +115,8 @@ def _action(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(PROG, build_parser(), _action, argv)
+    return run_command(PROG, build_parser(), _action, argv,
+                       outputs=lambda a: [Path(a.output).absolute().parent])
 
 
 if __name__ == "__main__":

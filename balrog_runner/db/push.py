@@ -42,7 +42,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
-from ..errors import DatabaseError, InputFileError
+from ..errors import DatabaseError, InputFileError, one_line
 from .lock import locked_transaction
 from .schema import (
     CATALOG_KINDS,
@@ -140,9 +140,19 @@ def read_catalog(path: str | os.PathLike, kind: str) -> np.ndarray:
             if len(fits) < 2:
                 raise InputFileError(f"{kind} catalog {path} has no table HDU")
             hdu = fits[1]
-            return hdu.read() if hdu.get_nrows() else np.zeros(0, dtype=hdu.get_rec_dtype()[0])
-    except OSError as exc:
-        raise InputFileError(f"cannot read {kind} catalog {path}: {exc}") from exc
+            if hdu.get_exttype() not in ("BINARY_TBL", "ASCII_TBL"):
+                raise InputFileError(f"{kind} catalog {path}: HDU 1 is {hdu.get_exttype()}, not a table")
+            data = hdu.read() if hdu.get_nrows() else np.zeros(0, dtype=hdu.get_rec_dtype()[0])
+    except (OSError, ValueError) as exc:
+        # ValueError: fitsio's own (a corrupt header, data past the file's end) and the
+        # UnicodeDecodeError of CFITSIO's message about a file of random bytes.
+        if isinstance(exc, InputFileError):
+            raise
+        reason = "not a FITS file, or a corrupt one" if isinstance(exc, UnicodeDecodeError) else one_line(exc)
+        raise InputFileError(f"cannot read {kind} catalog {path}: {reason}") from exc
+    if data.dtype.names is None:
+        raise InputFileError(f"{kind} catalog {path}: HDU 1 holds no columns")
+    return data
 
 
 def _one_value(data: np.ndarray, name: str, source: str, kind: str) -> object | None:
@@ -236,7 +246,7 @@ def column_values(values: np.ndarray, dbtype: DbType) -> tuple[list, int]:
             a = np.char.decode(a, "ascii", errors="replace")
         return np.char.rstrip(a.astype(str)).tolist(), 0
     if a.dtype.kind in "SU":
-        raise DatabaseError(f"text column cannot be stored as {dbtype.kind}")
+        raise InputFileError(f"a text column cannot be stored as {dbtype.kind}")
     if a.dtype.kind == "b":
         a = a.astype(np.int16)
     limit = _max_abs(dbtype)
@@ -264,7 +274,10 @@ def catalog_rows(data: np.ndarray, specs: Sequence[ColumnSpec]) -> tuple[list[tu
     cols = []
     nulled: dict[str, int] = {}
     for spec in specs:
-        vals, nover = column_values(data[spec.catalog_name], spec.dbtype)
+        try:
+            vals, nover = column_values(data[spec.catalog_name], spec.dbtype)
+        except InputFileError as exc:
+            raise InputFileError(f"column {spec.catalog_name}: {exc}") from None
         if nover:
             nulled[spec.db_name] = nover
         cols.append(vals)
@@ -509,7 +522,10 @@ def push_catalogs(
     rows: dict[str, list[tuple]] = {}
     nulled: dict[tuple[str, str], int] = {}  # (table, column) -> values stored as NULL
     for kind in (k for k in CATALOG_KINDS if k in real.data):
-        rows[kind], n = catalog_rows(real.data[kind], specs[kind])
+        try:
+            rows[kind], n = catalog_rows(real.data[kind], specs[kind])
+        except InputFileError as exc:
+            raise InputFileError(f"{kind} catalog {sources[kind]}, {exc}") from None
         nulled.update({(tables[kind].name, k): v for k, v in n.items()})
     counts = (len(rows["truth"]), len(rows["sim"]), len(rows["nosim"]))
     with db_errors(engine, f"pushing {real.label} to {dbname}"):

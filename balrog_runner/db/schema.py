@@ -150,7 +150,7 @@ def dtype_to_dbtype(dtype: np.dtype) -> DbType:
         return DbType("str", length=max(dtype.itemsize, 1))
     if dtype.kind == "U":
         return DbType("str", length=max(dtype.itemsize // 4, 1))
-    raise DatabaseError(f"cannot store a column of dtype {dtype} in the database")
+    raise InputFileError(f"cannot store a column of dtype {dtype} in the database")
 
 
 def _parse_oracle_type(name: str, otype: str, length: str, precision: str, scale: str, source: Path) -> DbType:
@@ -275,7 +275,7 @@ def plan_columns(
     for name in dtype.names or ():
         field = dtype.fields[name][0]
         if field.shape:
-            raise DatabaseError(
+            raise InputFileError(
                 f"{kind} catalog column {name} is a vector {field.shape}; catalogs must hold "
                 "flattened columns (MAG_APER_1_G, ...)"
             )
@@ -296,11 +296,11 @@ def plan_columns(
     seen: set[str] = set()
     for s in specs:
         if s.db_name in seen:
-            raise DatabaseError(f"{kind} catalog has two columns named {s.db_name} (case-insensitive)")
+            raise InputFileError(f"{kind} catalog has two columns named {s.db_name} (case-insensitive)")
         seen.add(s.db_name)
     for required in ("balrog_index", "tilename", "realization"):
         if required not in seen:
-            raise DatabaseError(f"{kind} catalog lacks the column {required!r} (DEVELOPING.md: Catalog columns)")
+            raise InputFileError(f"{kind} catalog lacks the column {required!r} (DEVELOPING.md: Catalog columns)")
     return specs
 
 

@@ -388,6 +388,53 @@ def _check_psfex(hdu, header) -> None:
         raise CorruptFile(f"PSF_MASK holds {data.size} values, PSFAXIS1..3 imply {axes[0] * axes[1] * axes[2]}")
     if not np.all(np.isfinite(data)):
         raise CorruptFile("PSF_MASK has non-finite values (corrupt)")
+    _check_psf_model(np.asarray(data, dtype=np.float64).reshape(axes[2], axes[1], axes[0]), header, npol)
+
+
+#: A PSFEx model's flux (its constant component summed, times PSF_SAMP^2) must lie in this
+#: range: PSFEx normalises the model to the stars' aperture flux (1.009 for DES's example
+#: model, 0.957 .. 0.996 for the synthetic tiles' models made by psfex 3.21).
+PSF_FLUX_RANGE = (0.8, 1.25)
+#: Over the model's own domain (polynomial variables at -0.5 .. 0.5, its corners) the flux may
+#: vary more (0.59 .. 2.3 at the corners of DES's example model, a degree-8 fit), but not by
+#: orders of magnitude: a corrupted exponent in a higher-order term does that.
+PSF_DOMAIN_FLUX_RANGE = (0.1, 10.0)
+#: The constant component's peak lies within this many model pixels of the stamp's centre.
+PSF_CENTRE_TOLERANCE = 3
+
+
+def _check_psf_model(mask: np.ndarray, header, npol: int) -> None:
+    """What a PSFEx model must be whatever its pixels: normalised, centred, sane over its domain.
+
+    Without an MD5 this is all that can be checked: a flipped byte in a float's mantissa (and
+    many in its exponent) leaves a model that passes, and only the MD5 finds it (README:
+    "What is verified").
+    """
+    samp2 = float(header.get("PSF_SAMP", 1.0) or 1.0) ** 2
+    constant = mask[0]
+    flux = float(constant.sum()) * samp2
+    lo, hi = PSF_FLUX_RANGE
+    if not lo <= flux <= hi:
+        raise CorruptFile(f"PSFEx model not normalised: its flux is {flux:.4g} (PSF_MASK[0] summed times "
+                          f"PSF_SAMP^2), expected {lo:g} .. {hi:g}")
+    peak = np.unravel_index(int(np.argmax(constant)), constant.shape)
+    centre = (constant.shape[0] // 2, constant.shape[1] // 2)
+    if max(abs(int(peak[0]) - centre[0]), abs(int(peak[1]) - centre[1])) > PSF_CENTRE_TOLERANCE:
+        raise CorruptFile(f"PSFEx model's peak is at pixel {tuple(int(v) for v in peak)} of its "
+                          f"{constant.shape[1]}x{constant.shape[0]} stamp, not at the centre {centre}")
+    if npol != 2 or mask.shape[0] == 1:
+        return
+    degree = int(header["POLDEG1"])
+    sums = mask.reshape(mask.shape[0], -1).sum(axis=1)
+    lo, hi = PSF_DOMAIN_FLUX_RANGE
+    for dx in (-0.5, 0.5):
+        for dy in (-0.5, 0.5):
+            # PSFEx's term order: x^i y^j for j = 0..degree, i = 0..degree - j (x fastest)
+            terms = np.array([dx**i * dy**j for j in range(degree + 1) for i in range(degree + 1 - j)])
+            corner = float(terms @ sums) * samp2
+            if not lo <= corner <= hi:
+                raise CorruptFile(f"PSFEx model's flux at the corner ({dx:+g}, {dy:+g}) of its domain is "
+                                  f"{corner:.4g}, expected {lo:g} .. {hi:g} (a corrupted higher-order term)")
 
 
 class CorruptFile(Exception):

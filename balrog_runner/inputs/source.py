@@ -313,7 +313,13 @@ def _normalise_root(root: str) -> str:
     """Return ``root`` as an http(s) or file URL without a trailing slash."""
     if not root:
         raise ConfigError("archive root is empty; give an http(s):// URL, a file:// URL or a directory")
-    parts = urllib.parse.urlsplit(root)
+    try:
+        parts = urllib.parse.urlsplit(root)
+        if parts.scheme in ("http", "https"):
+            parts.port  # noqa: B018 - a port that is not a number raises here, not in the first download
+    except ValueError as exc:  # an unclosed IPv6 bracket (http://[::1), a port that is not a number
+        raise ConfigError(f"archive root {root!r} is not a valid URL ({exc}); give an http(s):// URL, "
+                          "a file:// URL or a directory") from None
     if parts.scheme in ("http", "https"):
         if "@" in parts.netloc:
             raise ConfigError(

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import leftovers, provenance
+from .. import leftovers, lifetime, provenance
 from ..atomic import explain_failure
 from ..campaign import identity as campaign_id
 from ..errors import (
@@ -151,9 +151,14 @@ def tile_log(outdir: Path, tile: str) -> Iterator[Path]:
         handler.close()
 
 
-def fetch_inputs(settings: RunSettings, tile: str) -> TileInputs:
-    """Fetch (or find) the tile's images and PSFEx models; measure nosim once."""
+def fetch_inputs(settings: RunSettings, tile: str, positions=None) -> TileInputs:
+    """Fetch (or find) the tile's images and PSFEx models; measure nosim once.
+
+    With ``positions`` (the tile's whole position file) and ``settings.restrict_nosim``,
+    nosim model-fits only the detections near one of them (:mod:`..measurement.nosim`).
+    """
     from ..inputs import fetch
+    from ..measurement import nosim as nosim_split
 
     fetch_opts = dict(settings.fetch)
     source = fetch.source_from_options(fetch_opts)
@@ -168,8 +173,13 @@ def fetch_inputs(settings: RunSettings, tile: str) -> TileInputs:
         t0 = time.perf_counter()
         nosim.parent.mkdir(parents=True, exist_ok=True)
         pyconfig = read_pyconfig(settings.pyconfig) if settings.pyconfig else None
+        fit_near = None
+        first = files.images[settings.bands[0]]  # the truth's x, y come from the first band's WCS
+        if (settings.restrict_nosim and positions is not None
+                and nosim_split.worth_splitting(len(positions), _image_shape(first))):
+            fit_near = nosim_split.pixel_positions(first, positions.ra, positions.dec)
         measure.measure_nosim(files.images, files.psfs, nosim, setup=settings.sextractor, workdir=nosim.parent,
-                              band_extra=sextractor_extra(pyconfig, settings.bands))
+                              band_extra=sextractor_extra(pyconfig, settings.bands), fit_near=fit_near)
         log.info("tile %s: nosim measured once in %.1f s", tile, time.perf_counter() - t0)
     return TileInputs(images=dict(files.images), psfs=dict(files.psfs), nosim_catalog=nosim)
 
@@ -206,11 +216,27 @@ def run_tile(settings: RunSettings, tile: str, pusher=None) -> TileOutcome:
             with tile_log(settings.outdir, tile):
                 try:
                     _run_tile_locked(settings, tile, outcome, pusher)
+                except (lifetime.Terminated, KeyboardInterrupt):
+                    # stopped: the pool's workers are gone (pool._stop_workers); what they could not
+                    # remove themselves goes now, while the lock still says no one else is writing here
+                    _remove_unfinished_scratch(settings.outdir, tile)
+                    leftovers.remove_leftovers(where)
+                    raise
                 except Exception as exc:  # noqa: BLE001 - in the tile log: one tile's failure stops no other
                     _fail_tile(outcome, exc, where)
     except Exception as exc:  # noqa: BLE001 - the leftovers or the tile log itself (a full disk)
         _fail_tile(outcome, exc, where)
     return outcome
+
+
+def _remove_unfinished_scratch(outdir: Path, tile: str) -> None:
+    """The scratch images of realizations that did not finish (a worker killed before it
+    removed them); a finished one's are kept as intermediate-clean says."""
+    scratch = tile_dir(outdir, tile) / "scratch"
+    for folder in sorted(scratch.glob("r[0-9]*")) if scratch.is_dir() else []:
+        if folder.name[1:].isdigit() and not is_complete(outdir, tile, int(folder.name[1:])):
+            shutil.rmtree(folder, ignore_errors=True)
+            log.info("tile %s: removed the scratch files of unfinished realization %s", tile, folder.name)
 
 
 def _run_tile_locked(settings: RunSettings, tile: str, outcome: TileOutcome, pusher=None) -> None:
@@ -240,7 +266,7 @@ def _run_tile_locked(settings: RunSettings, tile: str, outcome: TileOutcome, pus
     if todo:
         try:
             t0 = time.perf_counter()
-            inputs = fetch_inputs(settings, tile)
+            inputs = fetch_inputs(settings, tile, positions)
             status["nosim_seconds"] = status.get("nosim_seconds", 0.0) + (time.perf_counter() - t0)
         except Exception as exc:  # noqa: BLE001 - kind and reason recorded; a bug keeps its traceback
             _fail_tile(outcome, exc, tile_dir(outdir, tile), "inputs not ready: ")

@@ -69,6 +69,10 @@ MAX_LATTICE_REALIZATIONS = 10_000
 _STREAM_COUNT, _STREAM_RA, _STREAM_DEC = 0, 1, 2
 
 
+#: Largest campaign seed: the position files record it in the 64-bit integer header SEED.
+MAX_SEED = 2**63 - 1
+
+
 @dataclass(frozen=True)
 class PositionParams:
     """What determines a campaign's positions: seed and a density, a per-tile count or a lattice.
@@ -115,8 +119,9 @@ class PositionParams:
                 raise ConfigError(f"--pertile must be an integer between 1 and {INDEX_STRIDE - 1} (objects per tile), got {n!r}")
             object.__setattr__(self, "pertile", int(n))
         s = self.seed
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
-            raise ConfigError(f"--seed must be a non-negative integer, got {s!r}")
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s <= MAX_SEED:
+            raise ConfigError(f"--seed must be an integer between 0 and {MAX_SEED} (2**63 - 1: the position "
+                              f"files' SEED header is a 64-bit integer), got {s!r}")
         object.__setattr__(self, "seed", int(s))
 
     @property
