@@ -24,6 +24,7 @@ import numpy as np
 from .. import provenance
 from ..errors import BalrogError
 from ..measurement import blends, measure
+from . import summary
 from .layout import catalog_paths, scratch_dir
 from .plan import Realization
 from .settings import RunSettings, sextractor_extra
@@ -190,6 +191,7 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
             measure.write_catalog(paths["nosim"], nosim, header=header, extname="NOSIM")
             blends.write_match_catalog(paths["truth"], truth_arr, sim, nosim_wide, det_image=inputs.images.get("det"),
                                        restricted=settings.restrict_sim, header=header)
+            summary.write_beside(paths["truth"], truth_arr, sim, nosim, header)  # the report's few columns
             inject.write_truth(truth, paths["truth"])  # last: the three together mark completion
         result.scratch_bytes = _dir_bytes(scratch)
         result.n_truth, result.n_sim, result.n_nosim = len(truth), len(sim), len(nosim)
