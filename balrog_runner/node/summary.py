@@ -72,9 +72,10 @@ def _column(table: np.ndarray, name: str) -> np.ndarray | None:
     return None if key is None else table[key]
 
 
-def truth_bands(truth: np.ndarray) -> list[str]:
-    """The bands of a truth table, from its ``mag_<b>`` columns, in column order."""
-    return [n[4:] for n in (truth.dtype.names or ()) if n.lower().startswith("mag_")]
+def truth_bands(table: np.ndarray) -> list[str]:
+    """The bands of a truth (or summary) table, from its ``mag_<b>`` columns, in column order."""
+    return [n[4:] for n in (table.dtype.names or ())
+            if n.lower().startswith("mag_") and not n.lower().startswith("mag_auto_")]
 
 
 def object_size(truth: np.ndarray) -> np.ndarray:
