@@ -155,10 +155,10 @@ class Missing:
                 "realizations_planned": self.planned}
 
 
-def find_missing(present: dict[str, set[int]], incomplete: int, statuses: dict[str, TileStatus],
+def find_missing(present: dict[str, set[int]], incomplete: dict[str, set[int]], statuses: dict[str, TileStatus],
                  tile_dirs: list[str]) -> Missing:
-    """What is missing, given the realizations ``present`` per tile and the tiles' records."""
-    missing = Missing(incomplete=incomplete)
+    """What is missing, given the realizations ``present`` and ``incomplete`` per tile and the tiles' records."""
+    missing = Missing(incomplete=sum(len(v) for v in incomplete.values()))
     for tile in tile_dirs:
         if not present.get(tile):
             missing.tiles.append(tile)
@@ -171,7 +171,7 @@ def find_missing(present: dict[str, set[int]], incomplete: int, statuses: dict[s
                 missing.failed += 1
             elif state in ("done", "pushed"):
                 missing.lost += 1
-        missing.not_run += len(status.planned - have - set(status.states))
+        missing.not_run += len(status.planned - have - set(status.states) - incomplete.get(tile, set()))
         missing.planned += len(status.planned)
     return missing
 

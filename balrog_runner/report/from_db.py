@@ -274,7 +274,7 @@ def _info(where: str, realizations: list[tuple[str, int]], outdir: str | Path | 
     present: dict[str, set[int]] = {}
     for t, r in realizations:
         present.setdefault(t, set()).add(r)
-    info.missing = find_missing(present, 0, info.statuses, tile_directories(outdir))
+    info.missing = find_missing(present, {}, info.statuses, tile_directories(outdir))
     per_tile: dict[str, int] = {}
     for t, _ in realizations:
         per_tile[t] = per_tile.get(t, 0) + 1

@@ -169,7 +169,7 @@ def count_files(outdir: str | Path, nside: int = DEFAULT_NSIDE,
         raise InputFileError(f"campaign directory {outdir} does not exist or is not a directory")
     statuses = read_statuses(outdir)
     usable: list[RealizationFiles] = []
-    incomplete = 0
+    incomplete: dict[str, set[int]] = {}
     for files in find_realizations(outdir).values():
         recorded_done = statuses.get(files.tile, TileStatus(files.tile)).states.get(files.number) in ("done", "pushed")
         if files.has_catalogs or (files.summary is not None and (files.truth is not None or recorded_done)):
@@ -177,7 +177,7 @@ def count_files(outdir: str | Path, nside: int = DEFAULT_NSIDE,
         elif files.truth is not None or files.sim is not None or files.nosim is not None:
             log.warning("skipping %s realization %d: its truth, sim or nosim catalog is missing",
                         files.tile, files.number)
-            incomplete += 1
+            incomplete.setdefault(files.tile, set()).add(files.number)
     if not usable:
         raise InputFileError(f"no catalogs under {outdir}: nothing to report "
                              "(expected <TILE>/catalogs/<TILE>_r<jjjj>_{truth,sim,nosim}.fits)")

@@ -61,7 +61,7 @@ def _fmt(value, spec: str) -> str:
 def _pm(value, error, spec: str) -> str:
     if value is None or not np.isfinite(value):
         return "–"
-    return f"{format(value, spec)} ± {_fmt(error, spec)}"
+    return f"{format(value, spec)} ± {_fmt(error, spec.lstrip('+'))}"
 
 
 def _percent(fraction: float) -> str:
@@ -104,8 +104,8 @@ def campaign_rows(numbers: dict) -> list[list[str]]:
         ["Median position offset", f"{_fmt(numbers['median_offset_arcsec'], '.3f')} arcsec"],
         ["Time spent in realizations", _format_seconds(numbers["seconds_spent"])],
         ["Error bars", f"completeness: {numbers['interval']['kind']}, {numbers['interval']['level']:.0%}; "
-                       f"medians: bootstrap over {numbers['bootstrap']['batches']} "
-                       f"{numbers['bootstrap']['unit']}, {numbers['bootstrap']['replicas']} replicas, seed "
+                       f"medians: bootstrap over {numbers['bootstrap']['batches']} batch(es) of realizations "
+                       f"(indexstart mod 61), {numbers['bootstrap']['replicas']} replicas, seed "
                        f"{numbers['bootstrap']['seed']}; bins of fewer than {numbers['min_count']} objects not drawn"],
     ]
     if numbers["partial"]:
@@ -196,7 +196,7 @@ def report_tables(numbers: dict) -> list[Table]:
                                              "completeness", "purity"],
                             note=f"{sg['classifier']}: galaxy > {sg['galaxy_above']}, star |value| < "
                                  f"{sg['star_abs_below']} ({sg['convention']}). Recovered objects of "
-                                 "known truth type, all magnitudes; per magnitude in the figure."))
+                                 "known truth type with a measured magnitude; per magnitude in the figure."))
     else:
         tables.append(Table(title, [], ["class"], note=f"Not available: {sg['reason']}."))
     for b in numbers["bands"]:

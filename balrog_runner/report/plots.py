@@ -223,8 +223,7 @@ def draw_bias(fig, box: Box, numbers: dict) -> None:
     gs = box.grid(fig, 2, 1, hspace=0.08, pad=(0.8, 0.55, 0.2, 0.7))
     _bias_panels(fig.add_subplot(gs[0]), fig.add_subplot(gs[1]), numbers["bias"],
                  {b: band_colour(b) for b in numbers["bias"]}, numbers["min_count"], legend=True)
-    box.title(fig, "Δm = MAG_AUTO - true magnitude of recovered objects not on a pre-existing detection "
-                   "(scatter: 1.4826 MAD)")
+    box.title(fig, "Δm = MAG_AUTO - true magnitude, recovered objects not on a pre-existing detection")
 
 
 def _split(fig, box: Box, numbers: dict, key: str, colours: dict[str, str], what: str) -> None:
@@ -286,11 +285,13 @@ def draw_star_galaxy(fig, box: Box, numbers: dict) -> None:
         if not res["true"]:
             ax.text(0.5, 0.55, f"no {name} among the recovered objects", transform=ax.transAxes, ha="center",
                     color="0.3")
+        elif not any(res["completeness_curve"]["shown"]) and not any(res["purity_curve"]["shown"]):
+            ax.text(0.5, 0.55, f"no bin of at least {numbers['min_count']} {name}", transform=ax.transAxes,
+                    ha="center", color="0.3")
     axes[0].tick_params(labelbottom=False)
     b = sg["band"].upper()
     axes[1].set_xlabel(f"measured MAG_AUTO_{b} [mag]")
-    box.title(fig, f"Star/galaxy separation: v = SPREAD_MODEL_{b} + 5/3 SPREADERR_MODEL_{b}; galaxy: "
-                   f"v > {sg['galaxy_above']}, star: |v| < {sg['star_abs_below']} (DES Y1 MODEST_CLASS)")
+    box.title(fig, f"Star/galaxy classes of v = SPREAD_MODEL_{b} + 5/3 SPREADERR_MODEL_{b} (DES Y1 MODEST_CLASS)")
 
 
 def draw_magnitudes(fig, box: Box, numbers: dict) -> None:
@@ -307,9 +308,12 @@ def draw_magnitudes(fig, box: Box, numbers: dict) -> None:
     if total.sum() == 0:
         ax.text(0.5, 0.5, "no recovered object", transform=ax.transAxes, ha="center")
     else:
-        mesh = ax.pcolormesh(edges, edges, np.where(total.T > 0, total.T, np.nan), norm=LogNorm(vmin=1),
-                             cmap="viridis", rasterized=True)
-        fig.colorbar(mesh, ax=ax, label="recovered objects per (1/16 mag)$^2$", pad=0.02)
+        from matplotlib.ticker import LogFormatter
+
+        mesh = ax.pcolormesh(edges, edges, np.where(total.T > 0, total.T, np.nan),
+                             norm=LogNorm(vmin=1, vmax=max(float(total.max()), 10.0)), cmap="viridis", rasterized=True)
+        fig.colorbar(mesh, ax=ax, label="recovered objects per (1/16 mag)$^2$", pad=0.02,
+                     format=LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     ax.plot([lo, hi], [lo, hi], "k-", lw=0.6)
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo - 1.0, hi + 1.0)
@@ -322,7 +326,7 @@ def draw_magnitudes(fig, box: Box, numbers: dict) -> None:
 
 def draw_size(fig, box: Box, numbers: dict) -> None:
     panels = numbers["completeness_by_size"]
-    gs = box.grid(fig, 1, 2, wspace=0.08, pad=(0.75, 0.55, 0.2, 0.45))
+    gs = box.grid(fig, 1, 2, wspace=0.08, pad=(0.75, 0.55, 0.2, 0.7))
     ax_r, ax_mu = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
     colours = ["tab:blue", "tab:orange", "tab:red", "tab:green", "tab:purple"]
     for j, s in enumerate(panels["slices"]):
@@ -349,7 +353,8 @@ def draw_size(fig, box: Box, numbers: dict) -> None:
     ax_mu.tick_params(labelleft=False)
     handles, labels = ax_r.get_legend_handles_labels()
     if handles:
-        ax_r.legend(handles, labels, loc="lower left")
+        ax_r.legend(handles, labels, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=len(handles),
+                    handletextpad=0.3)
     else:
         for ax in (ax_r, ax_mu):
             ax.text(0.5, 0.5, "no galaxy with a size", transform=ax.transAxes, ha="center")
@@ -397,8 +402,7 @@ def draw_skymap(fig, box: Box, numbers: dict) -> None:
     ra, _ = healpy.pix2ang(nside, pix, lonlat=True)
     rad = np.deg2rad(ra)
     lon_0 = float(np.rad2deg(np.arctan2(np.sin(rad).mean(), np.cos(rad).mean())))
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_under("0.75")
+    cmap = plt.get_cmap("viridis").with_extremes(under="0.75")
     sp = skyproj.McBrydeSkyproj(ax=ax, lon_0=lon_0, n_grid_lon=4, n_grid_lat=5)
     sp.draw_hpxmap(values, nest=False, zoom=True, vmin=0.0, vmax=1.0, cmap=cmap)
     extent = sp.get_extent()

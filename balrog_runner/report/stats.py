@@ -284,37 +284,58 @@ def _edge(j: np.ndarray) -> np.ndarray:
     return (j - ex.DELTA_OFFSET) / ex.DELTA_PER_MAG
 
 
-def _cdf(hist: np.ndarray, cum: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """The histogram's cumulative count at ``x`` (per row), linear within interior bins."""
-    d = hist.shape[1]
+def _window(total: np.ndarray) -> tuple[int, int]:
+    """Absolute bins ``[j0, j1)`` holding every count, with an empty bin each side where there is room."""
+    nz = np.flatnonzero(total)
+    if not len(nz):
+        return 0, 1
+    return max(int(nz[0]) - 1, 0), min(int(nz[-1]) + 2, ex.N_DELTA)
+
+
+def _cdf(hist: np.ndarray, cum: np.ndarray, j0: int, x: np.ndarray) -> np.ndarray:
+    """Cumulative count at ``x`` (per row) of histograms over absolute bins ``j0 ..``, linear within a bin.
+
+    The underflow bin counts as below every ``x``, the overflow bin as above; the window's
+    edge bins are empty unless they are those.
+    """
+    rows, w = hist.shape
     lo, hi = -float(ex.DELTA_RANGE), float(ex.DELTA_RANGE)
+    r = np.arange(rows)
     xc = np.clip(x, lo, hi - 1e-12)
-    j = np.clip(np.floor(xc * ex.DELTA_PER_MAG).astype(np.int64) + ex.DELTA_OFFSET, 1, d - 2)
-    rows = np.arange(len(hist))
-    inside = cum[rows, j - 1] + hist[rows, j] * (xc - _edge(j)) * ex.DELTA_PER_MAG
-    return np.where(x < lo, cum[:, 0], np.where(x >= hi, cum[:, d - 2], inside))
+    j = np.clip(np.floor(xc * ex.DELTA_PER_MAG).astype(np.int64) + ex.DELTA_OFFSET, 1, ex.N_DELTA - 2)
+    rel = np.clip(j - j0, 0, w - 1)
+    before = np.where(rel > 0, cum[r, np.maximum(rel - 1, 0)], 0.0)
+    inside = before + hist[r, rel] * (xc - _edge(j)) * ex.DELTA_PER_MAG
+    under = hist[:, 0] if j0 == 0 else np.zeros(rows)
+    over = hist[:, w - 1] if j0 + w == ex.N_DELTA else np.zeros(rows)
+    return np.where(x < lo, under, np.where(x >= hi, cum[:, -1] - over, inside))
 
 
-def hist_median_scatter(hist: np.ndarray, min_count: int = MIN_COUNT) -> tuple[np.ndarray, np.ndarray]:
-    """Median and 1.4826 x MAD of each row of delta histograms ``(rows, N_DELTA)`` (NaN below ``min_count``)."""
+def hist_median_scatter(hist: np.ndarray, min_count: int = MIN_COUNT, j0: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Median and 1.4826 x MAD of each row of delta histograms (NaN below ``min_count``).
+
+    ``hist``: ``(rows, bins)`` counts of the absolute bins ``j0 ..`` of :func:`.exprs.delta_bin`
+    (the whole ``N_DELTA`` by default).
+    """
     hist = np.atleast_2d(np.asarray(hist, float))
-    rows, d = hist.shape
+    rows, w = hist.shape
     cum = np.cumsum(hist, axis=1)
     total = cum[:, -1]
     half = total / 2
-    j = np.argmax(cum >= half[:, None], axis=1)
-    jj = np.clip(j, 1, d - 2)
+    rel = np.argmax(cum >= half[:, None], axis=1)
+    j = rel + j0
     r = np.arange(rows)
+    before = np.where(rel > 0, cum[r, np.maximum(rel - 1, 0)], 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        median = _edge(jj) + (half - cum[r, jj - 1]) / hist[r, jj] / ex.DELTA_PER_MAG
-    ok = (total >= max(min_count, 1)) & (j >= 1) & (j <= d - 2)
+        median = _edge(j) + (half - before) / hist[r, rel] / ex.DELTA_PER_MAG
+    ok = (total >= max(min_count, 1)) & (j >= 1) & (j <= ex.N_DELTA - 2)
     median = np.where(ok, median, np.nan)
     lo, hi = np.zeros(rows), np.full(rows, 2.0 * ex.DELTA_RANGE)
     med = np.where(ok, median, 0.0)
-    enough = _cdf(hist, cum, med + hi) - _cdf(hist, cum, med - hi) >= half
-    for _ in range(48):
+    enough = _cdf(hist, cum, j0, med + hi) - _cdf(hist, cum, j0, med - hi) >= half
+    for _ in range(40):
         mid = 0.5 * (lo + hi)
-        inside = _cdf(hist, cum, med + mid) - _cdf(hist, cum, med - mid)
+        inside = _cdf(hist, cum, j0, med + mid) - _cdf(hist, cum, j0, med - mid)
         lo, hi = np.where(inside >= half, lo, mid), np.where(inside >= half, mid, hi)
     scatter = np.where(ok & enough, MAD_TO_SIGMA * 0.5 * (lo + hi), np.nan)
     return median, scatter
@@ -327,11 +348,16 @@ def median_scatter_boot(hist_b: np.ndarray, weights: np.ndarray, min_count: int 
     """
     hist_b = np.atleast_2d(np.asarray(hist_b, float))
     total = hist_b.sum(0)
-    med, sig = hist_median_scatter(total[None, :], min_count)
-    out = {"n": int(total.sum()), "median": float(med[0]), "scatter": float(sig[0]),
-           "median_error": float("nan"), "scatter_error": float("nan")}
+    nan = float("nan")
+    out = {"n": int(total.sum()), "median": nan, "scatter": nan, "median_error": nan, "scatter_error": nan}
+    if total.sum() < max(min_count, 1):
+        return out
+    j0, j1 = _window(total)
+    window = hist_b[:, j0:j1]
+    med, sig = hist_median_scatter(window.sum(0)[None, :], min_count, j0)
+    out.update(median=float(med[0]), scatter=float(sig[0]))
     if np.isfinite(med[0]) and len(hist_b) >= 2:
-        rm, rs = hist_median_scatter(weights @ hist_b, min_count)
+        rm, rs = hist_median_scatter(weights.astype(float) @ window, min_count, j0)
         out["median_error"] = float(replica_std(rm[:, None])[0])
         out["scatter_error"] = float(replica_std(rs[:, None])[0])
     return out
