@@ -95,7 +95,7 @@ def replicate(sources, size: int, objects: int, out: Path, rng: np.random.Genera
             rows = rng.integers(0, len(table), objects)
             rep = table[rows].copy()
             rep["balrog_index"] = np.arange(index, index + objects)
-            lo, hi = tile.uramin, tile.uramax if not tile.crossra0 else tile.uramax + 360.0
+            lo, hi = (tile.uramax, tile.uramin + 360.0) if tile.crossra0 else (tile.uramin, tile.uramax)
             rep["ra"] = rng.uniform(lo, hi, objects) % 360.0
             rep["dec"] = rng.uniform(tile.udecmin, tile.udecmax, objects)
             header = {**{k: v for k, v in cards.items() if k != "MATCHSRC"}, "TILENAME": tile.tilename, "REALIZ": j,

@@ -98,8 +98,8 @@ def campaign_rows(numbers: dict) -> list[list[str]]:
         ["Realizations", f"{numbers['realizations']:,}" + (
             f" of {numbers['realizations_expected']:,} planned" if numbers["partial"] else "")],
         ["Objects injected", f"{numbers['objects_injected']:,}"],
-        ["Objects drawn and counted (not on a masked pixel)", f"{numbers['objects_drawn']:,}"],
-        ["Drawn on a masked pixel (left out)", f"{numbers['objects_on_masked_pixels']:,}"],
+        ["Objects drawn off masked pixels", f"{numbers['objects_drawn']:,}"],
+        ["Drawn on masked pixels (left out)", f"{numbers['objects_on_masked_pixels']:,}"],
         ["Objects recovered", f"{numbers['objects_recovered']:,} ({_percent(numbers['recovered_fraction'])})"],
         ["Median position offset", f"{_fmt(numbers['median_offset_arcsec'], '.3f')} arcsec"],
         ["Time spent in realizations", _format_seconds(numbers["seconds_spent"])],
@@ -149,11 +149,11 @@ def report_tables(numbers: dict) -> list[Table]:
     for b in numbers["bands"]:
         fit = numbers["completeness"][b]["fit"]
         bright = numbers["bias_bright"].get(b, {})
-        band_rows.append([b, _pm(fit["m50"], fit["m50_error"], ".3f"), _pm(fit["width"], fit["width_error"], ".3f"),
-                          _pm(fit["plateau"], fit["plateau_error"], ".3f"),
+        band_rows.append([b, _pm(fit["m50"], fit["m50_error"], ".3f"), _pm(fit["width"], fit["width_error"], ".2f"),
+                          _pm(fit["plateau"], fit["plateau_error"], ".2f"),
                           _fmt(numbers["completeness"][b]["binned_m50"], ".2f"),
-                          _pm(bright.get("median", nan), bright.get("median_error", nan), "+.4f"),
-                          _pm(bright.get("scatter", nan), bright.get("scatter_error", nan), ".4f")])
+                          _pm(bright.get("median", nan), bright.get("median_error", nan), "+.3f"),
+                          _pm(bright.get("scatter", nan), bright.get("scatter_error", nan), ".3f")])
     tiles = numbers["per_tile"]
     tile_rows = [[t, str(v["realizations"]), f"{v['objects_drawn']:,}", _percent(v["recovered_fraction"]),
                   *(_fmt(v["m50"].get(b, nan), ".2f") for b in numbers["bands"]), _format_seconds(v["seconds"])]

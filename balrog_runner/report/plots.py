@@ -180,7 +180,8 @@ def draw_completeness(fig, box: Box, numbers: dict) -> None:
     axn.set_xlim(edges[0], edges[-1])
     ax.set_ylabel("completeness")
     ax.tick_params(labelbottom=False)
-    ax.legend(loc="lower left", ncols=1 if len(numbers["completeness"]) < 4 else 2)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower left", ncols=1 if len(numbers["completeness"]) < 4 else 2)
     axn.set_yscale("log")
     axn.axhline(numbers["min_count"], color="k", lw=0.5, ls="--")
     axn.set_ylabel("drawn")
@@ -383,6 +384,37 @@ def draw_offsets(fig, box: Box, numbers: dict) -> None:
     box.title(fig, f"Position offsets of {off['objects']:,} recovered objects")
 
 
+#: A drawn sky pixel is at least this many PNG pixels wide: finer maps are drawn with their
+#: counts summed into parent pixels (the summary keeps the counted nside).
+MIN_SKY_PIXEL_PX = 2.5
+
+
+def display_nside(nside: int, pix: np.ndarray, width_in: float) -> int:
+    """The finest nside (a parent of ``nside``) whose pixels are at least :data:`MIN_SKY_PIXEL_PX` wide
+    on a map of the occupied pixels ``pix`` drawn ``width_in`` inches wide."""
+    import healpy
+
+    ra, dec = healpy.pix2ang(nside, pix, lonlat=True)
+    centre = np.rad2deg(np.arctan2(np.sin(np.deg2rad(ra)).mean(), np.cos(np.deg2rad(ra)).mean()))
+    dra = (ra - centre + 180.0) % 360.0 - 180.0
+    extent = max(float(np.ptp(dra)) * float(np.cos(np.deg2rad(np.median(dec)))), float(np.ptp(dec)),
+                 healpy.nside2resol(nside, arcmin=True) / 60.0)
+    need = MIN_SKY_PIXEL_PX * extent / (width_in * PNG_DPI)
+    shown = nside
+    while shown > 1 and np.rad2deg(healpy.nside2resol(shown)) < need:
+        shown //= 2
+    return shown
+
+
+def _degrade(nside: int, shown: int, pix: np.ndarray, n: np.ndarray, k: np.ndarray):
+    """Counts of RING pixels at ``nside`` summed into NESTED pixels at ``shown``."""
+    import healpy
+
+    nest = healpy.ring2nest(nside, pix) >> (2 * int(np.log2(nside // shown)))
+    parent, inverse = np.unique(nest, return_inverse=True)
+    return parent, np.bincount(inverse, weights=n), np.bincount(inverse, weights=k)
+
+
 def draw_skymap(fig, box: Box, numbers: dict) -> None:
     """Detection efficiency per HEALPix pixel as DES draws its maps (skyproj, McBryde-Thomas)."""
     import healpy
@@ -396,23 +428,29 @@ def draw_skymap(fig, box: Box, numbers: dict) -> None:
     if not len(pix):
         ax.text(0.5, 0.5, "no drawn object", transform=ax.transAxes, ha="center")
         return
-    values = np.full(12 * nside * nside, healpy.UNSEEN)
-    eff = np.where(n >= sky["min_count"], k / np.maximum(n, 1), -1.0)  # too few objects: grey
-    values[pix] = eff
-    ra, _ = healpy.pix2ang(nside, pix, lonlat=True)
-    rad = np.deg2rad(ra)
-    lon_0 = float(np.rad2deg(np.arctan2(np.sin(rad).mean(), np.cos(rad).mean())))
+    shown = display_nside(nside, pix, box.width - 1.2)
+    parent, n_s, k_s = _degrade(nside, shown, pix, n, k)
+    values = np.full(12 * shown * shown, healpy.UNSEEN)
+    values[parent] = np.where(n_s >= sky["min_count"], k_s / np.maximum(n_s, 1), -1.0)  # too few objects: grey
+    ra, dec = healpy.pix2ang(shown, parent, nest=True, lonlat=True)
+    lon_0 = float(np.rad2deg(np.arctan2(np.sin(np.deg2rad(ra)).mean(), np.cos(np.deg2rad(ra)).mean())))
+    half = np.rad2deg(healpy.nside2resol(shown))
+    dra = (ra - lon_0 + 180.0) % 360.0 - 180.0
+    pad = max(half, 0.05 * max(float(np.ptp(dra)), float(np.ptp(dec))))
+    lon_range = (lon_0 + float(dra.min()) - pad, lon_0 + float(dra.max()) + pad)
+    lat_range = (max(float(dec.min()) - pad, -90.0), min(float(dec.max()) + pad, 90.0))
     cmap = plt.get_cmap("viridis").with_extremes(under="0.75")
-    sp = skyproj.McBrydeSkyproj(ax=ax, lon_0=lon_0, n_grid_lon=4, n_grid_lat=5)
-    sp.draw_hpxmap(values, nest=False, zoom=True, vmin=0.0, vmax=1.0, cmap=cmap)
-    extent = sp.get_extent()
-    if max(abs(extent[1] - extent[0]), abs(extent[3] - extent[2])) > 15.0:
-        sp.draw_des(edgecolor="k", lw=0.8)
+    sp = skyproj.DESMcBrydeSkyproj(ax=ax, lon_0=lon_0, n_grid_lon=4, n_grid_lat=5)
+    if lon_range[1] - lon_range[0] > 15.0:
+        sp.draw_des(edgecolor="k", lw=0.6)  # the footprint, for a campaign wide enough to see it
+    sp.draw_hpxmap(values, nest=True, vmin=0.0, vmax=1.0, cmap=cmap, lon_range=lon_range, lat_range=lat_range)
     sp.ax.set_xlabel("RA [deg]", fontsize=FONT_SIZE)
     sp.ax.set_ylabel("Dec [deg]", fontsize=FONT_SIZE)
     sp.draw_colorbar(label="detection efficiency (recovered / drawn)", fontsize=FONT_SIZE)
-    box.title(fig, f"Detection efficiency, HEALPix nside {nside} ({healpy.nside2resol(nside, arcmin=True):.1f}' "
-                   f"pixels; grey: fewer than {sky['min_count']} objects)")
+    res = healpy.nside2resol(shown, arcmin=True)
+    counted = f"; counted at {nside}" if shown != nside else ""
+    box.title(fig, f"Detection efficiency, HEALPix nside {shown} ({res:.3g}' pixels{counted}); grey: fewer than "
+                   f"{sky['min_count']} objects")
 
 
 @dataclass(frozen=True)
