@@ -130,18 +130,21 @@ def replicate_catalogs(sources, size: int, out: Path) -> Path:
     return out
 
 
-def run_report(args: list[str], pythonpath: Path) -> tuple[float, float, int]:
-    """Seconds, peak RSS (MiB: the child's own maximum resident set) and exit code of one ``balrog-report``."""
+def run_report(args: list[str], pythonpath: Path) -> tuple[float, float, float, int]:
+    """Wall seconds, CPU seconds, peak RSS (MiB, the child's own maximum resident set) and exit code
+    of one ``balrog-report`` run in a subprocess."""
     env = {**os.environ, "PYTHONPATH": str(pythonpath), "MPLBACKEND": "Agg"}
     code = ("import resource, sys; from balrog_runner.cli.report import main; c = main(sys.argv[1:]); "
-            "print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(c)")
+            "u = resource.getrusage(resource.RUSAGE_SELF); "
+            "print('USAGE', u.ru_maxrss, u.ru_utime + u.ru_stime, file=sys.stderr); sys.exit(c)")
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code, *args, "-q"], env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode:
         print(proc.stderr[-2000:], file=sys.stderr)
-    peak = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("PEAK_KIB")]
-    return seconds, peak[0] / 1024.0 if peak else float("nan"), proc.returncode
+    usage = [line.split()[1:] for line in proc.stderr.splitlines() if line.startswith("USAGE")]
+    peak, cpu = (int(usage[0][0]) / 1024.0, float(usage[0][1])) if usage else (float("nan"), float("nan"))
+    return seconds, cpu, peak, proc.returncode
 
 
 def add_summaries(campaign: Path) -> None:
@@ -172,33 +175,36 @@ def main() -> None:
     rows = []
     for size in sorted(args.sizes):
         where = replicate(sources, size, args.objects, CACHE / f"report-{size}x{args.objects}", rng)
-        secs, rss, code = run_report([str(where), "--report-dir", str(where / "report")], ROOT)
-        rows.append(("summaries", size, size * args.objects, secs, rss, code))
+        rows.append(("summaries", size, size * args.objects,
+                     *run_report([str(where), "--report-dir", str(where / "report")], ROOT)))
     for size in sorted(args.catalog_sizes):
         cats = replicate_catalogs(sources, size, CACHE / f"report-catalogs-{size}")
         n_obj = sum(fitsio.FITS(str(t))[1].get_nrows() for t in cats.glob("*/catalogs/*_truth.fits"))
         for old in cats.glob("*/catalogs/*_summary.fits"):
             old.unlink()
         if args.before.is_dir() and not (args.before / "balrog_runner" / "node" / "summary.py").exists():
-            secs, rss, code = run_report([str(cats), "--report-dir", str(cats / "report-before")], args.before)
-            rows.append(("catalogs (before)", size, n_obj, secs, rss, code))
-        secs, rss, code = run_report([str(cats), "--report-dir", str(cats / "report")], ROOT)
-        rows.append(("catalogs (fallback)", size, n_obj, secs, rss, code))
+            rows.append(("catalogs (before)", size, n_obj,
+                         *run_report([str(cats), "--report-dir", str(cats / "report-before")], args.before)))
+        rows.append(("catalogs (fallback)", size, n_obj,
+                     *run_report([str(cats), "--report-dir", str(cats / "report")], ROOT)))
         add_summaries(cats)
-        secs, rss, code = run_report([str(cats), "--report-dir", str(cats / "report-summaries")], ROOT)
-        rows.append(("summaries (same)", size, n_obj, secs, rss, code))
+        rows.append(("summaries (same)", size, n_obj,
+                     *run_report([str(cats), "--report-dir", str(cats / "report-summaries")], ROOT)))
         if size in args.db_sizes:
             db = cats / "bench.sqlite"
             if not db.exists():
                 subprocess.run([str(BIN / "balrog-push"), str(cats), "--db", f"sqlite:///{db}", "--dbname", "bench",
                                 "--campaign", "*", "-q"], check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-            secs, rss, code = run_report([str(cats), "--source", "db", "--db", f"sqlite:///{db}", "--dbname",
-                                          "bench", "--report-dir", str(cats / "report-db")], ROOT)
-            rows.append(("database (SQLite)", size, n_obj, secs, rss, code))
-    print(f"\n{'path':<22}{'realizations':>13}{'objects':>13}{'seconds':>10}{'s/1000 real':>13}{'peak RSS MiB':>14}"
-          f"{'exit':>6}")
-    for name, size, n_obj, secs, rss, code in rows:
-        print(f"{name:<22}{size:>13,}{n_obj:>13,}{secs:>10.1f}{1000 * secs / size:>13.1f}{rss:>14.0f}{code:>6}")
+            rows.append(("database (SQLite)", size, n_obj,
+                         *run_report([str(cats), "--source", "db", "--db", f"sqlite:///{db}", "--dbname", "bench",
+                                      "--report-dir", str(cats / "report-db")], ROOT)))
+    load = os.getloadavg()[0]
+    print(f"\n(load average {load:.1f} on {os.cpu_count()} CPUs at the end; CPU seconds are less sensitive to it)")
+    print(f"{'path':<22}{'realizations':>13}{'objects':>13}{'wall s':>9}{'CPU s':>9}{'CPU s/1000 real':>17}"
+          f"{'peak RSS MiB':>14}{'exit':>6}")
+    for name, size, n_obj, secs, cpu, rss, code in rows:
+        print(f"{name:<22}{size:>13,}{n_obj:>13,}{secs:>9.1f}{cpu:>9.1f}{1000 * cpu / size:>17.1f}{rss:>14.0f}"
+              f"{code:>6}")
 
 
 if __name__ == "__main__":

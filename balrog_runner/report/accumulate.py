@@ -33,12 +33,17 @@ MAX_REALIZATION = 1_000_000
 BAND_COLUMNS = ("mag", "mag_auto", "spread_model", "spreaderr_model")
 
 
+#: Tables of at most this many cells are summed densely (``bincount``), larger ones sparsely.
+DENSE_CELLS = 4_000_000
+
+
 @dataclass
 class Counts:
-    """A sparse ``GROUP BY``: keys (integer tuples within ``radix``) -> summed float values.
+    """A ``GROUP BY``: keys (integer tuples within ``radix``) -> summed float values.
 
-    :meth:`add` takes rows whose keys may repeat; the buffer is merged (summed per key)
-    whenever it grows past ``merge_rows``, so memory follows the occupied bins.
+    Small tables (:data:`DENSE_CELLS`) are a dense array summed with ``bincount``; larger ones
+    (the sky, the magnitude offsets) keep the rows given and merge them (sum per key) whenever
+    more than ``merge_rows`` are buffered, so memory follows the occupied bins.
     """
 
     radix: tuple[int, ...]
@@ -48,14 +53,31 @@ class Counts:
     _vals: list[np.ndarray] = field(default_factory=list)
     _buffered: int = 0
     _merged: bool = False
+    _dense: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        cells = int(np.prod(self.radix, dtype=np.float64))
+        if cells <= DENSE_CELLS:
+            self._dense = np.zeros((cells, self.n_values))
 
     def add(self, keys: Sequence[np.ndarray], values: np.ndarray) -> None:
         """``keys``: one integer array per key; ``values``: shape ``(rows, n_values)``."""
         if not len(values):
             return
-        lin = np.ravel_multi_index(tuple(np.asarray(k, dtype=np.int64) for k in keys), self.radix)
+        self.add_linear(np.ravel_multi_index(tuple(np.asarray(k, dtype=np.int64) for k in keys), self.radix),
+                        np.asarray(values, dtype=float).reshape(-1, self.n_values))
+
+    def add_linear(self, lin: np.ndarray, values: np.ndarray) -> None:
+        """Rows already as linear keys (C order of ``radix``), values ``(rows, n_values)``."""
+        if not len(lin):
+            return
+        if self._dense is not None:
+            cells = len(self._dense)
+            for j in range(self.n_values):
+                self._dense[:, j] += np.bincount(lin, weights=values[:, j], minlength=cells)
+            return
         self._keys.append(lin)
-        self._vals.append(np.asarray(values, dtype=float).reshape(len(lin), self.n_values))
+        self._vals.append(values)
         self._buffered += len(lin)
         self._merged = False
         if self._buffered > self.merge_rows:
@@ -73,21 +95,17 @@ class Counts:
         self._keys, self._vals, self._buffered, self._merged = [uniq], [summed], len(uniq), True
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(keys, values)``: keys ``(n, len(radix))`` sorted, values ``(n, n_values)``."""
-        self._merge()
-        lin = self._keys[0] if self._keys else np.empty(0, np.int64)
-        vals = self._vals[0] if self._vals else np.empty((0, self.n_values))
+        """``(keys, values)`` of the occupied bins: keys ``(n, len(radix))`` sorted, values ``(n, n_values)``."""
+        if self._dense is not None:
+            lin = np.flatnonzero(np.any(self._dense != 0, axis=1))
+            vals = self._dense[lin]
+        else:
+            self._merge()
+            lin = self._keys[0] if self._keys else np.empty(0, np.int64)
+            vals = self._vals[0] if self._vals else np.empty((0, self.n_values))
         keys = np.stack(np.unravel_index(lin, self.radix), axis=1) if len(lin) else np.empty((0, len(self.radix)),
                                                                                               np.int64)
         return keys.astype(np.int64), vals
-
-    def dense(self, dtype=float) -> np.ndarray:
-        """The whole table as an array of shape ``radix + (n_values,)`` (for small radices only)."""
-        keys, vals = self.result()
-        out = np.zeros((*self.radix, self.n_values), dtype=dtype)
-        if len(keys):
-            out[tuple(keys.T)] = vals
-        return out
 
 
 @dataclass(frozen=True)
@@ -112,7 +130,29 @@ class Table:
 
 def counted(ops, cols):
     """Drawn (no :data:`NOT_DRAWN_BITS`) and not centred on a masked pixel."""
+    if "_counted" in cols:  # numpy: computed once per chunk (add_chunk)
+        return cols["_counted"]
     return ops.and_(ops.bitand(cols["not_drawn"], NOT_DRAWN_BITS) == 0, cols["masked"] == 0)
+
+
+def _batch(ops, cols):
+    return cols["_batch"] if "_batch" in cols else ex.batch(ops, cols["indexstart"])
+
+
+def _recovered(ops, cols):
+    return cols["_recovered"] if "_recovered" in cols else ops.num(cols["recovered"] == 1)
+
+
+def _mag_ok(ops, cols):
+    return cols["_mag_ok"] if "_mag_ok" in cols else ex.mag_ok(ops, cols["mag"])
+
+
+def _fine_bin(ops, cols):
+    return cols["_fine"] if "_fine" in cols else ex.fine_bin(ops, cols["mag"])
+
+
+def _coarse_bin(ops, cols):
+    return cols["_coarse"] if "_coarse" in cols else ex.coarse_bin(ops, cols["mag"])
 
 
 def _totals(ops, cols):
@@ -124,14 +164,13 @@ def _totals(ops, cols):
 
 def _fine(ops, cols):
     mag = cols["mag"]
-    return (ops.and_(counted(ops, cols), ex.mag_ok(ops, mag)),
-            [ex.batch(ops, cols["indexstart"]), cols["band"], ex.fine_bin(ops, mag)],
-            [cols["one"], ops.num(cols["recovered"] == 1), mag])
+    return (ops.and_(counted(ops, cols), _mag_ok(ops, cols)),
+            [_batch(ops, cols), cols["band"], _fine_bin(ops, cols)],
+            [cols["one"], _recovered(ops, cols), mag])
 
 
 def _bias_filter(ops, cols, unblended: bool):
-    mag, meas = cols["mag"], cols["mag_auto"]
-    conds = [counted(ops, cols), cols["recovered"] == 1, ex.mag_ok(ops, mag), ops.isfinite(meas)]
+    conds = [counted(ops, cols), cols["recovered"] == 1, _mag_ok(ops, cols), ops.isfinite(cols["mag_auto"])]
     if unblended:
         conds.append(cols["blended"] == 0)
     return ops.and_(*conds)
@@ -140,7 +179,7 @@ def _bias_filter(ops, cols, unblended: bool):
 def _bias(ops, cols):
     mag, meas = cols["mag"], cols["mag_auto"]
     return (_bias_filter(ops, cols, True),
-            [ex.batch(ops, cols["indexstart"]), cols["band"], ex.coarse_bin(ops, mag), ex.delta_bin(ops, meas - mag)],
+            [_batch(ops, cols), cols["band"], _coarse_bin(ops, cols), ex.delta_bin(ops, meas - mag)],
             [cols["one"]])
 
 
@@ -156,9 +195,9 @@ def _split_value(ops, cols, split: str):
 def _split_fine(split: str):
     def formula(ops, cols):
         mag = cols["mag"]
-        return (ops.and_(counted(ops, cols), ex.mag_ok(ops, mag)),
-                [ex.batch(ops, cols["indexstart"]), _split_value(ops, cols, split), ex.fine_bin(ops, mag)],
-                [cols["one"], ops.num(cols["recovered"] == 1), mag])
+        return (ops.and_(counted(ops, cols), _mag_ok(ops, cols)),
+                [_batch(ops, cols), _split_value(ops, cols, split), _fine_bin(ops, cols)],
+                [cols["one"], _recovered(ops, cols), mag])
     return formula
 
 
@@ -166,46 +205,46 @@ def _split_bias(split: str):
     def formula(ops, cols):
         mag, meas = cols["mag"], cols["mag_auto"]
         return (_bias_filter(ops, cols, False),
-                [ex.batch(ops, cols["indexstart"]), _split_value(ops, cols, split), ex.coarse_bin(ops, mag),
+                [_batch(ops, cols), _split_value(ops, cols, split), _coarse_bin(ops, cols),
                  ex.delta_bin(ops, meas - mag)],
                 [cols["one"]])
     return formula
 
 
 def _galaxies_sized(ops, cols):
-    return ops.and_(counted(ops, cols), cols["objtype"] == 0, ex.size_ok(ops, cols["size"]), ex.mag_ok(ops, cols["mag"]))
+    return ops.and_(counted(ops, cols), cols["objtype"] == 0, ex.size_ok(ops, cols["size"]), _mag_ok(ops, cols))
 
 
 def _size(ops, cols):
     return (_galaxies_sized(ops, cols),
-            [ex.batch(ops, cols["indexstart"]), ex.coarse_bin(ops, cols["mag"]), ex.size_bin(ops, cols["size"])],
-            [cols["one"], ops.num(cols["recovered"] == 1)])
+            [_batch(ops, cols), _coarse_bin(ops, cols), ex.size_bin(ops, cols["size"])],
+            [cols["one"], _recovered(ops, cols)])
 
 
 def _sb(ops, cols):
     sb = ex.surface_brightness(ops, cols["mag"], cols["size"])
     return (ops.and_(_galaxies_sized(ops, cols), sb >= 0.0, sb < float(ex.MAG_MAX)),
-            [ex.batch(ops, cols["indexstart"]), ex.coarse_bin(ops, cols["mag"]), ex.sb_bin(ops, sb)],
-            [cols["one"], ops.num(cols["recovered"] == 1)])
+            [_batch(ops, cols), _coarse_bin(ops, cols), ex.sb_bin(ops, sb)],
+            [cols["one"], _recovered(ops, cols)])
 
 
 def _sky(ops, cols):
     return (ops.and_(counted(ops, cols), ops.isfinite(cols["ra"]), ops.isfinite(cols["dec"])),
-            [cols["hpix"]], [cols["one"], ops.num(cols["recovered"] == 1)])
+            [cols["hpix"]], [cols["one"], _recovered(ops, cols)])
 
 
 def _tile(ops, cols):
     mag = cols["mag"]
-    return (ops.and_(counted(ops, cols), ex.mag_ok(ops, mag)),
-            [cols["tile"], cols["band"], ex.coarse_bin(ops, mag)],
-            [cols["one"], ops.num(cols["recovered"] == 1), mag])
+    return (ops.and_(counted(ops, cols), _mag_ok(ops, cols)),
+            [cols["tile"], cols["band"], _coarse_bin(ops, cols)],
+            [cols["one"], _recovered(ops, cols), mag])
 
 
 def _sg(ops, cols):
     meas, spread, err = cols["mag_auto"], cols["spread_model"], cols["spreaderr_model"]
     ok = ops.and_(counted(ops, cols), cols["recovered"] == 1, cols["objtype"] >= 0, cols["objtype"] <= 1,
                   ops.isfinite(spread), ops.isfinite(err), ex.mag_ok(ops, meas))
-    return (ok, [ex.batch(ops, cols["indexstart"]), cols["objtype"], ex.spread_class(ops, spread, err) + 1,
+    return (ok, [_batch(ops, cols), cols["objtype"], ex.spread_class(ops, spread, err) + 1,
                  ex.coarse_bin(ops, meas)], [cols["one"]])
 
 
@@ -217,7 +256,7 @@ def _offsets(ops, cols):
 
 def _magmag(ops, cols):
     mag, meas = cols["mag"], cols["mag_auto"]
-    return (ops.and_(counted(ops, cols), cols["recovered"] == 1, ex.mag_ok(ops, mag), ex.mag_ok(ops, meas)),
+    return (ops.and_(counted(ops, cols), cols["recovered"] == 1, _mag_ok(ops, cols), ex.mag_ok(ops, meas)),
             [_split_value(ops, cols, "objtype"), ex.magmag_bin(ops, mag), ex.magmag_bin(ops, meas)], [cols["one"]])
 
 
@@ -287,26 +326,45 @@ def _band_view(chunk: Mapping[str, np.ndarray], band: str, band_id: int) -> dict
     for col in BAND_COLUMNS:
         view[col] = chunk.get(f"{col}_{band}", nan)
     view["band"] = np.full(n, band_id, dtype=np.int64)
+    # what every table of the band asks for, once
+    view["_mag_ok"] = ex.mag_ok(ex.NP, view["mag"])
+    view["_fine"] = np.where(view["_mag_ok"], ex.fine_bin(ex.NP, view["mag"]), 0)
+    view["_coarse"] = np.where(view["_mag_ok"], ex.coarse_bin(ex.NP, view["mag"]), 0)
     return view
 
 
-def add_chunk(counts: Mapping[str, Counts], chunk: Mapping[str, np.ndarray], bands: Sequence[str],
+def _prepare(chunk: dict[str, np.ndarray]) -> None:
+    """The per-object values every table asks for, computed once per chunk (numpy path only)."""
+    chunk["_counted"] = counted(ex.NP, chunk)
+    chunk["_batch"] = ex.batch(ex.NP, chunk["indexstart"])
+    chunk["_recovered"] = ex.NP.num(chunk["recovered"] == 1)
+
+
+def add_chunk(counts: Mapping[str, Counts], chunk: dict[str, np.ndarray], bands: Sequence[str],
               ref: str) -> None:
     """Count the objects of ``chunk`` (summary columns of one or more realizations, plus
     ``tile``, ``realization``, ``indexstart``, ``hpix`` and ``one`` per row) into ``counts``."""
-    if not len(chunk["one"]):
+    n = len(chunk["one"])
+    if not n:
         return
-    for table in TABLES:
-        views = ([_band_view(chunk, b, i) for i, b in enumerate(bands)] if table.per_band
-                 else [_band_view(chunk, ref, bands.index(ref))])
-        for view in views:
+    with np.errstate(all="ignore"):  # formulas run on every row; the filters drop the undefined ones
+        _prepare(chunk)
+        ref_view = _band_view(chunk, ref, bands.index(ref))
+        band_views = [ref_view if b == ref else _band_view(chunk, b, i) for i, b in enumerate(bands)]
+        for table in TABLES:
             if any(f"{c}_{ref}" not in chunk for c in table.needs):
                 continue
-            with np.errstate(all="ignore"):  # formulas run on every row; the filter drops the undefined ones
+            counter = counts[table.name]
+            for view in band_views if table.per_band else [ref_view]:
                 keep, keys, values = table.formula(ex.NP, view)
-            sel = np.ones(len(chunk["one"]), bool) if keep is None else np.asarray(keep, bool)
-            if not sel.any():
-                continue
-            key_arrays = [np.asarray(k)[sel] if np.ndim(k) else np.full(int(sel.sum()), k) for k in keys]
-            vals = np.column_stack([np.broadcast_to(np.asarray(v, float), sel.shape)[sel] for v in values])
-            counts[table.name].add(key_arrays, vals)
+                idx = np.arange(n) if keep is None else np.flatnonzero(keep)
+                if not len(idx):
+                    continue
+                lin = np.zeros(len(idx))
+                for key, r in zip(keys, counter.radix, strict=True):  # C order, as ravel_multi_index
+                    lin *= r
+                    lin += np.take(key, idx) if np.ndim(key) else float(key)
+                vals = np.empty((len(idx), len(values)))
+                for j, v in enumerate(values):
+                    vals[:, j] = np.take(v, idx) if np.ndim(v) else float(v)
+                counter.add_linear(lin.astype(np.int64), vals)
