@@ -110,6 +110,22 @@ def replicate(sources, size: int, objects: int, out: Path, rng: np.random.Genera
     return out
 
 
+def _renamed(src: Path, dst: Path, tile: str, j: int) -> None:
+    """``src`` copied to ``dst`` as realization ``j`` of ``tile`` (its tilename and realization columns too)."""
+    with fitsio.FITS(str(src)) as f:
+        table, header = f[1].read(), f[1].read_header()
+    names = set(table.dtype.names or ())
+    if "tilename" in names:
+        table["tilename"] = tile
+    if "realization" in names:
+        table["realization"] = j
+    with fitsio.FITS(str(dst), "rw", clobber=True) as f:
+        f.write(table, extname=header.get("EXTNAME", "OBJECTS"))
+        for key in ("CAMPAIGN", "CAMPFP", "SEXVER", "SWARPVER", "BALRVER", "GALSIMV", "RELEASE", "INDSTART"):
+            if key in header:
+                f[-1].write_key(key, header[key])
+
+
 def replicate_catalogs(sources, size: int, out: Path) -> Path:
     """``size`` realizations as copies of the real catalogs (truth, sim, nosim, match), renamed."""
     if (out / ".complete").exists():
@@ -125,7 +141,7 @@ def replicate_catalogs(sources, size: int, out: Path) -> Path:
             for kind in ("sim", "nosim", "match", "truth"):
                 src = truth.with_name(f"{stem}_{kind}.fits")
                 if src.exists():
-                    shutil.copy(src, cat / f"{tile.tilename}_r{j:04d}_{kind}.fits")
+                    _renamed(src, cat / f"{tile.tilename}_r{j:04d}_{kind}.fits", tile.tilename, j)
     (out / ".complete").write_text("")
     return out
 
@@ -194,7 +210,8 @@ def main() -> None:
             db = cats / "bench.sqlite"
             if not db.exists():
                 subprocess.run([str(BIN / "balrog-push"), str(cats), "--db", f"sqlite:///{db}", "--dbname", "bench",
-                                "--campaign", "*", "-q"], check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                "--campaign", "*", "-q"], check=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             rows.append(("database (SQLite)", size, n_obj,
                          *run_report([str(cats), "--source", "db", "--db", f"sqlite:///{db}", "--dbname", "bench",
                                       "--report-dir", str(cats / "report-db")], ROOT)))

@@ -200,7 +200,7 @@ def table_statement(table: acc.Table, objects: sa.Subquery, bands: Sequence[str]
                       *(sa.cast(v, sa.Float).label(f"v{j}") for j, v in enumerate(values))).select_from(source)
     if keep is not None:
         inner = inner.where(keep)
-    inner = inner.subquery("rows")
+    inner = inner.subquery("binned")
     key_cols = [inner.c[f"k{i}"] for i in range(len(keys))]
     return sa.select(*key_cols, *(sa.func.sum(inner.c[f"v{j}"]) for j in range(len(values)))).group_by(*key_cols)
 

@@ -430,8 +430,7 @@ def draw_skymap(fig, box: Box, numbers: dict) -> None:
         return
     shown = display_nside(nside, pix, box.width - 1.2)
     parent, n_s, k_s = _degrade(nside, shown, pix, n, k)
-    values = np.full(12 * shown * shown, healpy.UNSEEN)
-    values[parent] = np.where(n_s >= sky["min_count"], k_s / np.maximum(n_s, 1), -1.0)  # too few objects: grey
+    values = np.where(n_s >= sky["min_count"], k_s / np.maximum(n_s, 1), -1.0)  # too few objects: grey
     ra, dec = healpy.pix2ang(shown, parent, nest=True, lonlat=True)
     lon_0 = float(np.rad2deg(np.arctan2(np.sin(np.deg2rad(ra)).mean(), np.cos(np.deg2rad(ra)).mean())))
     half = np.rad2deg(healpy.nside2resol(shown))
@@ -443,7 +442,8 @@ def draw_skymap(fig, box: Box, numbers: dict) -> None:
     sp = skyproj.DESMcBrydeSkyproj(ax=ax, lon_0=lon_0, n_grid_lon=4, n_grid_lat=5)
     if lon_range[1] - lon_range[0] > 15.0:
         sp.draw_des(edgecolor="k", lw=0.6)  # the footprint, for a campaign wide enough to see it
-    sp.draw_hpxmap(values, nest=True, vmin=0.0, vmax=1.0, cmap=cmap, lon_range=lon_range, lat_range=lat_range)
+    sp.draw_hpxpix(shown, parent, values, nest=True, vmin=0.0, vmax=1.0, cmap=cmap, lon_range=lon_range,
+                   lat_range=lat_range)  # the occupied pixels only: no full-sky array
     sp.ax.set_xlabel("RA [deg]", fontsize=FONT_SIZE)
     sp.ax.set_ylabel("Dec [deg]", fontsize=FONT_SIZE)
     sp.draw_colorbar(label="detection efficiency (recovered / drawn)", fontsize=FONT_SIZE)
