@@ -30,6 +30,18 @@ NWGINT_HDUS = {"SCI": 0, "WGT": 1, "WGT_ME": 2, "MSK": 3}
 FORMAT = "balrog-se-set"
 VERSION = 1
 FILENAME = "se_set.json"
+#: The folder of a tile's SE files under the campaign's outdir (DEVELOPING.md, "Campaign output").
+SE_DIRNAME = "se"
+
+
+def tile_se_dir(outdir: str | os.PathLike, tile: str) -> Path:
+    """``<outdir>/<TILE>/se``: the fetched CCD images and PSF models, one folder per band."""
+    return Path(outdir) / tile / SE_DIRNAME
+
+
+def se_set_path(outdir: str | os.PathLike, tile: str) -> Path:
+    """``<outdir>/<TILE>/se/se_set.json``: present only once the tile's set is complete."""
+    return tile_se_dir(outdir, tile) / FILENAME
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,8 @@ class RunSettings:
     overwrite_db: bool = False
     release: str | None = None
     restrict_sim: bool = True
+    #: ``run['nosim-restrict']``: model-fit nosim detections near the tile's positions only.
+    restrict_nosim: bool = True
     #: ``balrog['masked-positions']`` (:mod:`.masking`): flag, skip or ignore; and the MSK bits.
     masked_positions: str = "flag"
     mask_bits: int | None = None
@@ -109,6 +111,7 @@ def settings_from_config(run: Mapping[str, Any], balrog: Mapping[str, Any], db: 
         overwrite_db=bool(run.get("DBoverwrite", False)),
         release=run.get("release"),
         restrict_sim=bool(run.get("sim-restrict", True)),
+        restrict_nosim=bool(run.get("nosim-restrict", True)),
         masked_positions=str(balrog.get("masked-positions") or "flag"),
         mask_bits=balrog.get("mask-bits"),
     )
