@@ -127,6 +127,8 @@ class Missing:
     lost: int = 0
     not_run: int = 0
     planned: int = 0
+    #: What ``lost`` means: the files are gone, or (a report from the database) they were not pushed.
+    lost_label: str = "done per status.json but catalogs gone"
 
     @property
     def realizations(self) -> int:
@@ -143,7 +145,7 @@ class Missing:
             parts.append(f"{len(self.tiles)} tile(s) without catalogs ({shown})")
         if self.realizations:
             detail = [f"{self.failed} failed per status.json", f"{self.incomplete} with incomplete catalogs",
-                      f"{self.lost} done per status.json but catalogs gone"]
+                      f"{self.lost} {self.lost_label}"]
             if self.not_run:
                 detail.append(f"{self.not_run} planned but not run")
             parts.append(f"{self.realizations} realization(s) missing ({', '.join(detail)})")
@@ -152,7 +154,7 @@ class Missing:
     def as_dict(self) -> dict:
         return {"tiles": self.tiles, "realizations_failed": self.failed, "realizations_incomplete": self.incomplete,
                 "realizations_lost": self.lost, "realizations_not_run": self.not_run,
-                "realizations_planned": self.planned}
+                "realizations_planned": self.planned, "lost_means": self.lost_label}
 
 
 def find_missing(present: dict[str, set[int]], incomplete: dict[str, set[int]], statuses: dict[str, TileStatus],

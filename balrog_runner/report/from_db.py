@@ -275,6 +275,7 @@ def _info(where: str, realizations: list[tuple[str, int]], outdir: str | Path | 
     for t, r in realizations:
         present.setdefault(t, set()).add(r)
     info.missing = find_missing(present, {}, info.statuses, tile_directories(outdir))
+    info.missing.lost_label = "done per status.json but not in the database (balrog-push pushes them)"
     per_tile: dict[str, int] = {}
     for t, _ in realizations:
         per_tile[t] = per_tile.get(t, 0) + 1

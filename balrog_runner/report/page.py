@@ -123,7 +123,7 @@ def _missing_text(m: dict) -> str:
     if n:
         detail = [f"{m['realizations_failed']} failed per status.json",
                   f"{m['realizations_incomplete']} with incomplete catalogs",
-                  f"{m['realizations_lost']} done per status.json but catalogs gone"]
+                  f"{m['realizations_lost']} {m['lost_means']}"]
         if m["realizations_not_run"]:
             detail.append(f"{m['realizations_not_run']} planned but not run")
         parts.append(f"{n} realization(s) missing ({', '.join(detail)})")
