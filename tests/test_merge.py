@@ -301,18 +301,6 @@ def test_merge_tile_in_the_runner_then_push_and_report_from_the_merged_file(tmp_
     with read.MergedFile(layout.merged_path(outdir, TILE)) as m:
         assert n_truth == n_match == int(m.realizations["n_truth"].sum()) == 75
         assert n_sim == int(m.realizations["n_sim"].sum())
-    # the report reads it too, and finds what it finds in the catalogs of the same campaign unmerged
-    from balrog_runner.report.load import load_campaign
-
-    data = load_campaign(outdir)
-    assert data.n_realizations == 3 and data.n_injected == 75 and data.match_sources["file"] == 3
-    plain = make_campaign(tmp_path / "plain", survey, ngal=25, realizations=3, push=False)
-    assert balrog_run(plain, timeout=900).returncode == 0
-    ref = load_campaign(Path(spec_run(plain)["outdir"]))
-    assert (ref.n_drawn, ref.n_recovered) == (data.n_drawn, data.n_recovered)
-    assert np.array_equal(ref.blend_class, data.blend_class) and np.array_equal(ref.recovered, data.recovered)
-    for band in ref.matches:
-        assert np.array_equal(ref.matches[band].measured_mag, data.matches[band].measured_mag, equal_nan=True)
 
 
 def test_a_tile_merged_during_a_database_outage_is_pushed_from_its_merged_file_later(tmp_path, survey):  # noqa: F811

@@ -25,6 +25,7 @@ from .. import provenance
 from ..atomic import explain_failure
 from ..errors import EXIT_FAILED, EXIT_OK
 from ..measurement import blends, measure
+from . import summary
 from .layout import catalog_paths, scratch_dir
 from .plan import Realization
 from .settings import RunSettings, sextractor_extra
@@ -197,6 +198,7 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
             blends.write_match_catalog(paths["truth"], truth_arr, sim, nosim_wide, pixel_scale=scale,
                                        restricted=settings.restrict_sim, header=header,
                                        neighbour_radius=neighbours)
+            summary.write_beside(paths["truth"], truth_arr, sim, nosim, header)  # the report's few columns
             inject.write_truth(truth, paths["truth"])  # last: the three together mark completion
         result.scratch_bytes = _dir_bytes(scratch)
         result.n_truth, result.n_sim, result.n_nosim = len(truth), len(sim), len(nosim)

@@ -262,6 +262,8 @@ def _run_tile_locked(settings: RunSettings, tile: str, outcome: TileOutcome, pus
         return
     settings = dataclasses.replace(settings, identity=identity)
     status.update(identity.status_entries())  # before any output: whatever follows is this campaign's
+    # every realization any subjob planned for this tile: the report's "N of M" of a partial campaign
+    status["planned"] = sorted(set(status.get("planned", [])) | {r.number for r in plan})
     write_status(outdir, tile, status)
     todo = [r for r in plan if not is_complete(outdir, tile, r.number)]
     outcome.skipped = [r.number for r in plan if r not in todo]
