@@ -215,11 +215,14 @@ def test_real_run_writes_a_match_table_equal_to_recomputation(tmp_path, survey):
     assert np.array_equal(match["nosim_number"], nosim_all["NUMBER"][d.argmin(axis=1)])
     assert np.array_equal(match["nosim_within_2"] == 1, d.min(axis=1) * header["PIXSCALE"] <= 2.0)
     # the file is what the library computes from the catalogs (the report relies on that)
-    again = blends.match_table(truth, sim, nosim_all, pixel_scale=header["PIXSCALE"], restricted=True)
+    assert header["NBRRAD"] == blends.NEIGHBOUR_RADIUS  # the sim run listed the neighbours within 2"
+    again = blends.match_table(truth, sim, nosim_all, pixel_scale=header["PIXSCALE"], restricted=True,
+                               neighbour_radius=header["NBRRAD"])
     for name in match.dtype.names:  # floats: the header's PIXSCALE is the scale rounded to 12 digits
         assert np.allclose(match[name], again[name], rtol=1e-9, atol=0, equal_nan=True), name
-    # a neighbour whose re-measurement is in the restricted sim catalog is decided
-    decided = match["nosim_changed"] >= 0
+    # every drawn object's blend flag is known; a blend neighbour re-measured has its flux change
+    assert (match["nosim_changed"][drawn] >= 0).all()
+    decided = (match["nosim_changed"] >= 0) & (match["nosim_within_2"] == 1)
     assert np.all(np.isfinite(match["nosim_dflux_sigma"][decided & (match["nosim_within_0p5"] == 0)])
                   | (match["nosim_changed"][decided & (match["nosim_within_0p5"] == 0)] == 1))
 

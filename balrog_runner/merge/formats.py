@@ -132,6 +132,7 @@ class Writer:
     """Append rows to declared tables, then :meth:`finish`; subclasses know the format."""
 
     def __init__(self, path: Path, tables: Mapping[str, np.dtype]):
+        #: Where rows go: a temporary beside the destination (:func:`open_writer`).
         self.path = path
         self.dtypes = dict(tables)
         self.digests = {t: TableDigest(dt) for t, dt in self.dtypes.items()}
@@ -218,10 +219,11 @@ class FitsWriter(Writer):
     """
 
     def __init__(self, path: Path, tables: Mapping[str, np.dtype],
-                 groups: Mapping[str, list[tuple[str, list[str]]]] | None = None):
+                 groups: Mapping[str, list[tuple[str, list[str]]]] | None = None, final: Path | None = None):
         super().__init__(path, tables)
         self.pieces = {t: fits_pieces(t, dt, (groups or {}).get(t)) for t, dt in self.dtypes.items()}
-        self._parts_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        # named after the destination, as every atomic temporary is: a killed merge's is found by that name
+        self._parts_dir = Path(tempfile.mkdtemp(prefix=f".{(final or path).name}.tmp-", dir=path.parent))
         self._raw: dict[str, Any] = {}
 
     def _append(self, table: str, rows: np.ndarray) -> None:
@@ -326,7 +328,7 @@ class Hdf5Writer(Writer):
     #: Rows per HDF5 chunk, and the gzip level (with shuffle: a part-filled chunk costs its data, not its size).
     CHUNK_ROWS, GZIP_LEVEL = 16384, 1
 
-    def __init__(self, path: Path, tables: Mapping[str, np.dtype], groups=None):
+    def __init__(self, path: Path, tables: Mapping[str, np.dtype], groups=None, final: Path | None = None):
         import h5py
 
         super().__init__(path, tables)
@@ -390,7 +392,7 @@ class Hdf5Writer(Writer):
 class ParquetWriter(Writer):
     """One Parquet file per table in the (temporary) directory; rows buffered into ~32 MiB row groups."""
 
-    def __init__(self, path: Path, tables: Mapping[str, np.dtype], groups=None):
+    def __init__(self, path: Path, tables: Mapping[str, np.dtype], groups=None, final: Path | None = None):
         super().__init__(path, tables)
         self._writers: dict[str, Any] = {}
         self._buffers: dict[str, list[np.ndarray]] = {t: [] for t in tables}
@@ -481,7 +483,7 @@ def open_writer(final: str | os.PathLike, fmt: str, tables: Mapping[str, np.dtyp
     holder = atomic_directory(final, replace=True) if fmt == "parquet" else atomic_path(final)
     with holder as tmp:
         try:
-            writer = WRITERS[fmt](tmp, tables, groups)
+            writer = WRITERS[fmt](tmp, tables, groups, final=final)
         except OSError as exc:
             raise disk_error(exc, final) or OutputError(f"cannot write {final}: {exc}") from exc
         try:
