@@ -74,7 +74,8 @@ def write_realization(outdir: Path, tile: str, j: int, rng: np.random.Generator,
     truth["flux_i"] = 10 ** (-0.4 * (truth["mag_i"] - 30))
     d = np.hypot(truth["x"][:, None] - nosim["X_IMAGE_DET"], truth["y"][:, None] - nosim["Y_IMAGE_DET"])
     nearest = d.argmin(axis=1)
-    near_brighter = (d.min(axis=1) * SCALE <= 2.0) & (nosim["MAG_AUTO_I"][nearest] < truth["mag_i"])
+    # any pre-existing detection within 2" that is brighter (blends.py's brighter_within_2)
+    near_brighter = ((d * SCALE <= 2.0) & (nosim["MAG_AUTO_I"][None, :] < truth["mag_i"][:, None])).any(axis=1)
     m50 = M50 + rng.normal(0, REAL_SCATTER)
     p = PLATEAU / (1 + np.exp((truth["mag_i"] - m50) / WIDTH))
     recovered = (rng.uniform(size=ngal) < p) & (truth["not_drawn"] == 0) & ~near_brighter

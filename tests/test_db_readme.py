@@ -126,7 +126,7 @@ def test_readme_sql_runs_on_sqlite(demo_campaign):
 
 def test_readme_astropy_example_runs(demo_campaign, monkeypatch):
     root, outdir = demo_campaign
-    (block,) = [b for b in readme_blocks("python") if "astropy" in b]
+    (block,) = [b for b in readme_blocks("python") if "astropy" in b and "vstack" in b]  # the catalogs one
     monkeypatch.chdir(root)
     ns: dict = {}
     exec(compile(block, "README.md (astropy example)", "exec"), ns)
@@ -158,3 +158,38 @@ def test_readme_sql_on_a_real_run(tmp_path, survey):  # noqa: F811 (the fixture 
         check_readme_sql(engine, outdir)
     finally:
         engine.dispose()
+
+
+def test_readme_merged_file_example_runs(demo_campaign, monkeypatch):
+    """The merged-catalog example, on files made by the README's own balrog-merge commands."""
+    import subprocess
+    import sys
+
+    root, outdir = demo_campaign
+    merge = Path(sys.executable).parent / "balrog-merge"
+    commands = re.findall(r"^(balrog-merge [^\n#]*?)\s*(?:#[^\n]*)?$", readme_section(), re.M)
+    assert commands and any("demo.h5" in c for c in commands)
+    monkeypatch.chdir(root)
+    for command in commands:
+        if "parquet" in command:
+            continue  # the optional extra; test_merge.py covers the format
+        args = [a.strip("'") for a in re.findall(r"'[^']*'|\S+", command)][1:]
+        res = subprocess.run([str(merge), *args], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+    (block,) = [b for b in readme_blocks("python") if "h5py" in b]
+    ns: dict = {}
+    exec(compile(block, "README.md (merged-file example)", "exec"), ns)
+    tile = re.search(r"campaign/(DES\d{4}[+-]\d{4})/", block).group(1)
+    truth = np.concatenate([read_catalog(f, "truth") for f in sorted(outdir.glob(f"{tile}/catalogs/*_truth.fits"))])
+    sim = np.concatenate([read_catalog(f, "sim") for f in sorted(outdir.glob(f"{tile}/catalogs/*_sim.fits"))])
+    drawn = truth[truth["not_drawn"] == 0]
+    found = np.isin(drawn["balrog_index"], sim["balrog_index"][sim["balrog_index"] >= 0])
+    assert float(ns["completeness"]) == pytest.approx(found.mean())
+    # the HDF5 read: each detected object's measured MAG_AUTO_I beside its true mag_i
+    assert len(ns["meas_i"]) == int((ns["row"] >= 0).sum()) > 0
+    truth_all, sim_all = read_all(outdir, "truth"), read_all(outdir, "sim")
+    true_of = {int(t["balrog_index"]): float(t["mag_i"]) for t in truth_all}
+    pairs = sorted((true_of[int(s["balrog_index"])], float(s["MAG_AUTO_I"])) for s in sim_all
+                   if int(s["balrog_index"]) in true_of)
+    got = sorted(zip(ns["mag_i"][ns["row"] >= 0].astype(float), ns["meas_i"].astype(float), strict=True))
+    assert [p[0] for p in got] == pytest.approx([p[0] for p in pairs], rel=1e-6)

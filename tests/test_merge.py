@@ -277,13 +277,22 @@ def test_merge_tile_in_the_runner_then_push_and_report_from_the_merged_file(tmp_
     res = balrog_run(spec, timeout=900)
     assert res.returncode == 0, res.stderr[-2000:]
     outdir = Path(spec_run(spec)["outdir"])
-    assert not (outdir / TILE / "catalogs").exists()  # 12 files -> 1
+    # 12 catalogs -> 1 merged file; the report's compact summaries (one per realization) stay
+    summaries = sorted(p.name for p in (outdir / TILE / "catalogs").iterdir())
+    assert summaries == [f"{TILE}_r{j:04d}_summary.fits" for j in range(3)]
     status = json.loads((outdir / TILE / "status.json").read_text())
     assert status["merged"]["realizations"] == 3 and status["merged"]["removed_files"] == 12
     assert all(layout.is_complete(outdir, TILE, j) for j in range(3))
     again = balrog_run(spec, timeout=300)  # resume: nothing to run, nothing lost
     assert again.returncode == 0, again.stderr[-2000:]
-    assert not (outdir / TILE / "catalogs").exists()
+    assert sorted(p.name for p in (outdir / TILE / "catalogs").iterdir()) == summaries
+    # the report reads the summaries: every realization, none called missing
+    report = subprocess.run([str(BIN / "balrog-report"), "-q", str(outdir)], capture_output=True, text=True,
+                            timeout=600)
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "partial campaign" not in report.stderr
+    summary = json.loads((outdir / "report" / "summary.json").read_text())
+    assert summary["realizations"] == 3 and summary["objects_injected"] == 75
     # balrog-push reads the realizations from the merged file
     db = f"sqlite:///{tmp_path / 'later.sqlite'}"
     push = subprocess.run([str(BIN / "balrog-push"), str(outdir), "--db", db, "--dbname", "demo"],
@@ -313,7 +322,7 @@ def test_a_tile_merged_during_a_database_outage_is_pushed_from_its_merged_file_l
     res = balrog_run(spec, timeout=900)
     assert res.returncode == 4, res.stderr[-2000:]  # done, merged, not pushed
     outdir = Path(data["run"]["outdir"])
-    assert not (outdir / TILE / "catalogs").exists() and layout.merged_path(outdir, TILE).is_file()
+    assert only_summaries_left(outdir / TILE, 2) and layout.merged_path(outdir, TILE).is_file()
     good = tmp_path / "good.sqlite"
     data["db"]["url"] = f"sqlite:///{good}"
     spec.write_text(json.dumps(data))
@@ -338,7 +347,7 @@ def test_a_damaged_catalog_fails_its_tile_and_nothing_is_written(tmp_path, campa
     assert res.returncode == 1
     assert f"failed {TILE}:" in res.stdout and sim.name in res.stdout
     assert not layout.merged_path(out, TILE).exists()
-    assert len(list((out / TILE / "catalogs").iterdir())) == 12
+    assert len(list((out / TILE / "catalogs").iterdir())) == 15  # 4 catalogs and a summary x 3
     assert sorted(p.name for p in (out / TILE).iterdir() if p.name.startswith(".")) == [".lock"]
 
 
@@ -372,6 +381,12 @@ def _replicate(outdir: Path, copies: int) -> None:
                         f[-1].write_key(rec["name"], new if rec["name"] == "REALIZ" else rec["value"])
 
 
+def only_summaries_left(tile_dir: Path, realizations: int) -> bool:
+    """After a merge that removed the catalogs, ``catalogs/`` holds only the report's summaries."""
+    names = sorted(p.name for p in (tile_dir / "catalogs").iterdir())
+    return len(names) == realizations and all(n.endswith("_summary.fits") for n in names)
+
+
 def test_kill_9_during_a_tile_merge_loses_nothing_and_the_rerun_is_identical(tmp_path, campaign):
     ref = _copy(campaign, tmp_path / "ref")
     _replicate(ref, 4)
@@ -388,8 +403,9 @@ def test_kill_9_during_a_tile_merge_loses_nothing_and_the_rerun_is_identical(tmp
     assert sorted(p.name for p in (work / TILE / "catalogs").iterdir()) == before  # nothing lost
     res = balrog_merge(work, "--remove-catalogs")
     assert res.returncode == 0, res.stderr
-    assert "merged 1 tiles" in res.stdout and f"removed {len(before)} per-realization catalogs" in res.stdout
-    assert not (work / TILE / "catalogs").exists()
+    catalogs = [n for n in before if not n.endswith("_summary.fits")]
+    assert "merged 1 tiles" in res.stdout and f"removed {len(catalogs)} per-realization catalogs" in res.stdout
+    assert only_summaries_left(work / TILE, len(before) - len(catalogs))
     assert not [p for p in (work / TILE).iterdir() if ".tmp-" in p.name or ".old-" in p.name]
     assert _same_merged(layout.merged_path(work, TILE), layout.merged_path(ref, TILE))
 
@@ -445,7 +461,7 @@ def test_kill_9_during_the_runners_merge_tile(tmp_path, survey):  # noqa: F811
     assert len(list((tile / "catalogs").glob("*_truth.fits"))) == 3  # nothing lost
     res = balrog_run(spec, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert not (tile / "catalogs").exists() and not [p for p in tile.iterdir() if ".tmp-" in p.name]
+    assert only_summaries_left(tile, 3) and not [p for p in tile.iterdir() if ".tmp-" in p.name]
     assert _same_merged(layout.merged_path(outdir, TILE), layout.merged_path(Path(spec_run(ref_spec)["outdir"]), TILE))
 
 

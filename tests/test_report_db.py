@@ -149,7 +149,12 @@ def test_database_report_equals_the_catalogs_report_on_postgresql(campaign, tmp_
     exact = {k: v for k, v in a.items() if k not in ("bias", "bias_bright", "by_blend_class", "by_objtype",
                                                      "magnitude_image")}
     assert _equal(exact, {k: b[k] for k in exact}, tol=1e-9) == []  # sums of magnitudes in another order
-    assert _equal(a["bias"], b["bias"], tol=2e-4) == []
+    # medians agree to the 4-decimal rounding (2e-4); the scatter is 1.4826 x the median of
+    # |delta - median|, where both terms move by that much: 1.4826 x 4e-4 = 6e-4
+    for band in a["bias"]:
+        curve_a, curve_b = a["bias"][band], b["bias"][band]
+        assert _equal(curve_a, curve_b, "", tol=2e-4, skip=("scatter",)) == [], band
+        assert _equal(curve_a["scatter"], curve_b["scatter"], f"/{band}/scatter", tol=6e-4) == []
     assert _equal(a["bias_bright"], b["bias_bright"], tol=2e-4) == []
 
 

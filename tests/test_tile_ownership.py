@@ -113,7 +113,8 @@ def test_campaigns_sharing_an_outdir_never_adopt_each_others_catalogs(tmp_path, 
     assert result.returncode == 0, result.stderr[-2000:]
     outdir = Path(spec_run(spec_a)["outdir"])
     before = snapshot(outdir)
-    assert len(before) == 8  # truth, sim, nosim and match of 2 realizations
+    # truth, sim, nosim, match and the report's summary of 2 realizations
+    assert len(before) == 10 and len([p for p in before if p.name.endswith("_summary.fits")]) == 2
     status_a = json.loads((outdir / TILE / "status.json").read_text())
     ident = (status_a["campaign"], status_a["fingerprint"])
     assert ident[0] == "demo" and len(ident[1]) == campaign_id.FINGERPRINT_HEX

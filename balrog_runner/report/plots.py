@@ -248,8 +248,11 @@ def _split(fig, box: Box, numbers: dict, key: str, colours: dict[str, str], what
     ax_c.set_xlim(edges[0] - 0.25, edges[-1] + 0.25)
     ax_c.set_ylabel("completeness")
     ax_c.tick_params(labelbottom=False)
-    if split:
+    if ax_c.get_legend_handles_labels()[0]:
         ax_c.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=len(split), handletextpad=0.3)
+    elif split:
+        ax_c.text(0.5, 0.5, f"no {what} bin holds {numbers['min_count']} objects", transform=ax_c.transAxes,
+                  ha="center")
     else:
         ax_c.text(0.5, 0.5, f"no {what} known (no match tables, no nosim catalog)", transform=ax_c.transAxes,
                   ha="center")
