@@ -287,12 +287,16 @@ PSF_NORM_APERTURE = 20.0
 
 def make_psf_model(image: str | os.PathLike, out_psf: str | os.PathLike, *, workdir: str | os.PathLike,
                    sex: astromatic.SextractorSetup | None = None,
-                   psfex: astromatic.PsfexSetup = astromatic.DEFAULT_PSFEX) -> Path:
-    """SExtractor (FITS_LDAC with VIGNET, S/N-limited) + psfex on a DESDM MEF -> PSFEx model."""
+                   psfex: astromatic.PsfexSetup = astromatic.DEFAULT_PSFEX, weight_hdu: int = 2) -> Path:
+    """SExtractor (FITS_LDAC with VIGNET, S/N-limited) + psfex on a DESDM MEF -> PSFEx model.
+
+    ``weight_hdu`` is the HDU of ``image`` that weighs it: 2 in a coadd tile (WGT), 1 in a
+    single-epoch nwgint file (WGT).
+    """
     sex = sex or astromatic.SextractorSetup(param=astromatic.PSFEX_SEX_PARAM)
     image = Path(image)
     cat = Path(workdir) / f"{image.name}.psfcat.ldac"
-    astromatic.run_sextractor((image, 0), cat, detection_weight=(image, 2), catalog_type="FITS_LDAC",
+    astromatic.run_sextractor((image, 0), cat, detection_weight=(image, weight_hdu), catalog_type="FITS_LDAC",
                               setup=sex, extra={"DETECT_THRESH": 5.0, "ANALYSIS_THRESH": 5.0,
                                                 "PHOT_APERTURES": PSF_NORM_APERTURE}, workdir=workdir)
     try:
