@@ -24,6 +24,7 @@ from ..sky.geometry import is_des_tilename
 from .config import Config, read_tile_list
 from .config_keys import (
     ALL_BANDS,
+    INJECT_INTO,
     NODE_PROGRAM_KEYS,
     PROGRAM_KEYS,
     RUN_KEYS,
@@ -262,6 +263,8 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
             errors.append(f"run['{name}'] = {run[name]} must be >= 1 or None")
     if run["realization-list"] is not None and any(j < 0 for j in run["realization-list"]):
         errors.append("run['realization-list'] holds a negative realization index")
+    if run["inject-into"] not in INJECT_INTO:
+        errors.append(f"run['inject-into'] = {run['inject-into']!r}: use {' or '.join(map(repr, INJECT_INTO))}")
     bad_bands = [b for b in run["bands"] if b not in ALL_BANDS]
     if bad_bands or not run["bands"] or len(set(run["bands"])) != len(run["bands"]):
         errors.append(f"run['bands'] = {run['bands']!r}: a non-empty list of distinct bands from {' '.join(ALL_BANDS)}")

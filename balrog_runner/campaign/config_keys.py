@@ -23,6 +23,9 @@ CONFIG_DIR_ENV = "BALROG_RUNNER_CONFIG_DIR"
 
 SCHEDULERS = ("slurm", "wq", "local")
 
+#: ``run['inject-into']``: draw into the tile's coadds, or into its single-epoch CCD images and re-coadd.
+INJECT_INTO = ("coadd", "single-epoch")
+
 
 
 ALL_BANDS = ("g", "r", "i", "z", "Y")
@@ -102,6 +105,7 @@ RUN_KEYS: dict[str, Key] = {
     "realizations": Key(None, "int", "realizations per tile; None = as many as the tile's positions allow (rows // ngal)", optional=True),
     "realization-list": Key(None, "intlist", "run only these realization indices (0-based); None = all", optional=True),
     "bands": Key(list(ALL_BANDS), "strlist", "bands to inject and measure (subset of g r i z Y; det is always built from r i z)"),
+    "inject-into": Key("coadd", "str", "where the objects are drawn: 'coadd' (the tile's coadd images, as Y1 Balrog) or 'single-epoch' (every CCD image of the tile, each with its own WCS, zero point and PSF, then re-coadded with DESDM's two SWarp calls per band, as Y3/Y6 Balrog; nosim is the re-coadd of the untouched CCD images; reads the tile's <outdir>/<TILE>/images/se_set.json)"),
     # resources
     "nodes": Key(1, "int", "nodes per job (SLURM/wq); for local: subjobs run at once"),
     "ppn": Key(1, "int", "processes per node: realizations of one tile run in a pool of this size"),
@@ -130,6 +134,7 @@ RUN_KEYS: dict[str, Key] = {
     "sex-filter": Key("/usr/share/source-extractor/default.conv", "path", "SExtractor detection filter"),
     "sex-nnw": Key("/usr/share/source-extractor/default.nnw", "path", "SExtractor star/galaxy neural network"),
     "swarp-config": Key(_cfg("default.swarp"), "path", "SWarp configuration file (riz detection image)"),
+    "se-swarp-config": Key(_cfg("se_coadd.swarp"), "path", "SWarp configuration of the single-epoch re-coadd (DESDM's keys; inject-into 'single-epoch' only)"),
     "db-columns": Key(_cfg("y1a1_coadd_objects-columns.fits"), "path", "FITS table of DESDM coadd-object columns kept in the DB"),
     "sim-restrict": Key(True, "bool", "sim runs measure only detections within 2 px of an injected object (SExtractor ASSOC MATCHED, as the original Balrog): same values for those rows, model fitting skipped for the rest; False = every detection"),
     # downloads

@@ -102,7 +102,17 @@ def tile_log(outdir: Path, tile: str) -> Iterator[Path]:
 
 
 def fetch_inputs(settings: RunSettings, tile: str) -> TileInputs:
-    """Fetch (or find) the tile's images and PSFEx models; measure nosim once."""
+    """Fetch (or find) the tile's images and PSFEx models; measure nosim once.
+
+    Single-epoch campaigns read the tile's file set instead and measure nosim on the re-coadd
+    of its untouched CCD images (:mod:`.single_epoch`).
+    """
+    if settings.single_epoch:
+        from .single_epoch import prepare_tile
+
+        images, psfs, se_set = prepare_tile(settings, tile)
+        nosim = _measure_nosim_once(settings, tile, images, psfs)
+        return TileInputs(images=images, psfs=psfs, nosim_catalog=nosim, se_set=se_set)
     from ..inputs import fetch
 
     fetch_opts = dict(settings.fetch)
@@ -113,15 +123,21 @@ def fetch_inputs(settings: RunSettings, tile: str) -> TileInputs:
         deadline=float(fetch_opts.get("deadline") or fetch.DEFAULT_FILE_DEADLINE),
         funpack_timeout=settings.program_timeout,
     )
+    nosim = _measure_nosim_once(settings, tile, files.images, files.psfs)
+    return TileInputs(images=dict(files.images), psfs=dict(files.psfs), nosim_catalog=nosim)
+
+
+def _measure_nosim_once(settings: RunSettings, tile: str, images, psfs) -> Path:
+    """The tile's nosim catalog, measured when it does not exist yet (written atomically)."""
     nosim = nosim_catalog_path(settings.outdir, tile)
     if not nosim.is_file():
         t0 = time.perf_counter()
         nosim.parent.mkdir(parents=True, exist_ok=True)
         pyconfig = read_pyconfig(settings.pyconfig) if settings.pyconfig else None
-        measure.measure_nosim(files.images, files.psfs, nosim, setup=settings.sextractor, workdir=nosim.parent,
+        measure.measure_nosim(images, psfs, nosim, setup=settings.sextractor, workdir=nosim.parent,
                               band_extra=sextractor_extra(pyconfig, settings.bands))
         log.info("tile %s: nosim measured once in %.1f s", tile, time.perf_counter() - t0)
-    return TileInputs(images=dict(files.images), psfs=dict(files.psfs), nosim_catalog=nosim)
+    return nosim
 
 
 def _image_shape(path: Path) -> tuple[int, int]:
@@ -210,6 +226,7 @@ def _run_tile_locked(settings: RunSettings, tile: str, pusher=None) -> TileOutco
         if settings.tile_clean and status["complete"]:
             shutil.rmtree(tile_dir(outdir, tile) / "images", ignore_errors=True)
             shutil.rmtree(tile_dir(outdir, tile) / "scratch", ignore_errors=True)
+            shutil.rmtree(tile_dir(outdir, tile) / "nosim" / "coadd", ignore_errors=True)  # single-epoch re-coadds
         log.info("tile %s: %d done, %d failed, %d not pushed", tile, len(outcome.done), len(outcome.failed),
                  len(outcome.not_pushed))
     return outcome
