@@ -90,6 +90,20 @@ class SESurvey:
 
 
 @dataclass(frozen=True)
+class SkyDensities:
+    """How many objects the survey's sky holds: galaxies and faint stars (r 21-24) per arcmin^2,
+    bright stars (r 17-20.5, none within ``bright_min_sep`` pixels of another) per CCD area
+    (enough for PSFEx on every CCD, at least 1 per arcmin^2), saturated stars (r 13-15) per
+    arcmin^2 (at least one in the survey)."""
+
+    galaxies: float = 35.0
+    faint_stars: float = 2.0
+    bright_stars_per_ccd: float = 80.0
+    bright_min_sep: float = 20.0
+    saturated: float = 0.02
+
+
+@dataclass(frozen=True)
 class _CCDTask:
     """Everything a worker needs to write one CCD (picklable)."""
 
@@ -126,14 +140,16 @@ def _isolated(rng: np.random.Generator, n: int, lo: np.ndarray, hi: np.ndarray, 
 
 
 def make_sky(rng: np.random.Generator, grid_wcs: galsim.BaseWCS, lo: np.ndarray, hi: np.ndarray,
-             bands: Sequence[str], ccd_area_arcmin2: float) -> tuple[np.ndarray, np.ndarray]:
+             bands: Sequence[str], ccd_area_arcmin2: float,
+             densities: SkyDensities = SkyDensities()) -> tuple[np.ndarray, np.ndarray]:
     """Star and galaxy tables (``x``, ``y`` on the coadd grid, ``ra``, ``dec``, ``mag_<band>``...)
-    over the pixel box [lo, hi) of the coadd grid."""
+    over the pixel box [lo, hi) of the coadd grid; ``kind`` of a star: 0 bright isolated, 1 faint,
+    2 saturated."""
     area = float(np.prod(hi - lo)) * (PIXEL_SCALE / 60.0) ** 2  # arcmin^2
-    n_bright = int(round(max(1.0 * area, 80.0 * area / ccd_area_arcmin2)))
-    bright = _isolated(rng, n_bright, lo, hi, min_sep=20.0)
-    n_faint = int(round(2.0 * area))
-    n_saturated = max(1, int(round(0.02 * area)))
+    n_bright = int(round(max(1.0 * area, densities.bright_stars_per_ccd * area / ccd_area_arcmin2)))
+    bright = _isolated(rng, n_bright, lo, hi, min_sep=densities.bright_min_sep)
+    n_faint = int(round(densities.faint_stars * area))
+    n_saturated = max(1, int(round(densities.saturated * area)))
     faint = rng.uniform(lo, hi, (n_faint, 2))
     saturated = rng.uniform(lo, hi, (n_saturated, 2))
     xy = np.vstack([bright, faint, saturated])
@@ -147,7 +163,7 @@ def make_sky(rng: np.random.Generator, grid_wcs: galsim.BaseWCS, lo: np.ndarray,
     for b in bands:
         stars[f"mag_{b}"] = mag_r + synth.STAR_COLOUR.get(b, 0.0) * rng.uniform(0.5, 1.5, len(xy))
 
-    n_gal = int(round(35.0 * area))
+    n_gal = int(round(densities.galaxies * area))
     gals = np.zeros(n_gal, dtype=[("x", "f8"), ("y", "f8"), ("ra", "f8"), ("dec", "f8"), ("hlr", "f8"),
                                   ("q", "f8"), ("beta", "f8")] + [(f"mag_{b}", "f8") for b in bands])
     gxy = rng.uniform(lo, hi, (n_gal, 2))
@@ -263,6 +279,7 @@ def make_se_survey(
     compress: bool = True,
     det: bool = True,
     zero_points: Mapping[tuple[str, int], float] | None = None,
+    sky: SkyDensities = SkyDensities(),
 ) -> SESurvey:
     """Write a synthetic SE survey of tile ``tilename`` into ``outdir`` (module docstring).
 
@@ -273,7 +290,7 @@ def make_se_survey(
     gaps across the tile). ``axis_offset`` puts the CCD block off the optical axis (pixels),
     where ``tpv`` (``PV1_*``/``PV2_*`` terms, None = plain TAN) distorts most.
     ``zero_points`` sets the zero point of exposure ``(band, index)`` (0-based) instead of
-    drawing it. ``workers`` CCDs are rendered at once (processes); ``compress`` writes the
+    drawing it. ``sky`` sets the object densities (e.g. a field of isolated stars). ``workers`` CCDs are rendered at once (processes); ``compress`` writes the
     coadd as ``.fits.fz`` (real fpack); ``det`` builds the riz detection image. An existing
     complete survey (``se_set.json`` present) is not remade.
     """
@@ -342,7 +359,7 @@ def make_se_survey(
     lo = np.array([arr[:, 0].min() - 80, arr[:, 2].min() - 80])
     hi = np.array([arr[:, 1].max() + 80, arr[:, 3].max() + 80])
     ccd_area = ccd_shape[0] * ccd_shape[1] * (PIXEL_SCALE / 60.0) ** 2
-    stars, gals = make_sky(rng, grid_wcs, lo, hi, bands, ccd_area)
+    stars, gals = make_sky(rng, grid_wcs, lo, hi, bands, ccd_area, sky)
     log.info("synthetic SE survey %s: %d CCD images (%s bands, %d exposures each, %dx%d CCDs of %dx%d), "
              "%d stars, %d galaxies", tilename, len(tasks), ",".join(bands), n_exposures, layout[0], layout[1],
              ccd_shape[0], ccd_shape[1], len(stars), len(gals))
