@@ -170,7 +170,9 @@ def build_wide_catalog(catalogs: Mapping[str, str | os.PathLike | np.ndarray]) -
     wide["NUMBER"] = number
     for (band, name, k), (col, _) in zip(sources, descr[1:], strict=True):
         data = tables[band][name]
-        wide[col] = data if k is None else data.reshape(len(data), -1)[:, k]
+        # the row size from the dtype: reshape(n, -1) is ambiguous for a run with no detection
+        width = int(np.prod(tables[band].dtype[name].shape))
+        wide[col] = data if k is None else data.reshape(len(data), width)[:, k]
     return wide
 
 
