@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 from conftest import SE_TILE, SE_TILE_SIZE
 
-from balrog_runner.inputs.single_epoch import write_se_set
 from balrog_runner.node import layout
 
 BIN = Path(sys.executable).parent
@@ -40,13 +39,8 @@ def SimulationRules(rng, n, bands, defaults):
 
 
 def make_campaign(root: Path, se_survey, *, mode: str, ngal: int, realizations: int, **run) -> Path:
-    """A campaign on the survey's tile; in single-epoch mode the node finds the file set in place."""
-    run = {"bands": BANDS, "inject-into": mode, **run}
-    spec = campaigns.make_campaign(root, se_survey.outdir.parent, [SE_TILE], size=SE_TILE_SIZE, ngal=ngal,
-                                   realizations=realizations, run=run)
-    if mode == "single-epoch":
-        write_se_set(layout.se_set_file(outdir_of(spec), SE_TILE), se_survey.se_set)
-    return spec
+    return campaigns.make_se_campaign(root, se_survey, ngal=ngal, realizations=realizations, bands=BANDS, mode=mode,
+                                      run=run)
 
 
 def outdir_of(spec: Path) -> Path:

@@ -22,7 +22,9 @@ How it is run, and why:
 - **Failures.** A non-zero exit, a run past its deadline (killed with its process group,
   :mod:`balrog_runner.programs`) or an output that is not a whole FITS image of the grid's
   size is an :class:`~balrog_runner.errors.ExternalProgramError`: the caller's unit (a
-  realization, the tile's nosim) fails, nothing else.
+  realization, the tile's nosim) fails, nothing else. When the work folder's filesystem is
+  full at that moment (SWarp writes a resampled image and weight per input there, about 8 bytes
+  per input pixel), it is a :class:`~balrog_runner.errors.DiskError` naming the folder.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from pathlib import Path
 
 import fitsio
 
-from ..errors import InputFileError
+from ..atomic import disk_error
+from ..errors import ExternalProgramError, InputFileError
 from ..inputs.single_epoch import NWGINT_HDUS, CoaddGrid
 from ..programs import check_fits_output, default_deadline, run_program
 
@@ -162,9 +165,15 @@ def run_coadd_call(inputs: Sequence[CoaddInput], weight_hdu: int, grid: CoaddGri
     lists = write_lists(inputs, weight_hdu, workdir)
     argv = swarp_command(grid, lists, image_out, weight_out, setup)
     deadline = setup.timeout or call_deadline(inputs, grid)
-    run_program(argv, cwd=workdir, expected_outputs=[image_out, weight_out], timeout=deadline)
-    for name in (image_out, weight_out):
-        check_fits_output(workdir / name, setup.program, kind="image", shape=(grid.naxis1, grid.naxis2))
+    try:
+        run_program(argv, cwd=workdir, expected_outputs=[image_out, weight_out], timeout=deadline)
+        for name in (image_out, weight_out):
+            check_fits_output(workdir / name, setup.program, kind="image", shape=(grid.naxis1, grid.naxis2))
+    except ExternalProgramError as exc:  # SWarp's resampled temporaries fill the work folder's disk first
+        full = disk_error(exc, workdir / image_out)
+        if full is None:
+            raise
+        raise full from exc
     for name in lists:
         (workdir / name).unlink(missing_ok=True)
     return workdir / image_out, workdir / weight_out
