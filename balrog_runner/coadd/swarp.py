@@ -114,6 +114,28 @@ def call_deadline(inputs: Sequence[CoaddInput], grid: CoaddGrid) -> float:
     return default_deadline(input_megapixels(inputs) + grid.naxis1 * grid.naxis2 / 1e6)
 
 
+def memory_caps(setup: CoaddSwarpSetup = DEFAULT_SETUP) -> tuple[int, int]:
+    """SWarp's ``MEM_MAX`` and ``COMBINE_BUFSIZE`` of ``setup`` (config file, then overrides), bytes.
+
+    SWarp keeps resampled images in memory up to ``MEM_MAX`` (then in ``VMEM_DIR`` files) and
+    co-adds through a ``COMBINE_BUFSIZE`` buffer: the RAM one call may take besides its base.
+    SWarp's own defaults (256 MB each) where neither says.
+    """
+    values = {"MEM_MAX": 256, "COMBINE_BUFSIZE": 256}
+    try:
+        lines = Path(setup.config).read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        fields = line.split("#", 1)[0].split()
+        if len(fields) >= 2 and fields[0].upper() in values:
+            values[fields[0].upper()] = int(float(fields[1]))
+    for key, value in setup.overrides.items():
+        if key.upper() in values:
+            values[key.upper()] = int(float(value))
+    return values["MEM_MAX"] * 1024 * 1024, values["COMBINE_BUFSIZE"] * 1024 * 1024
+
+
 def write_lists(inputs: Sequence[CoaddInput], weight_hdu: int, workdir: Path) -> tuple[str, str, str]:
     """The ``@image``, ``@weight`` and ``@fscale`` list files of a call, in ``workdir``."""
     images = [f"{short_path(i.sci, workdir)}[0]" for i in inputs]

@@ -244,8 +244,14 @@ def _run_pool(settings: RunSettings, tile: str, inputs: TileInputs, positions, t
     """
     from tqdm import tqdm
 
+    recoadd = None
+    if settings.single_epoch:
+        from .single_epoch import recoadd_needs
+
+        recoadd = recoadd_needs(settings, inputs.se_set)
     plan = resources.plan_pool(settings.ppn, _image_shape(inputs.images[settings.bands[0]]), len(settings.bands),
-                               len(todo), scratch_in_memory=resources.scratch_in_memory(settings.outdir))
+                               len(todo), scratch_in_memory=resources.scratch_in_memory(settings.outdir),
+                               recoadd=recoadd)
     status["pool"] = plan.as_dict()
     from ..injection import draw as inject  # noqa: F401 - import GalSim once here, shared by the forked workers
     load_population(settings)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..coadd.recoadd import recoadd_band, recoadd_band_science
+from ..coadd.swarp import memory_caps
 from ..errors import InputFileError
 from ..injection import chips
 from ..injection import draw as inject
@@ -34,6 +35,7 @@ from ..inputs.single_epoch import CoaddGrid, SESet, read_se_set
 from ..measurement import astromatic, measure
 from ..sky import geometry
 from .layout import dir_bytes, nosim_coadd_path, se_set_file
+from .resources import ReCoadd
 from .settings import RunSettings
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,25 @@ def prepare_tile(settings: RunSettings, tile: str) -> tuple[dict[str, Path], dic
     images = nosim_recoadd(settings, tile, se_set)
     psfs = {b: Path(se_set.coadd_psfs[b]) for b in (*settings.bands, measure.DET)}
     return images, psfs, se_set
+
+
+def recoadd_needs(settings: RunSettings, se_set: SESet) -> ReCoadd:
+    """What the tile's largest re-coadd works on, for the pool's memory plan (headers read once)."""
+    import fitsio
+
+    largest = biggest = 0
+    for band in settings.bands:
+        total = 0
+        for image in se_set.band(band):
+            try:
+                header = fitsio.read_header(str(image.image), ext=0)
+            except (OSError, ValueError) as exc:
+                raise InputFileError(f"cannot read the header of {image.key} ({image.image}): {exc}") from exc
+            pixels = int(header.get("NAXIS1", 0)) * int(header.get("NAXIS2", 0))
+            total += pixels
+            biggest = max(biggest, pixels)
+        largest = max(largest, total)
+    return ReCoadd(input_pixels=largest, largest_input=biggest, swarp_cap=sum(memory_caps(settings.coadd_swarp)))
 
 
 def inject_and_recoadd(settings: RunSettings, se_set: SESet, objects, scratch: Path, *,
