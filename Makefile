@@ -43,6 +43,7 @@ demo: demo-deps venv-demo
 # Speed and memory figures (each prints a table; several minutes in all on 2 cores).
 bench: setup
 	$(PY) benchmarks/positions.py
+	$(PY) benchmarks/preflight.py --tiles 1000
 	$(PY) benchmarks/inject.py --size 4096 --nobj 300
 	$(PY) benchmarks/db.py
 	$(PY) benchmarks/tile.py

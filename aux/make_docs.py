@@ -15,7 +15,8 @@ and are rebuilt from:
   (default, type, meaning; required, hidden and dangerous keys marked);
 - ``site-setups``: ``site-setups/*/config.py`` (docstring and the values CustomConfig sets)
   and ``source.sh``;
-- ``system-packages``: ``.ci/apt-packages.txt``.
+- ``system-packages``: ``.ci/apt-packages.txt``;
+- ``exit-codes``: ``balrog_runner.errors.EXIT_CODES`` and ``SEVERITY``.
 
 Usage::
 
@@ -227,11 +228,33 @@ def section_system_packages(repo: Path = REPO) -> str:
     )
 
 
+# ----------------------------------------------------------------------------- exit codes
+
+
+def section_exit_codes() -> str:
+    """The exit-code table from ``balrog_runner.errors.EXIT_CODES`` and the order of ``SEVERITY``."""
+    from balrog_runner import errors
+
+    rows = "".join(f"| {code} | {_md(meaning)} |\n" for code, (_name, meaning) in sorted(errors.EXIT_CODES.items()))
+    order = " > ".join(str(c) for c in errors.SEVERITY if c != errors.EXIT_OK)
+    return (
+        "Exit codes (every `balrog-*` command; generated from `balrog_runner/errors.py`, and every "
+        "command's `--help` lists its own):\n\n| code | meaning |\n|---|---|\n" + rows
+        + f"\nA command that runs many units (`balrog-run`: tiles and realizations; `balrog-jobs --submit` "
+        f"or `--run-local` with the local scheduler: subjobs) exits with the worst of its units' codes, in "
+        f"the order {order}: first what a resubmission alone cannot cure (the input, the programs, the disk), "
+        "then an unexplained failure, then what a later retry usually cures (the archive, the database). "
+        "Its end-of-run log names each failed tile's reason and kind "
+        "(`ERROR ... tile DES0002+0001: ... [exit 6: network or archive]`).\n"
+    )
+
+
 SECTIONS: dict[str, Callable[[], str]] = {
     "options": section_options,
     "config-keys": section_config_keys,
     "site-setups": section_site_setups,
     "system-packages": section_system_packages,
+    "exit-codes": section_exit_codes,
 }
 
 

@@ -20,7 +20,7 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .errors import BalrogError, DiskError, ExternalProgramError, OutputError
@@ -144,6 +144,30 @@ def disk_error(exc: BaseException, path: str | os.PathLike | None = None) -> Dis
     err = DiskError(msg)
     err.__cause__ = exc
     return err
+
+
+def explain_failure(exc: BaseException, outputs: Sequence[str | os.PathLike] = ()) -> BalrogError | None:
+    """The one-line error a failed command or unit reports for ``exc``; None when it is a bug.
+
+    A write the filesystem refused becomes a :class:`DiskError`, looked for in ``exc`` itself
+    (an errno of :data:`DISK_ERRNOS`), then in the free space of ``outputs`` (the directories
+    being written: cfitsio, astropy and the external programs lose the errno). A
+    :class:`BalrogError` otherwise keeps its own message and exit code, and is looked at for a
+    full disk only when it is about output or an external program: an input that cannot be
+    read stays bad input. Any other exception is a bug (None: keep its traceback).
+    Used by ``cli/_common.run_command`` and by the node runner for each tile and realization,
+    so a full disk has one exit code wherever it happens.
+    """
+    mappable = not isinstance(exc, BalrogError) or isinstance(exc, OutputError | ExternalProgramError)
+    found = disk_error(exc) if mappable else None
+    if mappable and found is None and isinstance(exc, OSError | BalrogError):
+        for path in outputs:  # errno-less (cfitsio, astropy, a program): is an output filesystem full?
+            found = disk_error(exc, path)
+            if found is not None:
+                break
+    if found is not None:
+        return found
+    return exc if isinstance(exc, BalrogError) else None
 
 
 def check_writable_dir(path: str | os.PathLike, what: str = "output directory") -> Path:

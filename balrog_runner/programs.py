@@ -31,6 +31,7 @@ from pathlib import Path
 import fitsio
 import numpy as np
 
+from . import lifetime
 from .errors import ExternalProgramError
 from .lifetime import die_with_parent
 
@@ -139,7 +140,10 @@ def run_program(
     argv = [str(a) for a in argv]
     program = argv[0]
     log.debug("running %s (cwd %s, deadline %s s)", " ".join(argv), cwd, timeout)
+    if lifetime.stopping():  # SIGTERM / SIGINT: the command is cleaning up, start nothing new
+        raise ExternalProgramError(program, None, "", detail="not started: the command is stopping")
     stdout_handle = open(stdout_path, "wb") if stdout_path is not None else subprocess.PIPE  # noqa: SIM115
+    proc = None
     try:
         try:
             proc = subprocess.Popen(argv, cwd=cwd, stdout=stdout_handle, stderr=subprocess.PIPE,
@@ -149,6 +153,9 @@ def run_program(
             raise ExternalProgramError(program, None, "", detail=f"not found on PATH ({exc.strerror})") from exc
         except OSError as exc:
             raise ExternalProgramError(program, None, "", detail=f"could not be started ({exc.strerror or exc})") from exc
+        lifetime.register_child(proc)  # killed at once on SIGTERM, also when this is not the main thread
+        if lifetime.stopping():  # the signal came while it started
+            _kill_group(proc)
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -164,6 +171,8 @@ def run_program(
             raise
         _kill_group(proc)  # leftovers of a program that exited: nothing may outlive the run
     finally:
+        if proc is not None:
+            lifetime.unregister_child(proc)
         if stdout_path is not None:
             stdout_handle.close()
     proc_result = subprocess.CompletedProcess(argv, proc.returncode, out, err)

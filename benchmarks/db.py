@@ -85,11 +85,22 @@ def prepare_driver_tables(engine: sa.Engine, data) -> None:
             conn.execute(sa.text(f"DELETE FROM drv_{kind}"))
 
 
+def driver_rows(arr: np.ndarray, columns: list[str]) -> list[tuple]:
+    """``arr``'s rows in the order of the table's ``columns``, as the database stores them:
+    ``NUMBER`` as ``number_sex``, and sim/nosim ``ra``/``dec`` from the det windowed positions
+    (the push adds both; a driver given only the catalog's own fields would miss two columns)."""
+    by_name = {n.lower(): n for n in arr.dtype.names}
+    by_name.setdefault("number_sex", by_name.get("number"))
+    if "ra" not in by_name and "alphawin_j2000_det" in by_name:
+        by_name["ra"], by_name["dec"] = by_name["alphawin_j2000_det"], by_name["deltawin_j2000_det"]
+    return list(zip(*(arr[by_name[c.lower()]].tolist() for c in columns), strict=True))
+
+
 class SqliteDriver:
     """The sqlite3 module's own path: ``executemany(sql, array.tolist())``, commit."""
 
     def __init__(self, path: Path, engine: sa.Engine):
-        cols = {k: table_columns(engine, f"drv_{k}") for k in KINDS}
+        cols = self.cols = {k: table_columns(engine, f"drv_{k}") for k in KINDS}
         self.sql = {k: f"INSERT INTO drv_{k} ({', '.join(c)}) VALUES ({', '.join('?' * len(c))})"
                     for k, c in cols.items()}
         self.con = sqlite3.connect(path, timeout=600)
@@ -97,7 +108,7 @@ class SqliteDriver:
     def push(self, arrays) -> None:
         with self.con:  # one transaction per realization
             for kind, arr in zip(KINDS, arrays, strict=True):
-                self.con.executemany(self.sql[kind], arr.tolist())
+                self.con.executemany(self.sql[kind], driver_rows(arr, self.cols[kind]))
 
     def close(self) -> None:
         self.con.close()
@@ -109,7 +120,8 @@ class CopyDriver:
     def __init__(self, url: sa.URL, engine: sa.Engine):
         import psycopg
 
-        self.cols = {k: ", ".join(table_columns(engine, f"drv_{k}")) for k in KINDS}
+        self.columns = {k: table_columns(engine, f"drv_{k}") for k in KINDS}
+        self.cols = {k: ", ".join(c) for k, c in self.columns.items()}
         self.con = psycopg.connect(psycopg.conninfo.make_conninfo(
             host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database))
 
@@ -117,7 +129,7 @@ class CopyDriver:
         with self.con.transaction(), self.con.cursor() as cur:
             for kind, arr in zip(KINDS, arrays, strict=True):
                 with cur.copy(f"COPY drv_{kind} ({self.cols[kind]}) FROM STDIN") as cp:
-                    for row in arr.tolist():
+                    for row in driver_rows(arr, self.columns[kind]):
                         cp.write_row(row)
 
     def close(self) -> None:

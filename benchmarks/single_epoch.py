@@ -53,7 +53,7 @@ if str(REPO) not in sys.path:
 
 from balrog_runner.campaign import config_keys  # noqa: E402
 from balrog_runner.demo.synth_se import make_se_survey  # noqa: E402
-from balrog_runner.inputs.single_epoch import SESet, read_se_set, se_set_path, write_se_set  # noqa: E402
+from balrog_runner.inputs.single_epoch import SESet, read_se_set, write_se_set  # noqa: E402
 from balrog_runner.node import layout, pool, runner, settings  # noqa: E402
 from balrog_runner.sky import geometry, positions  # noqa: E402
 
@@ -119,7 +119,7 @@ def run_case(args: argparse.Namespace) -> dict:
     s = settings.settings_from_config(run, config_keys.default_balrog(), config_keys.default_db())
     n_inputs = {}
     if case != "coadd":
-        se = subset(read_se_set(se_set_path(work / "archive" / TILE)), int(case.split("-")[1]))
+        se = subset(read_se_set(work / "archive" / TILE / "se" / "se_set.json"), int(case.split("-")[1]))
         write_se_set(layout.se_set_file(s.outdir, TILE), se)
         n_inputs = {b: len(se.band(b)) for b in BANDS}
     pool.run_tasks = lambda fn, tasks, workers: (fn(t) for t in tasks)  # in process (see the docstring)

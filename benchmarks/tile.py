@@ -27,7 +27,7 @@ How the time is split (probes wrap functions of this process, nothing else chang
   rendering of each convolved object into its stamp);
 - **own overhead**: everything else in the realization's wall time -- our Python and the
   libraries it calls: building GalSim profiles, evaluating the PSFEx model per object
-  (``inject.psfex_profile``, itemised), Poisson noise, reading and writing images with
+  (``inject.PsfexGrid.profile``, itemised), Poisson noise, reading and writing images with
   image writes (``inject.write_hdus``, itemised), joining catalogs, matching, writing catalogs,
   scratch clean-up. Target (issue 5): own overhead < 15% of the realization's wall time.
 
@@ -141,7 +141,7 @@ class Probes:
 
         self.wrap(astromatic, "run_program", key=program_key)
         self.wrap(galsim.GSObject, "drawImage", "galsim_draw")
-        self.wrap(inject, "psfex_profile", "psfex_profile")
+        self.wrap(inject.PsfexGrid, "profile", "psfex_profile")  # the PSF of every object (stepk/maxk per cell)
         self.wrap(galsim.Image, "addNoise", "poisson_noise")
         self.wrap(inject, "write_hdus", "image_write")
         self.wrap(measure, "measure_nosim", "measure_nosim")

@@ -48,7 +48,7 @@ def make_se_campaign(root: Path, se_survey, *, ngal: int = 12, realizations: int
     """A campaign on the synthetic single-epoch survey's tile (tests/conftest.py ``se_survey``).
 
     In single-epoch mode the survey's file set is written where the node reads it
-    (``<outdir>/<TILE>/images/se_set.json``), as the single-epoch fetch will; in coadd mode the
+    (``<outdir>/<TILE>/se/se_set.json``), as the single-epoch fetch leaves it; in coadd mode the
     node fetches the survey's coadd (its re-coadd of the untouched images) from the plain archive.
     """
     from balrog_runner.inputs.single_epoch import write_se_set

@@ -60,3 +60,29 @@ def test_one_spelling_for_tile_names_and_old_ones_still_work():
     assert demo.build_parser().parse_args(["--tile", "DES0001-0001"]).tiles == ["DES0001-0001"]
     assert report.build_parser().parse_args(["camp", "--report-dir", "r"]).outdir == "r"
     assert report.build_parser().parse_args(["camp", "--outdir", "r"]).outdir == "r"
+
+
+#: Codes beyond run_command's rule; balrog-run and balrog-jobs exit with the worst of their units'.
+UNIT_CODES = {"balrog-run": {1, 4}, "balrog-jobs": {1, 4}, "balrog-push": {1}}
+WORST_OF_UNITS = {"balrog-run", "balrog-jobs"}
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_every_command_lists_its_exit_codes_in_help(name, capsys):
+    """From the one table (errors.EXIT_CODES): the codes of run_command's error rule for every
+    command, plus 1 and 4 for those that run units, with the order of the worst."""
+    import re
+
+    from balrog_runner import errors
+
+    module_name, func = SCRIPTS[name].split(":")
+    main = getattr(importlib.import_module(module_name), func)
+    assert main(["--help"]) == 0
+    text = re.sub(r"(\w)- (\w)", r"\1-\2", " ".join(capsys.readouterr().out.split()))  # argparse wraps at '-'
+    listed = re.search(r"exit codes: (.*?)(?:; when several|\(README)", text)
+    assert listed, text[-400:]
+    codes = {int(part.split()[0]) for part in listed.group(1).split("; ")}
+    assert codes == {0, 2, 3, 5, 6, 130} | UNIT_CODES.get(name, set())
+    for code in codes:
+        assert f"{code} {errors.EXIT_CODES[code][0]}" in text
+    assert ("the worst of their codes, in the order 130 2 3 5 1 6 4" in text) == (name in WORST_OF_UNITS)

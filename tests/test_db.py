@@ -236,7 +236,7 @@ def test_columns_that_do_not_fit_existing_tables_are_refused(tmp_path, engine):
     for name in data.dtype.names:
         extra[name] = data[name]
     fitsio.write(str(sim), extra, clobber=True)
-    with pytest.raises(DatabaseError, match="mag_psf_g are not in table camp_sim"):
+    with pytest.raises(InputFileError, match="mag_psf_g are not in table camp_sim"):
         push_realization(engine, "camp", truth, sim, nosim)
     assert count(engine, "camp_truth") == 20
 
@@ -423,6 +423,24 @@ def test_cli_bad_dbname_is_one_line_error_and_creates_nothing(tmp_path, capsys, 
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # no <dbname>.sqlite, no .sqlite
 
 
+def test_cli_dbname_too_long_for_postgresql_is_refused_on_sqlite_too(tmp_path, capsys):
+    """The README's 51 characters hold on SQLite as well: 60 used to push there (the config
+    refused it), and the campaign could then never be loaded into PostgreSQL."""
+    out = tmp_path / "out"
+    make_campaign(out, tiles=(TILE,), nreal=1)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    name = "c" * 60
+    assert push_cli.main([str(out), "--dbname", name]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (f"balrog-push: error: dbname '{name}' is too long for every database (PostgreSQL's "
+                            f"limit): it makes the name ix_{name}_truth_bi of 72 bytes, over the limit of 63; use at "
+                            "most 51 characters\n")
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # no <dbname>.sqlite
+    url = f"sqlite:///{tmp_path / 'other.sqlite'}"
+    assert push_cli.main([str(out), "--db", url, "--dbname", name]) == 2
+    assert push_cli.main([str(out), "--db", url, "--dbname", "c" * 51, "-q"]) == 0
+
+
 def test_runner_pusher_refuses_bad_dbname_before_touching_anything(tmp_path):
     from types import SimpleNamespace
 
@@ -442,10 +460,12 @@ def test_validate_dbname_is_the_one_check(tmp_path, engine):
     from balrog_runner.db import validate_dbname
 
     assert validate_dbname("Y3_Balrog") == "y3_balrog"
-    long_ok = "b" * 116  # ix_<dbname>_truth_bi: 128 bytes, the default limit
-    assert validate_dbname(long_ok) == long_ok
-    with pytest.raises(DatabaseError, match=r"too long for the database: .* at most 116 characters"):
-        validate_dbname(long_ok + "b")
+    long_ok = "b" * 51  # ix_<dbname>_truth_bi: 63 bytes, PostgreSQL's limit, on every backend
+    assert validate_dbname(long_ok) == long_ok == validate_dbname(long_ok, engine.dialect)
+    for dialect in (None, engine.dialect):  # SQLite takes 60 characters, PostgreSQL would not
+        with pytest.raises(DatabaseError, match=r"too long for every database \(PostgreSQL's limit\): .* at most 51 "
+                                                r"characters"):
+            validate_dbname(long_ok + "b", dialect)
     for bad in (None, 3, "", "_x", "x-y", "1x"):
         with pytest.raises(DatabaseError, match="is not allowed"):
             validate_dbname(bad)
@@ -777,9 +797,10 @@ def test_config_checks_table_prefix_and_reader(tmp_path):
     cfg = load_config(cfg_file("    db['table-prefix'] = 'balrog_'\n    db['reader'] = ''\n"), check_positions=False)
     assert cfg.db["table-prefix"] == "balrog_" and cfg.db["reader"] == ""
     assert load_config(cfg_file(""), check_positions=False).db["table-prefix"] == ""
-    with pytest.raises(ConfigError, match=r"db\['table-prefix'\] = 'bal-rog'"):
+    with pytest.raises(ConfigError, match=r"db\['table-prefix'\]: table prefix 'bal-rog' is not allowed"):
         load_config(cfg_file("    db['table-prefix'] = 'bal-rog'\n"), check_positions=False)
-    with pytest.raises(ConfigError, match=r"run\['dbname'\] = 'c{45}' is 45 bytes; at most 44 with db\['table-prefix'\] = 'balrog_'"):
+    with pytest.raises(ConfigError, match=r"run\['dbname'\]: dbname 'c{45}' is too long .* at most 44 characters with "
+                                         r"the table prefix 'balrog_'"):
         load_config(cfg_file("    db['table-prefix'] = 'balrog_'\n", dbname="c" * 45), check_positions=False)
 
 
@@ -854,20 +875,59 @@ def test_push_onto_tables_made_before_ra_dec_still_works(tmp_path, engine, caplo
                for r in caplog.records if r.levelno == logging.WARNING)
 
 
-def test_values_nulled_for_desdm_range_are_a_warning_with_counts(tmp_path, engine, caplog):
+def test_values_nulled_for_desdm_range_are_counted_and_said_once_per_table(tmp_path, engine, caplog):
+    """A realization's NULLs are a DEBUG line; the WARNING comes once per table, with counts,
+    from report_nulled_values (the runner and push_missing call it at the end)."""
+    from balrog_runner.db import report_nulled_values
+
+    report_nulled_values()  # a fresh tally (earlier tests of this process pushed too)
+    caplog.clear()
     paths = write_realization(tmp_path / "cat", TILE, 0)
     sim = fitsio.read(str(paths[1]))
     sim["MAGERR_AUTO_G"][:3] = 99.0
     fitsio.write(str(paths[1]), sim, clobber=True)
-    with caplog.at_level(logging.INFO, logger="balrog_runner.db"):
+    with caplog.at_level(logging.DEBUG, logger="balrog_runner.db"):
         push_realization(engine, "camp", *paths)
+        push_realization(engine, "camp", *paths)  # "already": nothing stored, nothing counted
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        detail = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG and "stored as NULL" in r.getMessage()]
+        assert detail == [f"{TILE} realization 0: 5 values outside their DESDM column's range stored as NULL: "
+                          "camp_nosim.magerr_auto_r 1, camp_sim.magerr_auto_g 3, camp_sim.magerr_auto_r 1"]
+        lines = report_nulled_values()
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warned) == 1, warned
-    assert "5 values outside their DESDM column's range stored as NULL" in warned[0]
-    assert "camp_sim.magerr_auto_g 3" in warned[0] and "camp_sim.magerr_auto_r 1" in warned[0]
-    assert "camp_nosim.magerr_auto_r 1" in warned[0]
+    assert warned == lines and len(lines) == 2, warned
+    assert lines[0].startswith("camp_nosim: 1 values outside their DESDM column's range stored as NULL in 1 of the "
+                               "1 realization(s) pushed: magerr_auto_r 1 (")
+    assert lines[1].startswith("camp_sim: 4 values outside their DESDM column's range stored as NULL in 1 of the 1 "
+                               "realization(s) pushed: magerr_auto_g 3, magerr_auto_r 1 (")
+    assert report_nulled_values() == []  # said once
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM camp_sim WHERE MAGERR_AUTO_G IS NULL")).scalar_one() == 3
+
+
+def test_a_campaign_push_says_nulls_once_per_table_not_once_per_realization(tmp_path, capsys):
+    """40 realizations, each with SExtractor's 99 in DESDM's NUMBER(5,4) columns: the old push
+    logged 40 WARNINGs of about a kilobyte (100,000 lines for a 1000-tile campaign)."""
+    out = tmp_path / "out"
+    nreal = 40
+    for j in range(nreal):
+        paths = write_realization(out / TILE / "catalogs", TILE, j)
+        if j % 4 == 0:  # a quarter with more: 99 in MAGERR_AUTO_G too
+            sim = fitsio.read(str(paths[1]))
+            sim["MAGERR_AUTO_G"][:2] = 99.0
+            fitsio.write(str(paths[1]), sim, clobber=True)
+    from balrog_runner.db import report_nulled_values
+
+    report_nulled_values()  # a fresh tally (earlier tests of this process pushed too)
+    capsys.readouterr()
+    assert push_cli.main([str(out), "--dbname", "camp"]) == 0
+    warned = [ln.split(" WARNING balrog_runner.db.push: ", 1)[1] for ln in capsys.readouterr().err.splitlines()
+              if " WARNING " in ln]
+    assert [w.split(":", 1)[0] for w in warned] == ["camp_nosim", "camp_sim"], warned
+    assert warned[1].startswith(f"camp_sim: {nreal + 2 * nreal // 4} values outside their DESDM column's range stored "
+                                f"as NULL in {nreal} of the {nreal} realization(s) pushed: magerr_auto_r {nreal}, "
+                                f"magerr_auto_g {2 * nreal // 4} (")
+    assert sum(len(w) for w in warned) < 600
 
 
 

@@ -350,3 +350,16 @@ def test_cli_with_desservices_section_writes_no_password(pg, desdm_db, tmp_path,
     written = [p.read_text() for p in tmp_path.rglob("*") if p.is_file() and p != ini]
     for text in (out, err, caplog.text, *written):
         assert pg.password not in text
+
+
+@needs_pg
+def test_output_that_is_a_directory_is_refused_before_the_query(desdm_db, tmp_path, capsys):
+    """``-o <an existing directory>`` was a traceback after the lookup; now one line, first."""
+    url = desdm_db.url.render_as_string(hide_password=False)
+    code = inputs_cli.main(["--release", Y3_TAG, "--tile", T1, "--db", url, "--schema", "prod", "-o", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "Traceback" not in err
+    assert err == (f"balrog-inputs: error: -o {tmp_path} is a directory; give the manifest file to write, "
+                   f"e.g. -o {tmp_path / 'inputs.json'}")
+    assert list(tmp_path.iterdir()) == []
+    assert desdm_db.url.password not in err

@@ -3,10 +3,14 @@ names the extra to install (the test suite has them all; here they are hidden)."
 
 from __future__ import annotations
 
+import ast
 import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from packaging.requirements import Requirement
 
 from balrog_runner.db.url import make_engine, require_driver
 from balrog_runner.errors import ConfigError
@@ -42,3 +46,47 @@ def test_sqlite_needs_no_extra(monkeypatch, tmp_path):
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT 1")).scalar_one() == 1
     engine.dispose()
+
+
+# ------------------------------------------------------------------------ packaging
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _project() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {Requirement(r).name.lower().replace("_", "-") for r in requirements}
+
+
+def test_pyyaml_is_a_test_dependency_only():
+    """Only the tests read YAML (the wq job files): `make demo`, which installs the base
+    package, must not need it from balrog_runner (astropy brings its own copy)."""
+    project = _project()
+    assert "pyyaml" not in _names(project["dependencies"])
+    assert "pyyaml" in _names(project["optional-dependencies"]["test"])
+    imports = set()
+    for path in (REPO / "balrog_runner").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                imports |= {(path, a.name.split(".")[0]) for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imports.add((path, node.module.split(".")[0]))
+    assert not [p for p, name in imports if name == "yaml"]
+
+
+def test_all_extra_installs_every_optional_part():
+    extras = _project()["optional-dependencies"]
+    expanded = set()
+    for req in map(Requirement, extras["all"]):
+        if req.name.lower().replace("_", "-") == "balrog-runner":
+            for extra in req.extras:
+                expanded |= _names(extras[extra])
+        else:
+            expanded.add(req.name.lower())
+    assert expanded == _names(extras["mpi"]) | _names(extras["postgres"]) | _names(extras["oracle"])
+    assert {"mpi4py", "psycopg", "oracledb"} <= expanded
+    test = {Requirement(r) for r in extras["test"]}
+    assert any(r.name.replace("_", "-") == "balrog-runner" and "all" in r.extras for r in test)

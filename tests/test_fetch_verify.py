@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from test_fetch import (  # noqa: F401 - fixtures are used by name
@@ -151,3 +156,60 @@ def test_manifest_size_and_md5_are_checked(server, netrc_file, survey, tmp_path,
     source = fetch.ArchiveSource.create(server.url, netrc_path=netrc_file, manifest=path)
     files = _fetch(tmp_path / "images", source)
     assert files.psfs["r"].read_bytes() == des_psf_path.read_bytes()
+
+
+def _flip(data: bytes, component: int, row: int, col: int, xor: int) -> bytes:
+    """``data`` (DES's example model: PSF_MASK (45, 48, 48) big-endian float32 from byte 5760)
+    with the sign-and-exponent byte of one value XORed."""
+    out = bytearray(data)
+    out[5760 + 4 * ((component * 48 + row) * 48 + col)] ^= xor
+    return bytes(out)
+
+
+@pytest.mark.parametrize(("component", "row", "col", "xor", "reason"), [
+    (0, 24, 24, 0x40, "not normalised"),  # the peak of the constant term blown up
+    (3, 10, 30, 0x40, "corner"),  # a linear term: finite, but the model is absurd over its domain
+])
+def test_psf_byte_flip_that_breaks_the_model_is_found_without_an_md5(server, netrc_file, tmp_path,
+                                                                       des_psf_path, component, row, col,
+                                                                       xor, reason):
+    """With no MD5 (no manifest), a model that is no longer a PSF is refused and fetched again."""
+    clean = des_psf_path.read_bytes()
+    flipped = _flip(clean, component, row, col, xor)
+    bad = tmp_path / "flipped.psf"
+    bad.write_bytes(flipped)
+    with pytest.raises(fetch.CorruptFile, match=reason):
+        fetch.verify_fits(bad, "psf")
+    dest = tmp_path / "images"
+    source = _source(server, netrc_file)
+    files = _fetch(dest, source)
+    files.psfs["r"].write_bytes(flipped)  # on disk from an earlier, corrupted, fetch
+    server.reset_records()
+    files = _fetch(dest, source)  # no checks: nothing from DESDM to compare with
+    assert files.psfs["r"].read_bytes() == clean
+    assert server.hits() == 1 and server.hits("*_r_psfcat.psf") == 1
+
+
+def test_sigterm_during_a_download_leaves_no_partial_file(server, netrc_file, tmp_path):
+    """balrog-fetch stopped (scancel, kill) in the middle of a slow transfer: exit 143 and no
+    ``.tmp-`` file of the transfer left in the output directory."""
+    server.add_fault("trickle", times=None, match="*_r.fits.fz")
+    out = tmp_path / "images"
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "balrog-fetch"), "--root", server.url, "--release",
+                             "plain", "--tile", TILE, "--bands", "g,r", "--outdir", str(out), "--netrc",
+                             str(netrc_file), "--retries", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        deadline = time.monotonic() + 120
+        while not _leftovers(out) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _leftovers(out), "the transfer never started"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "balrog-fetch: stopped by SIGTERM; its temporary files were removed" in err
+    assert _leftovers(out) == []
+    assert not (out / TILE / f"{TILE}_r.fits.fz").exists() and not (out / TILE / f"{TILE}_r.fits").exists()

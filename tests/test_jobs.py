@@ -48,6 +48,12 @@ def _dry_run_wrapper() -> str:
 BALROG_RUN = _dry_run_wrapper()
 
 
+#: Rows of each test position file. balrog-jobs plans every tile's realizations at build time,
+#: so the files must hold what the configs ask for: here one realization of ngal 3000, and the
+#: migrated Valarauko site configs of test_migrate (bnl: 3 x 1000, edison: 24 x 10).
+POSITIONS_PER_FILE = 3000
+
+
 def write_positions(posdir: Path, tiles: list[str]) -> None:
     """Tiny but valid position files (the contract's POSITIONS HDU).
 
@@ -57,8 +63,8 @@ def write_positions(posdir: Path, tiles: list[str]) -> None:
     posdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for i, t in enumerate(tiles):
-            data = np.zeros(3, dtype=[("ra", "f8"), ("dec", "f8"), ("balrog_index", "i8")])
-            data["balrog_index"] = np.arange(3) + 10 * i
+            data = np.zeros(POSITIONS_PER_FILE, dtype=[("ra", "f8"), ("dec", "f8"), ("balrog_index", "i8")])
+            data["balrog_index"] = np.arange(POSITIONS_PER_FILE) + 10_000 * i
             fitsio.write(f"{tmp}/p.fits", data, extname="POSITIONS", clobber=True)
             shutil.move(f"{tmp}/p.fits", posdir / f"{t}.fits")
 
@@ -67,7 +73,8 @@ def write_campaign(root: Path, tile_names: list[str] = TILES, name: str = "cfg.p
     """A campaign under ``root``: position files and a CustomConfig file setting ``run``."""
     write_positions(root / "pos", tile_names)
     settings = {"dbname": "testcamp", "jobdir": str(root / "jobs"), "outdir": str(root / "out"),
-                "pos": str(root / "pos"), "balrog-run": BALROG_RUN, "fetch-layout": "plain", **run}
+                "pos": str(root / "pos"), "balrog-run": BALROG_RUN, "fetch-layout": "plain",
+                "ngal": POSITIONS_PER_FILE, **run}  # one realization (balrog-jobs plans every tile)
     path = root / name
     path.write_text(textwrap.dedent(f"""\
         def CustomConfig(run, balrog, db, tiles):
@@ -389,7 +396,7 @@ def test_local_failing_tile_fails_the_run(tmp_path):
     built = jobs.build_jobs(cfgmod.load_config(path), "local")
     (tmp_path / "pos" / f"{TILES[3]}.fits").unlink()
     out = subprocess.run(["bash", str(built.job_dir / "run.sh")], capture_output=True, text=True)
-    assert out.returncode == 1
+    assert out.returncode == 2  # the worst of the subjobs': a missing position file is bad input
     recs = {r["subjob"]: r for r in records(built.job_dir)}
     assert recs[0]["failed"] == [] and recs[1]["failed"] == [TILES[3]]
 

@@ -16,7 +16,7 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 from balrog_runner.campaign import config as config_mod
-from balrog_runner.campaign import config_keys
+from balrog_runner.campaign import config_check, config_keys
 from balrog_runner.demo import synth
 from balrog_runner.errors import ConfigError, InputFileError
 from balrog_runner.injection.catalog_columns import (
@@ -189,13 +189,13 @@ def test_config_accepts_the_new_keys(tmp_path):
     errors: list[str] = []
     cfg = config_mod.Config(run=run, balrog=balrog, db=db, tiles=[])
     run.update(dbname="t", jobdir=str(tmp_path), outdir=str(tmp_path), pos=str(tmp_path))
-    config_mod._check_values(cfg, errors)
+    config_check._check_values(cfg, errors)
     assert any("mag-offset-maps" in e and "'q'" in e for e in errors)
     assert not any("population-columns" in e for e in errors)
     assert balrog["mag-offset-maps"]["i"].endswith("/maps/i.fits") and "~" not in balrog["mag-offset-maps"]["i"]
     balrog["population-columns"] = {"size": "R"}
     errors = []
-    config_mod._check_values(cfg, errors)
+    config_check._check_values(cfg, errors)
     assert any("population-columns" in e and "'size'" in e for e in errors)
 
 

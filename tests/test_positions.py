@@ -233,7 +233,9 @@ def _bad_cases(repo: Path, d: Path) -> list[tuple[list[str], str]]:
         (base + ["--density", "lots"], "--density must be a number"),
         (base + ["--pertile", "0"], "--pertile must be an integer between 1"),
         (base + ["--pertile", "2.5"], "--pertile must be an integer"),
-        (base + ["--pertile", "5", "--seed", "-2"], "--seed must be a non-negative integer"),
+        (base + ["--pertile", "5", "--seed", "-2"], "--seed must be an integer between 0 and"),
+        # past int64: the SEED header cannot hold it (was an OverflowError after positions-campaign.json)
+        (base + ["--pertile", "5", "--seed", str(2**70)], "--seed must be an integer between 0 and 9223372036854775807"),
         (base + ["--pertile", "5", "--iterateby", "0"], "--iterateby must be a positive"),
         (["--tilenames", "DES2359+01", "--outdir", out, "--pertile", "5"], "'DES2359+01' is not a DES tile name"),
         (["--tilenames", "DES0000+0000", "--outdir", out, "--pertile", "5"], "not a tile of the DES tiling"),

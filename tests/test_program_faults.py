@@ -18,8 +18,9 @@ import campaigns
 import fitsio
 import pytest
 
+from balrog_runner import errors
 from balrog_runner.demo import run as demo
-from balrog_runner.node import layout, runner
+from balrog_runner.node import layout
 
 TILES = ("DES2359+0001", "DES0453-4457")
 SIZE = 256
@@ -85,12 +86,13 @@ def test_garbage_nosim_catalog_fails_its_tile_and_the_next_tile_runs(tmp_path, s
         """)
     spec = make_campaign(tmp_path, survey, TILES, sex=str(fake))
     result = balrog_run(spec)
-    assert result.returncode == runner.EXIT_FAILED, result.stderr[-3000:]
+    assert result.returncode == errors.EXIT_PROGRAM, result.stderr[-3000:]  # a program wrote garbage
     assert "Traceback" not in result.stderr
     outdir = outdir_of(spec)
     error = status_of(outdir, bad)["error"]
     assert str(fake) in error and f"{bad}_nosim_all_" in error and "not readable as FITS" in error
     assert "\n" not in error
+    assert f"ERROR balrog_runner.node.runner: tile {bad}: {error} [exit 3: external program]\n" in result.stderr
     assert not layout.nosim_catalog_path(outdir, bad).exists()
     later = status_of(outdir, good)
     assert later["complete"] and later["realizations"]["0"]["state"] == "done"
@@ -102,11 +104,13 @@ def test_hung_swarp_fails_its_realization_at_the_deadline(tmp_path, survey):
     fake = script(tmp_path / "hung-swarp", "sleep 4325.5 &\nexec sleep 4324.5\n")
     spec = make_campaign(tmp_path, survey, [tile], swarp=str(fake), **{"program-timeout": 8})
     result = balrog_run(spec)
-    assert result.returncode == runner.EXIT_FAILED, result.stderr[-3000:]
+    assert result.returncode == errors.EXIT_PROGRAM, result.stderr[-3000:]
     outdir = outdir_of(spec)
     entry = status_of(outdir, tile)["realizations"]["0"]
     assert entry["state"] == "failed"
     assert entry["error"].startswith(f"{fake} did not finish within its deadline of 8 s")
+    assert (f"tile {tile}: 1 of 1 realization(s) failed: realization 0: {entry['error']} [exit 3: external program]"
+            in result.stderr)
     assert not layout.is_complete(outdir, tile, 0)
     assert layout.nosim_catalog_path(outdir, tile).exists()  # the real SExtractor met its deadline
     assert running_with("sleep 432") == []
@@ -121,7 +125,7 @@ def test_positions_off_the_tile_fail_the_realization(tmp_path, survey):
         data["dec"] += 3.0
         f[1].write(data)
     result = balrog_run(spec)
-    assert result.returncode == runner.EXIT_FAILED, result.stderr[-3000:]
+    assert result.returncode == errors.EXIT_BAD_INPUT, result.stderr[-3000:]
     outdir = outdir_of(spec)
     status = status_of(outdir, tile)
     for j in (0, 1):

@@ -208,7 +208,7 @@ def test_pool_sees_the_cpus_of_its_affinity_mask(tmp_path, survey):  # noqa: F81
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs 2 CPUs to restrict the run to 1")
     probe = subprocess.run(["taskset", "-c", "0", sys.executable, "-c",
-                            "from balrog_runner import resources; print(resources.allowed_cpus())"],
+                            "from balrog_runner.node import resources; print(resources.allowed_cpus())"],
                            capture_output=True, text=True, check=True)
     assert probe.stdout.strip() == "1"
     spec = make_campaign(tmp_path, survey, ngal=20, realizations=2, ppn=2, push=False)
@@ -287,7 +287,7 @@ def _env_without_slurm() -> dict[str, str]:
 def test_memory_detected_in_a_real_cgroup_equals_its_limit():
     with memory_cgroup(300_000_000) as (group, limit):
         probe = subprocess.run(
-            in_cgroup(group, [sys.executable, "-c", "import json; from balrog_runner import resources; "
+            in_cgroup(group, [sys.executable, "-c", "import json; from balrog_runner.node import resources; "
                               "m = resources.memory_limit(); print(json.dumps([m.limit, m.available, m.source]))"]),
             capture_output=True, text=True, env=_env_without_slurm(), timeout=60)
     assert probe.returncode == 0, probe.stderr

@@ -3,7 +3,7 @@ real SWarp, SExtractor and psfex on the small synthetic SE survey, side by side 
 campaign in coadd mode on the same survey (its coadd is the re-coadd of the untouched images).
 
 Until the single-epoch fetch exists, each test puts the survey's file set where the node reads
-it (``<outdir>/<TILE>/images/se_set.json``), as that fetch will.
+it (``<outdir>/<TILE>/se/se_set.json``), as the fetch leaves it.
 """
 
 from __future__ import annotations

@@ -50,8 +50,8 @@ def test_grid_and_coadd_psfs_round_trip_and_older_files_read_without_them(tmp_pa
     grid = CoaddGrid(ra=0.6667, dec=0.0167, naxis1=360, naxis2=400)
     se_set = SESet(tile="DES0002+0001", images={"r": [_image(tmp_path, 1)]}, grid=grid,
                    coadd_psfs={"r": tmp_path / "r.psf", "det": tmp_path / "det.psf"})
-    path = write_se_set(se_set_path(tmp_path), se_set)
-    assert path == tmp_path / "se_set.json"
+    path = write_se_set(se_set_path(tmp_path, "DES0002+0001"), se_set)
+    assert path == tmp_path / "DES0002+0001" / "se" / "se_set.json"
     back = read_se_set(path)
     assert back == se_set and back.grid.wcs_header()["CRPIX2"] == 200.5
     doc = json.loads(path.read_text())

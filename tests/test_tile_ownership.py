@@ -165,8 +165,10 @@ def test_campaigns_sharing_an_outdir_never_adopt_each_others_catalogs(tmp_path, 
     db = f"sqlite:///{tmp_path / 'push.sqlite'}"
     push = subprocess.run([str(BIN / "balrog-push"), str(outdir), "--db", db, "--dbname", "other"],
                           capture_output=True, text=True)
-    assert push.returncode == 0, push.stderr
-    assert "pushed 0 realizations" in push.stdout and "2 of other campaigns skipped" in push.stdout
+    # nothing of campaign 'other' there: an error, not a silent success (issue 19)
+    assert push.returncode == 2, push.stdout + push.stderr
+    assert "belongs to another campaign than 'other': 'demo' (2); nothing pushed" in push.stderr
+    assert not (tmp_path / "push.sqlite").exists()
     push = subprocess.run([str(BIN / "balrog-push"), str(outdir), "--db", db, "--dbname", "other",
                            "--campaign", "demo"], capture_output=True, text=True)
     assert push.returncode == 0 and "pushed 2 realizations" in push.stdout, push.stdout + push.stderr

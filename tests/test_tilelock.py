@@ -16,7 +16,7 @@ from balrog_runner.node import tilelock
 TILE = "DES2359+0001"
 HOLD = """
 import sys, time
-from balrog_runner import tilelock
+from balrog_runner.node import tilelock
 lock = tilelock.TileLock.acquire(sys.argv[1], "DES2359+0001")
 print("held", flush=True)
 time.sleep(600)

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import runpy
+import signal
 import subprocess
+import threading
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,8 +90,63 @@ def resolve_source(source: str | os.PathLike | None) -> Path | None:
     return src.resolve()
 
 
+#: Seconds a config file may take to run (its module code and CustomConfig together): a
+#: config that never returns (a loop, a read from a terminal or a hung network mount) must not
+#: hang balrog-jobs or balrog-migrate. ``$BALROG_CONFIG_TIMEOUT`` or ``--config-timeout``
+#: change it; 0 = no deadline.
+DEFAULT_CONFIG_TIMEOUT = 120.0
+CONFIG_TIMEOUT_ENV = "BALROG_CONFIG_TIMEOUT"
+
+
+def config_timeout(value: float | None = None) -> float:
+    """The deadline to use: ``value``, else ``$BALROG_CONFIG_TIMEOUT``, else the default."""
+    if value is not None:
+        return float(value)
+    text = os.environ.get(CONFIG_TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_CONFIG_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"${CONFIG_TIMEOUT_ENV} = {text!r}: seconds >= 0 (0 = no deadline)")
+    return seconds
+
+
+class _ConfigDeadline(BaseException):
+    """Raised by SIGALRM inside a config's code; a BaseException so that a config's own
+    ``except Exception`` does not swallow it."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """SIGALRM after ``seconds`` raises :class:`_ConfigDeadline` where the config's code is.
+
+    The config runs in this process (it reads and sets ``os.environ``, imports modules and
+    returns live dicts), so a signal is the one way to stop it: Python runs the handler
+    between two bytecodes, also in a blocking call (PEP 475 retries the call only after the
+    handler returned). Signals reach only the main thread: from another thread (a library
+    caller), the config runs without a deadline.
+    """
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise _ConfigDeadline
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def load_config(path: str | os.PathLike, source: str | os.PathLike | None = None,
-                check_positions: bool = True) -> Config:
+                check_positions: bool = True, timeout: float | None = None) -> Config:
     """Run the user's ``CustomConfig`` on fresh defaults, then normalise and check the result.
 
     With ``source``, the script is sourced by bash first and the environment it exports is in
@@ -96,6 +154,7 @@ def load_config(path: str | os.PathLike, source: str | os.PathLike | None = None
     such as ``os.environ['Y1A1_DIR']`` that the script sets); the job files source it again
     on the nodes. ``check_positions=False`` skips the position-file check, for tools that work
     on a campaign's results after its position files may have been cleaned up (balrog-push).
+    ``timeout``: seconds the file may take to run (:func:`config_timeout`).
 
     Raises :class:`ConfigError` with the file's name when the file fails to run, defines no
     ``CustomConfig``, returns the wrong shape, or any value is invalid.
@@ -106,7 +165,7 @@ def load_config(path: str | os.PathLike, source: str | os.PathLike | None = None
     src = resolve_source(source)
     changes = sourced_environment(src) if src is not None else {}
     with applied_environment(changes):
-        run, balrog, db, tiles = run_custom_config(path, *defaults())
+        run, balrog, db, tiles = run_custom_config(path, *defaults(), timeout=timeout)
         cfg = Config(run=dict(run), balrog=dict(balrog), db=dict(db), tiles=tiles, path=path.resolve(), source=src)
         from .config_check import check_config
 
@@ -119,13 +178,26 @@ _VALARAUKO_MODULES = {"esutil": "esutil (Valarauko configs read their tile list 
                       "imp": "imp (removed in Python 3.12; Valarauko configs load BuildJob with it)"}
 
 
-def run_custom_config(path: Path, run: dict, balrog: dict, db: dict, tiles: list) -> tuple[dict, dict, dict, list[str]]:
+def run_custom_config(path: Path, run: dict, balrog: dict, db: dict, tiles: list,
+                      timeout: float | None = None) -> tuple[dict, dict, dict, list[str]]:
     """Execute the config file and call its ``CustomConfig(run, balrog, db, tiles)``.
 
     Returns the four results, with ``tiles`` as a list of str (a numpy array or any sequence
     of str / bytes is accepted: Valarauko configs returned ``esutil.io.read(...)['tilename']``).
-    Every failure of the user's code is a :class:`ConfigError` naming the file.
+    Every failure of the user's code is a :class:`ConfigError` naming the file, also running
+    past ``timeout`` seconds (:func:`config_timeout`; the file's code and CustomConfig together).
     """
+    seconds = config_timeout(timeout)
+    try:
+        with _deadline(seconds):
+            return _run_custom_config(path, run, balrog, db, tiles)
+    except _ConfigDeadline:
+        raise ConfigError(f"config file {path} did not finish within {seconds:g} s (its module code and CustomConfig: "
+                          "a loop that never ends, a read from the terminal, a hung network mount?); if it needs "
+                          f"longer, give --config-timeout SECONDS (or ${CONFIG_TIMEOUT_ENV})") from None
+
+
+def _run_custom_config(path: Path, run: dict, balrog: dict, db: dict, tiles: list) -> tuple[dict, dict, dict, list[str]]:
     try:
         namespace = runpy.run_path(str(path), run_name="balrog_config")
     except SystemExit as exc:  # not an Exception: would end balrog-jobs with the config's code
@@ -168,7 +240,8 @@ def _reads_environ(exc: KeyError) -> bool:
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_locals.get("self") is os.environ
+    # os._Environ: the real os.environ also behind a wrapper (balrog-migrate notes what a config reads)
+    return tb is not None and isinstance(tb.tb_frame.f_locals.get("self"), os._Environ)
 
 
 def tile_names(value: Any, where: str) -> list[str]:

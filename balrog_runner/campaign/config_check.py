@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: A credentials section as users and easyaccess spell it: ``dessci`` or ``db-dessci`` (the
+#: file's own ``[db-dessci]``); db.url finds the section from either.
+_SECTION_RE = re.compile(r"^(db-)?[A-Za-z_][A-Za-z0-9_]*$")
 
 
 
@@ -59,21 +62,6 @@ _SAFE_WORD_RE = re.compile(r"^[A-Za-z0-9_.,:=+-]+$")
 
 
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-
-
-
-#: The campaign's longest derived SQL identifier is the index ``ix_<dbname>_nosim_tr``
-#: (db/schema.py); it must fit PostgreSQL's 63-byte limit (NAMEDATALEN - 1), which also
-#: satisfies Oracle 12.2+ (128 bytes). Pre-12.2 Oracle (30 bytes) is not enforced.
-MAX_IDENTIFIER_BYTES = 63
-
-
-
-_LONGEST_DERIVED = "ix_{}_nosim_tr"
-
-
-
-_DBNAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 
@@ -307,9 +295,11 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
         errors.append(f"balrog['mask-bits'] = {balrog['mask-bits']}: a positive bit mask (e.g. 1 | 4) or None (any bit)")
     if not 0.0 <= balrog["star-fraction"] <= 1.0:
         errors.append(f"balrog['star-fraction'] = {balrog['star-fraction']} must be within 0..1")
-    for name in ("section", "reader"):
-        if db[name] is not None and not _NAME_RE.match(db[name]) and not (name == "reader" and db[name] == ""):
-            errors.append(f"db['{name}'] = {db[name]!r}: use letters, digits and _")
+    if db["section"] is not None and not _SECTION_RE.match(db["section"]):
+        errors.append(f"db['section'] = {db['section']!r}: a section of db['ini'] as easyaccess names it, "
+                      "e.g. 'dessci' or 'db-dessci' (letters, digits and _, after an optional db-)")
+    if db["reader"] is not None and db["reader"] != "" and not _NAME_RE.match(db["reader"]):
+        errors.append(f"db['reader'] = {db['reader']!r}: use letters, digits and _")
     if db["url"] is not None:
         try:
             db["url"] = strip_password(db["url"])
@@ -322,25 +312,19 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
 
 
 def _check_dbname(dbname: str, errors: list[str], prefix: str = "") -> None:
-    """dbname names tables and indexes on every backend: an identifier that needs no quoting.
+    """dbname and db['table-prefix'] by the database layer's one check (db.validate_dbname):
+    an identifier that needs no quoting, short enough for every backend."""
+    from ..db.schema import DbnameError, check_table_prefix, validate_dbname
 
-    A leading letter (Oracle's unquoted identifiers and a table name that starts with ``_``
-    are trouble), and short enough that ``ix_<dbname>_nosim_tr`` fits
-    :data:`MAX_IDENTIFIER_BYTES` (PostgreSQL truncates longer names silently, so two
-    campaigns' indexes could collide).
-    """
-    if not _DBNAME_RE.match(dbname):
-        errors.append(f"run['dbname'] = {dbname!r}: start with a letter, then letters, digits and _ (it names DB tables)")
+    try:
+        check_table_prefix(prefix)
+    except DbnameError as exc:
+        errors.append(f"db['table-prefix']: {exc}")
         return
-    if prefix and not _DBNAME_RE.match(prefix):
-        errors.append(f"db['table-prefix'] = {prefix!r}: '' or a letter, then letters, digits and _ (e.g. 'balrog_')")
-        return
-    longest = _LONGEST_DERIVED.format(prefix + dbname)  # the prefix is part of every table and index name
-    if len(longest.encode()) > MAX_IDENTIFIER_BYTES:
-        most = MAX_IDENTIFIER_BYTES - len(_LONGEST_DERIVED.format(prefix).encode())
-        errors.append(f"run['dbname'] = {dbname!r} is {len(dbname.encode())} bytes; at most {most}"
-                      + (f" with db['table-prefix'] = {prefix!r}" if prefix else "")
-                      + f" (its index {longest[:20]}... must fit {MAX_IDENTIFIER_BYTES} bytes, PostgreSQL's limit)")
+    try:
+        validate_dbname(dbname, prefix=prefix)
+    except DbnameError as exc:
+        errors.append(f"run['dbname']: {exc}")
 
 
 
@@ -413,6 +397,9 @@ def check_inputs_resolve(cfg: Config) -> None:
 
     run = cfg.run
     where = f" in {cfg.path}" if cfg.path else ""
+    if run.get("inject-into") == "single-epoch":
+        check_se_inputs_resolve(cfg)
+        return
     try:
         source = source_from_options(fetch_options(run))
     except ConfigError as exc:
@@ -431,6 +418,31 @@ def check_inputs_resolve(cfg: Config) -> None:
     if missing:
         shown = "; ".join(missing[:3]) + (f" and {len(missing) - 3} more tiles" if len(missing) > 3 else "")
         raise InputFileError(f"inputs do not resolve for {len(missing)} tile(s){where}: {shown}")
+
+
+
+def check_se_inputs_resolve(cfg: Config) -> None:
+    """A single-epoch campaign: ``run['fetch-manifest']`` is a single-epoch manifest that lists
+    images of every tile in every band. Only the manifest's header is read (its per-tile
+    index), so this stays fast for a campaign of thousands of tiles; nothing is downloaded."""
+    from ..inputs import se_manifest
+
+    run = cfg.run
+    where = f" in {cfg.path}" if cfg.path else ""
+    if not run.get("fetch-manifest"):
+        raise ConfigError(f"run['inject-into'] = 'single-epoch'{where} needs run['fetch-manifest']: a single-epoch "
+                          "manifest from balrog-inputs --single-epoch (where each tile's CCD images are)")
+    m = se_manifest.read(run["fetch-manifest"], tiles=())
+    missing: list[str] = []
+    for tile in cfg.tiles:
+        counts = m.counts.get(tile)
+        lacking = [b for b in run["bands"] if not (counts or {}).get(b)]
+        if counts is None or lacking:
+            missing.append(f"{tile} ({'not in the manifest' if counts is None else 'no ' + ' '.join(lacking) + ' images'})")
+    if missing:
+        shown = "; ".join(missing[:3]) + (f" and {len(missing) - 3} more tiles" if len(missing) > 3 else "")
+        raise InputFileError(f"single-epoch inputs do not resolve for {len(missing)} tile(s){where} "
+                             f"(manifest {run['fetch-manifest']}): {shown}")
 
 
 
@@ -463,7 +475,8 @@ def validate_for_scheduler(cfg: Config, scheduler: str, check_programs: bool = T
     if run["arraymax"] is not None and not run["asarray"]:
         log.warning("run['arraymax'] is ignored without run['asarray']")
     if check_programs:
-        cfg.programs = resolve_programs({k: run[k] for k in NODE_PROGRAM_KEYS}, cfg.source)
+        keys = (*NODE_PROGRAM_KEYS, "psfex") if run["inject-into"] == "single-epoch" else NODE_PROGRAM_KEYS
+        cfg.programs = resolve_programs({k: run[k] for k in keys}, cfg.source)
 
 
 

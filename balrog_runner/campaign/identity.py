@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..errors import InputFileError, OutputError
+from ..errors import EXIT_FAILED, InputFileError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,13 @@ FINGERPRINT_HEX = 16
 
 
 class ForeignCampaignError(OutputError):
-    """A tile directory holds outputs of another campaign (or of the same one, other inputs)."""
+    """A tile directory holds outputs of another campaign (or of the same one, other inputs).
+
+    Exit code 1, as the README documents: the outputs are kept as they are, someone must
+    decide whose they are.
+    """
+
+    exit_code = EXIT_FAILED
 
 
 @dataclass(frozen=True)
@@ -239,7 +245,10 @@ def select_campaign(sets: Iterable[Any], campaign: str | None) -> tuple[list[Any
         return sets, {}
     kept, others = [], {}
     for cs in sets:
-        camp = catalog_campaign(cs.truth)
+        try:
+            camp = catalog_campaign(cs.truth)
+        except InputFileError:
+            camp = None  # unreadable: kept, so that pushing it fails this realization alone, with the reason
         if camp is None or camp == campaign:
             kept.append(cs)
         else:

@@ -24,13 +24,13 @@ import math
 import os
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import BalrogError, ConfigError
+from ..errors import BalrogError, ConfigError, one_line
 from . import config as cfgmod
 from . import config_check, config_keys
 from .old_keys import OLD_KEYS, OldKey
@@ -139,6 +139,36 @@ def _valarauko_modules() -> Iterator[None]:
         yield
 
 
+class _EnvironReads(MutableMapping):
+    """``os.environ`` while an old config runs: the variables it reads are noted with their
+    values, so that paths built from them (``$SCRATCH``, ``$Y1A1_DIR``) are written back as
+    ``os.environ[...]`` expressions rather than frozen to this machine's values."""
+
+    def __init__(self, real: MutableMapping[str, str]) -> None:
+        self._real = real
+        self.read: dict[str, str] = {}
+
+    def __getitem__(self, key: str) -> str:
+        value = self._real[key]
+        self.read[key] = value
+        return value
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self._real[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._real[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._real)
+
+    def __len__(self) -> int:
+        return len(self._real)
+
+    def copy(self) -> dict[str, str]:
+        return dict(self._real)
+
+
 @dataclass
 class OldConfig:
     """A Valarauko config after evaluation: final dicts, which keys it set, and the tiles."""
@@ -150,10 +180,30 @@ class OldConfig:
     db: dict[str, Any]
     tiles: list[str]
     assigned: dict[str, set[str]] = field(default_factory=dict)
+    #: environment variables the config read, with their values then
+    environ: dict[str, str] = field(default_factory=dict)
+
+    def env_bases(self) -> list[tuple[str, str]]:
+        """(variable, directory) of the variables read whose value is one absolute path,
+        longest first (the most specific base wins)."""
+        bases = [(k, v.rstrip("/")) for k, v in self.environ.items()
+                 if isinstance(v, str) and os.path.isabs(v) and os.pathsep not in v and v.rstrip("/")]
+        return sorted(bases, key=lambda kv: (-len(kv[1]), kv[0]))
+
+    def env_expression(self, value: str) -> str | None:
+        """``os.environ[...]`` source text giving ``value`` from a variable the config read, or None."""
+        for name, base in self.env_bases():
+            if value == base or value.startswith(base + "/"):
+                rest = value[len(base):].strip("/")
+                env = f"os.environ[{name!r}]"
+                return f"os.path.join({env}, {rest!r})" if rest else env
+        return None
 
 
-def evaluate(path: str | os.PathLike, source: str | os.PathLike | None = None) -> OldConfig:
-    """Run a Valarauko config's CustomConfig as the original did (``source`` applied first)."""
+def evaluate(path: str | os.PathLike, source: str | os.PathLike | None = None,
+             timeout: float | None = None) -> OldConfig:
+    """Run a Valarauko config's CustomConfig as the original did (``source`` applied first),
+    within ``timeout`` seconds (:func:`balrog_runner.campaign.config.config_timeout`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Valarauko config {path} does not exist")
@@ -161,7 +211,9 @@ def evaluate(path: str | os.PathLike, source: str | os.PathLike | None = None) -
     run, balrog, db = (_Recording(d) for d in old_defaults())
     changes = cfgmod.sourced_environment(src) if src is not None else {}
     with cfgmod.applied_environment(changes), _valarauko_modules():
-        out = cfgmod.run_custom_config(path, run, balrog, db, [])
+        reads = _EnvironReads(os.environ)
+        with cfgmod.patched(vars(os), {"environ": reads}):
+            out = cfgmod.run_custom_config(path, run, balrog, db, [], timeout=timeout)
     new_run, new_balrog, new_db, tiles = out
     assigned = {}
     for name, before, after in (("run", run, new_run), ("balrog", balrog, new_balrog), ("db", db, new_db)):
@@ -173,7 +225,7 @@ def evaluate(path: str | os.PathLike, source: str | os.PathLike | None = None) -
         raise ConfigError(f"CustomConfig in {path} returns no tiles (the original then ran its own spte-tiles.fits); "
                           "return the tile list")
     return OldConfig(path=path.resolve(), source=src, run=dict(new_run), balrog=dict(new_balrog),
-                     db=dict(new_db), tiles=tiles, assigned=assigned)
+                     db=dict(new_db), tiles=tiles, assigned=assigned, environ=dict(reads.read))
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -207,19 +259,33 @@ class Migration:
     entries: dict[tuple[str, str], tuple[Any, str]] = field(default_factory=dict)
     commented: list[tuple[tuple[str, str], Any, str]] = field(default_factory=list)
     dropped: list[tuple[str, Any, str]] = field(default_factory=list)
+    #: files balrog-migrate wrote besides the config (the SLR maps split per band)
+    written: list[Path] = field(default_factory=list)
 
     def set(self, target: tuple[str, str], value: Any, comment: str = "") -> None:
-        self.entries[target] = (value, comment)
+        self.entries[target] = (value, one_line(comment))
+
+    def comment_out(self, target: tuple[str, str], value: Any, why: str) -> None:
+        self.commented.append((target, value, one_line(why)))
+
+    def drop(self, where: str, value: Any, why: str) -> None:
+        self.dropped.append((where, value, one_line(why)))
 
 
 #: Always written (even at the original's default): the new defaults differ and they name things.
 _ALWAYS = ("dbname", "joblabel", "outdir", "jobdir", "pos", "nodes", "ppn", "npersubjob", "walltime")
 #: New hook signatures (population.py), for telling an old pyconfig from a new one.
 _NEW_HOOKS = {"SimulationRules": 4, "GalsimParams": 1, "SextractorConfigs": 1}
+#: The tables' prefix of the original (``<user>.balrog_<dbname>_truth``, DESIGN.md section 11).
+TABLE_PREFIX = "balrog_"
 
 
-def translate(old: OldConfig, fetch_manifest: str | None = None) -> Migration:
-    """Carry every key the old config set to its new place; list the rest with reasons."""
+def translate(old: OldConfig, fetch_manifest: str | None = None, maps_dir: str | os.PathLike | None = None) -> Migration:
+    """Carry every key the old config set to its new place; list the rest with reasons.
+
+    ``maps_dir``: where the original's SLR table may be split into per-band maps for
+    ``balrog['mag-offset-maps']`` (None: not split, the reason says so).
+    """
     m = Migration(old=old)
     run, balrog, db = old.run, old.balrog, old.db
     for section, d in (("run", run), ("balrog", balrog), ("db", db)):
@@ -227,6 +293,9 @@ def translate(old: OldConfig, fetch_manifest: str | None = None) -> Migration:
         for name in sorted(keys):
             if section == "db" or name not in d:
                 continue  # db: below, as one entry
+            if (section, name) == ("balrog", "slrdir"):
+                _carry_slrdir(m, _plain(d[name]), maps_dir)
+                continue
             _carry(m, section, name, _plain(d[name]))
     _carry_db(m)
     if fetch_manifest:
@@ -234,30 +303,45 @@ def translate(old: OldConfig, fetch_manifest: str | None = None) -> Migration:
     return m
 
 
+def _foreign_directory(old: OldConfig, value: Any) -> str | None:
+    """The top directory of a literal absolute path that does not exist on this machine
+    (``/scratch3`` of the original's machine), or None. Paths built from an environment
+    variable follow the variable and are never foreign."""
+    if not isinstance(value, str) or not os.path.isabs(value) or old.env_expression(value) is not None:
+        return None
+    parts = Path(value).parts
+    top = Path(*parts[:2]) if len(parts) > 1 else Path(value)
+    return None if top.exists() else str(top)
+
+
 def _carry(m: Migration, section: str, name: str, value: Any) -> None:
     old, where = m.old, f"{section}['{name}']"
     rule = OLD_KEYS.get((section, name))
     same = config_keys.SECTIONS[section].get(name) is not None and rule is None
-    if name == "outdir" and section == "run":
+    if section == "run" and name in ("outdir", "jobdir"):
         if value is None:
-            m.commented.append((("run", "outdir"), None, "the config sets no outdir (the original used its own source directory); set one"))
+            m.comment_out(("run", name), None, f"the config sets no {name} (the original used its own source directory); set one")
             return
-        sub = f"{old.run.get('dbname')}-{old.run.get('joblabel')}"
-        m.set(("run", "outdir"), os.path.join(value, sub),
-              f"the original wrote to <outdir>/<dbname>-<joblabel>/ ({sub}); campaigns sharing {value} stay apart")
-    elif name == "jobdir" and section == "run":
-        if value is None:
-            m.commented.append((("run", "jobdir"), None, "the config sets no jobdir; set one"))
+        foreign = _foreign_directory(old, value)
+        if name == "outdir":
+            sub = f"{old.run.get('dbname')}-{old.run.get('joblabel')}"
+            target, why = os.path.join(value, sub), (f"the original wrote to <outdir>/<dbname>-<joblabel>/ ({sub}); "
+                                                      f"campaigns sharing {value} stay apart")
+        else:
+            target, why = value, "job files go to <jobdir>/<dbname>-<joblabel>/ (the original: ...-jobdir)"
+        if foreign:
+            m.comment_out(("run", name), target, f"{foreign} does not exist on this machine (the original's machine had it); "
+                          f"set run['{name}'] to a directory here (balrog-jobs would create it)")
             return
-        m.set(("run", "jobdir"), value, "job files go to <jobdir>/<dbname>-<joblabel>/ (the original: ...-jobdir)")
+        m.set(("run", name), target, why)
     elif same:
         if value is None and not config_keys.SECTIONS[section][name].optional:
             return  # e.g. ppn None: the original's "unset", the new default applies
         m.set((section, name), value, "")
     elif rule is None:
-        m.dropped.append((where, value, "not a Valarauko key balrog-migrate knows; left out"))
+        m.drop(where, value, "not a Valarauko key balrog-migrate knows; left out")
     elif rule.target is None:
-        m.dropped.append((where, value, rule.note))
+        m.drop(where, value, rule.note)
     else:
         _carry_renamed(m, section, name, value, rule)
 
@@ -288,17 +372,12 @@ def _carry_renamed(m: Migration, section: str, name: str, value: Any, rule: OldK
             return  # the original's default: Balrog's own built-in rules
         problem = _old_pyconfig_problem(Path(value))
         if problem:
-            m.commented.append((target, value, f"{was}: {problem}; rewrite the hooks (see config/example_pyconfig.py), then uncomment"))
+            m.comment_out(target, value, f"{was}: {problem}; rewrite the hooks (see config/example_pyconfig.py), then uncomment")
         else:
             m.set(target, value, was)
     elif (section, name) == ("balrog", "catalog"):
-        if value is None:
-            return
-        problem = _catalog_problem(value)
-        if problem:
-            m.commented.append((target, value, f"{was}: {problem}; {rule.note}"))
-        else:
-            m.set(target, value, was)
+        if value is not None:
+            _carry_catalog(m, value, was)
     else:
         m.set(target, value, was)
 
@@ -317,14 +396,101 @@ def _old_pyconfig_problem(path: Path) -> str | None:
     return None
 
 
-def _catalog_problem(path: str) -> str | None:
+#: What the new config writes for the COSMOS preset (imported at its top).
+COSMOS_PRESET = "COSMOS_MOCK_COLUMNS"
+
+
+class Preset:
+    """A value written as the name of a balrog_runner preset (``dict(COSMOS_MOCK_COLUMNS)``)."""
+
+    def __init__(self, name: str, value: dict[str, Any]) -> None:
+        self.name, self.value = name, value
+
+    def __repr__(self) -> str:
+        return f"dict({self.name})"
+
+
+def _carry_catalog(m: Migration, value: str, was: str) -> None:
+    """balrog['catalog'] -> balrog['population'] (+ the COSMOS column preset when it fits)."""
+    from ..injection.catalog_columns import COSMOS_MOCK_COLUMNS, read_mapped_catalog
     from ..injection.population import read_catalog
 
+    target = ("balrog", "population")
+    bands = list(m.old.run.get("bands") or config_keys.default_run()["bands"])
+    cosmos = Preset(COSMOS_PRESET, dict(COSMOS_MOCK_COLUMNS))
+    if not Path(value).is_file():
+        m.comment_out(target, value, f"{was}: {value} is not on this machine; copy the catalog here (or point "
+                      "balrog['population'] at a copy), then uncomment; the original's catalogs were COSMOS Mock "
+                      "Catalogs: uncomment balrog['population-columns'] too if this one is")
+        m.comment_out(("balrog", "population-columns"), cosmos, "the COSMOS Mock Catalog's columns (catalog_columns.COSMOS_MOCK_COLUMNS)")
+        return
     try:
-        read_catalog(path)
+        read_catalog(value)
     except BalrogError as exc:
-        return str(exc)
-    return None
+        plain_problem = str(exc)
+    else:
+        m.set(target, value, f"{was}; its columns have truth names")
+        return
+    try:
+        read_mapped_catalog(value, COSMOS_MOCK_COLUMNS, bands)
+    except BalrogError as exc:
+        m.comment_out(target, value, f"{was}: {plain_problem}; as a COSMOS Mock Catalog: {exc}; give "
+                      "balrog['population-columns'] a mapping of its columns, then uncomment")
+        return
+    m.set(target, value, was)
+    m.set(("balrog", "population-columns"), cosmos,
+          f"its columns are the COSMOS Mock Catalog's (Mapp_<b>_subaru, halflightradius, sersicindex, axisratio, beta), "
+          f"as the original sampled them: balrog_runner.injection.catalog_columns.{COSMOS_PRESET}")
+
+
+def _carry_slrdir(m: Migration, value: Any, maps_dir: str | os.PathLike | None) -> None:
+    """balrog['slrdir'] -> balrog['mag-offset-maps'], one map per band, where they can be found."""
+    from ..injection.mag_offsets import SLR_TABLE_NAME, load_map, split_slr_table
+
+    target, was = ("balrog", "mag-offset-maps"), f"was balrog['slrdir'] = {value!r}"
+    if value is None:
+        return
+    bands = list(m.old.run.get("bands") or config_keys.default_run()["bands"])
+    wanted = {b: f"<the {b}-band map>" for b in bands}
+    folder = Path(str(value))
+    if not folder.is_dir():
+        m.comment_out(target, wanted, f"{was}: {folder} is not a directory on this machine; copy the original's "
+                      f"{SLR_TABLE_NAME} there, run balrog-migrate again with -o to split it per band, "
+                      "or set one HEALPix map per band")
+        return
+    per_band: dict[str, str] = {}
+    for band in bands:
+        for candidate in sorted(folder.glob(f"*_{band}.fits")) + sorted(folder.glob(f"*_{band}.fit")):
+            try:
+                load_map(candidate, band)
+            except BalrogError:
+                continue
+            per_band[band] = str(candidate)
+            break
+    if len(per_band) == len(bands):
+        m.set(target, per_band, f"{was}: its per-band maps")
+        return
+    table = folder / SLR_TABLE_NAME
+    if table.is_file() and maps_dir is not None:
+        try:
+            maps = split_slr_table(table, maps_dir, bands)
+        except BalrogError as exc:
+            m.comment_out(target, wanted, f"{was}: {exc}")
+            return
+        m.written += list(maps.values())
+        m.set(target, {b: str(p) for b, p in maps.items()},
+              f"{was}: {table} split per band by balrog-migrate (the original interpolated between pixels, "
+              "balrog_runner takes the pixel's value)")
+        return
+    if table.is_file():
+        m.comment_out(target, wanted, f"{was}: {table} holds every band in one table; give balrog-migrate -o FILE "
+                      "to have it split per band beside FILE")
+        return
+    have = ", ".join(sorted(per_band)) or "none"
+    m.comment_out(target, wanted, f"{was}: {folder} has no {SLR_TABLE_NAME} (the Y1A1 SLR zero-point shift table "
+                  f"the original read) and no readable HEALPix map per band named *_<band>.fits for bands "
+                  f"{' '.join(bands)} (found: {have}); copy the original's table there and run balrog-migrate "
+                  "again, or set balrog['mag-offset-maps'] = {band: map}")
 
 
 def _carry_db(m: Migration) -> None:
@@ -335,50 +501,109 @@ def _carry_db(m: Migration) -> None:
     shown = ", ".join(f"{k}={_plain(db[k])!r}" for k in ("db_host", "port", "service_name") if k in db)
     m.set(("db", "section"), section, f"the original connected to {shown}; credentials from [db-{section}] of db['ini']")
     m.set(("db", "reader"), "DES_READER", "the original granted SELECT on its tables to DES_READER")
+    m.set(("db", "table-prefix"), TABLE_PREFIX,
+          f"the original's tables: {TABLE_PREFIX}<dbname>_truth, _sim, _nosim, _des (DES users query them so)")
     for name in sorted(assigned):
         if name in config_keys.DB_KEYS:
             m.set(("db", name), _plain(db[name]), "")
         elif ("db", name) not in OLD_KEYS:
-            m.dropped.append((f"db['{name}']", _plain(db[name]), "not a Valarauko key balrog-migrate knows; left out"))
+            m.drop(f"db['{name}']", _plain(db[name]), "not a Valarauko key balrog-migrate knows; left out")
 
 
 # ----------------------------------------------------------------------------- output
 
 
+def _comments(text: str, prefix: str = "# ") -> list[str]:
+    """``text`` as one comment line (a message of several lines, e.g. CFITSIO's, is joined:
+    a line of the new file is either code or a comment)."""
+    return [f"{prefix}{one_line(text)}"]
+
+
+def _source(value: Any, old: OldConfig) -> str:
+    """Python source for a value: strings under a directory the config took from an
+    environment variable become ``os.environ[...]`` expressions, presets their name."""
+    if isinstance(value, Preset):
+        return repr(value)
+    if isinstance(value, str):
+        return old.env_expression(value) or repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_source(v, old) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {_source(v, old)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
 def render(m: Migration) -> str:
     """The new config file's text: the not-carried keys as comments on top, then CustomConfig."""
     old = m.old
-    lines = [f"# balrog_runner config migrated by balrog-migrate from the Valarauko config {old.path}"]
+    lines = _comments(f"balrog_runner config migrated by balrog-migrate from the Valarauko config {old.path}")
     if old.source:
-        lines.append(f"# (evaluated after sourcing {old.source}; pass the same script to balrog-jobs --source)")
+        lines += _comments(f"(evaluated after sourcing {old.source}; pass the same script to balrog-jobs --source)")
     lines.append("#")
     if m.dropped:
         lines.append("# Not carried: these keys have no equivalent in balrog_runner")
-        lines += [f"#   {where} = {value!r}: {reason}" for where, value, reason in m.dropped]
+        for where, value, reason in m.dropped:
+            lines += _comments(f"{where} = {value!r}: {reason}", "#   ")
         lines.append("#")
     if m.commented:
         lines.append("# Carried but commented out below: fix, then uncomment")
-        lines += [f"#   {t[0]}['{t[1]}']: {why}" for t, _, why in m.commented]
+        for t, _, why in m.commented:
+            lines += _comments(f"{t[0]}['{t[1]}']: {why}", "#   ")
         lines.append("#")
-    lines.append("# Tables are <dbname>_truth, _sim, _nosim, _des (the original's: balrog_<dbname>_...).")
+    bases = sorted({name for name, _ in old.env_bases()})
+    if bases:
+        lines += _comments("Paths under the directories of " + ", ".join(f"${b}" for b in bases) + " are read from "
+                           "the environment, as the original read them (balrog-jobs --source sets them)")
     if ("run", "fetch-manifest") not in m.entries:
         lines += ["# Inputs: the original looked up each tile's coadd run in DESDM on the node. Make an inputs",
                   "# manifest once (balrog-inputs) and set run['fetch-manifest'], or pass --fetch-manifest to",
                   "# balrog-migrate; until then balrog-jobs reports that the inputs do not resolve."]
-    lines += ["", "", "def CustomConfig(run, balrog, db, tiles):"]
+    values = [v for v, _ in m.entries.values()] + [v for _, v, _ in m.commented]
+    text_values = "\n".join(_source(v, old) for v in values)
+    imports = []
+    if "os.environ[" in text_values:
+        imports.append("import os")
+    if any(isinstance(v, Preset) for v in values):
+        imports.append(f"from balrog_runner.injection.catalog_columns import {COSMOS_PRESET}")
+    lines += ["", *imports, *([""] if imports else []), "", "def CustomConfig(run, balrog, db, tiles):"]
     order = {(s, k): i for i, (s, k) in enumerate((s, k) for s, t in config_keys.SECTIONS.items() for k in t)}
     for (section, name), (value, comment) in sorted(m.entries.items(), key=lambda kv: order.get(kv[0], 10**6)):
-        lines.append(f"    {section}[{name!r}] = {value!r}" + (f"  # {comment}" if comment else ""))
+        lines.append(f"    {section}[{name!r}] = {_source(value, old)}" + (f"  # {comment}" if comment else ""))
     for (section, name), value, why in m.commented:
-        lines.append(f"    # {section}[{name!r}] = {value!r}  # {why}")
+        lines.append(f"    # {section}[{name!r}] = {_source(value, old)}  # {why}")
     lines.append("    tiles.extend([")
     lines += [f"        {t!r}," for t in old.tiles]
     lines += ["    ])", "    return run, balrog, db, tiles", ""]
     return "\n".join(lines)
 
 
+def check_text(text: str, source: str | os.PathLike | None = None, name: str = "the new config",
+               timeout: float | None = None) -> str | None:
+    """Why the new config does not compile or load (the reason balrog-jobs would give), or None.
+
+    A text that does not compile is balrog-migrate's own fault (a :class:`ConfigError` that
+    says so: the caller then writes nothing).
+    """
+    import tempfile
+
+    try:
+        compile(text, name, "exec")
+    except SyntaxError as exc:
+        raise ConfigError(f"balrog-migrate made a config that does not compile (line {exc.lineno}: {exc.msg}), "
+                          "so nothing was written; this is a balrog-migrate bug: please report it with the old config") from exc
+    with tempfile.TemporaryDirectory(prefix="balrog-migrate-") as tmp:
+        path = Path(tmp) / "migrated_config.py"
+        path.write_text(text)
+        try:
+            cfgmod.load_config(path, source=source, timeout=timeout)
+        except BalrogError as exc:
+            return one_line(str(exc).replace(str(path), name))
+    return None
+
+
 def migrate(path: str | os.PathLike, source: str | os.PathLike | None = None,
-            fetch_manifest: str | None = None) -> tuple[str, Migration]:
+            fetch_manifest: str | None = None, maps_dir: str | os.PathLike | None = None,
+            timeout: float | None = None) -> tuple[str, Migration]:
     """Evaluate, translate and render a Valarauko config; the text and the translation."""
-    m = translate(evaluate(path, source), fetch_manifest)
+    m = translate(evaluate(path, source, timeout), fetch_manifest, maps_dir)
     return render(m), m

@@ -23,7 +23,8 @@ _PLUMBING = "process plumbing of the original (job bookkeeping files, command ru
 
 
 
-_SLR = "no equivalent yet: SLR zero-point shift maps are not applied"
+_SLR = ("the SLR zero-point shifts are balrog['mag-offset-maps'] now, one map per band "
+        "(balrog-migrate splits the original's Y1A1 table of balrog['slrdir'] per band)")
 
 
 
@@ -44,7 +45,7 @@ OLD_KEYS: dict[tuple[str, str], OldKey] = {
     ("balrog", "sexnnw"): OldKey(("run", "sex-nnw"), ""),
     ("balrog", "sexpath"): OldKey(("run", "sex"), "the SExtractor executable"),
     ("balrog", "catalog"): OldKey(("balrog", "population"), "its columns must be property names (mag_<band>, hlr_<component>, ...); the original sampled the COSMOS Mock Catalog's columns"),
-    ("balrog", "slrdir"): OldKey(None, _SLR),
+    ("balrog", "slrdir"): OldKey(("balrog", "mag-offset-maps"), _SLR),
     ("balrog", "nosimsexparam"): OldKey(None, "nosim is measured with run['sex-param'] like sim, so the nosim and sim tables have the same columns"),
     ("balrog", "catfitstype"): OldKey(None, "catalogs are always FITS binary tables written by balrog_runner (SExtractor's LDAC is read internally)"),
     ("balrog", "fulltraceback"): OldKey(None, "tracebacks: run the command with --debug"),

@@ -6,7 +6,11 @@ values point at, with the same readers the nodes use, before any job is written:
 - every input file parses (pyconfig, population catalog, SExtractor config/parameter/
   filter/NNW files, SWarp config, the db-columns table);
 - every position file is readable in the current format (a Valarauko-era file, ``ra``/``dec``
-  plus an ``istart`` header and no ``balrog_index``, is named as such);
+  plus an ``istart`` header and no ``balrog_index``, is named as such), its positions are on
+  the sky (finite, ``|dec| <= 90``), and its realizations are planned with the node's own
+  code, so ``run['realization-list']`` / ``realizations`` / ``ngal`` it cannot hold fail here;
+- the output directories (``run['outdir']``, ``run['jobdir']``) can be written: not on a
+  read-only filesystem, not under a plain file;
 - the database: a supported dialect, the credentials section present in the ini file (when
   the ini is on this machine), and the dbname valid for that database;
 - reachability (warnings only, since login nodes reach DESDM and compute nodes may not): the
@@ -38,6 +42,7 @@ PROBE_TIMEOUT = 10.0
 def check_campaign(cfg: Config, reachability: bool | None = None) -> list[str]:
     """Raise a one-line :class:`BalrogError` for the first problem a node would hit; return
     the warnings (also logged). ``reachability`` None: probe unless ``BALROG_OFFLINE``."""
+    check_output_dirs(cfg)
     check_input_files(cfg)
     check_position_files(cfg)
     url = check_database(cfg)
@@ -53,6 +58,17 @@ def check_campaign(cfg: Config, reachability: bool | None = None) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- files
+
+
+def check_output_dirs(cfg: Config) -> None:
+    """``run['outdir']`` (catalogs, the default SQLite database) and ``run['jobdir']`` can be
+    written: a read-only filesystem (DiskError, exit 5) or a plain file in the way (exit 2)
+    is refused now, with nothing created, rather than by every node's first write."""
+    from ..atomic import check_writable_dir
+
+    for key in ("outdir", "jobdir"):
+        check_writable_dir(cfg.run[key], f"run['{key}']")
+
 
 
 def check_input_files(cfg: Config) -> None:
@@ -112,37 +128,56 @@ def _parameter_names(path: Path) -> set[str]:
 
 
 def check_position_files(cfg: Config) -> None:
-    """Each tile's position file opens and has the current columns (headers only: fast)."""
-    from ..sky.positions import EXTNAME
+    """Each tile's position file: the current format, positions on the sky, and the
+    realizations the campaign asks for, planned by the node's own code
+    (:func:`balrog_runner.sky.realizations.plan_tile`)."""
     from .derived import position_file
 
     for tile in cfg.tiles:
         path = position_file(cfg.run, tile)
-        try:
-            with fitsio.FITS(str(path)) as fits:
-                if EXTNAME not in fits:
-                    raise InputFileError(f"position file {path} has no {EXTNAME} HDU (not written by balrog-positions)")
-                hdu = fits[EXTNAME]
-                columns = set(hdu.get_colnames())
-                header = hdu.read_header()
-        except InputFileError:
-            raise
-        except (OSError, ValueError) as exc:
-            raise InputFileError(f"position file {path} cannot be read: {str(exc).splitlines()[0][:200]}") from None
-        if "balrog_index" not in columns:
-            old = header.get("ISTART") is not None
-            hint = (" (a Valarauko-era file: ra/dec with an istart header; re-run balrog-positions)"
-                    if old else "")
-            raise InputFileError(f"position file {path} has no balrog_index column{hint}")
-        if not {"ra", "dec"} <= columns:
-            raise InputFileError(f"position file {path} lacks the ra/dec columns")
-        wanted = cfg.run.get("realizations")
-        if "realization" in columns and wanted is not None:  # a lattice file fixes the realizations
-            held = int(header.get("NREAL") or 0)
-            if wanted > held:
-                raise ConfigError(f"run['realizations'] = {wanted}, but the lattice position file {path} holds "
-                                  f"{held} realization(s): re-run balrog-positions --lattice with --realizations "
-                                  f"{wanted}, or ask for at most {held}")
+        check_position_header(cfg, path)
+        check_position_rows(cfg, tile, path)
+
+
+def check_position_header(cfg: Config, path: Path) -> None:
+    """The file opens and has the current columns (headers only)."""
+    from ..sky.positions import EXTNAME
+
+    try:
+        with fitsio.FITS(str(path)) as fits:
+            if EXTNAME not in fits:
+                raise InputFileError(f"position file {path} has no {EXTNAME} HDU (not written by balrog-positions)")
+            hdu = fits[EXTNAME]
+            columns = set(hdu.get_colnames())
+            header = hdu.read_header()
+    except InputFileError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise InputFileError(f"position file {path} cannot be read: {str(exc).splitlines()[0][:200]}") from None
+    if "balrog_index" not in columns:
+        old = header.get("ISTART") is not None
+        hint = (" (a Valarauko-era file: ra/dec with an istart header; re-run balrog-positions)"
+                if old else "")
+        raise InputFileError(f"position file {path} has no balrog_index column{hint}")
+    if not {"ra", "dec"} <= columns:
+        raise InputFileError(f"position file {path} lacks the ra/dec columns")
+    wanted = cfg.run.get("realizations")
+    if "realization" in columns and wanted is not None:  # a lattice file fixes the realizations
+        held = int(header.get("NREAL") or 0)
+        if wanted > held:
+            raise ConfigError(f"run['realizations'] = {wanted}, but the lattice position file {path} holds "
+                              f"{held} realization(s): re-run balrog-positions --lattice with --realizations "
+                              f"{wanted}, or ask for at most {held}")
+
+
+def check_position_rows(cfg: Config, tile: str, path: Path) -> None:
+    """The rows, read as the node reads them: finite positions on the sky (``read_positions``),
+    and ``ngal`` / ``realizations`` / ``realization-list`` a plan of this tile can hold."""
+    from ..sky.positions import read_positions
+    from ..sky.realizations import plan_tile
+
+    run = cfg.run
+    plan_tile(tile, read_positions(path), run["ngal"], run.get("realizations"), run.get("realization-list"))
 
 
 # ----------------------------------------------------------------------------- database

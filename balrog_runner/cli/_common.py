@@ -21,8 +21,21 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 
-from ..atomic import check_writable_dir, disk_error
-from ..errors import BalrogError, ConfigError, OutputError
+from .. import lifetime
+from ..atomic import check_writable_dir, explain_failure
+from ..errors import (
+    EXIT_ARCHIVE,
+    EXIT_BAD_INPUT,
+    EXIT_CODES,
+    EXIT_DISK,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PROGRAM,
+    SEVERITY,
+    BalrogError,
+    ConfigError,
+    one_line,
+)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -126,6 +139,15 @@ def nonneg_seconds(max_seconds: float = 86400.0) -> Callable[[str], float]:
     return parse
 
 
+def add_config_timeout_option(parser: argparse.ArgumentParser) -> None:
+    """``--config-timeout``: how long the config file may take to run (campaign/config.py)."""
+    from ..campaign.config import CONFIG_TIMEOUT_ENV, DEFAULT_CONFIG_TIMEOUT
+
+    parser.add_argument("--config-timeout", type=nonneg_seconds(), metavar="SECONDS",
+                        help="deadline for running the config file (its code and CustomConfig), seconds; 0 = none "
+                        f"(default: ${CONFIG_TIMEOUT_ENV}, else {DEFAULT_CONFIG_TIMEOUT:g})")
+
+
 # --------------------------------------------------------------------------- logging
 
 
@@ -149,9 +171,32 @@ def tile_names(args: argparse.Namespace) -> list[str]:
     return names
 
 
-def add_logging_options(parser: argparse.ArgumentParser) -> None:
-    """Add ``--version``, ``-v/--verbose``, ``-q/--quiet`` and ``--debug`` to a parser."""
+#: The codes every command can exit with (run_command's error rule); a command that runs
+#: units adds its own (``unit_codes`` of :func:`add_logging_options`).
+COMMON_EXIT_CODES = (EXIT_OK, EXIT_BAD_INPUT, EXIT_PROGRAM, EXIT_DISK, EXIT_ARCHIVE, EXIT_INTERRUPTED)
+
+
+def exit_codes_epilog(unit_codes: Sequence[int] = (), worst_of_units: bool = False) -> str:
+    """The ``--help`` paragraph listing a command's exit codes, from :data:`errors.EXIT_CODES`.
+
+    ``unit_codes``: the codes a command adds to :data:`COMMON_EXIT_CODES` (balrog-run: 1 and
+    4); ``worst_of_units``: it exits with the worst of its units' codes (the order is given).
+    """
+    codes = sorted({*COMMON_EXIT_CODES, *unit_codes})
+    text = "exit codes: " + "; ".join(f"{c} {EXIT_CODES[c][0]}" for c in codes)
+    if worst_of_units:
+        order = " ".join(str(c) for c in SEVERITY if c in codes and c != EXIT_OK)
+        text += f"; when several units fail, the worst of their codes, in the order {order}"
+    return text + " (README: Outputs)."
+
+
+def add_logging_options(parser: argparse.ArgumentParser, unit_codes: Sequence[int] = (),
+                        worst_of_units: bool = False) -> None:
+    """Add ``--version``, ``-v/--verbose``, ``-q/--quiet`` and ``--debug`` to a parser, and the
+    exit codes (:func:`exit_codes_epilog`) to its ``--help``: every command calls this."""
     from .. import __version__
+
+    parser.epilog = "\n".join(filter(None, [parser.epilog, exit_codes_epilog(unit_codes, worst_of_units)]))
 
     parser.add_argument("--version", action="version", version=f"%(prog)s (balrog_runner) {__version__}")
     group = parser.add_argument_group("logging")
@@ -191,18 +236,6 @@ def _one_line_parse_errors(prog: str, parser: argparse.ArgumentParser) -> None:
     parser.error = error  # type: ignore[method-assign]
 
 
-def _as_disk_error(exc: BaseException, outputs: Sequence[str | os.PathLike]) -> BalrogError | None:
-    """A DiskError for a write the filesystem refused, looked for in ``exc`` then in ``outputs``."""
-    found = disk_error(exc)
-    if found is not None or not isinstance(exc, OSError | BalrogError):
-        return found
-    for path in outputs:  # errno-less (cfitsio, astropy, a program): is an output filesystem full?
-        found = disk_error(exc, path)
-        if found is not None:
-            return found
-    return None
-
-
 def run_command(
     prog: str,
     parser: argparse.ArgumentParser,
@@ -230,23 +263,24 @@ def run_command(
             check_writable_dir(d)
         from tqdm.contrib.logging import logging_redirect_tqdm
 
-        with logging_redirect_tqdm():  # log lines printed above an active progress bar, not through it
+        # SIGTERM / SIGINT raise where the main thread is: temporaries and scratch directories
+        # are removed on the way out, running programs killed (lifetime.stop_cleanly).
+        with lifetime.stop_cleanly(), logging_redirect_tqdm():  # log lines above an active bar
             code = action(args)
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        print(f"{prog}: interrupted; its temporary files were removed", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except lifetime.Terminated as exc:
+        print(f"{prog}: {exc}; its temporary files were removed", file=sys.stderr)
+        return 128 + exc.signum
     except (BalrogError, OSError) as exc:
-        # A BalrogError keeps its own message unless it is about output (or a program) and
-        # the real cause was the filesystem; an input that cannot be read stays bad input.
-        mappable = not isinstance(exc, BalrogError) or isinstance(exc, OutputError) or exc.exit_code == 3
-        err = _as_disk_error(exc, dirs) if mappable else None
-        if err is None and not isinstance(exc, BalrogError):
+        err = explain_failure(exc, dirs)  # a full or read-only disk wherever it happened
+        if err is None:
             raise  # an OSError we cannot explain is a bug: keep its traceback
-        err = err or exc
         if getattr(args, "debug", False):
             logging.getLogger(prog).error("failed", exc_info=exc)
         # One line, whatever a library put in the message (cfitsio's are several).
-        message = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        message = one_line(err)
         print(f"{prog}: error: {message}", file=sys.stderr)
         return err.exit_code
     return int(code or 0)

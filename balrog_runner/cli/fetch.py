@@ -1,7 +1,9 @@
 """``balrog-fetch``: download, verify and funpack DES coadd tiles and their PSFEx models.
 
 Files land in ``<outdir>/<TILE>/images/`` (the campaign layout); see
-:mod:`balrog_runner.inputs.fetch` for what is checked and retried.
+:mod:`balrog_runner.inputs.fetch` for what is checked and retried. With a single-epoch
+manifest (``balrog-inputs --single-epoch``) each tile's CCD images and PSF models land in
+``<outdir>/<TILE>/se/`` with its ``se_set.json`` (:mod:`balrog_runner.inputs.fetch_se`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ..inputs import fetch
+from ..errors import ConfigError
+from ..inputs import fetch, fetch_se, manifest
+from ..inputs.single_epoch import tile_se_dir
 from ._common import (
     add_logging_options,
     add_tile_options,
@@ -29,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Download a tile's coadd images (.fits.fz) and PSFEx models, verify their "
-        "FITS checksums, funpack them. Credentials come from a netrc file; they are never logged.",
+        "FITS checksums, funpack them. Credentials come from a netrc file; they are never logged. "
+        "With a single-epoch --manifest, the tile's CCD images and PSF models instead.",
     )
     add_tile_options(parser, example="DES0001-4914")
     src = parser.add_argument_group("archive")
@@ -47,12 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--attempt-table", metavar="FILE",
                      help="file of 'TILENAME REQNUM ATTNUM' lines giving each tile's {reqnum} {attnum} (Y3+)")
     src.add_argument("--manifest", metavar="FILE",
-                     help="manifest from balrog-inputs: every file's path under --root (replaces the layout options)")
+                     help="manifest from balrog-inputs: every file's path under --root (replaces the layout options); "
+                     "a single-epoch one (balrog-inputs --single-epoch) fetches the CCD images into <outdir>/<TILE>/se")
     src.add_argument("--netrc", metavar="FILE", help="netrc file with the archive login (default $NETRC or ~/.netrc)")
     out = parser.add_argument_group("download")
     out.add_argument("--outdir", required=True, help="campaign output directory; files go to <outdir>/<TILE>/images")
-    out.add_argument("--bands", default=",".join(fetch.DES_BANDS),
-                     help="comma-separated bands (default g,r,i,z,Y,det)")
+    out.add_argument("--bands", default=None,
+                     help="comma-separated bands (default g,r,i,z,Y,det; single-epoch: the manifest's)")
     out.add_argument("--workers", type=positive_int(), default=4, help="files downloaded at once, >= 1 (default 4)")
     out.add_argument("--retries", type=nonneg_int(), default=4,
                      help="extra attempts per file on network errors, 5xx or bad checksums (default 4)")
@@ -63,19 +69,45 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--no-funpack", action="store_true", help="keep the images fpacked (.fits.fz)")
     out.add_argument("--keep-fz", action="store_true", help="keep the .fits.fz after funpacking it")
     out.add_argument("--funpack-bin", default="funpack", help="funpack executable (default funpack)")
+    out.add_argument("--se-drop-missing", action="store_true",
+                     help="single-epoch: leave out (and list in se_set.json) CCDs the archive lacks instead of failing")
     add_logging_options(parser)
     return parser
 
 
+def _fetch_single_epoch(args: argparse.Namespace, tiles: list[str], bands: list[str] | None) -> int:
+    if args.no_funpack or args.keep_fz:
+        raise ConfigError("--no-funpack and --keep-fz do not apply to single-epoch sets (their images are funpacked)")
+    given = [f"--{name.replace('_', '-')}" for name in ("url_template", "psf_template", "run", "run_table",
+                                                        "campaign", "attempt_table") if getattr(args, name)]
+    if given:
+        raise ConfigError(f"a single-epoch manifest gives every file's path; do not also give {', '.join(given)}")
+    source = fetch.source_from_options({"root": args.root, "netrc": args.netrc, "timeout": args.timeout,
+                                        "manifest": args.manifest}, mode="single-epoch", tiles=tiles)
+    for tile in tiles:
+        se_set = fetch_se.fetch_se_tile(
+            tile, tile_se_dir(args.outdir, tile), source, bands=bands, workers=args.workers,
+            drop_missing=args.se_drop_missing, funpack_bin=args.funpack_bin, retries=args.retries,
+            backoff=args.backoff)
+        print(f"{tile_se_dir(args.outdir, tile)}: {sum(len(v) for v in se_set.images.values())} single-epoch "
+              f"images{f', {len(se_set.dropped)} CCDs dropped' if se_set.dropped else ''}")
+    return 0
+
+
 def _action(args: argparse.Namespace) -> int:
     tiles = tile_names(args)
+    bands_given = [b for b in (args.bands or "").replace(",", " ").split() if b] or None
+    if args.manifest and manifest.mode_of(args.manifest) == manifest.SINGLE_EPOCH:
+        return _fetch_single_epoch(args, tiles, bands_given)
+    if args.se_drop_missing:
+        raise ConfigError("--se-drop-missing applies only with a single-epoch --manifest")
     layout = {"layout": args.release, "url_template": args.url_template, "psf_template": args.psf_template,
               "run": args.run, "run_table": args.run_table, "campaign": args.campaign,
               "attempt_table": args.attempt_table}
     if args.manifest:
         layout = {k: v for k, v in layout.items() if k != "layout"} | {"manifest": args.manifest}
     source = fetch.ArchiveSource.create(args.root, netrc_path=args.netrc, timeout=args.timeout, **layout)
-    bands = [b for b in args.bands.replace(",", " ").split() if b]
+    bands = bands_given or list(fetch.DES_BANDS)
     fetch.fetch_tiles(
         tiles, args.outdir, source, bands=bands, workers=args.workers, funpack=not args.no_funpack,
         funpack_bin=args.funpack_bin, keep_fz=args.keep_fz, retries=args.retries, backoff=args.backoff,

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from .. import jobs
 from ..campaign import config as cfgmod
 from ..campaign import config_keys
-from ._common import add_logging_options, positive_int, run_command
+from ..errors import EXIT_FAILED, EXIT_NOT_PUSHED
+from ._common import add_config_timeout_option, add_logging_options, positive_int, run_command
 
 PROG = "balrog-jobs"
 
@@ -33,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after building: run submit.sh (slurm) or run the subjobs here (local)")
     p.add_argument("--workers", type=positive_int(), metavar="N",
                    help="local runs: subjobs at once, >= 1 (default: run['nodes'])")
-    add_logging_options(p)
+    # --submit / --run-local (local scheduler): the worst of the subjobs' codes
+    add_config_timeout_option(p)
+    add_logging_options(p, unit_codes=(EXIT_FAILED, EXIT_NOT_PUSHED), worst_of_units=True)
     return p
 
 
@@ -43,7 +46,7 @@ def _action(args: argparse.Namespace) -> int:
         return 0
     if args.run_local:
         return jobs.run_local(args.run_local, args.workers)
-    cfg = cfgmod.load_config(args.config, source=args.source)
+    cfg = cfgmod.load_config(args.config, source=args.source, timeout=args.config_timeout)
     built = jobs.build_jobs(cfg, args.scheduler, replace=args.force)
     print(built.job_dir)
     if args.submit:

@@ -32,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lattice", metavar="ARCSEC", nargs="?", const=str(DEFAULT_SPACING_ARCSEC),
                    help="hexagonal grid per realization instead of random positions, with this spacing "
                         f"(DES Y3: 20 in tests, {DEFAULT_SPACING_ARCSEC:g} in production, the value without ARCSEC); "
-                        "each realization's grid has its own random rotation and offset; needs --realizations")
+                        "each realization's grid has its own random rotation and offset; needs --realizations; "
+                        "at most 0.82 of the unique area's side (about 2100 for a DES tile), so that every grid "
+                        "lands on it")
     p.add_argument("--realizations", metavar="N", help="lattice grids per tile (with --lattice)")
     p.add_argument("--seed", metavar="N", default="1", help="campaign seed, integer >= 0 (default: %(default)s)")
     p.add_argument("--iterateby", metavar="N", default=str(positions.DEFAULT_ITERATEBY),

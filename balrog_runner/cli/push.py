@@ -25,8 +25,8 @@ from ..db import (
     safe_url,
     validate_dbname,
 )
-from ..errors import InputFileError
-from ._common import add_logging_options, run_command
+from ..errors import EXIT_FAILED, InputFileError
+from ._common import add_config_timeout_option, add_logging_options, run_command
 
 PROG = "balrog-push"
 log = logging.getLogger(PROG)
@@ -64,13 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table-prefix", metavar="PREFIX",
                    help="put PREFIX before <dbname>_truth ... ('balrog_' names tables as DES did: "
                         "balrog_<dbname>_truth; default: the config's db['table-prefix'], else '')")
-    add_logging_options(p)
+    add_config_timeout_option(p)
+    add_logging_options(p, unit_codes=(EXIT_FAILED,))
     return p
 
 
-def _load_config(path: str) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+def _load_config(path: str, timeout: float | None = None) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
     """(run, db) dicts from a CustomConfig file; its position files need not exist any more."""
-    cfg = load_config(path, check_positions=False)
+    cfg = load_config(path, check_positions=False, timeout=timeout)
     return cfg.run, cfg.db
 
 
@@ -93,7 +94,7 @@ def _action(args: argparse.Namespace) -> int:
     run: Mapping[str, Any] = {}
     db: dict[str, Any] = {}
     if args.config:
-        run, db = _load_config(args.config)
+        run, db = _load_config(args.config, args.config_timeout)
         db = dict(db)
     elif not args.db and args.dbname is None:
         run, db = _recorded_campaign(args.paths[0])
@@ -116,13 +117,20 @@ def _action(args: argparse.Namespace) -> int:
     )
     sets, others = select_campaign(find_catalogs(args.paths), None if args.campaign == "*" else
                                    (args.campaign or dbname))
-    for camp, n in sorted(others.items()):
-        log.warning("skipping %d realization(s) of campaign %r: not campaign %r (--campaign '*' pushes them)",
-                    n, camp, args.campaign or dbname)
     if not sets and not others and not overwrite:
         # nothing to push: say so, and create no database (a 0-byte SQLite file misleads)
         raise InputFileError(f"no catalogs under {', '.join(args.paths)} (<TILE>/catalogs/<TILE>_r<jjjj>_"
                              "{truth,sim,nosim}.fits): nothing to push")
+    wanted = args.campaign or dbname
+    skipped = ", ".join(f"{camp!r} ({n})" for camp, n in sorted(others.items()))
+    if not sets and others and not overwrite:
+        # every catalog is another campaign's: a wrong --campaign / --dbname / outdir, not success
+        raise InputFileError(f"every realization under {', '.join(args.paths)} belongs to another campaign than "
+                             f"{wanted!r}: {skipped}; nothing pushed (--campaign NAME pushes one of them, "
+                             "--campaign '*' all)")
+    for camp, n in sorted(others.items()):
+        log.warning("skipping %d realization(s) of campaign %r: not campaign %r (--campaign '*' pushes them)",
+                    n, camp, wanted)
     url = resolve_url(db, outdir, dbname)
     engine = make_engine(url)
     try:
@@ -139,7 +147,12 @@ def _action(args: argparse.Namespace) -> int:
           + (f"; {sum(others.values())} of other campaigns skipped" if others else ""))
     for label, why in summary.failed:
         print(f"  failed {label}: {why}")
-    return 1 if summary.failed else 0
+    if summary.failed:
+        return EXIT_FAILED
+    if others and written == 0:
+        raise InputFileError(f"nothing pushed to {prefix}{dbname}, and {sum(others.values())} realization(s) of other "
+                             f"campaigns than {wanted!r} were skipped: {skipped} (--campaign '*' pushes them)")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

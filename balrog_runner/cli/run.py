@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ..atomic import check_writable_dir
-from ..errors import ConfigError
+from ..errors import EXIT_FAILED, EXIT_NOT_PUSHED, ConfigError, worst_exit_code
 from ..jobs.spec import SubjobSpec, read_spec, record_subjob
 from ..node.runner import run_subjob
 from ._common import add_logging_options, run_command
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run only SPEC number <MPI rank> (wq: one mpirun rank per node)")
     p.add_argument("--dry-run", action="store_true",
                    help="check each tile's inputs and record the tiles in <job dir>/runs.jsonl; run nothing")
-    add_logging_options(p)
+    add_logging_options(p, unit_codes=(EXIT_FAILED, EXIT_NOT_PUSHED), worst_of_units=True)
     return p
 
 
@@ -62,8 +62,7 @@ def _action(args: argparse.Namespace) -> int:
         for path, spec in zip(paths, specs, strict=True):
             check_writable_dir(spec.run["outdir"], f"outdir of spec {path}")
     runner = DRY_RUNNER if args.dry_run else RUNNER
-    codes = [runner(spec) for spec in specs]
-    return next((c for c in codes if c), 0)
+    return worst_exit_code(runner(spec) for spec in specs)  # errors.SEVERITY
 
 
 def main(argv: Sequence[str] | None = None) -> int:

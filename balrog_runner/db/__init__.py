@@ -5,7 +5,8 @@ Public API (what the node runner and ``balrog-push`` call):
 - :func:`resolve_url` / :func:`make_engine`: the campaign's database from its ``db`` dict.
 - :func:`push_realization`: one realization's truth/sim/nosim catalogs, one transaction
   (:func:`push_catalogs` for the same as in-memory arrays).
-- :func:`make_realization_pusher`: what the node runner calls per realization.
+- :func:`make_realization_pusher`: what the node runner calls per realization;
+  :func:`report_nulled_values`: the values stored as NULL, said once per table at the end.
 - :func:`reset_tables` / :func:`overwrite_once`: DBoverwrite, once per campaign.
 - :func:`find_catalogs` / :func:`push_missing`: what is on disk but not yet in the database.
 - :func:`validate_dbname`: the one check of a campaign's dbname (config, CLI, pushes).
@@ -38,7 +39,14 @@ from .campaign import (
     overwrite_once,
     push_missing,
 )
-from .push import DuplicateRealizationError, PushPolicy, PushResult, push_catalogs, push_realization
+from .push import (
+    DuplicateRealizationError,
+    PushPolicy,
+    PushResult,
+    push_catalogs,
+    push_realization,
+    report_nulled_values,
+)
 from .schema import (
     DbnameError,
     check_identifier,
@@ -68,6 +76,7 @@ __all__ = [
     "push_realization",
     "pushed_realizations",
     "read_column_list",
+    "report_nulled_values",
     "reset_tables",
     "resolve_url",
     "safe_url",

@@ -20,7 +20,13 @@ from sqlalchemy.engine import URL, Engine
 from tqdm import tqdm
 
 from ..errors import DatabaseError, InputFileError
-from .push import DuplicateRealizationError, PushPolicy, PushResult, push_realization
+from .push import (
+    DuplicateRealizationError,
+    PushPolicy,
+    PushResult,
+    push_realization,
+    report_nulled_values,
+)
 from .schema import DEFAULT_BANDS, validate_dbname
 from .tables import pushed_realizations, reset_tables
 from .url import as_engine, db_errors, make_engine, resolve_url, safe_url
@@ -128,23 +134,25 @@ def push_missing(
     sets = list(sets)
     # A bar on a terminal; in batch logs the per-realization INFO lines are the progress.
     bar = tqdm(total=len(sets), unit="real", desc="push", disable=not sys.stderr.isatty())
-    for cs in sets:
-        bar.update(1)
-        if (cs.tilename, cs.realization) in done:
-            summary.skipped += 1
-            continue
-        try:
-            match = cs.match or match_beside(cs.truth)
-            summary.pushed.append(push_realization(engine, dbname, cs.truth, cs.sim, cs.nosim, policy,
-                                                   match_path=match))
-        except (DuplicateRealizationError, InputFileError) as exc:
-            log.error("%s", exc)
-            summary.failed.append((f"{cs.tilename} r{cs.realization:04d}", str(exc)))
-        except DatabaseError:
-            log.error("stopping: %d realizations pushed before the database failed", len(summary.pushed))
-            bar.close()
-            raise
-    bar.close()
+    try:
+        for cs in sets:
+            bar.update(1)
+            if (cs.tilename, cs.realization) in done:
+                summary.skipped += 1
+                continue
+            try:
+                match = cs.match or match_beside(cs.truth)
+                summary.pushed.append(push_realization(engine, dbname, cs.truth, cs.sim, cs.nosim, policy,
+                                                       match_path=match))
+            except (DuplicateRealizationError, InputFileError) as exc:
+                log.error("%s", exc)
+                summary.failed.append((f"{cs.tilename} r{cs.realization:04d}", str(exc)))
+            except DatabaseError:
+                log.error("stopping: %d realizations pushed before the database failed", len(summary.pushed))
+                raise
+    finally:
+        bar.close()
+        report_nulled_values()  # once per table for the whole push, not once per realization
     return summary
 
 

@@ -42,7 +42,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
-from ..errors import DatabaseError, InputFileError
+from ..errors import DatabaseError, InputFileError, one_line
 from .lock import locked_transaction
 from .schema import (
     CATALOG_KINDS,
@@ -140,9 +140,19 @@ def read_catalog(path: str | os.PathLike, kind: str) -> np.ndarray:
             if len(fits) < 2:
                 raise InputFileError(f"{kind} catalog {path} has no table HDU")
             hdu = fits[1]
-            return hdu.read() if hdu.get_nrows() else np.zeros(0, dtype=hdu.get_rec_dtype()[0])
-    except OSError as exc:
-        raise InputFileError(f"cannot read {kind} catalog {path}: {exc}") from exc
+            if hdu.get_exttype() not in ("BINARY_TBL", "ASCII_TBL"):
+                raise InputFileError(f"{kind} catalog {path}: HDU 1 is {hdu.get_exttype()}, not a table")
+            data = hdu.read() if hdu.get_nrows() else np.zeros(0, dtype=hdu.get_rec_dtype()[0])
+    except (OSError, ValueError) as exc:
+        # ValueError: fitsio's own (a corrupt header, data past the file's end) and the
+        # UnicodeDecodeError of CFITSIO's message about a file of random bytes.
+        if isinstance(exc, InputFileError):
+            raise
+        reason = "not a FITS file, or a corrupt one" if isinstance(exc, UnicodeDecodeError) else one_line(exc)
+        raise InputFileError(f"cannot read {kind} catalog {path}: {reason}") from exc
+    if data.dtype.names is None:
+        raise InputFileError(f"{kind} catalog {path}: HDU 1 holds no columns")
+    return data
 
 
 def _one_value(data: np.ndarray, name: str, source: str, kind: str) -> object | None:
@@ -236,7 +246,7 @@ def column_values(values: np.ndarray, dbtype: DbType) -> tuple[list, int]:
             a = np.char.decode(a, "ascii", errors="replace")
         return np.char.rstrip(a.astype(str)).tolist(), 0
     if a.dtype.kind in "SU":
-        raise DatabaseError(f"text column cannot be stored as {dbtype.kind}")
+        raise InputFileError(f"a text column cannot be stored as {dbtype.kind}")
     if a.dtype.kind == "b":
         a = a.astype(np.int16)
     limit = _max_abs(dbtype)
@@ -264,7 +274,10 @@ def catalog_rows(data: np.ndarray, specs: Sequence[ColumnSpec]) -> tuple[list[tu
     cols = []
     nulled: dict[str, int] = {}
     for spec in specs:
-        vals, nover = column_values(data[spec.catalog_name], spec.dbtype)
+        try:
+            vals, nover = column_values(data[spec.catalog_name], spec.dbtype)
+        except InputFileError as exc:
+            raise InputFileError(f"column {spec.catalog_name}: {exc}") from None
         if nover:
             nulled[spec.db_name] = nover
         cols.append(vals)
@@ -348,6 +361,66 @@ def _resolve_duplicates(conn: Connection, dbname: str, tables: dict[str, sa.Tabl
         conn.execute(sa.delete(t).where(t.c.tilename == real.tilename, t.c.realization.in_(victims)))
     log.warning("replacing %s: deleted the rows of realizations %s of %s", real.label, victims, real.tilename)
     return "replaced"
+
+
+#: Columns named one by one in a table's NULL summary; the rest are counted.
+NULL_SUMMARY_COLUMNS = 8
+
+
+@dataclass
+class NulledValues:
+    """Values stored as NULL because their DESDM column cannot hold them, tallied over the
+    realizations this process pushed (:func:`report_nulled_values` says it once per table).
+
+    One WARNING per realization (1.2-1.7 kB each: ~100,000 lines for a 1000-tile campaign)
+    drowned everything else; the per-realization list is logged at DEBUG instead.
+    """
+
+    columns: dict[str, dict[str, int]] = field(default_factory=dict)  # table -> column -> values
+    realizations: dict[str, int] = field(default_factory=dict)  # table -> realizations with some
+    pushed: int = 0  # realizations written (not "already")
+
+    def add(self, label: str, nulled: dict[tuple[str, str], int]) -> None:
+        self.pushed += 1
+        if not nulled:
+            return
+        log.debug("%s: %d values outside their DESDM column's range stored as NULL: %s", label,
+                  sum(nulled.values()), ", ".join(f"{t}.{c} {v}" for (t, c), v in sorted(nulled.items())))
+        for table in {t for t, _ in nulled}:
+            self.realizations[table] = self.realizations.get(table, 0) + 1
+        for (table, column), n in nulled.items():
+            per = self.columns.setdefault(table, {})
+            per[column] = per.get(column, 0) + n
+
+    def summary(self) -> list[str]:
+        """One line per table: the values, the realizations, the columns by count."""
+        lines = []
+        for table in sorted(self.columns):
+            per = sorted(self.columns[table].items(), key=lambda kv: (-kv[1], kv[0]))
+            shown = ", ".join(f"{c} {n}" for c, n in per[:NULL_SUMMARY_COLUMNS])
+            more = len(per) - NULL_SUMMARY_COLUMNS
+            lines.append(
+                f"{table}: {sum(n for _, n in per)} values outside their DESDM column's range stored as NULL in "
+                f"{self.realizations[table]} of the {self.pushed} realization(s) pushed: {shown}"
+                + (f" and {more} more column(s)" if more > 0 else "")
+                + " (values a DESDM NUMBER(p,s) column cannot hold, e.g. SExtractor's 99; -v lists them per "
+                  "realization)")
+        return lines
+
+
+_NULLED = NulledValues()
+
+
+def report_nulled_values() -> list[str]:
+    """Log the NULL summary of the pushes since the last call, one WARNING per table, and
+    start a new tally; returns the lines. The runner calls it at the end of a subjob,
+    :func:`~balrog_runner.db.campaign.push_missing` at the end of a campaign push."""
+    global _NULLED
+    lines = _NULLED.summary()
+    for line in lines:
+        log.warning("%s", line)
+    _NULLED = NulledValues()
+    return lines
 
 
 _WARNED_OLD: set[tuple[str, ...]] = set()
@@ -447,15 +520,13 @@ def push_catalogs(
         specs, tables = plan_tables(engine, dbname, columns, policy.bands, real.data, prefix, omit)
         ensure_tables(engine, dbname, tables, columns, policy.reader, prefix)
     rows: dict[str, list[tuple]] = {}
-    nulled: dict[str, int] = {}
+    nulled: dict[tuple[str, str], int] = {}  # (table, column) -> values stored as NULL
     for kind in (k for k in CATALOG_KINDS if k in real.data):
-        rows[kind], n = catalog_rows(real.data[kind], specs[kind])
-        nulled.update({f"{tables[kind].name}.{k}": v for k, v in n.items()})
-    if nulled:
-        # Data lost to the schema: a WARNING, with every column's count (DESDM's NUMBER(p,s)
-        # columns were sized for clipped values; SExtractor writes 99 sentinels).
-        log.warning("%s: %d values outside their DESDM column's range stored as NULL: %s", real.label,
-                    sum(nulled.values()), ", ".join(f"{k} {v}" for k, v in sorted(nulled.items())))
+        try:
+            rows[kind], n = catalog_rows(real.data[kind], specs[kind])
+        except InputFileError as exc:
+            raise InputFileError(f"{kind} catalog {sources[kind]}, {exc}") from None
+        nulled.update({(tables[kind].name, k): v for k, v in n.items()})
     counts = (len(rows["truth"]), len(rows["sim"]), len(rows["nosim"]))
     with db_errors(engine, f"pushing {real.label} to {dbname}"):
         try:
@@ -468,6 +539,9 @@ def push_catalogs(
             status = _write(engine, dbname, tables, real, rows, counts, policy)
     nmatch = len(rows.get(MATCH_KIND, ()))
     if status != "already":
+        # Data lost to the schema (DESDM's NUMBER(p,s) columns were sized for clipped values;
+        # SExtractor writes 99 sentinels): counted, and said once per table by report_nulled_values.
+        _NULLED.add(real.label, nulled)
         log.info("%s %s to %s: %d truth, %d sim, %d nosim, %d match rows", status, real.label, dbname,
                  *counts, nmatch)
     return PushResult(real.tilename, real.realization, real.indexstart, *counts, status, nmatch)

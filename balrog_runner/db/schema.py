@@ -73,6 +73,12 @@ DERIVED_COLUMNS = ("ra", "dec")
 DEFAULT_COLUMNS_FILE = Path(__file__).resolve().parents[2] / "config" / "y1a1_coadd_objects-columns.fits"
 IDENTIFIER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 DEFAULT_MAX_IDENTIFIER = 128
+#: The identifier limit every campaign's dbname must fit, whatever database it is pushed to
+#: first: PostgreSQL's 63 bytes (NAMEDATALEN - 1; it would truncate longer names silently),
+#: which Oracle 12.2+ (128) and SQLite also take. A campaign pushed to SQLite on the nodes is
+#: often loaded into PostgreSQL or Oracle later (``balrog-push --db``). Oracle before 12.2
+#: (30) is checked once connected.
+PORTABLE_MAX_IDENTIFIER = 63
 
 
 def check_identifier(name: str, dialect: Dialect | None = None, what: str = "identifier") -> str:
@@ -144,7 +150,7 @@ def dtype_to_dbtype(dtype: np.dtype) -> DbType:
         return DbType("str", length=max(dtype.itemsize, 1))
     if dtype.kind == "U":
         return DbType("str", length=max(dtype.itemsize // 4, 1))
-    raise DatabaseError(f"cannot store a column of dtype {dtype} in the database")
+    raise InputFileError(f"cannot store a column of dtype {dtype} in the database")
 
 
 def _parse_oracle_type(name: str, otype: str, length: str, precision: str, scale: str, source: Path) -> DbType:
@@ -269,7 +275,7 @@ def plan_columns(
     for name in dtype.names or ():
         field = dtype.fields[name][0]
         if field.shape:
-            raise DatabaseError(
+            raise InputFileError(
                 f"{kind} catalog column {name} is a vector {field.shape}; catalogs must hold "
                 "flattened columns (MAG_APER_1_G, ...)"
             )
@@ -290,11 +296,11 @@ def plan_columns(
     seen: set[str] = set()
     for s in specs:
         if s.db_name in seen:
-            raise DatabaseError(f"{kind} catalog has two columns named {s.db_name} (case-insensitive)")
+            raise InputFileError(f"{kind} catalog has two columns named {s.db_name} (case-insensitive)")
         seen.add(s.db_name)
     for required in ("balrog_index", "tilename", "realization"):
         if required not in seen:
-            raise DatabaseError(f"{kind} catalog lacks the column {required!r} (DEVELOPING.md: Catalog columns)")
+            raise InputFileError(f"{kind} catalog lacks the column {required!r} (DEVELOPING.md: Catalog columns)")
     return specs
 
 
@@ -350,10 +356,11 @@ def validate_dbname(dbname: object, dialect: Dialect | None = None, prefix: str 
     table function and the config loader call it. A dbname must start with a letter
     (``''`` would make tables named ``_truth``; a leading ``_`` is refused by Oracle
     unquoted) and hold only letters, digits and ``_``; the longest name it makes,
-    ``ix_<dbname>_nosim_bi``, must fit the dialect's identifier limit (30 bytes on Oracle
-    before 12.2, known only once connected; 63 on PostgreSQL, which would silently truncate;
-    with no dialect the 128 of Oracle 12.2+). ``prefix`` (``db['table-prefix']``) counts
-    towards the length. Raises :class:`DbnameError`.
+    ``ix_<dbname>_truth_bi``, must fit :data:`PORTABLE_MAX_IDENTIFIER` (63 bytes: at most 51
+    characters, 44 with the prefix ``'balrog_'``) on every backend, SQLite included, and the
+    dialect's own limit when lower (30 bytes on Oracle before 12.2, known only once
+    connected). ``prefix`` (``db['table-prefix']``) counts towards the length. Raises
+    :class:`DbnameError`.
     """
     prefix = check_table_prefix(prefix)
     if not isinstance(dbname, str) or not IDENTIFIER_RE.match(dbname):
@@ -361,13 +368,15 @@ def validate_dbname(dbname: object, dialect: Dialect | None = None, prefix: str 
             f"dbname {dbname!r} is not allowed: use letters, digits and underscores, starting with a "
             f"letter (it names the tables {prefix}<dbname>_truth, _sim, _nosim, _match, _des, _pushed)"
         )
-    limit = getattr(dialect, "max_identifier_length", None) or DEFAULT_MAX_IDENTIFIER
+    own = getattr(dialect, "max_identifier_length", None) or DEFAULT_MAX_IDENTIFIER
+    limit = min(own, PORTABLE_MAX_IDENTIFIER)
     longest = max(_derived_names(dbname, prefix), key=lambda n: len(n.encode()))
     if len(longest.encode()) > limit:
-        dname = getattr(dialect, "name", "the database")
+        where = (f"for {dialect.name}" if dialect is not None and own <= PORTABLE_MAX_IDENTIFIER
+                 else "for every database (PostgreSQL's limit)")
         room = limit - (len(longest.encode()) - len(dbname.encode()))
         raise DbnameError(
-            f"dbname {dbname!r} is too long for {dname}: it makes the name {longest} of "
+            f"dbname {dbname!r} is too long {where}: it makes the name {longest} of "
             f"{len(longest.encode())} bytes, over the limit of {limit}; use at most {room} characters"
             + (f" with the table prefix {prefix!r}" if prefix else "")
         )

@@ -16,7 +16,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Dialect, Engine
 
-from ..errors import DatabaseError
+from ..errors import InputFileError
 from .lock import create_missing, locked_transaction
 from .schema import (
     CATALOG_KINDS,
@@ -165,7 +165,7 @@ def ensure_tables(
         missing_derived |= {(kind, c) for c in extra if kind != "truth" and c in DERIVED_COLUMNS}
         extra = [c for c in extra if (kind, c) not in missing_derived]
         if extra:
-            raise DatabaseError(
+            raise InputFileError(
                 f"{kind} catalog columns {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''} are not in "
                 f"table {names[kind]} (made by an earlier push with other columns); push to another dbname "
                 "or drop the tables (DBoverwrite / balrog-push --overwrite)"

@@ -92,6 +92,9 @@ def url_from_desservices(section: str, ini: str | os.PathLike = DEFAULT_INI) -> 
             parser.read_file(fh)
     except OSError as exc:
         raise ConfigError(f"cannot read database credentials file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:  # a binary file (or another encoding): not what easyaccess writes
+        raise ConfigError(f"database credentials file {path} is not a text INI file (byte {exc.start} is not "
+                          f"UTF-8); easyaccess writes [db-<name>] sections of user, passwd, server, port, name") from None
     except configparser.Error as exc:
         raise ConfigError(f"{path} is not an INI file ({type(exc).__name__})") from None
     section = _find_section(parser, section, path)

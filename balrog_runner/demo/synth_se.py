@@ -8,7 +8,7 @@ made from nothing:
   header per CCD); the CCDs that overlap the tile are kept, as DESDM's file set holds them;
 - per CCD an nwgint file (:mod:`.se_render`: HDUs SCI, WGT, WGT_ME, MSK; DESDM's mask bits;
   WGT nulled where the null mask 2009 is set) and its PSFEx model, made by the real
-  SExtractor + ``psfex`` from the stars on that CCD (:func:`.synth.make_psf_model`);
+  SExtractor + ``psfex`` from the stars on that CCD (:func:`~balrog_runner.measurement.astromatic.make_psf_model`);
 - zero points scattered by up to ``zp_scatter`` (0.1) mag about 30, per exposure with a
   small CCD-to-CCD part; gains and sky noise per amplifier and exposure, so the inverse-
   variance weights of the coadd differ between exposures;
@@ -50,12 +50,13 @@ from ..coadd.recoadd import recoadd_band
 from ..errors import ConfigError
 from ..inputs.fpack import run_fpack
 from ..inputs.single_epoch import (
+    FILENAME,
     NWGINT_HDUS,
+    SE_DIRNAME,
     CoaddGrid,
     SEImage,
     SESet,
     read_se_set,
-    se_set_path,
     write_se_set,
 )
 from ..measurement import astromatic
@@ -244,7 +245,7 @@ def _write_ccd(task: _CCDTask, stars: np.ndarray, gals: np.ndarray) -> None:
         f.write(planes.wgt, header=wcs_cards, extname="WGT")
         f.write(planes.wgt_me, header=wcs_cards, extname="WGT_ME")
         f.write(planes.msk, header=wcs_cards, extname="MSK")
-    synth.make_psf_model(task.image, task.psf_file, workdir=task.workdir, weight_hdu=NWGINT_HDUS["WGT"])
+    astromatic.make_psf_model(task.image, task.psf_file, workdir=task.workdir, weight_hdu=NWGINT_HDUS["WGT"])
 
 
 _SKY: dict[str, np.ndarray] = {}
@@ -315,7 +316,7 @@ def make_se_survey(
     layout = covering_layout((tile_size, tile_size), ccd_shape, gap, dither)
     fp = FocalPlane(ccd_shape=tuple(ccd_shape), gap=tuple(gap), layout=layout, axis_offset=tuple(axis_offset),
                     tpv=dict(tpv) if tpv else None)
-    done = se_set_path(outdir)
+    done = outdir / SE_DIRNAME / FILENAME  # beside the CCD files, as the fetch leaves a tile's set
     if done.is_file():
         log.info("synthetic SE survey %s already made in %s", tilename, outdir)
         se_set = read_se_set(done)
@@ -416,7 +417,7 @@ def make_survey_coadd(tilename: str, outdir: Path, images: Mapping[str, Sequence
                 workdir=tmp, extra={"TILENAME": (tilename, "DES tile")})
         for key, path in plain.items():
             psf = outdir / f"{tilename}_{key}_psfcat.psf"
-            synth.make_psf_model(path, psf, workdir=tmp)
+            astromatic.make_psf_model(path, psf, workdir=tmp)
             out_psfs[key] = psf
             final = outdir / f"{tilename}_{key}{suffix}"
             if compress:

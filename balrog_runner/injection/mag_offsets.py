@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputFileError
+from ..atomic import atomic_path
+from ..errors import InputFileError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -173,3 +174,84 @@ def apply_offsets(columns: dict[str, np.ndarray], maps: Mapping[str, OffsetMap])
                 f"(first: ra={columns['ra'][k]:.5f}, dec={columns['dec'][k]:.5f} degrees): the map must cover the tile")
         columns[key] = np.asarray(columns[key], dtype=np.float64) + off
         columns[OFFSET_COLUMN.format(band=band)] = off
+
+
+# --------------------------------------------------------------------------- the original's SLR table
+
+#: The SLR zero-point shift table Valarauko's Y1A1 configs pointed at with ``balrog['slrdir']``
+#: (suchyta1/suchyta_utils slr.py: ``<release>_<area>_slr_wavg_zpshift2.fit`` with area
+#: ``wide``). Its layout (suchyta_utils y1a1_slr_shiftmap.py): HDU 1 holds ``HPIX`` (RING
+#: pixel numbers) and ``ZP_SHIFT`` (one shift per band, mag; 90 or more = not fitted); the
+#: header's ``NSIDE``, and ``MAG<i>`` naming band ``i`` as the text after its last ``_``.
+SLR_TABLE_NAME = "y1a1_wide_slr_wavg_zpshift2.fit"
+_SLR_NOT_FITTED = 90.0
+
+
+def split_slr_table(path: str | Path, outdir: str | Path, bands: tuple[str, ...] | list[str]) -> dict[str, Path]:
+    """One partial HEALPix map per band (``<outdir>/slr_zpshift_<band>.fits``) from the
+    original's multi-band SLR table, for ``balrog['mag-offset-maps']``; ``{band: path}``.
+
+    As the original did, the pixels just outside the fitted area (neighbours of a fitted
+    pixel) get the mean of their fitted neighbours, so objects at the edge of the SLR
+    footprint still get a shift. The original interpolated bilinearly between pixel centres
+    (healpy ``get_interp_val``); :meth:`OffsetMap.lookup` takes the value of the pixel an
+    object falls in, which differs from it by a fraction of the shift's change across one
+    pixel. Each map is written atomically.
+    """
+    import fitsio
+    import healpy
+    from astropy.io import fits
+
+    path, outdir = Path(path), Path(outdir)
+    try:
+        data, header = fitsio.read(str(path), ext=1, header=True)
+        nside = int(header["NSIDE"])
+        hpix = np.asarray(data["HPIX"], dtype=np.int64)
+        shifts = np.atleast_2d(np.asarray(data["ZP_SHIFT"], dtype=np.float64))
+        if shifts.shape[0] != len(hpix):
+            shifts = shifts.T
+        names = [str(header[f"MAG{i}"]).split("_")[-1] for i in range(shifts.shape[1])]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputFileError(f"SLR table {path} is not the Y1A1 layout (HDU 1 HPIX, ZP_SHIFT; header NSIDE, "
+                             f"MAG0...): {one_line(exc)}") from exc
+    by_band = {n.lower() if n.upper() != "Y" else "Y": i for i, n in enumerate(names)}
+    missing = [b for b in bands if b not in by_band]
+    if missing:
+        raise InputFileError(f"SLR table {path} has no shifts for band(s) {' '.join(missing)} "
+                             f"(its MAG<i> keywords name {' '.join(names)})")
+    outdir.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Path] = {}
+    for band in bands:
+        column = shifts[:, by_band[band]]
+        good = column < _SLR_NOT_FITTED
+        pixels, values = hpix[good], column[good]
+        rim = np.setdiff1d(np.unique(healpy.get_all_neighbours(nside, pixels)), pixels)
+        rim = rim[rim >= 0]
+        if len(rim):
+            lookup = dict(zip(pixels.tolist(), values.tolist(), strict=True))
+            around = healpy.get_all_neighbours(nside, rim)  # (8, n): -1 where a neighbour is missing
+            sums = np.zeros(len(rim))
+            counts = np.zeros(len(rim))
+            for row in around:
+                known = np.array([lookup.get(int(p), np.nan) for p in row])
+                ok = np.isfinite(known)
+                sums[ok] += known[ok]
+                counts[ok] += 1
+            pixels = np.concatenate([pixels, rim])
+            values = np.concatenate([values, sums / counts])
+        order = np.argsort(pixels)
+        hdu = fits.BinTableHDU.from_columns([
+            fits.Column(name="PIXEL", format="K", array=pixels[order]),
+            fits.Column(name="SIGNAL", format="E", unit="mag", array=values[order].astype(np.float32))])
+        for key, value, comment in (("PIXTYPE", "HEALPIX", "HEALPix map"), ("ORDERING", "RING", "as the SLR table"),
+                                    ("INDXSCHM", "EXPLICIT", "partial sky: pixel numbers in PIXEL"),
+                                    ("OBJECT", "PARTIAL", ""), ("NSIDE", nside, ""),
+                                    ("BAND", band, "band of the SLR shifts"),
+                                    ("SLRTABLE", path.name[:60], "split from this SLR table")):
+            hdu.header[key] = (value, comment)
+        target = outdir / f"slr_zpshift_{band}.fits"
+        with atomic_path(target) as tmp:
+            fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(tmp, overwrite=True)
+        out[band] = target
+        log.info("SLR shifts of band %s: %d pixels (%d filled at the edge) -> %s", band, len(pixels), len(rim), target)
+    return out

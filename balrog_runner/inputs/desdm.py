@@ -64,7 +64,7 @@ IMAGE_FILETYPES: dict[str, str | None] = {"coadd": None, "coadd_det": "det"}
 PSF_FILETYPES: dict[str, str | None] = {"coadd_psfex_model": None, "coadd_det_psfex_model": "det"}
 """filetype -> band it means (None: the row's BAND column)."""
 
-_IDENT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_$#]*$")
+IDENT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_$#]*$")
 
 
 def era_for(release: str) -> str:
@@ -83,10 +83,14 @@ class DesdmTables:
     miscfile: sa.Table
     file_archive_info: sa.Table
     desfile: sa.Table
+    #: Single-epoch lookups (:mod:`.desdm_se`): CCD images, FGCM zero points, attempt values.
+    image: sa.Table
+    zeropoint: sa.Table
+    pfw_attempt_val: sa.Table
 
 
 def _check_ident(value: str, what: str) -> str:
-    if value and not _IDENT_RE.fullmatch(value.rstrip("_") or "x"):
+    if value and not IDENT_RE.fullmatch(value.rstrip("_") or "x"):
         raise ConfigError(f"{what} {value!r} is not a database identifier (letters, digits, '_')")
     return value
 
@@ -100,7 +104,7 @@ def desdm_tables(schema: str | None = None, prefix: str = "") -> DesdmTables:
     schema = _check_ident(schema or "", "schema").lower() or None
     prefix = _check_ident(prefix or "", "table prefix").lower()
     md = sa.MetaData()
-    s, b = sa.String, sa.BigInteger
+    s, b, f = sa.String, sa.BigInteger, sa.Float
 
     def table(name: str, *cols: sa.Column) -> sa.Table:
         return sa.Table(prefix + name, md, *cols, schema=schema)
@@ -111,12 +115,20 @@ def desdm_tables(schema: str | None = None, prefix: str = "") -> DesdmTables:
         runtag=table("runtag", sa.Column("run", s), sa.Column("tag", s)),
         proctag=table("proctag", sa.Column("tag", s), sa.Column("pfw_attempt_id", b)),
         miscfile=table("miscfile", sa.Column("filename", s), sa.Column("tilename", s), sa.Column("band", s),
-                       sa.Column("filetype", s), sa.Column("pfw_attempt_id", b)),
+                       sa.Column("filetype", s), sa.Column("pfw_attempt_id", b), sa.Column("expnum", b),
+                       sa.Column("ccdnum", b)),
         file_archive_info=table("file_archive_info", sa.Column("filename", s), sa.Column("path", s),
                                 sa.Column("compression", s), sa.Column("archive_name", s),
                                 sa.Column("desfile_id", b)),
         desfile=table("desfile", sa.Column("id", b), sa.Column("filename", s), sa.Column("filetype", s),
                       sa.Column("pfw_attempt_id", b), sa.Column("filesize", b), sa.Column("md5sum", s)),
+        image=table("image", sa.Column("filename", s), sa.Column("filetype", s), sa.Column("pfw_attempt_id", b),
+                    sa.Column("tilename", s), sa.Column("band", s), sa.Column("expnum", b), sa.Column("ccdnum", b),
+                    sa.Column("mag_zero", f), sa.Column("naxis1", b), sa.Column("naxis2", b)),
+        zeropoint=table("zeropoint", sa.Column("imagename", s), sa.Column("mag_zero", f), sa.Column("source", s),
+                        sa.Column("version", s)),
+        pfw_attempt_val=table("pfw_attempt_val", sa.Column("pfw_attempt_id", b), sa.Column("key", s),
+                              sa.Column("val", s)),
     )
 
 
@@ -167,7 +179,7 @@ class _Found:
     attempt: object
 
 
-def _chunks(items: Sequence[str], n: int) -> Iterable[list[str]]:
+def chunks(items: Sequence[str], n: int) -> Iterable[list[str]]:
     for k in range(0, len(items), n):
         yield list(items[k:k + n])
 
@@ -203,7 +215,7 @@ def resolve(
     so a caller writes all or nothing. ``filetypes`` overrides
     (:data:`IMAGE_FILETYPES`, :data:`PSF_FILETYPES`).
     """
-    if not release or not _IDENT_RE.fullmatch(release):
+    if not release or not IDENT_RE.fullmatch(release):
         raise ConfigError(f"release tag {release!r} is not a DESDM tag (e.g. Y3A2_COADD)")
     if era == "auto":
         era = era_for(release)
@@ -218,7 +230,7 @@ def resolve(
     t = desdm_tables(schema, prefix)
     found: dict[tuple[str, str, str], list[_Found]] = defaultdict(list)
     with db_errors(engine, f"looking up release {release} ({era} era)"), engine.connect() as conn:
-        for part in _chunks(tiles, chunk):
+        for part in chunks(tiles, chunk):
             if era == "y1":
                 rows = conn.execute(y1_query(t), {"tag": release, "tiles": part}).all()
                 for tile, band, run in rows:
@@ -239,7 +251,7 @@ def resolve(
                     found[(row["tilename"], band, row["kind"])].append(_Found(path, size, md5, row["pfw_attempt_id"]))
     manifest_tiles, problems = _assemble(tiles, bands, found)
     if problems:
-        where = f"{_table_label(schema, prefix)}"
+        where = f"{table_label(schema, prefix)}"
         raise InputFileError(
             f"release {release} ({era} era, {where}): {len(problems)} of {len(tiles) * len(bands)} "
             f"tile/band inputs not resolved: " + "; ".join(problems)
@@ -252,7 +264,7 @@ def resolve(
     )
 
 
-def _table_label(schema: str | None, prefix: str) -> str:
+def table_label(schema: str | None, prefix: str) -> str:
     return "tables " + (f"{schema.lower()}." if schema else "") + f"{(prefix or '').lower()}*"
 
 

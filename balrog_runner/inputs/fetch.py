@@ -28,6 +28,11 @@ and drop the credentials, and the resulting 401 would blame the netrc file.
 Images are then ``funpack``-ed (SExtractor cannot read ``.fz``; SWarp can) to ``.fits``
 beside them, atomically too. Files already present and valid are not fetched again; a
 funpacked ``.fits`` counts as present for its ``.fz``.
+
+A tile's single-epoch file set (some 1000 CCD images and PSF models) is fetched by
+:mod:`balrog_runner.inputs.fetch_se` with the same per-file machinery; a file the archive
+does not have (HTTP 404/410, or absent from a local root) raises :class:`MissingFile`, which
+that fetch may turn into a dropped CCD.
 """
 
 from __future__ import annotations
@@ -55,13 +60,21 @@ from tqdm import tqdm
 
 from .. import programs
 from ..atomic import atomic_path
-from ..errors import ConfigError, CredentialsError, ExternalProgramError, FetchError, TileError
+from ..errors import (
+    ConfigError,
+    CredentialsError,
+    ExternalProgramError,
+    FetchError,
+    InputFileError,
+    TileError,
+)
 from ..sky.geometry import is_des_tilename
+from .single_epoch import NWGINT_HDUS
 from .source import LAYOUTS, ArchiveSource, Credentials, Layout, read_run_table, read_tile_names
 
 __all__ = [
     "DES_BANDS", "DEFAULT_FILE_DEADLINE", "LAYOUTS", "ArchiveSource", "CorruptFile", "Credentials",
-    "FileCheck", "Layout", "TileFiles", "source_from_options",
+    "FileCheck", "Layout", "MissingFile", "TileFiles", "source_from_options",
     "check_tile_and_bands", "fetch_tile", "fetch_tiles", "funpack_file", "read_run_table",
     "read_tile_names", "tile_image_dir", "verify_fits",
 ]
@@ -201,13 +214,13 @@ def fetch_tile(
     checks = {**_manifest_checks(source, tile, bands), **(checks or {})}
     for band in bands:
         image_url, psf_url = source.urls(tile, band)
-        jobs.append(_Job("image", band, image_url, dest / f"{tile}_{band}.fits.fz",
-                         checks.get(("image", band), FileCheck())))
-        jobs.append(_Job("psf", band, psf_url, dest / f"{tile}_{band}_psfcat.psf",
-                         checks.get(("psf", band), FileCheck())))
-    fetcher = _Fetcher(source, retries, backoff, funpack, funpack_bin, keep_fz, deadline, funpack_timeout)
+        jobs.append(FetchJob("image", band, image_url, dest / f"{tile}_{band}.fits.fz",
+                             checks.get(("image", band), FileCheck())))
+        jobs.append(FetchJob("psf", band, psf_url, dest / f"{tile}_{band}_psfcat.psf",
+                             checks.get(("psf", band), FileCheck())))
+    fetcher = FileFetcher(source, retries, backoff, funpack, funpack_bin, keep_fz, deadline, funpack_timeout)
     show_bar = sys.stderr.isatty() if progress is None else progress
-    results = _run_jobs(jobs, fetcher, workers, tile, show_bar)
+    results = run_jobs(jobs, fetcher, workers, tile, show_bar)
     files = TileFiles(tile, dest, {}, {})
     for job, (path, nbytes, was_fetched) in zip(jobs, results, strict=True):
         (files.images if job.kind == "image" else files.psfs)[job.band] = path
@@ -221,12 +234,19 @@ def fetch_tile(
     return files
 
 
-def source_from_options(opts: Mapping[str, object]) -> ArchiveSource:
+def source_from_options(opts: Mapping[str, object], mode: str = "coadd",
+                        tiles: Iterable[str] | None = None) -> ArchiveSource:
     """The :class:`ArchiveSource` of a campaign's ``fetch-*`` keys (without the prefix).
 
     One place for the node (``balrog-run``) and the build-time check (``balrog-jobs``), so
-    what the build verified is what the node fetches.
+    what the build verified is what the node fetches. ``mode`` ``single-epoch`` reads
+    ``fetch-manifest`` as a single-epoch manifest (only ``tiles`` of it, None: all).
     """
+    if mode == "single-epoch":
+        return ArchiveSource.create(
+            str(opts.get("root") or ""), netrc_path=opts.get("netrc") or None,
+            timeout=float(opts.get("timeout") or 60.0), se_manifest=opts.get("manifest") or None, tiles=tiles)
+
     def opt(name: str):
         value = opts.get(name)
         return None if value in (None, "") else value
@@ -242,7 +262,7 @@ def source_from_options(opts: Mapping[str, object]) -> ArchiveSource:
         timeout=float(opt("timeout") or 60.0),
         campaign=opt("campaign"),
         attempt_table=opt("attempt-table"),
-        manifest=opt("manifest"),
+        manifest=opt("manifest"),  # a single-epoch manifest is refused here, in one line
     )
 
 
@@ -282,9 +302,11 @@ def verify_fits(path: str | os.PathLike, kind: str) -> None:
     """Raise :class:`CorruptFile` unless ``path`` is a complete, checksum-valid FITS file.
 
     ``kind`` ``image`` also needs an image HDU with pixels; ``psf`` a PSFEx model (see
-    :func:`_check_psfex`). CHECKSUM/DATASUM are checked on every HDU that has them (DESDM
-    and fpack write them; PSFEx does not). Every HDU's data must fit in the file: fitsio
-    reads headers lazily, so a file cut at a block boundary opens without complaint.
+    :func:`_check_psfex`); ``nwgint`` a funpacked ``coadd_nwgint`` file: HDUs SCI, WGT, WGT_ME,
+    MSK in the order of :data:`~balrog_runner.inputs.single_epoch.NWGINT_HDUS`, images of one
+    shape. CHECKSUM/DATASUM are checked on every HDU that has them (DESDM and fpack write them;
+    PSFEx does not). Every HDU's data must fit in the file: fitsio reads headers lazily, so a
+    file cut at a block boundary opens without complaint.
     """
     path = Path(path)
     size = path.stat().st_size
@@ -304,16 +326,38 @@ def verify_fits(path: str | os.PathLike, kind: str) -> None:
                         hdu.verify_checksum()
                     except ValueError:
                         raise CorruptFile(f"checksum mismatch in HDU {ext} ({hdu.get_extname() or 'primary'})") from None
-                if kind == "image" and hdu.get_exttype() == "IMAGE_HDU" and len(hdu.get_dims()) >= 2:
+                if kind in ("image", "nwgint") and hdu.get_exttype() == "IMAGE_HDU" and len(hdu.get_dims()) >= 2:
                     found = True
                 if kind == "psf" and hdu.get_exttype() == "BINARY_TBL" and "PSF_MASK" in hdu.get_colnames():
                     _check_psfex(hdu, header)
                     found = True
+            if kind == "nwgint":  # after the loop: a truncated file is a truncated file, not a wrong one
+                _check_nwgint(fits)
     except OSError:
         raise CorruptFile("not a readable FITS file (truncated or not FITS)") from None
     if not found:
         what = "an image HDU with pixels" if kind == "image" else "a PSFEx PSF_DATA table (PSF_MASK, POLNAXIS)"
         raise CorruptFile(f"has no {what}")
+
+
+def _check_nwgint(fits) -> None:
+    """HDU k is an image named as :data:`NWGINT_HDUS` says (pixcorrect coadd_nwgint.py:203-229),
+    all of one shape: SWarp and the injection address them as ``file[k]``."""
+    order = sorted(NWGINT_HDUS, key=NWGINT_HDUS.get)
+    if len(fits) < len(order):
+        raise NotNwgint(f"has {len(fits)} HDUs; a coadd_nwgint file has {len(order)}: {', '.join(order)}")
+    shapes = set()
+    for name in order:
+        hdu = fits[NWGINT_HDUS[name]]
+        extname = str(hdu.read_header().get("EXTNAME", "")).strip().upper()
+        dims = tuple(hdu.get_dims()) if hdu.get_exttype() == "IMAGE_HDU" else ()
+        if extname != name or len(dims) != 2:
+            what = f"{extname!r}" if extname else "unnamed"
+            raise NotNwgint(f"HDU {NWGINT_HDUS[name]} is {what}{'' if len(dims) == 2 else ' and not an image'}; "
+                            f"a coadd_nwgint file has {', '.join(order)}")
+        shapes.add(dims)
+    if len(shapes) != 1:
+        raise NotNwgint(f"its HDUs {', '.join(order)} differ in shape ({sorted(shapes)})")
 
 
 def _check_psfex(hdu, header) -> None:
@@ -344,39 +388,108 @@ def _check_psfex(hdu, header) -> None:
         raise CorruptFile(f"PSF_MASK holds {data.size} values, PSFAXIS1..3 imply {axes[0] * axes[1] * axes[2]}")
     if not np.all(np.isfinite(data)):
         raise CorruptFile("PSF_MASK has non-finite values (corrupt)")
+    _check_psf_model(np.asarray(data, dtype=np.float64).reshape(axes[2], axes[1], axes[0]), header, npol)
+
+
+#: A PSFEx model's flux (its constant component summed, times PSF_SAMP^2) must lie in this
+#: range: PSFEx normalises the model to the stars' aperture flux (1.009 for DES's example
+#: model, 0.957 .. 0.996 for the synthetic tiles' models made by psfex 3.21).
+PSF_FLUX_RANGE = (0.8, 1.25)
+#: Over the model's own domain (polynomial variables at -0.5 .. 0.5, its corners) the flux may
+#: vary more (0.59 .. 2.3 at the corners of DES's example model, a degree-8 fit), but not by
+#: orders of magnitude: a corrupted exponent in a higher-order term does that.
+PSF_DOMAIN_FLUX_RANGE = (0.1, 10.0)
+#: The constant component's peak lies within this many model pixels of the stamp's centre.
+PSF_CENTRE_TOLERANCE = 3
+
+
+def _check_psf_model(mask: np.ndarray, header, npol: int) -> None:
+    """What a PSFEx model must be whatever its pixels: normalised, centred, sane over its domain.
+
+    Without an MD5 this is all that can be checked: a flipped byte in a float's mantissa (and
+    many in its exponent) leaves a model that passes, and only the MD5 finds it (README:
+    "What is verified").
+    """
+    samp2 = float(header.get("PSF_SAMP", 1.0) or 1.0) ** 2
+    constant = mask[0]
+    flux = float(constant.sum()) * samp2
+    lo, hi = PSF_FLUX_RANGE
+    if not lo <= flux <= hi:
+        raise CorruptFile(f"PSFEx model not normalised: its flux is {flux:.4g} (PSF_MASK[0] summed times "
+                          f"PSF_SAMP^2), expected {lo:g} .. {hi:g}")
+    peak = np.unravel_index(int(np.argmax(constant)), constant.shape)
+    centre = (constant.shape[0] // 2, constant.shape[1] // 2)
+    if max(abs(int(peak[0]) - centre[0]), abs(int(peak[1]) - centre[1])) > PSF_CENTRE_TOLERANCE:
+        raise CorruptFile(f"PSFEx model's peak is at pixel {tuple(int(v) for v in peak)} of its "
+                          f"{constant.shape[1]}x{constant.shape[0]} stamp, not at the centre {centre}")
+    if npol != 2 or mask.shape[0] == 1:
+        return
+    degree = int(header["POLDEG1"])
+    sums = mask.reshape(mask.shape[0], -1).sum(axis=1)
+    lo, hi = PSF_DOMAIN_FLUX_RANGE
+    for dx in (-0.5, 0.5):
+        for dy in (-0.5, 0.5):
+            # PSFEx's term order: x^i y^j for j = 0..degree, i = 0..degree - j (x fastest)
+            terms = np.array([dx**i * dy**j for j in range(degree + 1) for i in range(degree + 1 - j)])
+            corner = float(terms @ sums) * samp2
+            if not lo <= corner <= hi:
+                raise CorruptFile(f"PSFEx model's flux at the corner ({dx:+g}, {dy:+g}) of its domain is "
+                                  f"{corner:.4g}, expected {lo:g} .. {hi:g} (a corrupted higher-order term)")
 
 
 class CorruptFile(Exception):
     """Internal: a file failed :func:`verify_fits` (the reason is the message)."""
 
 
+class NotNwgint(CorruptFile):
+    """Internal: a whole, checksum-valid file that is not a coadd_nwgint image (not retried)."""
+
+
+class MissingFile(FetchError):
+    """The archive does not have the file (HTTP 404/410; absent from a local root); the message names the URL."""
+
+
 def funpack_file(src: str | os.PathLike, final: str | os.PathLike, funpack_bin: str = "funpack",
-                 timeout: float | None = None) -> Path:
+                 timeout: float | None = None, kind: str = "image") -> Path:
     """Uncompress ``src`` (.fits.fz) to ``final`` (.fits) with the real ``funpack``, atomically.
 
     funpack writes the temporary (``-O``) and the result is verified before the rename,
     so a killed or failing funpack never leaves a ``.fits`` that looks usable. ``timeout``
     is its deadline in seconds (None: :func:`programs.default_deadline` of the image size);
-    a funpack past it is killed and raises ExternalProgramError.
+    a funpack past it is killed and raises ExternalProgramError. ``kind`` is what the result
+    must be (:func:`verify_fits`).
     """
     src, final = Path(src), Path(final)
     deadline = timeout or programs.default_deadline(programs.image_megapixels(src))
     with atomic_path(final) as tmp:
         programs.run_program([funpack_bin, "-O", str(tmp), str(src)], cwd=tmp.parent, timeout=deadline)
         try:
-            verify_fits(tmp, "image")
+            verify_fits(tmp, kind)
+        except NotNwgint as exc:
+            raise InputFileError(f"{src} is not a coadd_nwgint image: {exc}") from None
         except (CorruptFile, FileNotFoundError) as exc:
             raise ExternalProgramError(funpack_bin, 0, detail=f"wrote an invalid file from {src.name}: {exc}") from None
     return final
 
 
 @dataclass(frozen=True)
-class _Job:
-    kind: str  # "image" (.fits.fz) or "psf"
+class FetchJob:
+    """One file to put on disk: from ``url`` to ``path``, checked as ``kind`` and against ``check``."""
+
+    kind: str  # "image" (a coadd), "nwgint" (an SE image) or "psf"
     band: str
     url: str
-    path: Path
+    path: Path  # where the archived file goes (.fits.fz: funpacked beside it)
     check: FileCheck = FileCheck()
+
+    @property
+    def packed(self) -> bool:
+        return self.kind != "psf" and self.path.name.endswith(".fz")
+
+    @property
+    def transfer_kind(self) -> str:
+        """What the transferred file must be: a tile-compressed nwgint is checked as an image."""
+        return "image" if self.packed else self.kind
 
 
 class _Retryable(Exception):
@@ -387,7 +500,7 @@ class _Aborted(Exception):
     """Internal: another file of the tile failed; stop this one and clean up."""
 
 
-class _Fetcher:
+class FileFetcher:
     """Per-file work (skip / download with retries / funpack), shared by the worker threads.
 
     One ``requests.Session`` per attempt: sessions are not documented as thread-safe,
@@ -407,23 +520,26 @@ class _Fetcher:
         self.funpack_timeout = funpack_timeout
         self.abort = threading.Event()
 
-    def run(self, job: _Job) -> tuple[Path, int, bool]:
+    def run(self, job: FetchJob) -> tuple[Path, int, bool]:
         """Return (path on disk, bytes transferred, whether anything was transferred)."""
-        if job.kind == "psf":
-            if _valid_existing(job.path, "psf", job.check):
+        if not job.packed:  # a PSF model, or an image archived uncompressed
+            if _valid_existing(job.path, job.kind, job.check):
                 return job.path, 0, False
             return job.path, self.download(job), True
         fz = job.path
         unpacked = fz.with_suffix("")  # x.fits.fz -> x.fits
-        if _valid_existing(unpacked, "image"):
+        if _valid_existing(unpacked, job.kind):
             return unpacked, 0, False
         nbytes, fetched = 0, False
-        if not _valid_existing(fz, "image", job.check):
+        if not _valid_existing(fz, job.transfer_kind, job.check):
             nbytes, fetched = self.download(job), True
         if not self.funpack:
             return fz, nbytes, fetched
         self._check_abort()
-        funpack_file(fz, unpacked, self.funpack_bin, self.funpack_timeout)
+        try:
+            funpack_file(fz, unpacked, self.funpack_bin, self.funpack_timeout, kind=job.kind)
+        except InputFileError as exc:
+            raise InputFileError(f"{job.url}: {exc}") from None
         if not self.keep_fz:
             fz.unlink()
         return unpacked, nbytes, fetched
@@ -432,7 +548,7 @@ class _Fetcher:
         if self.abort.is_set():
             raise _Aborted()
 
-    def download(self, job: _Job) -> int:
+    def download(self, job: FetchJob) -> int:
         """Transfer ``job.url`` to ``job.path`` verified; retry what may get better."""
         attempts = self.retries + 1
         reason = ""
@@ -442,9 +558,11 @@ class _Fetcher:
                 with atomic_path(job.path) as tmp:
                     nbytes = self._transfer(job.url, tmp)
                     job.check.verify(tmp)
-                    verify_fits(tmp, job.kind)
+                    verify_fits(tmp, job.transfer_kind)
                 log.debug("fetched %s (%d bytes)", job.url, nbytes)
                 return nbytes
+            except NotNwgint as exc:  # the archive's file itself is wrong: another try gets the same
+                raise InputFileError(f"{job.url} is not a coadd_nwgint image: {exc}") from None
             except (_Retryable, CorruptFile) as exc:
                 reason = str(exc)
                 if self.source.is_local:  # a local copy will not improve on a second try
@@ -474,7 +592,7 @@ class _Fetcher:
                 if code in (401, 403):
                     raise CredentialsError(self._refused(url, code))
                 if code in (404, 410):
-                    raise FetchError(f"{url}: not found (HTTP {code})")
+                    raise MissingFile(f"{url}: not found (HTTP {code})")
                 if code >= 500 or code in _RETRY_STATUS:
                     raise _Retryable(f"server answered HTTP {code}")
                 if code != 200:
@@ -549,7 +667,7 @@ def _copy_local(url: str, tmp: Path) -> int:
     try:
         shutil.copyfile(path, tmp)
     except (FileNotFoundError, IsADirectoryError):
-        raise FetchError(f"{url}: not found") from None
+        raise MissingFile(f"{url}: not found") from None
     except OSError as exc:
         raise FetchError(f"{url}: cannot read it ({exc.strerror or type(exc).__name__})") from None
     return tmp.stat().st_size
@@ -570,12 +688,18 @@ def _valid_existing(path: Path, kind: str, check: FileCheck | None = None) -> bo
     return True
 
 
-def _run_jobs(jobs: list[_Job], fetcher: _Fetcher, workers: int, label: str,
-              show_bar: bool) -> list[tuple[Path, int, bool]]:
-    """Run the jobs on a bounded thread pool; stop everything at the first failure."""
-    results: list[tuple[Path, int, bool] | None] = [None] * len(jobs)
+def run_jobs(jobs: list[FetchJob], fetcher: FileFetcher, workers: int, label: str,
+             show_bar: bool, tolerate: tuple[type[BaseException], ...] = ()) -> list:
+    """Run the jobs on a bounded thread pool; stop everything at the first failure.
+
+    A failure of a type in ``tolerate`` does not stop the others: it is returned in the
+    job's place. Without a bar each file is logged at INFO, or every tenth of the set for
+    large sets (a tile's ~1000 SE files), the rest at DEBUG.
+    """
+    results: list = [None] * len(jobs)
     bar = tqdm(total=len(jobs), unit="file", desc=label, disable=not show_bar, leave=False)
     done = 0
+    step = max(1, len(jobs) // 10) if len(jobs) > 50 else 1
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(workers, len(jobs)),
                                                    thread_name_prefix="fetch") as pool:
@@ -583,13 +707,20 @@ def _run_jobs(jobs: list[_Job], fetcher: _Fetcher, workers: int, label: str,
             try:
                 for future in concurrent.futures.as_completed(futures):
                     i = futures[future]
-                    results[i] = future.result()
+                    try:
+                        results[i] = future.result()
+                    except tolerate as exc:
+                        results[i] = exc
                     done += 1
                     bar.update(1)
                     if not show_bar:
-                        path, nbytes, fetched = results[i]
-                        what = f"fetched {nbytes / 1e6:.1f} MB" if fetched else "already present"
-                        log.info("%s [%d/%d] %s: %s", label, done, len(jobs), path.name, what)
+                        level = logging.INFO if done % step == 0 or done == len(jobs) else logging.DEBUG
+                        if isinstance(results[i], BaseException):
+                            log.log(level, "%s [%d/%d] %s", label, done, len(jobs), results[i])
+                        else:
+                            path, nbytes, fetched = results[i]
+                            what = f"fetched {nbytes / 1e6:.1f} MB" if fetched else "already present"
+                            log.log(level, "%s [%d/%d] %s: %s", label, done, len(jobs), path.name, what)
             except BaseException:
                 fetcher.abort.set()
                 for future in futures:

@@ -20,6 +20,12 @@ Paths are relative to the archive root (DESDM's ``desarchive/``, or a site mirro
 NERSC's), so the same manifest serves HTTP and local roots. Sizes are in bytes; sizes and
 MD5 sums are ``null`` where DESDM does not record them (the Y1 era). The database is recorded
 without its password.
+
+Single-epoch manifests (``balrog-inputs --single-epoch``) are version 2 with ``"mode":
+"single-epoch"`` in their first line (:mod:`balrog_runner.inputs.se_manifest`); coadd manifests
+stay version 1, so every coadd manifest written before keeps working. :func:`read` refuses a
+single-epoch manifest in one line (and :func:`~balrog_runner.inputs.se_manifest.read` a coadd
+one): a campaign never fetches the other mode's inputs. :func:`mode_of` tells them apart.
 """
 
 from __future__ import annotations
@@ -42,7 +48,11 @@ from ..sky.geometry import is_des_tilename
 
 FORMAT = "balrog-inputs-manifest"
 VERSION = 1
-_MD5_RE = re.compile(r"^[0-9a-f]{32}$")
+#: Version of single-epoch manifests, the first with a ``mode``.
+SE_VERSION = 2
+COADD, SINGLE_EPOCH = "coadd", "single-epoch"
+MODES = (COADD, SINGLE_EPOCH)
+MD5_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
 @dataclass(frozen=True)
@@ -86,7 +96,7 @@ class Manifest:
             ) from None
 
 
-def _check_relpath(path: Any, what: str) -> str:
+def check_relpath(path: Any, what: str) -> str:
     """Relative archive paths only: no scheme, no leading '/', no '..' (they are joined to a root)."""
     if not isinstance(path, str) or not path.strip():
         raise InputFileError(f"{what} is not a path")
@@ -104,7 +114,7 @@ def _check_entry(raw: Any, where: str) -> FileEntry:
         raise InputFileError(f"{where} has unknown keys {sorted(unknown)}")
     values: dict[str, Any] = {}
     for key in ("image", "psf"):
-        values[key] = _check_relpath(raw.get(key), f"{where} {key}")
+        values[key] = check_relpath(raw.get(key), f"{where} {key}")
     for key in ("image_size", "psf_size"):
         value = raw.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
@@ -112,15 +122,60 @@ def _check_entry(raw: Any, where: str) -> FileEntry:
         values[key] = value
     for key in ("image_md5", "psf_md5"):
         value = raw.get(key)
-        if value is not None and not (isinstance(value, str) and _MD5_RE.fullmatch(value)):
+        if value is not None and not (isinstance(value, str) and MD5_RE.fullmatch(value)):
             raise InputFileError(f"{where} {key} = {value!r} is not 32 lower-case hex digits")
         values[key] = value
     return FileEntry(**values)
 
 
-def read(path: str | os.PathLike) -> Manifest:
-    """Read and validate a manifest; any defect is an InputFileError naming the file."""
+def se_header(first_line: bytes) -> dict[str, Any] | None:
+    """The header of a single-epoch manifest (its first line, one JSON object), else None."""
+    try:
+        head = json.loads(first_line)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(head, dict) and head.get("format") == FORMAT and head.get("version") == SE_VERSION:
+        return head
+    return None
+
+
+def read_first_line(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.readline()
+    except FileNotFoundError:
+        raise InputFileError(f"manifest {path} does not exist") from None
+    except OSError as exc:
+        raise InputFileError(f"cannot read manifest {path}: {exc.strerror or exc}") from None
+
+
+def mode_of(path: str | os.PathLike) -> str:
+    """``coadd`` or ``single-epoch``: which kind of manifest ``path`` is (from its first line;
+    the file is validated only when read)."""
     path = Path(path)
+    head = se_header(read_first_line(path))
+    if head is None:
+        return COADD
+    if head.get("mode") != SINGLE_EPOCH:
+        raise InputFileError(f"manifest {path} has mode {head.get('mode')!r}; version {SE_VERSION} "
+                             f"manifests are {SINGLE_EPOCH}")
+    return SINGLE_EPOCH
+
+
+def refuse_mode(path: str | os.PathLike, found: str, wanted: str) -> InputFileError:
+    """The one-line error for a manifest of mode ``found`` where ``wanted`` is needed."""
+    how = "balrog-inputs --single-epoch" if found == SINGLE_EPOCH else "balrog-inputs without --single-epoch"
+    need = "with --single-epoch" if wanted == SINGLE_EPOCH else "without --single-epoch"
+    return InputFileError(f"manifest {path} is a {found} manifest (from {how}); {wanted} injection needs one "
+                          f"written by balrog-inputs {need}")
+
+
+def read(path: str | os.PathLike) -> Manifest:
+    """Read and validate a coadd manifest; any defect is an InputFileError naming the file,
+    and so is a single-epoch manifest (see :func:`refuse_mode`)."""
+    path = Path(path)
+    if mode_of(path) != COADD:
+        raise refuse_mode(path, SINGLE_EPOCH, COADD)
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -132,7 +187,8 @@ def read(path: str | os.PathLike) -> Manifest:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InputFileError(f"{path} is not a balrog-inputs manifest (no \"format\": \"{FORMAT}\")")
     if data.get("version") != VERSION:
-        raise InputFileError(f"manifest {path} has version {data.get('version')!r}; this balrog_runner reads {VERSION}")
+        raise InputFileError(f"manifest {path} has version {data.get('version')!r}; this balrog_runner reads "
+                             f"{VERSION} (coadd) and {SE_VERSION} (single-epoch)")
     tiles_raw = data.get("tiles")
     if not isinstance(tiles_raw, dict) or not tiles_raw:
         raise InputFileError(f"manifest {path} lists no tiles")
@@ -168,7 +224,8 @@ def to_json(manifest: Manifest) -> str:
     return json.dumps(data, indent=1) + "\n"
 
 
-def _shows_password(database: str) -> bool:
+def shows_password(database: str) -> bool:
+    """Whether ``database`` is a URL that shows its password (it must never reach a file)."""
     if "://" not in database:
         return False
     try:
@@ -180,7 +237,7 @@ def _shows_password(database: str) -> bool:
 
 def write(manifest: Manifest, path: str | os.PathLike) -> Path:
     """Write ``manifest`` atomically (a reader sees the old file or the whole new one)."""
-    if _shows_password(manifest.database):
+    if shows_password(manifest.database):
         # a URL with a visible password must never reach a file; callers pass db.url.safe_url()
         raise OutputError(f"refusing to write manifest {path}: its database URL shows a password")
     return atomic_write_text(path, to_json(manifest))

@@ -37,6 +37,18 @@ NWGINT_HDUS = {"SCI": 0, "WGT": 1, "WGT_ME": 2, "MSK": 3}
 FORMAT = "balrog-se-set"
 VERSION = 1
 FILENAME = "se_set.json"
+#: The folder of a tile's SE files under the campaign's outdir (DEVELOPING.md, "Campaign output").
+SE_DIRNAME = "se"
+
+
+def tile_se_dir(outdir: str | os.PathLike, tile: str) -> Path:
+    """``<outdir>/<TILE>/se``: the fetched CCD images and PSF models, one folder per band."""
+    return Path(outdir) / tile / SE_DIRNAME
+
+
+def se_set_path(outdir: str | os.PathLike, tile: str) -> Path:
+    """``<outdir>/<TILE>/se/se_set.json``: present only once the tile's set is complete."""
+    return tile_se_dir(outdir, tile) / FILENAME
 
 
 @dataclass(frozen=True)
@@ -114,11 +126,6 @@ class SESet:
         if not found:
             raise InputFileError(f"tile {self.tile} has no single-epoch images in band {band}")
         return found
-
-
-def se_set_path(images_dir: str | os.PathLike) -> Path:
-    """Where a tile's set is kept: ``<images_dir>/se_set.json``, next to its files."""
-    return Path(images_dir) / FILENAME
 
 
 def _check_image(tile: str, entry: SEImage) -> None:

@@ -12,6 +12,9 @@ NERSC's copy of DESDM keep the same relative paths):
   (``<root>/<TILE>/<TILE>_<band>.fits.fz``);
 * or user templates over ``{root} {tile} {band} {run} {reqnum} {attnum} {campaign}``.
 
+A single-epoch source (``se_manifest=``, :mod:`balrog_runner.inputs.se_manifest`) has only
+the root and the manifest: every CCD image's and PSF model's URL is the root + its path.
+
 Without a manifest the per-tile values come from the user: one ``run`` or a run table
 (``TILENAME RUN``), a ``campaign`` and an attempt table (``TILENAME REQNUM ATTNUM``).
 
@@ -36,6 +39,7 @@ import re
 import stat
 import string
 import urllib.parse
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,8 +47,10 @@ import fitsio
 
 from ..errors import ConfigError, InputFileError
 from ..sky.geometry import is_des_tilename
+from . import se_manifest as se_manifest_file
 from .manifest import FileEntry, Manifest
 from .manifest import read as read_manifest
+from .se_manifest import SEManifest
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +313,13 @@ def _normalise_root(root: str) -> str:
     """Return ``root`` as an http(s) or file URL without a trailing slash."""
     if not root:
         raise ConfigError("archive root is empty; give an http(s):// URL, a file:// URL or a directory")
-    parts = urllib.parse.urlsplit(root)
+    try:
+        parts = urllib.parse.urlsplit(root)
+        if parts.scheme in ("http", "https"):
+            parts.port  # noqa: B018 - a port that is not a number raises here, not in the first download
+    except ValueError as exc:  # an unclosed IPv6 bracket (http://[::1), a port that is not a number
+        raise ConfigError(f"archive root {root!r} is not a valid URL ({exc}); give an http(s):// URL, "
+                          "a file:// URL or a directory") from None
     if parts.scheme in ("http", "https"):
         if "@" in parts.netloc:
             raise ConfigError(
@@ -344,6 +356,7 @@ class ArchiveSource:
     campaign: str | None = None
     attempts: dict[str, tuple[str, str]] = field(default_factory=dict)
     manifest: Manifest | None = field(default=None, repr=False)
+    se_manifest: SEManifest | None = field(default=None, repr=False)
 
     @classmethod
     def create(
@@ -359,6 +372,8 @@ class ArchiveSource:
         campaign: str | None = None,
         attempt_table: str | os.PathLike | None = None,
         manifest: Manifest | str | os.PathLike | None = None,
+        se_manifest: SEManifest | str | os.PathLike | None = None,
+        tiles: Iterable[str] | None = None,
     ) -> ArchiveSource:
         """Validate the pieces and build a source.
 
@@ -374,10 +389,25 @@ class ArchiveSource:
         ``{run}`` value for every tile and may itself contain ``{tile}``; ``run_table`` a
         file of per-tile runs (see :func:`read_run_table`). ``timeout`` is in seconds
         (connect, and each read of the socket).
+
+        ``se_manifest`` (an :class:`~balrog_runner.inputs.se_manifest.SEManifest` or its path,
+        of which only ``tiles`` are read, None: all) makes a single-epoch source: the URLs are
+        ``root`` + its paths (:meth:`url_for`), and no other way of finding files may be given.
         """
         root_url = _normalise_root(root)
         if not timeout > 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
+        if se_manifest is not None:
+            given = [name for name, value in (("manifest", manifest), ("url_template", url_template),
+                                              ("psf_template", psf_template), ("run", run),
+                                              ("run_table", run_table), ("campaign", campaign),
+                                              ("attempt_table", attempt_table)) if value is not None]
+            if given:
+                raise ConfigError(f"a single-epoch manifest gives every file's path; do not also give {', '.join(given)}")
+            if not isinstance(se_manifest, SEManifest):
+                se_manifest = se_manifest_file.read(se_manifest, tiles=tiles)
+            credentials, origin = _credentials_for(root_url, netrc_path)
+            return cls(root_url, "", "", None, {}, credentials, origin, float(timeout), se_manifest=se_manifest)
         if manifest is not None:
             given = [name for name, value in (("url_template", url_template), ("psf_template", psf_template),
                                               ("run", run), ("run_table", run_table), ("campaign", campaign),
@@ -449,6 +479,9 @@ class ArchiveSource:
 
     def urls(self, tile: str, band: str) -> tuple[str, str]:
         """The image and PSF URLs of ``tile`` in ``band`` (never with credentials)."""
+        if self.se_manifest is not None:
+            raise ConfigError(f"the archive source of tile {tile} is a single-epoch manifest: it lists CCD images, "
+                              "not coadds")
         if self.manifest is not None:
             entry = self.manifest.entry(tile, band)
             return self._join(entry.image), self._join(entry.psf)
@@ -467,6 +500,10 @@ class ArchiveSource:
     def _join(self, relpath: str) -> str:
         # '+' in tile names stays literal (as in the templates); anything odd is escaped
         return f"{self.root}/{urllib.parse.quote(relpath.lstrip('/'), safe='/+')}"
+
+    def url_for(self, relpath: str) -> str:
+        """The URL of a file at ``relpath`` under the root (a manifest's path; never with credentials)."""
+        return self._join(relpath)
 
 
 _CAMPAIGN_RE = re.compile(r"^[A-Za-z0-9_]+$")

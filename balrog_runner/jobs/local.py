@@ -3,7 +3,8 @@
 For laptops, the demo and small campaigns. ``run.sh`` in the job directory calls
 :func:`run_local`, which starts ``balrog-run SPEC`` for each spec (after sourcing the
 campaign's ``--source`` script, as a batch job would), at most ``workers`` at a time, each
-with its own log in ``logs/``. The result is non-zero when any subjob failed.
+with its own log in ``logs/``. The result is the worst of the subjobs' exit codes
+(:func:`balrog_runner.errors.worst_exit_code`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from ..atomic import atomic_write_text
 from ..campaign import config as cfgmod
 from ..campaign import derived
-from ..errors import ConfigError
+from ..errors import ConfigError, exit_code_name, worst_exit_code
 from .render import render
 from .spec import SPEC_DIR, SubjobSpec, read_spec
 
@@ -65,7 +66,7 @@ def _run_one(spec: SubjobSpec) -> int:
 
 
 def run_local(job_dir: str | Path, workers: int | None = None) -> int:
-    """Run every subjob of ``job_dir`` here, ``workers`` at once; 1 if any failed, else 0.
+    """Run every subjob of ``job_dir`` here, ``workers`` at once; the worst of their exit codes.
 
     ``workers`` defaults to the campaign's ``run['nodes']``. Threads only wait on child
     processes, so the bound is the number of node runners alive at once.
@@ -82,7 +83,10 @@ def run_local(job_dir: str | Path, workers: int | None = None) -> int:
         codes = list(pool.map(_run_one, specs))
     failed = [s.subjob for s, c in zip(specs, codes, strict=True) if c != 0]
     if failed:
-        log.error("%d of %d subjob(s) failed: %s", len(failed), len(specs), ", ".join(map(str, failed)))
-        return 1
+        code = worst_exit_code(codes)
+        log.error("%d of %d subjob(s) failed: %s; exit code %d (%s), the worst of theirs", len(failed), len(specs),
+                  ", ".join(f"{s.subjob} (exit {c})" for s, c in zip(specs, codes, strict=True) if c), code,
+                  exit_code_name(code))
+        return code
     log.info("all %d subjob(s) succeeded", len(specs))
     return 0

@@ -25,7 +25,7 @@ from typing import Any
 from ..atomic import atomic_write_text
 from ..campaign import config as cfgmod
 from ..campaign import config_check, derived
-from ..errors import ConfigError, InputFileError
+from ..errors import EXIT_BAD_INPUT, ConfigError, InputFileError
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def read_spec(path: str | os.PathLike) -> SubjobSpec:
 
 
 def record_subjob(spec: SubjobSpec) -> int:
-    """Stand-in node runner: record the tiles this subjob was given; 1 if any tile fails.
+    """Stand-in node runner: record the tiles this subjob was given; 2 (bad input) if any tile fails.
 
     A tile fails when its position file is missing (the input the real runner needs first).
     One JSON line per call is appended to ``<job dir>/runs.jsonl`` with a single ``write`` on
@@ -197,4 +197,4 @@ def record_subjob(spec: SubjobSpec) -> int:
         os.write(fd, line)
     finally:
         os.close(fd)
-    return 1 if failed else 0
+    return EXIT_BAD_INPUT if failed else 0

@@ -37,7 +37,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import fitsio
@@ -58,6 +58,9 @@ DETECTION_BANDS = ("r", "i", "z")
 ASSOC_RADIUS = 2.0
 #: HDUs of a funpacked DESDM tile image.
 SCI_HDU, MSK_HDU, WGT_HDU = 0, 1, 2
+#: Column of a tile-wide nosim catalog measured in two passes (:mod:`.nosim`): 1 where the
+#: model-fitting columns were measured; not part of a realization's nosim catalog.
+NOSIM_FITTED_COLUMN = "model_fitted"
 #: The per-object columns that precede the measured ones in sim / nosim catalogs.
 FRONT_COLUMNS = [("balrog_index", "i8"), ("tilename", "U12"), ("realization", "i4"), ("indexstart", "i8")]
 
@@ -149,7 +152,8 @@ def build_wide_catalog(catalogs: Mapping[str, str | os.PathLike | np.ndarray]) -
                 f"catalog of band {band} has {len(t)} detections, not the {len(number)} of band "
                 f"{first_band}: the catalogs of one run must share the detection image")
     descr: list[tuple] = [("NUMBER", number.dtype.str)]
-    sources: list[tuple[str, str, int | None]] = []
+    # (band, column, element k of the flattened vector or None for a scalar, vector length)
+    sources: list[tuple[str, str, int | None, int]] = []
     for band, t in tables.items():
         sfx = band_suffix(band)
         for name in t.dtype.names:
@@ -159,20 +163,19 @@ def build_wide_catalog(catalogs: Mapping[str, str | os.PathLike | np.ndarray]) -
             shape = t.dtype[name].shape
             if shape == () or int(np.prod(shape)) == 1:
                 descr.append((f"{name}_{sfx}", base))
-                sources.append((band, name, None if shape == () else 0))
+                sources.append((band, name, None if shape == () else 0, 1))
             else:
                 if len(shape) != 1:
                     raise InputFileError(f"column {name} of band {band} has shape {shape}; only 1-d vectors flatten")
                 for k in range(shape[0]):
                     descr.append((f"{name}_{k + 1}_{sfx}", base))
-                    sources.append((band, name, k))
+                    sources.append((band, name, k, shape[0]))
     wide = np.zeros(len(number), dtype=descr)
     wide["NUMBER"] = number
-    for (band, name, k), (col, _) in zip(sources, descr[1:], strict=True):
+    for (band, name, k, size), (col, _) in zip(sources, descr[1:], strict=True):
         data = tables[band][name]
-        # the row size from the dtype: reshape(n, -1) is ambiguous for a run with no detection
-        width = int(np.prod(tables[band].dtype[name].shape))
-        wide[col] = data if k is None else data.reshape(len(data), width)[:, k]
+        # the length is explicit: reshape(n, -1) cannot infer it when a run found nothing (n = 0)
+        wide[col] = data if k is None else data.reshape(len(data), size)[:, k]
     return wide
 
 
@@ -232,6 +235,7 @@ def measure_nosim(
     workdir: str | os.PathLike | None = None,
     keep_band_catalogs: bool = False,
     band_extra: Mapping[str, Mapping[str, object]] | None = None,
+    fit_near: np.ndarray | Iterable[np.ndarray] | None = None,
 ) -> Path:
     """The once-per-tile nosim run on the untouched, funpacked images -> wide catalog.
 
@@ -239,11 +243,25 @@ def measure_nosim(
     same keys to PSFEx models. Writes the wide catalog (all detections, no truth columns)
     to ``out_path`` and returns it; per-band catalogs go to ``workdir`` and are removed
     unless ``keep_band_catalogs``.
+
+    ``fit_near`` (the 1-based pixel x, y of every position of the tile's position file, an
+    ``(n, 2)`` array or an iterable of such chunks) measures the model-fitting columns only for the detections within
+    ``ASSOC_RADIUS`` (plus a margin) of one of them, and the other columns for all
+    (:mod:`.nosim`): the rows any realization keeps are those of the full run. Without it,
+    or with a parameter file that fits no model, every detection is measured in full.
     """
     if DET not in images:
         raise ConfigError(f"nosim run needs the '{DET}' image; got bands {','.join(images)}")
     _check_images(images, "nosim")
     out_path = Path(out_path)
+    if fit_near is not None and not keep_band_catalogs:
+        from . import nosim
+
+        if nosim.can_split(setup.param):
+            done = nosim.measure_nosim_split(images, psfs, out_path, fit_near, setup=setup, workdir=workdir,
+                                             band_extra=band_extra)
+            if done is not None:
+                return done
     with programs.scratch_dir(workdir if workdir is not None else out_path.parent, prefix=".nosim-") as tmp:
         catdir = out_path.parent if keep_band_catalogs else tmp
         cats = run_band_catalogs(images[DET], images, psfs, catdir, prefix=f"{out_path.stem}_", setup=setup,
@@ -461,7 +479,17 @@ def nosim_for_realization(
     """
     idx = _match(nosim_wide, truth, radius, xcol, ycol)
     keep = idx >= 0
-    out = with_truth_columns(nosim_wide[keep], idx[keep], *_labels(truth, tilename, realization, indexstart))
+    kept = nosim_wide[keep]
+    labels = _labels(truth, tilename, realization, indexstart)
+    if NOSIM_FITTED_COLUMN in (nosim_wide.dtype.names or ()):  # a split nosim run (measurement/nosim.py)
+        unfitted = kept["NUMBER"][kept[NOSIM_FITTED_COLUMN] != 1] if "NUMBER" in kept.dtype.names else []
+        if len(unfitted):
+            raise InputFileError(
+                f"nosim detection(s) NUMBER {', '.join(str(int(n)) for n in unfitted[:5])} lie within {radius} px of "
+                f"a truth position of realization {labels[1]} but were not model-fitted: the tile's nosim catalog "
+                "was measured for other positions (remove <outdir>/<TILE>/nosim/ to measure it again)")
+        kept = kept[[n for n in kept.dtype.names if n != NOSIM_FITTED_COLUMN]]
+    out = with_truth_columns(kept, idx[keep], *labels)
     if renumber:
         out["NUMBER"] = np.arange(1, len(out) + 1)
     return out

@@ -54,10 +54,10 @@ def nosim_coadd_path(outdir: str | os.PathLike, tile: str, band: str) -> Path:
 
 
 def se_set_file(outdir: str | os.PathLike, tile: str) -> Path:
-    """Single-epoch campaigns: the tile's file set, ``<outdir>/<TILE>/images/se_set.json``."""
+    """Single-epoch campaigns: the tile's file set, ``<outdir>/<TILE>/se/se_set.json``."""
     from ..inputs.single_epoch import se_set_path
 
-    return se_set_path(tile_dir(outdir, tile) / "images")
+    return se_set_path(outdir, tile)
 
 
 def dir_bytes(path: str | os.PathLike) -> int:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Generic, TypeVar
 
+from .. import lifetime
 from ..lifetime import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def exit_reason(exitcode: int | None) -> str:
 
 def _worker_setup(log_level: int, parent: int) -> None:
     """In the forked worker: die with the parent, be the OOM killer's first choice, keep
-    the parent's log level, default SIGINT/SIGTERM handling."""
+    the parent's log level; SIGTERM unwinds the task (its cleanup runs), SIGINT is the default."""
     die_with_parent()
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
@@ -81,9 +82,20 @@ def _worker_setup(log_level: int, parent: int) -> None:
         current = int(fh.read().strip() or 0)
         fh.seek(0)
         fh.write(str(min(1000, current + WORKER_OOM_SCORE_ADJ)))
+    lifetime.reset_in_child()
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _worker_terminated)
     logging.getLogger().setLevel(log_level)
+
+
+def _worker_terminated(signum: int, frame: object) -> None:
+    """SIGTERM in a worker (from the parent stopping, or the scheduler signalling every process
+    of the job): kill its programs, then unwind, so that the realization's ``finally``
+    removes its scratch images and :mod:`atomic` its temporaries."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the cleanup is not cut short
+    lifetime._stopping.set()
+    lifetime.stop_children()
+    raise lifetime.Terminated(signum)
 
 
 def _worker_main(fn: Callable[[Any], Any], task: Any, conn: Connection, log_level: int, parent: int) -> None:
@@ -91,6 +103,13 @@ def _worker_main(fn: Callable[[Any], Any], task: Any, conn: Connection, log_leve
     _worker_setup(log_level, parent)
     try:
         message: tuple[bool, Any] = (True, fn(task))
+    except lifetime.Terminated as exc:
+        # the task's cleanup ran on the way here; end as SIGTERM's default action would, so the
+        # parent reports "killed by signal 15 (SIGTERM)"
+        conn.close()
+        signal.signal(exc.signum, signal.SIG_DFL)
+        os.kill(os.getpid(), exc.signum)
+        os._exit(128 + exc.signum)  # not reached: the signal ends the process
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent as a failure
         log.error("worker task failed:\n%s", traceback.format_exc())
         message = (False, f"{type(exc).__name__}: {exc}")
@@ -179,7 +198,23 @@ def run_tasks(fn: Callable[[T], R], tasks: Sequence[T], workers: int) -> Iterato
                 item.reap()
                 yield item.outcome()
     finally:
-        for item in running.values():
-            item.reap(kill=True)
-            if item.reading:
-                item.conn.close()
+        _stop_workers(list(running.values()))
+
+
+#: Seconds a stopped worker gets to remove its scratch files before SIGKILL.
+WORKER_GRACE_SECONDS = 10.0
+
+
+def _stop_workers(items: list[_Running]) -> None:
+    """The caller stopped early: SIGTERM the running workers (each unwinds its task and removes
+    its scratch files), wait up to :data:`WORKER_GRACE_SECONDS`, then SIGKILL what is left."""
+    for item in items:
+        with contextlib.suppress(OSError):
+            item.process.terminate()
+    deadline = time.monotonic() + WORKER_GRACE_SECONDS
+    for item in items:
+        item.process.join(max(0.0, deadline - time.monotonic()))
+    for item in items:
+        item.reap(kill=True)
+        if item.reading:
+            item.conn.close()

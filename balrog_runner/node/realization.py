@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from .. import provenance
-from ..errors import BalrogError
+from ..atomic import explain_failure
+from ..errors import EXIT_FAILED, EXIT_OK
 from ..measurement import blends, measure
 from .layout import catalog_paths, dir_bytes, scratch_dir
 from .plan import Realization
@@ -59,6 +60,8 @@ class RealizationResult:
     n_truth: int = 0
     n_sim: int = 0
     n_nosim: int = 0
+    #: the failure's kind, an exit code of errors.EXIT_CODES (2 bad input, 3 program, 5 disk, ...)
+    exit_code: int = EXIT_OK
 
 
 
@@ -196,15 +199,18 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
         result.scratch_bytes = max(result.scratch_bytes, dir_bytes(scratch))
         result.n_truth, result.n_sim, result.n_nosim = len(truth), len(sim), len(nosim)
         result.ok = True
-    except BalrogError as exc:
-        result.error = str(exc)
-        tail = getattr(exc, "stderr_tail", "")
-        log.error("tile %s realization %d failed: %s%s", real.tile, real.number, exc,
-                  f"\n--- stderr tail ---\n{tail}" if tail else "")
     except Exception as exc:  # noqa: BLE001 - a bug in one realization must not stop the others
-        result.error = f"{type(exc).__name__}: {exc}"
-        log.error("tile %s realization %d failed with an unexpected error:\n%s", real.tile, real.number,
-                  traceback.format_exc())
+        # before the scratch is removed: a full disk must still look full
+        err = explain_failure(exc, [scratch, catalog_paths(settings.outdir, real.tile, real.number)["truth"].parent])
+        if err is None:
+            result.error, result.exit_code = f"{type(exc).__name__}: {exc}", EXIT_FAILED
+            log.error("tile %s realization %d failed with an unexpected error:\n%s", real.tile, real.number,
+                      traceback.format_exc())
+        else:
+            result.error, result.exit_code = str(err), err.exit_code
+            tail = getattr(exc, "stderr_tail", "")
+            log.error("tile %s realization %d failed: %s%s", real.tile, real.number, err,
+                      f"\n--- stderr tail ---\n{tail}" if tail else "")
     finally:
         if settings.intermediate_clean or not result.ok:
             shutil.rmtree(scratch, ignore_errors=True)

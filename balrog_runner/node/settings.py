@@ -48,6 +48,8 @@ class RunSettings:
     overwrite_db: bool = False
     release: str | None = None
     restrict_sim: bool = True
+    #: ``run['nosim-restrict']``: model-fit nosim detections near the tile's positions only.
+    restrict_nosim: bool = True
     #: ``balrog['masked-positions']`` (:mod:`.masking`): flag, skip or ignore; and the MSK bits.
     masked_positions: str = "flag"
     mask_bits: int | None = None
@@ -55,6 +57,8 @@ class RunSettings:
     inject_into: str = "coadd"
     #: The single-epoch re-coadd's SWarp (``run['se-swarp-config']``).
     coadd_swarp: CoaddSwarpSetup = CoaddSwarpSetup()
+    #: psfex, for the coadd PSF models of a single-epoch tile whose file set names none.
+    psfex: astromatic.PsfexSetup = astromatic.DEFAULT_PSFEX
     #: Set per tile by :func:`run_tile` (the fingerprint covers the tile's positions).
     identity: campaign_id.CampaignIdentity | None = None
 
@@ -120,10 +124,12 @@ def settings_from_config(run: Mapping[str, Any], balrog: Mapping[str, Any], db: 
         overwrite_db=bool(run.get("DBoverwrite", False)),
         release=run.get("release"),
         restrict_sim=bool(run.get("sim-restrict", True)),
+        restrict_nosim=bool(run.get("nosim-restrict", True)),
         masked_positions=str(balrog.get("masked-positions") or "flag"),
         mask_bits=balrog.get("mask-bits"),
         inject_into=str(run.get("inject-into") or "coadd"),
         coadd_swarp=coadd_swarp,
+        psfex=astromatic.PsfexSetup(program=prog("psfex"), timeout=run.get("program-timeout")),
     )
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from ..coadd.swarp import memory_caps
 from ..errors import InputFileError
 from ..injection import chips
 from ..injection import draw as inject
+from ..inputs.manifest import mode_of as manifest_mode
 from ..inputs.single_epoch import CoaddGrid, SESet, read_se_set
 from ..measurement import astromatic, measure
 from ..sky import geometry
@@ -49,9 +50,19 @@ def tile_grid(se_set: SESet, tile: str) -> CoaddGrid:
     return CoaddGrid(ra=t.ra_cent, dec=t.dec_cent, naxis1=t.naxis1, naxis2=t.naxis2, pixel_scale=t.pixelscale)
 
 
-def read_tile_set(settings: RunSettings, tile: str) -> SESet:
-    """The tile's checked file set; a one-line InputFileError naming the file and what is wrong."""
+def read_tile_set(settings: RunSettings, tile: str, status: MutableMapping[str, Any] | None = None) -> SESet:
+    """The tile's checked file set; a one-line InputFileError naming the file and what is wrong.
+
+    With a single-epoch manifest (``run['fetch-manifest']``) the set is fetched, or found and
+    verified, by :func:`.se_inputs.fetch_se_inputs` (and recorded in ``status``); without one it
+    must be in place already (``<outdir>/<TILE>/se/se_set.json``, staged by hand or by an earlier run).
+    """
     path = se_set_file(settings.outdir, tile)
+    manifest = settings.fetch.get("manifest")
+    if manifest and manifest_mode(manifest) == "single-epoch":
+        from .se_inputs import fetch_se_inputs
+
+        fetch_se_inputs(settings, tile, status if status is not None else {})
     if not path.is_file():
         coadd_files = sorted(p.name for p in path.parent.glob(f"{tile}_*.fits")) if path.parent.is_dir() else []
         hint = (f" ({path.parent} holds coadd images {', '.join(coadd_files[:3])}...: inputs of a coadd campaign)"
@@ -65,10 +76,10 @@ def read_tile_set(settings: RunSettings, tile: str) -> SESet:
         for image in se_set.band(band):
             if not Path(image.psf).is_file():
                 raise InputFileError(f"tile {tile}: {image.key} has no PSF model ({image.psf} does not exist; {path})")
-    missing = [b for b in (*settings.bands, measure.DET) if not Path(se_set.coadd_psfs.get(b, "")).is_file()]
-    if missing:
-        raise InputFileError(f"tile {tile}: {path} names no existing coadd PSF model for {', '.join(missing)} "
-                             "(SExtractor measures the re-coadd with the tile's coadd models)")
+    named = [b for b in (*settings.bands, measure.DET) if b in se_set.coadd_psfs]
+    gone = [str(se_set.coadd_psfs[b]) for b in named if not Path(se_set.coadd_psfs[b]).is_file()]
+    if gone:
+        raise InputFileError(f"tile {tile}: the coadd PSF model(s) {', '.join(gone)} named by {path} do not exist")
     return se_set
 
 
@@ -98,12 +109,29 @@ def nosim_recoadd(settings: RunSettings, tile: str, se_set: SESet) -> dict[str, 
     return images
 
 
-def prepare_tile(settings: RunSettings, tile: str) -> tuple[dict[str, Path], dict[str, Path], SESet]:
+def coadd_psf_models(settings: RunSettings, tile: str, se_set: SESet, images: Mapping[str, Path]) -> dict[str, Path]:
+    """The coadd PSFEx models: the set's where it names them, else fitted once per tile by psfex
+    on the nosim re-coadd (as DESDM fitted its coadd's), kept beside it in ``nosim/coadd/``."""
+    psfs = {}
+    for key in (*settings.bands, measure.DET):
+        if key in se_set.coadd_psfs:
+            psfs[key] = Path(se_set.coadd_psfs[key])
+            continue
+        out = images[key].with_name(f"{tile}_{key}_psfcat.psf")
+        if not out.is_file():
+            t0 = time.perf_counter()
+            astromatic.make_psf_model(images[key], out, workdir=out.parent, psfex=settings.psfex)
+            log.info("tile %s: PSFEx model of the %s re-coadd in %.1f s", tile, key, time.perf_counter() - t0)
+        psfs[key] = out
+    return psfs
+
+
+def prepare_tile(settings: RunSettings, tile: str, status: MutableMapping[str, Any] | None = None
+                 ) -> tuple[dict[str, Path], dict[str, Path], SESet]:
     """``(nosim coadds, coadd PSF models, file set)`` of a single-epoch tile (bands and ``det``)."""
-    se_set = read_tile_set(settings, tile)
+    se_set = read_tile_set(settings, tile, status)
     images = nosim_recoadd(settings, tile, se_set)
-    psfs = {b: Path(se_set.coadd_psfs[b]) for b in (*settings.bands, measure.DET)}
-    return images, psfs, se_set
+    return images, coadd_psf_models(settings, tile, se_set, images), se_set
 
 
 def recoadd_needs(settings: RunSettings, se_set: SESet) -> ReCoadd:

@@ -38,7 +38,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import OutputError
+from ..errors import EXIT_FAILED, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ _UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
 
 class TileBusyError(OutputError):
-    """Another process holds the tile's lock."""
+    """Another process holds the tile's lock: not bad input (wait for it), exit code 1."""
+
+    exit_code = EXIT_FAILED
 
 
 def lock_path(tile_dir: str | os.PathLike) -> Path:

@@ -70,8 +70,11 @@ def binned_bias(true_mag: np.ndarray, delta: np.ndarray, edges: np.ndarray, min_
 def mag_edges(data: CampaignData, width: float = 0.5) -> np.ndarray:
     mags = np.concatenate([m.true_mag for m in data.matches.values()]) if data.matches else np.array([20.0, 26.0])
     mags = mags[np.isfinite(mags)]
+    if not mags.size:
+        mags = np.array([20.0, 26.0])
     lo = np.floor(np.percentile(mags, 0.5) / width) * width
-    hi = np.ceil(np.percentile(mags, 99.5) / width) * width
+    # at least one bin: every object at one magnitude (a test population) gives lo == hi
+    hi = max(np.ceil(np.percentile(mags, 99.5) / width) * width, lo + width)
     return np.arange(lo, hi + width / 2, width)
 
 

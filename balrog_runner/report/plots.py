@@ -146,7 +146,8 @@ def magnitude_scatter(m, objtype: np.ndarray, path: Path) -> dict:
     ax.set_ylim(lo - 1.0, hi + 1.0)
     ax.set_xlabel(f"injected {m.band} magnitude [mag]")
     ax.set_ylabel(f"measured MAG_AUTO_{m.band.upper()} [mag]")
-    ax.legend(frameon=False, fontsize=8, markerscale=3)
+    if out:  # nothing recovered (every object too faint): no points, no legend
+        ax.legend(frameon=False, fontsize=8, markerscale=3)
     ax.set_title("Injected against measured magnitude (recovered objects)", fontsize=10)
     save(fig, path)
     return out

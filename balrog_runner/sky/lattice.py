@@ -63,6 +63,42 @@ def check_spacing(spacing_arcsec: float) -> float:
     return float(s)
 
 
+#: Margin on :func:`max_spacing_arcsec` for the tangent plane against the RA/Dec box (< 1e-4
+#: within a DES tile) and the box's curved RA edges.
+SPACING_MARGIN = 0.95
+
+
+def unique_extent_arcsec(tile: Tile) -> tuple[float, float]:
+    """Width (RA, on the sky at its narrower Dec edge) and height of the unique area, arcsec."""
+    narrow = max(abs(tile.udecmin), abs(tile.udecmax))  # the Dec edge farthest from the equator
+    width = tile.ra_width * math.cos(math.radians(min(narrow, 90.0)))
+    return width * 3600.0, (tile.udecmax - tile.udecmin) * 3600.0
+
+
+def max_spacing_arcsec(tile: Tile) -> float:
+    """The widest spacing for which every realization's grid has a node in the unique area.
+
+    A hexagonal lattice of spacing ``s`` leaves no point of the plane farther than ``s /
+    sqrt(3)`` from a node (its covering radius), whatever its rotation and shift; the disc
+    inscribed in the unique area (radius half its smaller side) then holds a node of every
+    grid when ``s <= sqrt(3) * radius``. Wider, a realization may land no object on the tile
+    (its position file would have an empty realization, and the node would fail it).
+    """
+    width, height = unique_extent_arcsec(tile)
+    return math.sqrt(3.0) * min(width, height) / 2.0 * SPACING_MARGIN
+
+
+def check_spacing_fits(tile: Tile, spacing_arcsec: float) -> None:
+    """A ConfigError when ``spacing_arcsec`` exceeds :func:`max_spacing_arcsec` of ``tile``."""
+    most = max_spacing_arcsec(tile)
+    if spacing_arcsec > most:
+        width, height = unique_extent_arcsec(tile)
+        raise ConfigError(
+            f"--lattice {spacing_arcsec:g} arcsec is too wide for tile {tile.tilename}: its unique area is "
+            f"{width:.0f} x {height:.0f} arcsec, so a realization's grid could miss it entirely (0 positions); "
+            f"use at most {math.floor(most):d} arcsec (DES Y3: 20 to 30)")
+
+
 def unique_centre(tile: Tile) -> tuple[float, float]:
     """Centre (RA in [0, 360), Dec) of the tile's unique area, the lattice's tangent point."""
     return (tile.ra_lower + tile.ra_width / 2.0) % 360.0, (tile.udecmin + tile.udecmax) / 2.0

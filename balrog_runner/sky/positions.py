@@ -69,6 +69,10 @@ MAX_LATTICE_REALIZATIONS = 10_000
 _STREAM_COUNT, _STREAM_RA, _STREAM_DEC = 0, 1, 2
 
 
+#: Largest campaign seed: the position files record it in the 64-bit integer header SEED.
+MAX_SEED = 2**63 - 1
+
+
 @dataclass(frozen=True)
 class PositionParams:
     """What determines a campaign's positions: seed and a density, a per-tile count or a lattice.
@@ -115,8 +119,9 @@ class PositionParams:
                 raise ConfigError(f"--pertile must be an integer between 1 and {INDEX_STRIDE - 1} (objects per tile), got {n!r}")
             object.__setattr__(self, "pertile", int(n))
         s = self.seed
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
-            raise ConfigError(f"--seed must be a non-negative integer, got {s!r}")
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s <= MAX_SEED:
+            raise ConfigError(f"--seed must be an integer between 0 and {MAX_SEED} (2**63 - 1: the position "
+                              f"files' SEED header is a 64-bit integer), got {s!r}")
         object.__setattr__(self, "seed", int(s))
 
     @property
@@ -351,6 +356,21 @@ class Positions:
         return int(self.realization(j, ngal).balrog_index[0])
 
 
+def _check_sky_positions(path: Path, ra: np.ndarray, dec: np.ndarray) -> None:
+    """Refuse a file whose positions are not on the sky: NaN, inf, or |Dec| > 90 degrees.
+
+    Such a row would reach GalSim's WCS on the node and fail (or be drawn nowhere) there;
+    the reader is shared by the node and ``balrog-jobs``, so the build refuses it first.
+    """
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90.0))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputFileError(
+            f"position file {path}: {int(bad.sum())} of {len(ra)} positions are not on the sky (ra, dec must be "
+            f"finite degrees with |dec| <= 90; first at row {row}: ra={float(ra[row])!r}, dec={float(dec[row])!r})")
+
+
 def read_positions(path: str | os.PathLike) -> Positions:
     """Read a position file written by :func:`write_tile_positions`."""
     path = Path(path)
@@ -361,20 +381,24 @@ def read_positions(path: str | os.PathLike) -> Positions:
             if EXTNAME not in fits:
                 raise InputFileError(f"position file {path} has no {EXTNAME} HDU")
             hdu = fits[EXTNAME]
-            columns = ["ra", "dec", "balrog_index"]
-            if "realization" in hdu.get_colnames():
-                columns.append("realization")
-            data = hdu.read(columns=columns)
+            missing = [c for c in ("ra", "dec", "balrog_index") if c not in hdu.get_colnames()]
+            if missing:
+                raise InputFileError(f"position file {path} lacks the column(s) {', '.join(missing)}")
+            # whole rows: 3x faster in fitsio than picking the columns out of them
+            data = hdu.read() if hdu.get_nrows() else np.zeros(0, dtype=hdu.get_rec_dtype()[0])
             hdr = hdu.read_header()
     except InputFileError:
         raise
     except (OSError, ValueError) as exc:
         raise InputFileError(f"cannot read position file {path}: {exc}") from exc
+    columns = data.dtype.names or ()
     header = {rec["name"]: rec["value"] for rec in hdr.records() if rec["name"] not in ("COMMENT", "HISTORY", "")}
+    ra, dec = np.asarray(data["ra"], dtype=np.float64), np.asarray(data["dec"], dtype=np.float64)
+    _check_sky_positions(path, ra, dec)
     return Positions(
         tilename=str(header.get("TILENAME", path.stem)).strip(),
-        ra=np.asarray(data["ra"], dtype=np.float64),
-        dec=np.asarray(data["dec"], dtype=np.float64),
+        ra=ra,
+        dec=dec,
         balrog_index=np.asarray(data["balrog_index"], dtype=np.int64),
         header=header,
         row_realization=np.asarray(data["realization"], dtype=np.int32) if "realization" in columns else None,
@@ -469,6 +493,31 @@ def mpi_world():
     return comm if comm.Get_size() > 1 else None
 
 
+def check_every_tile_gets_positions(tiles: Sequence[Tile], params: PositionParams) -> None:
+    """Refuse parameters that give some tile (or some lattice realization) no position.
+
+    Such a file has 0 rows, or an empty realization, and fails its tile on the node. A
+    lattice too wide for a tile is refused from the geometry alone
+    (:func:`balrog_runner.sky.lattice.check_spacing_fits`); a density, from the Poisson count
+    each tile will draw (the same draw :func:`write_tile_positions` makes).
+    """
+    if params.lattice is not None:
+        from .lattice import check_spacing_fits
+
+        for tile in tiles:
+            check_spacing_fits(tile, params.lattice)
+        return
+    if params.density is None:
+        return  # --pertile >= 1 per tile
+    empty = [t for t in tiles if tile_count(t, params) == 0]
+    if empty:
+        first = empty[0]
+        raise ConfigError(
+            f"--density {params.density:g} per deg^2 gives {len(empty)} of {len(tiles)} tile(s) no position "
+            f"(e.g. {first.tilename}: Poisson mean {params.density * first.area_deg2:.3g}); raise --density "
+            "or use --pertile")
+
+
 def run_campaign(
     load_tiles: Callable[[], Sequence[Tile]],
     params: PositionParams,
@@ -493,6 +542,7 @@ def run_campaign(
             tiles = list(load_tiles())
             if not tiles:
                 raise ConfigError("no tiles to generate positions for")
+            check_every_tile_gets_positions(tiles, params)  # before anything is written
             prepare_outdir(outdir, params, overwrite)
             payload = ("ok", tiles)
         except BalrogError as exc:

@@ -12,6 +12,13 @@ def TrustEric(run, where='edison'):
         run['queue'] = 'regular'
         run['stripe'] = 2
         run['duplicate'] = 'error'
+    elif where == 'cori':
+        run['ppn'] = 64
+        run['cores'] = 64
+        run['asdependency'] = True
+        run['queue'] = 'regular'
+        run['stripe'] = 2
+        run['duplicate'] = 'error'
     elif where == 'bnl':
         run['ppn'] = 8
         run['cores'] = None
