@@ -55,11 +55,8 @@ def make_se_campaign(root: Path, se_survey, *, ngal: int = 12, realizations: int
     from balrog_runner.node import layout
 
     run = {"bands": list(bands), "inject-into": mode, **(run or {})}
-    spec = make_campaign(root, se_survey.outdir.parent, [se_survey.tilename], size=se_survey.grid.naxis1,
-                         ngal=ngal, realizations=realizations, run=run)
-    if mode == "single-epoch":
-        import json
-
-        outdir = Path(json.loads(spec.read_text())["run"]["outdir"])
+    if mode == "single-epoch":  # staged before balrog-jobs, which checks that every tile has its set
+        outdir = demo.DemoPlan(workdir=root, tiles=[se_survey.tilename], size=se_survey.grid.naxis1).paths["out"]
         write_se_set(layout.se_set_file(outdir, se_survey.tilename), se_survey.se_set)
-    return spec
+    return make_campaign(root, se_survey.outdir.parent, [se_survey.tilename], size=se_survey.grid.naxis1,
+                         ngal=ngal, realizations=realizations, run=run)

@@ -25,7 +25,7 @@ from conftest import SE_TILE
 from mounts import tmpfs
 
 from balrog_runner.inputs.single_epoch import read_se_set, write_se_set
-from balrog_runner.node import layout, runner
+from balrog_runner.node import layout
 
 BIN = Path(sys.executable).parent
 
@@ -100,7 +100,7 @@ def test_a_swarp_that_hangs_or_writes_garbage_in_a_recoadd_fails_that_realizatio
     spec = campaigns.make_se_campaign(tmp_path, se_survey, ngal=10, realizations=3,
                                       run={"swarp": str(fake), "program-timeout": 90.0, "push": False})
     result = balrog_run(spec)
-    assert result.returncode == runner.EXIT_FAILED
+    assert result.returncode == 3  # an external program failed (the README's exit codes)
     status = status_of(outdir_of(spec))["realizations"]
     assert status["0"]["state"] == "done"
     assert status["1"]["state"] == "failed" and "did not finish within its deadline of 90 s" in status["1"]["error"]
@@ -118,7 +118,7 @@ def test_a_full_scratch_disk_fails_the_realization_naming_the_path(tmp_path, se_
     outdir = outdir_of(spec)
     with tmpfs(outdir / SE_TILE / "scratch", "size=3m") as scratch:
         result = balrog_run(spec)
-        assert result.returncode == runner.EXIT_FAILED
+        assert result.returncode == 5  # a full disk
         error = status_of(outdir)["realizations"]["0"]["error"]
         assert error.startswith("no space left on device writing ") and str(scratch) in error, error
         assert f"(filesystem {scratch}: " in error and "\n" not in error
@@ -129,32 +129,38 @@ def test_bad_single_epoch_inputs_fail_their_tile_with_one_line(tmp_path, se_surv
     spec = campaigns.make_se_campaign(tmp_path, se_survey, ngal=5, realizations=1, run={"push": False})
     outdir = outdir_of(spec)
     se_file = layout.se_set_file(outdir, SE_TILE)
-    cases = []
-    se_file.unlink()  # no file set: e.g. the inputs of a coadd campaign fetched instead
-    cases.append(f"single-epoch file set {se_file} does not exist")
     se = read_se_set(se_survey.se_set_path)
+    se_file.unlink()  # no set and no manifest to fetch one with: refused before anything runs
+    result = balrog_run(spec)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "needs run['fetch-manifest']" in result.stderr and str(se_file) in result.stderr
     missing_psf = {**se.images, "r": [dataclasses.replace(se.images["r"][0], psf=tmp_path / "gone.psf"),
                                       *se.images["r"][1:]]}
-    for images, expected in ((None, cases[0]),
-                             (missing_psf, f"{se.images['r'][0].key} has no PSF model ({tmp_path / 'gone.psf'}")):
-        if images is not None:
-            write_se_set(se_file, dataclasses.replace(se, images=images))
-        result = balrog_run(spec)
-        assert result.returncode == runner.EXIT_FAILED
-        assert expected in status_of(outdir)["error"], status_of(outdir)["error"]
-        assert not layout.nosim_catalog_path(outdir, SE_TILE).exists()
+    write_se_set(se_file, dataclasses.replace(se, images=missing_psf))
+    result = balrog_run(spec)
+    assert result.returncode == 2  # bad input
+    error = status_of(outdir)["error"]
+    assert f"{se.images['r'][0].key} has no PSF model ({tmp_path / 'gone.psf'}" in error and "\n" not in error
+    assert not layout.nosim_catalog_path(outdir, SE_TILE).exists()
     text = se_file.read_text().replace(f'"mag_zero": {se.images["i"][0].mag_zero}', '"mag_zero": NaN', 1)
     se_file.write_text(text)
     result = balrog_run(spec)
+    assert result.returncode == 2
     assert f"{se.images['i'][0].key}" in status_of(outdir)["error"] and "zero point nan" in status_of(outdir)["error"]
 
 
 def test_nosim_is_measured_on_the_recoadd_of_the_untouched_images(tmp_path, se_survey):
-    """nosim of a single-epoch tile = SExtractor on the nosim re-coadd, identical to a re-run of it."""
+    """nosim of a single-epoch tile = SExtractor on the nosim re-coadd, identical to a re-run of it;
+    a set naming no coadd PSF models gets them from psfex on the nosim re-coadd, once."""
     spec = campaigns.make_se_campaign(tmp_path, se_survey, ngal=5, realizations=1,
                                       run={"push": False, "tile-clean": False})
-    assert balrog_run(spec).returncode == 0
     outdir = outdir_of(spec)
+    write_se_set(layout.se_set_file(outdir, SE_TILE), dataclasses.replace(se_survey.se_set, coadd_psfs={}))
+    result = balrog_run(spec)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for key in ("r", "i", "z", "det"):
+        model = layout.nosim_coadd_path(outdir, SE_TILE, key).with_name(f"{SE_TILE}_{key}_psfcat.psf")
+        assert fitsio.read_header(str(model), ext=1)["ACCEPTED"] >= 5
     coadd = layout.nosim_coadd_path(outdir, SE_TILE, "r")
     from balrog_runner.coadd.recoadd import recoadd_band
 

@@ -424,14 +424,22 @@ def check_inputs_resolve(cfg: Config) -> None:
 def check_se_inputs_resolve(cfg: Config) -> None:
     """A single-epoch campaign: ``run['fetch-manifest']`` is a single-epoch manifest that lists
     images of every tile in every band. Only the manifest's header is read (its per-tile
-    index), so this stays fast for a campaign of thousands of tiles; nothing is downloaded."""
+    index), so this stays fast for a campaign of thousands of tiles; nothing is downloaded.
+    Without a manifest every tile's set must be staged already (``<outdir>/<TILE>/se/se_set.json``,
+    its images where it says: prepared by another means, or fetched by an earlier run)."""
     from ..inputs import se_manifest
+    from ..inputs.single_epoch import se_set_path
 
     run = cfg.run
     where = f" in {cfg.path}" if cfg.path else ""
     if not run.get("fetch-manifest"):
+        unstaged = [t for t in cfg.tiles if not se_set_path(run["outdir"], t).is_file()]
+        if not unstaged:
+            return
         raise ConfigError(f"run['inject-into'] = 'single-epoch'{where} needs run['fetch-manifest']: a single-epoch "
-                          "manifest from balrog-inputs --single-epoch (where each tile's CCD images are)")
+                          "manifest from balrog-inputs --single-epoch (where each tile's CCD images are), or each "
+                          f"tile's set staged in <outdir>/<TILE>/se/se_set.json ({len(unstaged)} tile(s) without, "
+                          f"e.g. {se_set_path(run['outdir'], unstaged[0])})")
     m = se_manifest.read(run["fetch-manifest"], tiles=())
     missing: list[str] = []
     for tile in cfg.tiles:
