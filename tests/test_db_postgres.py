@@ -225,8 +225,8 @@ def test_dbname_too_long_for_postgres_is_refused_before_any_table(tmp_path, pg, 
     before = set(sa.inspect(engine).get_table_names())
     assert push_cli.main([str(out), "--db", pg.url, "--dbname", name]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last == (f"balrog-push: error: dbname '{name}' is too long for postgresql: it makes the name "
-                    f"ix_{name}_truth_bi of 64 bytes, over the limit of 63; use at most 51 characters")
+    assert last == (f"balrog-push: error: dbname '{name}' is too long for every database (PostgreSQL's limit): it "
+                    f"makes the name ix_{name}_truth_bi of 64 bytes, over the limit of 63; use at most 51 characters")
     assert set(sa.inspect(engine).get_table_names()) == before
     assert push_cli.main([str(out), "--db", pg.url, "--dbname", name[:51], "-q"]) == 0
 

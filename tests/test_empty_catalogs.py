@@ -178,8 +178,8 @@ def test_a_campaign_where_nothing_is_detected_pushes_later_and_reports(tmp_path,
     summary = json.loads((outdir / "report" / "summary.json").read_text())
     assert (summary["objects_injected"], summary["objects_recovered"]) == (2 * NGAL, 0)
     ref = summary["completeness"][summary["reference_band"]]
-    assert sum(ref["counts"]) == 2 * NGAL
-    assert {f for f, n in zip(ref["fraction"], ref["counts"], strict=True) if n} == {0.0}
+    assert sum(ref["n"]) == 2 * NGAL
+    assert {f for f, n in zip(ref["fraction"], ref["n"], strict=True) if n} == {0.0}
 
 
 # ----------------------------------------------------------------------------- units
@@ -196,10 +196,11 @@ def test_wide_catalog_of_runs_that_found_nothing_keeps_every_column():
 
 
 def test_all_single_magnitude_population_still_gets_a_completeness_bin():
-    from balrog_runner.report import numbers
+    from balrog_runner.report import accumulate, exprs, numbers
 
-    class Data:
-        matches = {"i": type("M", (), {"true_mag": np.full(5, 40.0)})()}
-
-    edges = numbers.mag_edges(Data())
-    assert len(edges) >= 2 and edges[0] <= 40.0 < edges[-1]
+    counts = accumulate.new_counts(["i"], ["T"], 64)
+    fine = int(np.floor(24.0 * exprs.MAG_FINE_PER_MAG))
+    counts["fine"].add([np.zeros(5, int), np.zeros(5, int), np.full(5, fine)], np.ones((5, 3)))
+    c = accumulate.CampaignCounts(bands=["i"], reference_band="i", tiles=["T"], nside=64, tables=counts)
+    lo, hi = numbers.magnitude_range(c)
+    assert hi - lo >= 1 and lo / exprs.MAG_COARSE_PER_MAG <= 24.0 < hi / exprs.MAG_COARSE_PER_MAG

@@ -21,7 +21,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "balrog_runner"
 #: ``db`` sits low because DESDM's file lookup (inputs), preflight (campaign) and the node's
 #: pusher all use its connection layer, and it imports only ``errors``; ``campaign`` sits above
 #: inputs, injection and measurement because checking a config uses their vocabularies (fetch
-#: layouts, masking modes, column presets) and preflight reads inputs with their readers.
+#: layouts, masking modes, column presets) and preflight reads inputs with their readers;
+#: ``merge`` sits below ``node`` because the runner merges a completed tile
+#: (``run['merge-tile']``) and finds a merged tile's realizations when it resumes; it needs
+#: only ``db.campaign``'s catalog naming below it (the CLI takes the tile locks).
 STAGE_ORDER: tuple[str, ...] = (
     "",             # errors, atomic, leftovers, lifetime, programs, provenance
     "sky",          # tiling, footprint, positions, lattice
@@ -32,6 +35,7 @@ STAGE_ORDER: tuple[str, ...] = (
     "measurement",  # SExtractor / SWarp / PSFEx runs, catalogs, match table
     "campaign",     # config keys, loading and checks, preflight, migrate, identity
     "jobs",         # SLURM / wq / local job files
+    "merge",        # merged catalogs: join, formats, tile and campaign merges
     "node",         # the per-node runner: tiles, realizations, pool, status
     "report",       # the campaign's page and numbers
     "demo",         # synthetic survey, its DESDM tables and archive, the whole chain

@@ -137,7 +137,7 @@ RUN_KEYS: dict[str, Key] = {
     "swarp-config": Key(_cfg("default.swarp"), "path", "SWarp configuration file (riz detection image)"),
     "se-swarp-config": Key(_cfg("se_coadd.swarp"), "path", "SWarp configuration of the single-epoch re-coadd (DESDM's keys; inject-into 'single-epoch' only)"),
     "db-columns": Key(_cfg("y1a1_coadd_objects-columns.fits"), "path", "FITS table of DESDM coadd-object columns kept in the DB"),
-    "sim-restrict": Key(True, "bool", "sim runs measure only detections within 2 px of an injected object (SExtractor ASSOC MATCHED, as the original Balrog): same values for those rows, model fitting skipped for the rest; False = every detection"),
+    "sim-restrict": Key(True, "bool", "sim runs measure only detections within 2 px of an injected object or of its nearest pre-existing detection within 2\" (SExtractor ASSOC MATCHED, as the original Balrog; the neighbour decides the blend flag nosim_changed): same values for those rows, model fitting skipped for the rest; False = every detection"),
     "nosim-restrict": Key(True, "bool", "the once-per-tile nosim run model-fits (MAG_MODEL, SPREAD_MODEL, *_DETMODEL, ...) only the detections within 2.1 px of a position of the tile's position file, every realization's included, and measures the other columns for all: every realization's nosim rows are those of a full run; False = model-fit every detection (<TILE>_nosim_all.fits then has the model columns for all)"),
     # downloads
     # downloads (the arguments of balrog_runner.inputs.source.ArchiveSource.create)
@@ -158,6 +158,8 @@ RUN_KEYS: dict[str, Key] = {
     # database policy
     "DBoverwrite": Key(False, "bool", "DANGEROUS: drop the campaign's existing tables before the first push", dangerous=True),
     "push": Key(True, "bool", "push catalogs to the DB after each realization"),
+    # merged output
+    "merge-tile": Key(False, "bool", "when a tile completes, merge its realizations into <TILE>/<TILE>_merged.fits (truth, match, sim, nosim joined on balrog_index; balrog-merge) and, once it reads back identical, delete the per-realization catalogs (4 files per realization -> 1 per tile); balrog-push and balrog-report read the merged file"),
     # cleaning (hidden)
     "intermediate-clean": Key(True, "bool", "HIDDEN: delete a realization's injected images after its catalogs are written", hidden=True),
     "tile-clean": Key(True, "bool", "HIDDEN: delete a tile's downloaded images after its last realization", hidden=True),

@@ -161,12 +161,26 @@ def identity_for_tile(settings, positions) -> CampaignIdentity:
 
 
 def read_identity(path: str | os.PathLike) -> tuple[str | None, str | None]:
-    """``(CAMPAIGN, CAMPFP)`` from a catalog's table header; ``(None, None)`` when absent."""
-    import fitsio
+    """``(CAMPAIGN, CAMPFP)`` from a catalog's table header; ``(None, None)`` when absent.
+
+    astropy parses the header (a 797-column catalog's in 0.03 s; fitsio's ``read_header``
+    takes 0.3 s), and a file is read once while it stays the same (path, size, mtime): a
+    merged tile file answers for each of its realizations.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise InputFileError(f"cannot read the header of catalog {path}: {exc.strerror or exc}") from exc
+    return _identity(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1024)
+def _identity(path: str, size: int, mtime_ns: int) -> tuple[str | None, str | None]:
+    from astropy.io import fits
 
     try:
-        hdr = fitsio.read_header(str(path), ext=1)
-    except (OSError, ValueError) as exc:
+        hdr = fits.getheader(path, 1)
+    except (OSError, ValueError, IndexError, TypeError) as exc:
         raise InputFileError(f"cannot read the header of catalog {path}: {exc}") from exc
     camp = hdr.get(KEY_CAMPAIGN)
     fp = hdr.get(KEY_FINGERPRINT)

@@ -1,4 +1,4 @@
 """Command-line entry points: each module parses its arguments and calls the library.
 
-Stage 12, the top. May import: every stage.
+Stage 13, the top. May import: every stage.
 """

@@ -31,6 +31,7 @@ from ..errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_PROGRAM,
+    EXIT_TERMINATED,
     SEVERITY,
     BalrogError,
     ConfigError,
@@ -173,7 +174,8 @@ def tile_names(args: argparse.Namespace) -> list[str]:
 
 #: The codes every command can exit with (run_command's error rule); a command that runs
 #: units adds its own (``unit_codes`` of :func:`add_logging_options`).
-COMMON_EXIT_CODES = (EXIT_OK, EXIT_BAD_INPUT, EXIT_PROGRAM, EXIT_DISK, EXIT_ARCHIVE, EXIT_INTERRUPTED)
+COMMON_EXIT_CODES = (EXIT_OK, EXIT_BAD_INPUT, EXIT_PROGRAM, EXIT_DISK, EXIT_ARCHIVE, EXIT_INTERRUPTED,
+                     EXIT_TERMINATED)  # 143: SIGTERM, run_command's lifetime.stop_cleanly
 
 
 def exit_codes_epilog(unit_codes: Sequence[int] = (), worst_of_units: bool = False) -> str:

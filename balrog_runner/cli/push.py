@@ -26,6 +26,7 @@ from ..db import (
     validate_dbname,
 )
 from ..errors import EXIT_FAILED, InputFileError
+from ..merge.read import merged_catalog_sets
 from ._common import add_config_timeout_option, add_logging_options, run_command
 
 PROG = "balrog-push"
@@ -37,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description="Push the realizations whose catalogs are on disk but not yet in the database "
         "(after a database outage, or to load a campaign into another database).")
     p.add_argument("paths", nargs="+", metavar="PATH",
-                   help="campaign outdir, tile directory or <TILE>_r<jjjj>_{truth,sim,nosim}.fits files")
+                   help="campaign outdir, tile directory, <TILE>_r<jjjj>_{truth,sim,nosim}.fits files or merged "
+                        "files (<TILE>_merged.fits, balrog-merge)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--db", metavar="URL",
                      help="SQLAlchemy database URL (default: sqlite file <outdir>/<dbname>.sqlite, "
@@ -115,8 +117,14 @@ def _action(args: argparse.Namespace) -> int:
         columns_file=args.columns or run.get("db-columns"),
         table_prefix=prefix,
     )
-    sets, others = select_campaign(find_catalogs(args.paths), None if args.campaign == "*" else
-                                   (args.campaign or dbname))
+    merged = merged_catalog_sets(args.paths)  # tiles merged by run['merge-tile'] / balrog-merge
+    covered = {(cs.tilename, cs.realization) for cs in merged}
+    on_disk = find_catalogs(args.paths, covered)
+    have = {(cs.tilename, cs.realization) for cs in on_disk}
+    found = sorted([*on_disk, *(cs for cs in merged if (cs.tilename, cs.realization) not in have)],
+                   key=lambda cs: (cs.tilename, cs.realization))
+    sets, others = select_campaign(found, None if args.campaign == "*" else (args.campaign or dbname))
+
     if not sets and not others and not overwrite:
         # nothing to push: say so, and create no database (a 0-byte SQLite file misleads)
         raise InputFileError(f"no catalogs under {', '.join(args.paths)} (<TILE>/catalogs/<TILE>_r<jjjj>_"

@@ -12,9 +12,10 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import URL, Engine
 from tqdm import tqdm
@@ -24,6 +25,7 @@ from .push import (
     DuplicateRealizationError,
     PushPolicy,
     PushResult,
+    push_catalogs,
     push_realization,
     report_nulled_values,
 )
@@ -38,7 +40,12 @@ CATALOG_RE = re.compile(r"^(?P<tile>[A-Za-z0-9+\-]+)_r(?P<real>\d{4,})_(?P<kind>
 
 @dataclass(frozen=True)
 class CatalogSet:
-    """The catalog files of one realization: truth, sim, nosim and, if written, match."""
+    """The catalog files of one realization: truth, sim, nosim and, if written, match.
+
+    ``read``, when set, gives the catalogs as arrays instead (``truth``, ``sim``, ``nosim``,
+    ``match``, ``sources``): a realization held in a merged tile file, whose path ``truth``
+    then names (its header carries the campaign).
+    """
 
     tilename: str
     realization: int
@@ -46,6 +53,7 @@ class CatalogSet:
     sim: Path
     nosim: Path
     match: Path | None = None
+    read: Callable[[], Mapping[str, Any]] | None = None
 
 
 def match_beside(truth: str | os.PathLike) -> Path | None:
@@ -78,13 +86,16 @@ class PushSummary:
         return sum(r.ntruth + r.nsim + r.nnosim for r in self.pushed if r.status != "already")
 
 
-def find_catalogs(paths: Iterable[str | os.PathLike]) -> list[CatalogSet]:
+def find_catalogs(paths: Iterable[str | os.PathLike],
+                  covered: Collection[tuple[str, int]] = ()) -> list[CatalogSet]:
     """Group catalog files into realizations.
 
     Each path is a campaign outdir, a tile directory, a ``catalogs`` directory (searched for
     ``<TILE>/catalogs/<TILE>_r<jjjj>_{truth,sim,nosim,match}.fits`` at any of these levels) or
     a catalog file itself. A realization missing one of its three files (truth, sim, nosim)
-    is an error; the match file is optional (campaigns made before it have none).
+    is an error, unless ``covered`` holds its ``(tile, realization)`` (a merged file has it:
+    what is left is a removal a kill interrupted); the match file is optional (campaigns made
+    before it have none).
     """
     files: dict[tuple[str, int], dict[str, Path]] = {}
     for p in map(Path, paths):
@@ -106,6 +117,8 @@ def find_catalogs(paths: Iterable[str | os.PathLike]) -> list[CatalogSet]:
     sets = []
     for (tile, real), kinds in sorted(files.items()):
         missing = [k for k in ("truth", "sim", "nosim") if k not in kinds]
+        if missing and (tile, real) in covered:
+            continue
         if missing:
             where = next(iter(kinds.values())).parent
             raise InputFileError(f"{tile} realization {real}: no {'/'.join(missing)} catalog in {where}")
@@ -141,6 +154,12 @@ def push_missing(
                 summary.skipped += 1
                 continue
             try:
+                if cs.read is not None:  # a realization of a merged tile file
+                    data = cs.read()
+                    summary.pushed.append(push_catalogs(engine, dbname, data["truth"], data["sim"], data["nosim"],
+                                                        policy, sources=dict(data.get("sources") or {}),
+                                                        match=data.get("match")))
+                    continue
                 match = cs.match or match_beside(cs.truth)
                 summary.pushed.append(push_realization(engine, dbname, cs.truth, cs.sim, cs.nosim, policy,
                                                        match_path=match))
@@ -188,6 +207,9 @@ def overwrite_once(engine: Engine, dbname: str, outdir: str | os.PathLike, prefi
 def make_realization_pusher(settings) -> Callable[[Mapping[str, os.PathLike]], PushResult]:
     """The node runner's pusher: ``pusher({"truth": p, "sim": p, "nosim": p}) -> PushResult``.
 
+    The values may be arrays instead of paths (with ``match`` and ``sources``): a realization
+    read back from a merged tile file.
+
     The realization's match catalog (``paths["match"]``, else the file beside the truth
     catalog) goes in the same transaction; without one, no match rows.
 
@@ -217,7 +239,10 @@ def make_realization_pusher(settings) -> Callable[[Mapping[str, os.PathLike]], P
     )
     log.info("pushing to %s, tables %s%s_*", safe_url(engine.url), prefix, dbname)
 
-    def pusher(paths: Mapping[str, os.PathLike]) -> PushResult:
+    def pusher(paths: Mapping[str, Any]) -> PushResult:
+        if not isinstance(paths["truth"], str | os.PathLike):  # arrays, from a merged tile file
+            return push_catalogs(engine, dbname, paths["truth"], paths["sim"], paths["nosim"], policy,
+                                 sources=dict(paths.get("sources") or {}), match=paths.get("match"))
         match = paths.get("match") or match_beside(paths["truth"])
         return push_realization(engine, dbname, paths["truth"], paths["sim"], paths["nosim"], policy,
                                 match_path=match)

@@ -1,4 +1,4 @@
-"""Stage 11, the demo: a synthetic DES survey and the whole chain run on it.
+"""Stage 12, the demo: a synthetic DES survey and the whole chain run on it.
 
 Synthetic DES-like tiles with real PSFEx models (:mod:`.synth`), DESDM's tables for them
 (:mod:`.desdm_tables`), an HTTP archive with netrc auth (:mod:`.archive_server`), and the

@@ -18,19 +18,29 @@ the detection-image barycentre ASSOC uses, against the truth ``x``/``y``; one pi
 * ``nosim_number`` (tile-wide ``NUMBER``, -1 if the tile has none), ``nosim_dist``,
   ``nosim_mag_<b>`` (its ``MAG_AUTO_<B>``, NaN for SExtractor's 99): the nearest
   pre-existing detection in the tile's full nosim catalog (``<TILE>_nosim_all.fits``);
-* ``nosim_within_0p5``, ``nosim_within_1``, ``nosim_within_2``: that nearest detection is
-  within 0.5 / 1 / 2 arcsec; ``nosim_brighter``: it is brighter than the injected object
-  in the reference band (``REFBAND`` in the header: i when drawn, else the first band);
-  ``brighter_within_<r>`` = within and brighter;
-* ``blend_class``: 0 isolated (nothing pre-existing within 2"), 1 near a fainter, 2 near
-  a brighter real object — the classes the report splits completeness and bias by;
-* ``nosim_changed`` (1 yes, 0 no, -1 unknown) and ``nosim_dflux_sigma``: whether the
-  nearest nosim detection's own measurement changed in the sim run, and by how much
-  (``(FLUX_AUTO_sim - FLUX_AUTO_nosim) / FLUXERR_AUTO_nosim``, reference band).
+* ``nosim_within_0p5``, ``nosim_within_1``, ``nosim_within_2``: a pre-existing detection
+  (the nearest) is within 0.5 / 1 / 2 arcsec; ``nosim_brighter``: the nearest is brighter
+  than the injected object in the reference band (``REFBAND`` in the header: i when drawn,
+  else the first band); ``brighter_within_<r>``: *any* pre-existing detection within r is
+  brighter (a faint neighbour at 0.5" does not hide a bright one at 1.8");
+* ``blend_class``: 0 isolated (nothing pre-existing within 2"), 1 near fainter ones only,
+  2 near a brighter real object within 2" (``brighter_within_2``) — the classes the report
+  splits completeness and bias by;
+* ``nosim_changed`` (1 yes, 0 no, -1 unknown) and ``nosim_dflux_sigma``: the blend flag —
+  whether the pre-existing detection the object is blended with (the nearest, when it is
+  within ``CLASS_RADIUS``, 2") had its own measurement changed by the injection, and by how
+  much (``(FLUX_AUTO_sim - FLUX_AUTO_nosim) / FLUXERR_AUTO_nosim``, reference band). An
+  object with nothing pre-existing within 2" (``blend_class`` 0) is 0, ``dflux`` NaN:
+  nothing it could blend with changed. Objects not drawn stay -1.
 
-How ``nosim_changed`` is decided. The sim run is restricted (``run['sim-restrict']``) to
-detections within 2 px of an injected object, so the neighbour's own sim measurement is
-there only when it is itself near an injection. In order:
+How ``nosim_changed`` is decided for a drawn object whose nearest pre-existing detection is
+within 2". The sim run is restricted (``run['sim-restrict']``) to the detections within
+2 px of an entry of its ASSOC list: every injected object's position and each injected
+object's nearest pre-existing detection within ``NEIGHBOUR_RADIUS`` (2"), at most one more
+entry per injection (:func:`sim_assoc_positions`; the match header's ``NBRRAD`` says the
+radius, 0 for catalogs made before the neighbours were listed). So the neighbour that
+decides the flag is re-measured in the sim run exactly as an unrestricted run measures it.
+In order:
 
 1. a sim detection within 2 px of the neighbour's nosim position is its re-measurement
    (when the injected object sits on it, that is the merged detection): changed when
@@ -39,9 +49,16 @@ there only when it is itself near an injection. In order:
    in its bounding box and its flux exceeds the injected (noiseless) flux by more than half
    the neighbour's flux, the two merged into it: changed, ``dflux`` from that detection;
 3. otherwise, when the neighbour's sim row would have been kept (no restriction, or its
-   position within 2 px of an injected object) it vanished: changed, ``dflux`` NaN;
+   position within 2 px of an ASSOC entry: an injected object or a listed neighbour, itself
+   included) it vanished: changed, ``dflux`` NaN;
 4. otherwise unknown (-1): the neighbour was measured, if at all, outside the restricted
-   catalog. With ``sim-restrict`` off every case is decided.
+   catalog — which happens only in catalogs made before the neighbours were listed. With
+   ``sim-restrict`` off, or with the listed neighbours, every case is decided, and both
+   decide it alike (``tests/test_blends.py`` checks it with the real SExtractor).
+
+The sim rows the listed neighbours add carry ``balrog_index`` -1 unless they are within
+2 px of an injected object (the association is with truth positions only), exactly as an
+unrestricted run's rows of pre-existing objects do: they are never taken for injections.
 """
 
 from __future__ import annotations
@@ -62,6 +79,9 @@ log = logging.getLogger(__name__)
 NEAR_RADII = ((0.5, "0p5"), (1.0, "1"), (2.0, "2"))
 #: A pre-existing detection closer than this (arcsec) makes the object non-isolated.
 CLASS_RADIUS = 2.0
+#: Each injected object's nearest pre-existing detection within this radius (arcsec) joins the
+#: restricted sim run's ASSOC list, so its re-measurement decides ``nosim_changed``.
+NEIGHBOUR_RADIUS = CLASS_RADIUS
 ISOLATED, NEAR_FAINTER, NEAR_BRIGHTER = 0, 1, 2
 CLASS_NAMES = {ISOLATED: "isolated", NEAR_FAINTER: "near a fainter", NEAR_BRIGHTER: "near a brighter"}
 #: Association radius of the runs, pixels (measure.ASSOC_RADIUS).
@@ -116,6 +136,59 @@ def _mag(values: np.ndarray | None, n: int) -> np.ndarray:
     return out
 
 
+def _suffix(radius: float) -> str:
+    return dict(NEAR_RADII)[radius]
+
+
+def _any_brighter_within(tree: cKDTree, points: np.ndarray, mags: np.ndarray, ref_mag: np.ndarray,
+                         radius_pix: float) -> np.ndarray:
+    """Per point: some detection of ``tree`` within ``radius_pix`` has a magnitude below ``ref_mag``."""
+    out = np.zeros(len(points), dtype=bool)
+    for k, rows in enumerate(tree.query_ball_point(points, r=radius_pix)):
+        if rows:
+            m = mags[rows]
+            out[k] = bool(np.any(np.isfinite(m) & (m < ref_mag[k])))
+    return out
+
+
+def _positions(table: np.ndarray, xcol: str, ycol: str, what: str) -> np.ndarray:
+    if len(table) == 0:
+        return np.empty((0, 2))
+    return np.column_stack([np.asarray(_need(table, xcol, what), dtype=float),
+                            np.asarray(_need(table, ycol, what), dtype=float)])
+
+
+def listed_neighbours(truth_xy: np.ndarray, nosim_xy: np.ndarray, radius_pix: float) -> np.ndarray:
+    """Rows of the nosim catalog that are some injected object's nearest detection within ``radius_pix``.
+
+    Sorted and unique (two objects sharing a neighbour list it once). Truth positions that
+    are not finite (never placed) list nothing. Both the sim run's ASSOC list and rule 3 of
+    ``nosim_changed`` use this one function, so they agree on which neighbours were measured.
+    """
+    truth_xy = np.asarray(truth_xy, dtype=float).reshape(-1, 2)
+    nosim_xy = np.asarray(nosim_xy, dtype=float).reshape(-1, 2)
+    placed = np.all(np.isfinite(truth_xy), axis=1)
+    if not radius_pix > 0 or len(nosim_xy) == 0 or not placed.any():
+        return np.empty(0, dtype=np.int64)
+    dist, near = cKDTree(nosim_xy).query(truth_xy[placed], k=1)
+    return np.unique(near[dist <= radius_pix]).astype(np.int64)
+
+
+def sim_assoc_positions(truth: np.ndarray, nosim_all: np.ndarray, pixel_scale: float,
+                        radius: float = NEIGHBOUR_RADIUS) -> np.ndarray:
+    """The restricted sim run's ASSOC list: truth ``x, y``, then the listed neighbours' nosim positions.
+
+    ``(n + m, 2)`` 1-based pixels: the ``n`` injected objects, then the ``m <= n`` distinct
+    pre-existing detections (``X_IMAGE_DET``/``Y_IMAGE_DET`` of the tile's nosim catalog) that
+    are an injected object's nearest within ``radius`` arcsec (``pixel_scale`` arcsec/pixel).
+    """
+    truth_xy = np.column_stack([np.asarray(_need(truth, "x", "truth table"), dtype=float),
+                                np.asarray(_need(truth, "y", "truth table"), dtype=float)])
+    nosim_xy = _positions(nosim_all, "X_IMAGE_DET", "Y_IMAGE_DET", "nosim catalog")
+    listed = listed_neighbours(truth_xy, nosim_xy, radius / float(pixel_scale))
+    return np.vstack([truth_xy, nosim_xy[listed]])
+
+
 def match_table(
     truth: np.ndarray,
     sim: np.ndarray,
@@ -125,12 +198,16 @@ def match_table(
     restricted: bool = True,
     bands: Sequence[str] | None = None,
     ref_band: str | None = None,
+    neighbour_radius: float = 0.0,
 ) -> np.ndarray:
     """The match table of one realization (module docstring for every column and rule).
 
     ``truth`` is the realization's truth table, ``sim`` its sim catalog (with
     ``balrog_index``), ``nosim_all`` the tile's whole nosim catalog; ``restricted`` says the
-    sim run kept only detections within 2 px of injected objects (``run['sim-restrict']``).
+    sim run kept only detections within 2 px of its ASSOC list (``run['sim-restrict']``),
+    whose neighbour entries were each object's nearest detection within
+    ``neighbour_radius`` arcsec (:func:`sim_assoc_positions`; 0: none were listed, as in
+    catalogs made before they were).
     """
     n = len(truth)
     index = np.asarray(_need(truth, "balrog_index", "truth table"), dtype=np.int64)
@@ -184,6 +261,7 @@ def match_table(
     for b in bands:
         out[f"nosim_mag_{b}"] = np.nan
     if n == 0 or len(nosim_all) == 0:
+        out["nosim_changed"][drawn] = 0  # nothing pre-existing: nothing changed
         return out
 
     # --- the nearest pre-existing detection
@@ -198,14 +276,18 @@ def match_table(
         out[f"nosim_mag_{b}"] = _mag(_col(nosim_all, f"MAG_AUTO_{b.upper()}"), len(nosim_all))[near]
     nosim_ref = out[f"nosim_mag_{ref}"] if ref in bands else _mag(
         _col(nosim_all, f"MAG_AUTO_{ref.upper()}"), len(nosim_all))[near]
-    brighter = np.isfinite(nosim_ref) & (nosim_ref < true_ref)
-    out["nosim_brighter"] = brighter
+    out["nosim_brighter"] = np.isfinite(nosim_ref) & (nosim_ref < true_ref)
+    all_ref = _mag(_col(nosim_all, f"MAG_AUTO_{ref.upper()}"), len(nosim_all))
+    nosim_tree = cKDTree(np.column_stack([nx, ny]))
+    truth_xy = np.column_stack([tx, ty])
     for radius, suffix in NEAR_RADII:
-        within = out["nosim_dist"] <= radius
-        out[f"nosim_within_{suffix}"] = within
-        out[f"brighter_within_{suffix}"] = within & brighter
+        out[f"nosim_within_{suffix}"] = out["nosim_dist"] <= radius
+        out[f"brighter_within_{suffix}"] = _any_brighter_within(nosim_tree, truth_xy, all_ref, true_ref,
+                                                                radius / scale)
     near_class = out["nosim_dist"] <= CLASS_RADIUS
-    out["blend_class"] = np.where(near_class, np.where(brighter, NEAR_BRIGHTER, NEAR_FAINTER), ISOLATED)
+    out["nosim_changed"][drawn & ~near_class] = 0  # isolated: nothing within the blend radius to change
+    out["blend_class"] = np.where(near_class, np.where(out[f"brighter_within_{_suffix(CLASS_RADIUS)}"] == 1,
+                                                       NEAR_BRIGHTER, NEAR_FAINTER), ISOLATED)
 
     # --- did the neighbour's own measurement change?
     f_nosim = _col(nosim_all, f"FLUX_AUTO_{ref.upper()}")
@@ -217,8 +299,11 @@ def match_table(
     xmin, xmax = _col(sim, "XMIN_IMAGE_DET"), _col(sim, "XMAX_IMAGE_DET")
     ymin, ymax = _col(sim, "YMIN_IMAGE_DET"), _col(sim, "YMAX_IMAGE_DET")
     sim_tree = cKDTree(np.column_stack([sx, sy])) if len(sim) else None
-    truth_tree = cKDTree(np.column_stack([tx[drawn], ty[drawn]])) if drawn.any() else None
-    for k in np.flatnonzero(drawn):
+    placed = np.isfinite(tx) & np.isfinite(ty)  # the ASSOC list holds every truth position, drawn or not
+    truth_tree = cKDTree(truth_xy[placed]) if placed.any() else None
+    listed = set(listed_neighbours(truth_xy, np.column_stack([nx, ny]), neighbour_radius / scale).tolist()) \
+        if restricted and neighbour_radius > 0 else set()
+    for k in np.flatnonzero(drawn & near_class):
         j = near[k]
         px, py = nx[j], ny[j]
         err = float(e_nosim[j]) if float(e_nosim[j]) > 0 else np.nan
@@ -239,9 +324,9 @@ def match_table(
                 out["nosim_changed"][k] = 1
                 out["nosim_dflux_sigma"][k] = (float(f_sim[own]) - float(f_nosim[j])) / err
                 continue
-        kept = not restricted
-        if restricted and truth_tree is not None:
-            kept = np.isfinite(truth_tree.query([px, py], k=1, distance_upper_bound=ASSOC_RADIUS_PIX)[0])
+        kept = not restricted or int(j) in listed
+        if not kept and truth_tree is not None:
+            kept = bool(np.isfinite(truth_tree.query([px, py], k=1, distance_upper_bound=ASSOC_RADIUS_PIX)[0]))
         out["nosim_changed"][k] = 1 if kept else -1  # rule 3 (vanished) or 4 (unknown)
     return out
 
@@ -254,27 +339,37 @@ def match_path(truth_path) -> Path:
     return truth_path.with_name(truth_path.name[: -len("_truth.fits")] + "_match.fits")
 
 
+def image_pixel_scale(image=None) -> float:
+    """Arcsec per pixel of an image's primary header (:func:`pixel_scale_from_header`); DES's 0.263 without one."""
+    if image is None:
+        return DES_PIXEL_SCALE
+    import fitsio
+
+    return pixel_scale_from_header(fitsio.read_header(str(image), ext=0))
+
+
 def write_match_catalog(truth_path, truth: np.ndarray, sim: np.ndarray, nosim_all: np.ndarray, *,
-                        det_image=None, restricted: bool = True, header=None) -> Path:
+                        det_image=None, restricted: bool = True, header=None, pixel_scale: float | None = None,
+                        neighbour_radius: float = 0.0) -> Path:
     """Compute and write (atomically) the realization's match table beside its truth catalog.
 
     Called by the runner before the truth catalog is written (the truth catalog marks a
     realization complete, so a crash never leaves a complete realization without this
-    table). ``det_image`` gives the pixel scale (its CD matrix); ``header`` the campaign
-    identity keys the other catalogs carry.
+    table). ``pixel_scale`` (arcsec/pixel), else ``det_image``'s CD matrix, gives the scale;
+    ``neighbour_radius`` (arcsec) is the radius the sim run's ASSOC list took neighbours from
+    (:func:`sim_assoc_positions`; header ``NBRRAD``); ``header`` the campaign identity keys
+    the other catalogs carry.
     """
-    import fitsio
-
     from .measure import write_catalog
 
-    scale = DES_PIXEL_SCALE
-    if det_image is not None:
-        scale = pixel_scale_from_header(fitsio.read_header(str(det_image), ext=0))
-    table = match_table(truth, sim, nosim_all, pixel_scale=scale, restricted=restricted)
+    scale = float(pixel_scale) if pixel_scale is not None else image_pixel_scale(det_image)
+    table = match_table(truth, sim, nosim_all, pixel_scale=scale, restricted=restricted,
+                        neighbour_radius=neighbour_radius)
     keys = {**(header or {}), "PIXSCALE": scale, "REFBAND": reference_band(truth),
-            "RESTRICT": bool(restricted), "BLNSIGMA": BLEND_NSIGMA}
+            "RESTRICT": bool(restricted), "BLNSIGMA": BLEND_NSIGMA, "NBRRAD": float(neighbour_radius)}
     path = match_path(truth_path)
     write_catalog(path, table, extname="MATCH", header=keys)
-    log.info("wrote %s (%d objects, %d detected, %d near a pre-existing detection)", path, len(table),
-             int(table["detected"].sum()), int((table["blend_class"] != ISOLATED).sum()))
+    log.info("wrote %s (%d objects, %d detected, %d near a pre-existing detection, %d neighbour flags unknown)",
+             path, len(table), int(table["detected"].sum()), int((table["blend_class"] != ISOLATED).sum()),
+             int((table["nosim_changed"] < 0).sum()))
     return path

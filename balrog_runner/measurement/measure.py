@@ -295,11 +295,15 @@ def measure_realization(
     the wall seconds of the ``swarp``, ``sextractor`` and ``catalog`` (join + write) steps
     are added to it, for the runner's per-stage breakdown.
 
-    ``restrict_to`` (an ``(n, 2)`` array of the injected objects' 1-based pixel x, y)
-    restricts the measurement to the detections within ``ASSOC_RADIUS`` pixels of one of
-    them, with SExtractor's own ASSOC ``MATCHED`` selection (see :func:`assoc_overrides`):
-    SExtractor then skips measuring every other detection, which is where model fitting
-    spends its time on a full tile, and the kept rows are those of an unrestricted run.
+    ``restrict_to`` (an ``(n, 2)`` array of 1-based pixel x, y: the injected objects and,
+    from the node runner, each one's nearest pre-existing detection within 2" —
+    ``blends.sim_assoc_positions``) restricts the measurement to the detections within
+    ``ASSOC_RADIUS`` pixels of one of them, with SExtractor's own ASSOC ``MATCHED`` selection
+    (see :func:`assoc_overrides`): SExtractor then skips measuring every other detection,
+    which is where model fitting spends its time on a full tile, and the kept rows are those
+    of an unrestricted run. Which rows are injections is decided afterwards, against the
+    truth positions alone (:func:`sim_for_realization`): a listed neighbour's row gets
+    ``balrog_index`` -1 as it would unrestricted.
 
     ``weights`` maps a band to the MEF whose WGT HDU (2) weighs it, for SWarp and SExtractor
     alike; by default the injected image's own. The node runner writes its injected images

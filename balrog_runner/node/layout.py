@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from ..campaign import identity as campaign_id
+from ..merge.read import MergedFile, merged_realizations, merged_tile_path
 
 log = logging.getLogger(__name__)
 
@@ -70,21 +71,44 @@ def dir_bytes(path: str | os.PathLike) -> int:
     return total
 
 
+def merged_path(outdir: str | os.PathLike, tile: str) -> Path:
+    """``<outdir>/<TILE>/<TILE>_merged.fits``: the tile's realizations after ``run['merge-tile']``."""
+    return merged_tile_path(tile_dir(outdir, tile), tile)
+
+
 def is_complete(outdir: str | os.PathLike, tile: str, realization: int,
                 identity: campaign_id.CampaignIdentity | None = None) -> bool:
-    """All three catalogs exist (each is written atomically, so existing means whole).
+    """All three catalogs exist (each is written atomically, so existing means whole), or the
+    tile's merged file (every column kept) holds the realization.
 
     With ``identity``, each must also carry it in its header: a catalog of another campaign
     (or of this one made from other inputs) is never adopted as done.
     """
-    paths = catalog_paths(outdir, tile, realization).values()
-    if not all(p.is_file() for p in paths):
+    paths = list(catalog_paths(outdir, tile, realization).values())
+    if all(p.is_file() for p in paths):
+        pass
+    elif realization in merged_realizations(tile_dir(outdir, tile), tile):
+        paths = [merged_path(outdir, tile)]
+    else:
         return False
     return identity is None or all(
         campaign_id.read_identity(p) == (identity.campaign, identity.fingerprint) for p in paths)
 
 
+def merged_catalogs(outdir: str | os.PathLike, tile: str, realization: int) -> dict[str, object] | None:
+    """The realization's catalogs as arrays from the tile's merged file (None if it does not hold it):
+    ``truth``, ``sim``, ``nosim``, ``match`` and ``sources`` (names for messages), what a pusher takes."""
+    if realization not in merged_realizations(tile_dir(outdir, tile), tile):
+        return None
+    with MergedFile(merged_path(outdir, tile)) as merged:
+        row = [n for _, n in merged.numbers()].index(realization)
+        real = merged.read(row)
+    return {**real.tables, "sources": real.sources}
+
+
 
 def existing_catalogs(outdir: str | os.PathLike, tile: str) -> list[Path]:
-    """Every realization catalog of ``tile`` on disk (whatever campaign wrote it)."""
-    return sorted((tile_dir(outdir, tile) / "catalogs").glob(f"{tile}_r*_*.fits"))
+    """Every realization catalog of ``tile`` on disk (whatever campaign wrote it), its merged file included."""
+    merged = merged_path(outdir, tile)
+    return sorted((tile_dir(outdir, tile) / "catalogs").glob(f"{tile}_r*_*.fits")) + (
+        [merged] if merged.is_file() else [])

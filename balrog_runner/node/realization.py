@@ -24,6 +24,7 @@ from .. import provenance
 from ..atomic import explain_failure
 from ..errors import EXIT_FAILED, EXIT_OK
 from ..measurement import blends, measure
+from . import summary
 from .layout import catalog_paths, dir_bytes, scratch_dir
 from .plan import Realization
 from .settings import RunSettings, sextractor_extra
@@ -166,7 +167,12 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
                 stages=stages)
         inject.require_something_drawn(truth, settings.posdir / f"{real.tile}.fits")
         timings: dict[str, float] = {}
-        restrict = np.column_stack([truth["x"], truth["y"]]) if settings.restrict_sim else None
+        truth_arr = truth.as_array()
+        nosim_wide = fitsio.read(str(inputs.nosim_catalog), ext=1)
+        scale = blends.image_pixel_scale(inputs.images.get("det"))
+        neighbours = blends.NEIGHBOUR_RADIUS if settings.restrict_sim else 0.0
+        # restricted: the injections and each one's nearest pre-existing detection within 2" (blends.py)
+        restrict = blends.sim_assoc_positions(truth_arr, nosim_wide, scale) if settings.restrict_sim else None
         sim_wide_path = measure.measure_realization(
             injected, inputs.psfs, scratch / "sim_wide.fits", setup=settings.sextractor,
             swarp=settings.swarp, workdir=scratch, timings=timings,
@@ -175,9 +181,7 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
         )
         stages.update(timings)
         with stage("match"):
-            truth_arr = truth.as_array()
             sim_wide = fitsio.read(str(sim_wide_path), ext=1)
-            nosim_wide = fitsio.read(str(inputs.nosim_catalog), ext=1)
             sim = measure.sim_for_realization(sim_wide, truth_arr, tilename=real.tile, realization=real.number,
                                               indexstart=real.indexstart)
             nosim = measure.nosim_for_realization(nosim_wide, truth_arr, tilename=real.tile,
@@ -193,8 +197,10 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
             truth.meta["EXTNAME"] = "TRUTH"
             measure.write_catalog(paths["sim"], sim, header=header, extname="SIM")
             measure.write_catalog(paths["nosim"], nosim, header=header, extname="NOSIM")
-            blends.write_match_catalog(paths["truth"], truth_arr, sim, nosim_wide, det_image=inputs.images.get("det"),
-                                       restricted=settings.restrict_sim, header=header)
+            blends.write_match_catalog(paths["truth"], truth_arr, sim, nosim_wide, pixel_scale=scale,
+                                       restricted=settings.restrict_sim, header=header,
+                                       neighbour_radius=neighbours)
+            summary.write_beside(paths["truth"], truth_arr, sim, nosim, header)  # the report's few columns
             inject.write_truth(truth, paths["truth"])  # last: the three together mark completion
         result.scratch_bytes = max(result.scratch_bytes, dir_bytes(scratch))
         result.n_truth, result.n_sim, result.n_nosim = len(truth), len(sim), len(nosim)

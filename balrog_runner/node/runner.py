@@ -14,7 +14,11 @@ Per tile (:func:`run_tile`):
    dual-image mode and the detection image on itself, associate with truth, write the
    truth / sim / nosim catalogs atomically;
 4. the parent process pushes each finished realization to the database (one writer, one
-   transaction per realization) and records its state in ``<outdir>/<TILE>/status.json``.
+   transaction per realization) and records its state in ``<outdir>/<TILE>/status.json``;
+5. with ``run['merge-tile']``, a completed tile's realizations are merged into
+   ``<TILE>/<TILE>_merged.fits`` (:mod:`balrog_runner.merge`) and, once that file reads back
+   identical to them, the per-realization catalogs are deleted; from then on the merged file
+   is where resume, ``balrog-push`` and the report find the realizations.
 
 A realization that fails (an external program's non-zero exit, a bad input) is recorded
 with its reason and the others go on; so is a tile that fails as a whole (its position file,
@@ -58,6 +62,7 @@ from .layout import (
     catalog_paths,
     existing_catalogs,
     is_complete,
+    merged_catalogs,
     nosim_catalog_path,
     scratch_dir,
     tile_dir,
@@ -272,6 +277,8 @@ def _run_tile_locked(settings: RunSettings, tile: str, outcome: TileOutcome, pus
         return
     settings = dataclasses.replace(settings, identity=identity)
     status.update(identity.status_entries())  # before any output: whatever follows is this campaign's
+    # every realization any subjob planned for this tile: the report's "N of M" of a partial campaign
+    status["planned"] = sorted(set(status.get("planned", [])) | {r.number for r in plan})
     write_status(outdir, tile, status)
     todo = [r for r in plan if not is_complete(outdir, tile, r.number)]
     outcome.skipped = [r.number for r in plan if r not in todo]
@@ -297,7 +304,8 @@ def _run_tile_locked(settings: RunSettings, tile: str, outcome: TileOutcome, pus
         entry = status["realizations"].setdefault(str(j), {})
         if settings.push and pusher is not None and not entry.get("pushed"):
             try:
-                pusher(catalog_paths(outdir, tile, j))
+                paths = catalog_paths(outdir, tile, j)  # or, after run['merge-tile'], the merged file's arrays
+                pusher(paths if paths["truth"].is_file() else merged_catalogs(outdir, tile, j) or paths)
                 entry["pushed"] = True
             except BalrogError as exc:
                 entry["pushed"] = False
@@ -309,12 +317,36 @@ def _run_tile_locked(settings: RunSettings, tile: str, outcome: TileOutcome, pus
     status.pop("error", None)
     status["complete"] = not outcome.failed and len(outcome.done) == len(plan)
     write_status(outdir, tile, status)
+    if settings.merge_tile and status["complete"]:
+        _merge_tile(outdir, tile, status, outcome)
     if settings.tile_clean and status["complete"]:
         shutil.rmtree(tile_dir(outdir, tile) / "images", ignore_errors=True)
         shutil.rmtree(tile_dir(outdir, tile) / "scratch", ignore_errors=True)
         shutil.rmtree(tile_dir(outdir, tile) / "nosim" / "coadd", ignore_errors=True)  # single-epoch re-coadds
     log.info("tile %s: %d done, %d failed, %d not pushed", tile, len(outcome.done), len(outcome.failed),
              len(outcome.not_pushed))
+
+
+def _merge_tile(outdir: Path, tile: str, status: dict[str, Any], outcome: TileOutcome) -> None:
+    """``run['merge-tile']``: the completed tile into one verified file, then its catalogs removed.
+
+    Under the tile's lock. A merge that fails (full disk, unreadable catalog) keeps every
+    catalog and fails the tile; the next run (or ``balrog-merge``) merges it again.
+    """
+    from ..merge import tile as merge
+
+    t0 = time.perf_counter()
+    try:
+        done = merge.merge_tile(tile_dir(outdir, tile), tile)
+        removed = merge.remove_catalogs(tile_dir(outdir, tile), done)
+    except BalrogError as exc:
+        _fail_tile(outcome, exc, tile_dir(outdir, tile), "merge-tile, catalogs kept: ")
+        status["merge_error"] = outcome.error
+    else:
+        status.pop("merge_error", None)
+        status["merged"] = {"file": done.path.name, "realizations": done.realizations, "removed_files": removed,
+                            "seconds": round(time.perf_counter() - t0, 3)}
+    write_status(outdir, tile, status)
 
 
 def _run_pool(settings: RunSettings, tile: str, inputs: TileInputs, positions, todo: list[Realization],

@@ -50,6 +50,8 @@ class RunSettings:
     restrict_sim: bool = True
     #: ``run['nosim-restrict']``: model-fit nosim detections near the tile's positions only.
     restrict_nosim: bool = True
+    #: ``run['merge-tile']``: merge a completed tile into one file and remove its catalogs.
+    merge_tile: bool = False
     #: ``balrog['masked-positions']`` (:mod:`.masking`): flag, skip or ignore; and the MSK bits.
     masked_positions: str = "flag"
     mask_bits: int | None = None
@@ -125,6 +127,7 @@ def settings_from_config(run: Mapping[str, Any], balrog: Mapping[str, Any], db: 
         release=run.get("release"),
         restrict_sim=bool(run.get("sim-restrict", True)),
         restrict_nosim=bool(run.get("nosim-restrict", True)),
+        merge_tile=bool(run.get("merge-tile", False)),
         masked_positions=str(balrog.get("masked-positions") or "flag"),
         mask_bits=balrog.get("mask-bits"),
         inject_into=str(run.get("inject-into") or "coadd"),

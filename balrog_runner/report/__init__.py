@@ -1,4 +1,4 @@
-"""Stage 10, the report: what a campaign measured, on one page.
+"""Stage 11, the report: what a campaign measured, on one page.
 
 Reading the campaign (:mod:`.load`), its numbers (:mod:`.numbers`, with the statistics in
 :mod:`.stats` and the figures in :mod:`.plots`), and the page, ``summary.json`` and

@@ -1,38 +1,48 @@
-"""The report's page: ``summary.json``, the HTML page and ``report.pdf`` of a campaign.
+"""The report of a campaign: ``summary.json``, the figures, ``index.html``, ``report.pdf``, ``per_tile.csv``.
 
-The numbers are :mod:`.numbers`'s and the catalogs are read by :mod:`.load`; this module
-only lays them out, so a page never shows a value the summary does not hold.
+The campaign is counted from its files (:mod:`.from_files`: the realizations' summaries,
+else their catalogs) or from its database (:mod:`.from_db`), its numbers computed
+(:mod:`.numbers`) and laid out here: the page is a jinja2 template
+(``report/templates/report.html.j2``), the PDF the same tables and the same figures drawn
+as vectors (:mod:`.pdf`). Every file is written atomically.
 """
 
 from __future__ import annotations
 
-import html
+import csv
+import io
 import json
 import logging
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import atomic_write_text
-from . import plots as report_plots
-from . import stats as report_stats
-from .load import CampaignData, load_campaign
-from .numbers import (
-    bias_bright,
-    bootstrap_weights,
-    mag_edges,
-    per_tile_table,
-    plot_bias,
-    plot_completeness,
-    plot_offsets,
-    plot_skymap,
-    provenance,
-    reference_band,
-    star_galaxy,
-)
+from ..errors import InputFileError
+from . import numbers as report_numbers
+from . import plots
+from .from_files import DEFAULT_NSIDE
 
 log = logging.getLogger(__name__)
+
+SOURCES = ("files", "db")
+#: Tiles listed in the PDF's per-tile table (all are in the page and in per_tile.csv).
+PDF_TILE_ROWS = 40
+
+
+@dataclass
+class Table:
+    """One table of the report: ``header`` None for a key/value table (two columns)."""
+
+    title: str
+    rows: list[list[str]]
+    header: list[str] | None = None
+    note: str = ""
+    #: Shown folded on the page (``<details>``), e.g. the per-bin counts.
+    folded: bool = False
+    #: Rows shown in the PDF (None: all).
+    pdf_rows: int | None = None
 
 
 def _format_seconds(seconds: float | None) -> str:
@@ -43,154 +53,138 @@ def _format_seconds(seconds: float | None) -> str:
     return f"{int(hours)}h {int(minutes):02d}m {secs:04.1f}s" if hours else f"{int(minutes)}m {secs:04.1f}s"
 
 
-def write_report(outdir: str | Path, report_dir: str | Path | None = None) -> Path:
-    """Make every plot, ``summary.json``, the HTML page and ``report.pdf`` for the campaign in ``outdir``.
-
-    Returns the page.
-    """
-    data = load_campaign(outdir)
-    report_dir = Path(report_dir) if report_dir else data.outdir / "report"
-    report_dir.mkdir(parents=True, exist_ok=True)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from ..measurement.blends import CLASS_NAMES
-
-    weights = bootstrap_weights(data)
-    edges = mag_edges(data)
-    ref = reference_band(data.bands)
-    curves = plot_completeness(data, report_dir / "completeness.png", weights)
-    bias_curves = plot_bias(data, report_dir / "photometry.png", weights)
-    bias = bias_bright(data)
-    median_offset = plot_offsets(data, report_dir / "offsets.png")
-    skymap = plot_skymap(data, report_dir / "skymap.png")
-    m = data.matches[ref]
-    by_class = report_plots.split_panels(m, data.blend_class, CLASS_NAMES, report_plots.CLASS_COLOURS, data.group,
-                                         edges, weights, report_dir / "blends.png", "blend class")
-    by_type = report_plots.split_panels(m, data.objtype, report_plots.OBJTYPE_NAMES, report_plots.TYPE_COLOURS,
-                                        data.group, edges, weights, report_dir / "objtype.png", "object type")
-    scatter = report_plots.magnitude_scatter(m, data.objtype, report_dir / "magnitudes.png")
-    by_size = report_plots.completeness_by_size(m, data.size_arcsec, data.objtype, data.group, weights,
-                                                report_dir / "size.png")
-    sg_png = report_dir / "stargalaxy.png"
-    sg = star_galaxy(data, ref, edges, weights, sg_png)
-    if not sg["available"]:
-        sg_png.unlink(missing_ok=True)  # a figure from an earlier report of other catalogs is not this one's
-
-    numbers = {
-        "tiles": len(data.tiles),
-        "realizations": data.n_realizations,
-        "objects_injected": data.n_injected,
-        "objects_drawn": data.n_drawn,
-        "objects_on_masked_pixels": data.n_masked,
-        "objects_recovered": data.n_recovered,
-        "recovered_fraction": data.n_recovered / data.n_drawn if data.n_drawn else float("nan"),
-        "median_offset_arcsec": median_offset,
-        "seconds_spent": data.seconds_spent,
-        "m50": {b: c["m50"] for b, c in curves.items()},
-        "m50_error": {b: c["m50_error"] for b, c in curves.items()},
-        "bias_bright": {b: {"median": v[0], "scatter": v[1]} for b, v in bias.items()},
-        "missing": {"tiles": data.missing.tiles, "realizations_failed": data.missing.failed,
-                    "realizations_incomplete": data.missing.incomplete, "realizations_lost": data.missing.lost},
-        "reference_band": ref,
-        "bootstrap": {"unit": "realization", "replicas": int(len(weights)), "seed": report_stats.BOOTSTRAP_SEED,
-                      "groups": len(data.realizations), "error": "std (ddof=1) of the replicas"},
-        "magnitude_edges": [float(e) for e in edges],
-        "completeness": curves,
-        "bias": bias_curves,
-        "by_blend_class": by_class,
-        "blend_classes_from": data.match_sources,
-        "by_objtype": by_type,
-        "star_galaxy": sg,
-        "magnitude_scatter_objects": scatter,
-        "completeness_by_size": by_size,
-        "per_tile": per_tile_table(data),
-        "skymap": skymap,
-        "provenance": provenance(data),
-    }
-    atomic_write_text(report_dir / "summary.json", json.dumps(numbers, indent=2, default=float) + "\n")
-    tables = report_tables(data, numbers)
-    figures = [(name, caption) for name, caption in figure_captions(numbers) if (report_dir / name).exists()]
-    from . import pdf as report_pdf
-
-    report_pdf.write_pdf(report_dir / "report.pdf", "Balrog campaign report", str(data.outdir), tables,
-                         [(report_dir / name, caption) for name, caption in figures])
-    page = report_dir / "index.html"
-    atomic_write_text(page, _html_page(data, tables, figures, numbers))
-    log.info("report written to %s (and report.pdf)", page)
-    return page
-
-
-def _fmt(value: float, spec: str) -> str:
-    """A number for a table; NaN (not measured) as an en dash."""
+def _fmt(value, spec: str) -> str:
+    """A number for a table; NaN or None (not measured) as an en dash."""
     return "–" if value is None or not np.isfinite(value) else format(value, spec)
 
 
+def _pm(value, error, spec: str) -> str:
+    if value is None or not np.isfinite(value):
+        return "–"
+    return f"{format(value, spec)} ± {_fmt(error, spec.lstrip('+'))}"
+
+
 def _percent(fraction: float) -> str:
-    """A fraction as a percentage; NaN (nothing to divide by) as an en dash."""
-    return "–" if not np.isfinite(fraction) else f"{100 * fraction:.1f}%"
+    return "–" if fraction is None or not np.isfinite(fraction) else f"{100 * fraction:.1f}%"
 
 
-def _one(values: Sequence[str]) -> str:
-    """Distinct header values as one cell: ``not recorded`` when none, all of them when several."""
-    return ", ".join(values) if values else "not recorded"
+def title_of(numbers: dict) -> str:
+    name = numbers["campaign"]
+    return f"Balrog campaign {name}" if name else "Balrog campaign (name not recorded)"
 
 
-def report_tables(data: CampaignData, numbers: dict):
-    """The tables of the page and of the PDF's first page(s), as text cells (one formatting for both)."""
-    from .pdf import Table
+def _json_ready(value):
+    """``summary.json``: the numbers without the figures' arrays (keys starting with ``_``)."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items() if not str(k).startswith("_")}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return [_json_ready(v) for v in value.tolist()]
+    return value
 
+
+def campaign_rows(numbers: dict) -> list[list[str]]:
+    src = numbers["source"]
+    read = ", ".join(f"{n:,} from {k}" for k, n in src["read_from"].items())
+    rows = [
+        ["Campaign", numbers["campaign"] or "not recorded"],
+        ["Read from", f"{src['kind']} {src['where']} ({read})"],
+        ["Tiles", f"{numbers['tiles']:,}"],
+        ["Realizations", f"{numbers['realizations']:,}" + (
+            f" of {numbers['realizations_expected']:,} planned" if numbers["partial"] else "")],
+        ["Objects injected", f"{numbers['objects_injected']:,}"],
+        ["Objects drawn off masked pixels", f"{numbers['objects_drawn']:,}"],
+        ["Drawn on masked pixels (left out)", f"{numbers['objects_on_masked_pixels']:,}"],
+        ["Objects recovered", f"{numbers['objects_recovered']:,} ({_percent(numbers['recovered_fraction'])})"],
+        ["Median position offset", f"{_fmt(numbers['median_offset_arcsec'], '.3f')} arcsec"],
+        ["Time spent in realizations", _format_seconds(numbers["seconds_spent"])],
+        ["Error bars", f"completeness: {numbers['interval']['kind']}, {numbers['interval']['level']:.0%}; "
+                       f"medians: bootstrap over {numbers['bootstrap']['batches']} batch(es) of realizations "
+                       f"(indexstart mod 61), {numbers['bootstrap']['replicas']} replicas, seed "
+                       f"{numbers['bootstrap']['seed']}; bins of fewer than {numbers['min_count']} objects not drawn"],
+    ]
+    if numbers["partial"]:
+        m = numbers["missing"]
+        rows.append(["Missing (partial campaign)", _missing_text(m)])
+    return rows
+
+
+def _missing_text(m: dict) -> str:
+    parts = []
+    if m["tiles"]:
+        shown = ", ".join(m["tiles"][:5]) + (", ..." if len(m["tiles"]) > 5 else "")
+        parts.append(f"{len(m['tiles'])} tile(s) without catalogs ({shown})")
+    n = m["realizations_failed"] + m["realizations_incomplete"] + m["realizations_lost"] + m["realizations_not_run"]
+    if n:
+        detail = [f"{m['realizations_failed']} failed per status.json",
+                  f"{m['realizations_incomplete']} with incomplete catalogs",
+                  f"{m['realizations_lost']} {m['lost_means']}"]
+        if m["realizations_not_run"]:
+            detail.append(f"{m['realizations_not_run']} planned but not run")
+        parts.append(f"{n} realization(s) missing ({', '.join(detail)})")
+    return "; ".join(parts) or "nothing missing"
+
+
+def report_tables(numbers: dict) -> list[Table]:
+    """The tables of the page and of the PDF, as text cells (one formatting for both)."""
     nan = float("nan")
     prov = numbers["provenance"]
-    rows = [
-        ["Tiles", ", ".join(data.tiles)],
-        ["Realizations", str(data.n_realizations)],
-        ["Objects injected", f"{data.n_injected:,}"],
-        ["Objects drawn and counted (not on a masked pixel)", f"{data.n_drawn:,}"],
-        ["Drawn on a masked pixel (left out)", f"{data.n_masked:,}"],
-        ["Objects recovered", f"{data.n_recovered:,} ({100 * numbers['recovered_fraction']:.1f}%)"],
-        ["Median position offset", f"{numbers['median_offset_arcsec']:.3f} arcsec"],
-        ["Time spent in realizations", _format_seconds(data.seconds_spent)],
-        ["Error bars", f"bootstrap over {numbers['bootstrap']['groups']} realizations, "
-                       f"{numbers['bootstrap']['replicas']} replicas, seed {numbers['bootstrap']['seed']}"],
-    ]
-    if data.missing:
-        rows.append(["Missing (partial campaign)", data.missing.describe()])
-    cards = prov["catalogs"]
-    config_files = ", ".join(f"{k} {'/'.join(v)}" for k, v in prov["config_files"].items())
     prov_rows = [
-        ["Release", ", ".join(prov["release"]) or _one(cards.get("RELEASE", []))],
-        ["Campaign", ", ".join(prov["campaign"]) or _one(cards.get("CAMPAIGN", []))],
-        ["Config digest (CAMPFP; per tile if several)", _one(prov["config_digest"])],
-        ["SExtractor (catalogs)", _one(prov["sextractor"])],
-        ["SWarp (catalogs)", _one(prov["swarp"])],
-        ["balrog_runner, GalSim (catalogs)",
-         f"{_one(cards.get('BALRVER', []))}; GalSim {_one(cards.get('GALSIMV', []))}"],
-        ["Configuration file digests", config_files or "not recorded"],
+        ["Campaign fingerprint", prov["fingerprint"]],
+        ["Release", prov["release"]],
+        ["SExtractor", prov["sextractor"]],
+        ["SWarp", prov["swarp"]],
+        ["balrog_runner (catalogs)", prov["balrog_runner"]],
+        ["GalSim", prov["galsim"]],
+        *([f"Configuration: {k}", v] for k, v in prov["config_files"].items()),
         ["Report software", ", ".join(f"{k} {v}" for k, v in prov["versions"].items())],
         ["Report made", prov["date"]],
     ]
-    band_rows = [[b, _fmt(numbers["m50"].get(b, nan), ".2f") + " ± " + _fmt(numbers["m50_error"].get(b, nan), ".2f"),
-                  _fmt(numbers["bias_bright"].get(b, {}).get("median", nan), "+.3f"),
-                  _fmt(numbers["bias_bright"].get(b, {}).get("scatter", nan), ".3f")] for b in data.bands]
-    tile_rows = [[t, str(v["realizations"]), f"{v['objects_drawn']:,}", f"{100 * v['recovered_fraction']:.1f}%",
-                  *(_fmt(v["m50"].get(b, nan), ".2f") for b in data.bands), _format_seconds(v["seconds"])]
-                 for t, v in numbers["per_tile"].items()]
-    split_rows = [[what, name, f"{v['objects']:,}", f"{100 * v['recovered_fraction']:.1f}%", _fmt(v["m50"], ".2f")]
+    band_rows = []
+    for b in numbers["bands"]:
+        fit = numbers["completeness"][b]["fit"]
+        bright = numbers["bias_bright"].get(b, {})
+        band_rows.append([b, _pm(fit["m50"], fit["m50_error"], ".3f"), _pm(fit["width"], fit["width_error"], ".2f"),
+                          _pm(fit["plateau"], fit["plateau_error"], ".2f"),
+                          _fmt(numbers["completeness"][b]["binned_m50"], ".2f"),
+                          _pm(bright.get("median", nan), bright.get("median_error", nan), "+.3f"),
+                          _pm(bright.get("scatter", nan), bright.get("scatter_error", nan), ".3f")])
+    tiles = numbers["per_tile"]
+    tile_rows = [[t, str(v["realizations"]), f"{v['objects_drawn']:,}", _percent(v["recovered_fraction"]),
+                  *(_fmt(v["m50"].get(b, nan), ".2f") for b in numbers["bands"]), _format_seconds(v["seconds"])]
+                 for t, v in tiles.items()]
+    split_rows = [[what, name, f"{v['objects']:,}", _percent(v["recovered_fraction"]),
+                   _pm(v["fit"]["m50"], v["fit"]["m50_error"], ".2f")]
                   for what, split in (("blend class", numbers["by_blend_class"]), ("object type", numbers["by_objtype"]))
                   for name, v in split.items()]
     src = numbers["blend_classes_from"]
     ref = numbers["reference_band"]
+    bright = numbers["bright_mag"]
     tables = [
-        Table("Campaign", rows),
-        Table("Provenance", prov_rows),
-        Table("Per band", band_rows, ["band", "50% completeness [mag]", "median Δmag (<22) [mag]", "scatter (<22) [mag]"]),
+        Table("Campaign", campaign_rows(numbers)),
+        Table("Provenance", prov_rows,
+              note=f"One line per item for the whole campaign; 'varies' lists the distinct values. The tiles' own "
+                   f"fingerprints ({prov['tile_fingerprints']:,} distinct) differ by design: each covers its "
+                   "tile's positions."),
+        Table("Per band", band_rows, ["band", "m50 [mag]", "width [mag]", "plateau", "binned m50",
+                                      f"median Δmag (<{bright:g})", f"scatter (<{bright:g})"],
+              note="m50: where the fitted completeness A / (1 + exp((m - m_c) / w)) is 50% (maximum likelihood "
+                   "on the unbinned objects; errors include the realization-to-realization scatter); width: w; "
+                   "plateau: A; binned m50: the 50% crossing of the binned curve, for comparison. Δmag: "
+                   "MAG_AUTO - true of recovered objects not on a pre-existing detection."),
         Table("Per tile", tile_rows, ["tile", "realizations", "drawn", "recovered",
-                                      *(f"m50 {b}" for b in data.bands), "time"], note="m50: 50% completeness [mag]."),
+                                      *(f"m50 {b}" for b in numbers["bands"]), "time"],
+              note="m50 per tile: the campaign's fitted curve (plateau and width) moved to the tile's objects. "
+                   "Every tile is in per_tile.csv.", pdf_rows=PDF_TILE_ROWS),
         Table(f"By blend class and object type (band {ref})", split_rows,
               ["split", "class", "drawn", "recovered", "m50 [mag]"],
-              note=f"Blend classes from {src['file']} match table(s), {src['recomputed']} recomputed from the "
-                   f"tile's nosim catalog, {src['unknown']} unknown (no nosim catalog)."),
+              note=f"Blend classes from {src['file']:,} match table(s), {src['recomputed']:,} recomputed from the "
+                   f"tile's nosim catalog, {src['unknown']:,} unknown (no nosim catalog)."),
     ]
     sg = numbers["star_galaxy"]
     title = f"Star/galaxy separation (band {sg['band']})"
@@ -202,68 +196,134 @@ def report_tables(data: CampaignData, numbers: dict):
                                              "completeness", "purity"],
                             note=f"{sg['classifier']}: galaxy > {sg['galaxy_above']}, star |value| < "
                                  f"{sg['star_abs_below']} ({sg['convention']}). Recovered objects of "
-                                 "known truth type, all magnitudes; per magnitude in the figure."))
+                                 "known truth type with a measured magnitude; per magnitude in the figure."))
     else:
         tables.append(Table(title, [], ["class"], note=f"Not available: {sg['reason']}."))
+    for b in numbers["bands"]:
+        c = numbers["completeness"][b]
+        edges = numbers["magnitude_edges"]
+        rows = [[f"{edges[i]:.1f}-{edges[i + 1]:.1f}", f"{c['n'][i]:,}", f"{c['k'][i]:,}", _percent(c["fraction"][i]),
+                 f"{_fmt(c['lower'][i], '.3f')}-{_fmt(c['upper'][i], '.3f')}", _fmt(c["deff"][i], ".2f"),
+                 "yes" if c["shown"][i] else "no"] for i in range(len(c["n"])) if c["n"][i] > 0]
+        tables.append(Table(f"Completeness per bin, band {b}", rows,
+                            ["true mag", "drawn", "recovered", "completeness", "68% interval", "deff", "drawn in figure"],
+                            note=f"deff: design effect (between-batch variance over binomial); bins of fewer than "
+                                 f"{numbers['min_count']} objects are not drawn.", folded=True,
+                            pdf_rows=None if b == ref else 0))
     return tables
 
 
-def figure_captions(numbers: dict) -> list[tuple[str, str]]:
-    """``(png name, caption)`` of every figure, in page order."""
-    ref = numbers["reference_band"]
-    sg = numbers["star_galaxy"]
-    return [
-        ("completeness.png", "Completeness: recovered / drawn per true-magnitude bin; bootstrap errors."),
-        ("photometry.png", "MAG_AUTO - true magnitude (median, 1.4826 MAD) of recovered objects not within 2 px "
-                           "of a pre-existing detection; bootstrap errors."),
-        ("blends.png", f"Band {ref}: completeness and bias of isolated objects and of objects within 2 arcsec "
-                       "of a fainter / brighter pre-existing (nosim) detection."),
-        ("objtype.png", f"Band {ref}: completeness and bias of stars and galaxies."),
-        ("stargalaxy.png", f"Band {ref}: completeness and purity of the galaxy and star classes of "
-                           f"{sg['classifier']} (galaxy > {sg['galaxy_above']}, star |value| < {sg['star_abs_below']}; "
-                           "DES Y1 MODEST_CLASS) for recovered objects, against measured magnitude; bootstrap errors."),
-        ("magnitudes.png", f"Measured MAG_AUTO_{ref.upper()} against injected magnitude, stars and galaxies."),
-        ("size.png", "Galaxy completeness against half-light radius and mean surface brightness."),
-        ("offsets.png", "Offset between the detection (riz image, windowed centroid) and the injected position."),
-        ("skymap.png", "Detection efficiency on the sky (RA, Dec in degrees) over the tiles' unique areas."),
-    ]
+def per_tile_csv(numbers: dict) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    bands = numbers["bands"]
+    writer.writerow(["tile", "realizations", "objects_drawn", "objects_recovered", "recovered_fraction",
+                     *(f"m50_{b}" for b in bands), "seconds"])
+    for tile, v in numbers["per_tile"].items():
+        writer.writerow([tile, v["realizations"], v["objects_drawn"], v["objects_recovered"],
+                         f"{v['recovered_fraction']:.6g}", *(f"{v['m50'][b]:.4f}" for b in bands),
+                         "" if v["seconds"] is None else f"{v['seconds']:.1f}"])
+    return out.getvalue()
 
 
-def _html_table(table) -> str:
-    esc = html.escape
-    head = f"<h2>{esc(table.title)}</h2>" if table.title != "Campaign" else ""
-    note = f"<p>{esc(table.note)}</p>" if table.note else ""
-    if table.header is None:
-        body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in table.rows)
-    elif not table.rows:
-        return head + note
-    else:
-        body = ("<tr>" + "".join(f"<th>{esc(h)}</th>" for h in table.header) + "</tr>"
-                + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in table.rows))
-    return f"{head}{note}<table>{body}</table>\n"
+def _environment():
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("balrog_runner.report", "templates"),
+                              autoescape=jinja2.select_autoescape(["html", "j2"]),
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
-#: Figures of two panels side by side: at the page's 480 px their labels were unreadable.
-WIDE_FIGURES = ("size.png",)
+def html_page(numbers: dict, tables: list[Table], figures: list[tuple[plots.FigureSpec, str]]) -> str:
+    """The page, from ``templates/report.html.j2``."""
+    template = _environment().get_template("report.html.j2")
+    return template.render(title=title_of(numbers), numbers=numbers, tables=tables,
+                           missing=_missing_text(numbers["missing"]) if numbers["partial"] else "",
+                           figures=[{"name": spec.name, "caption": caption,
+                                     "width": round(plots.WIDTH * 96), "height": round(spec.height * 96)}
+                                    for spec, caption in figures])
 
 
-def _html_page(data: CampaignData, tables: list, figures: list[tuple[str, str]], numbers: dict) -> str:
-    esc = html.escape
-    figure_html = "".join(
-        f'<figure{" class=wide" if name in WIDE_FIGURES else ""}><img src="{name}" alt="{esc(caption)}">'
-        f'<figcaption>{esc(caption)}</figcaption></figure>'
-        for name, caption in figures
-    )
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Balrog campaign report: {esc(data.outdir.name)}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;margin-bottom:1em}}
-td,th{{border:1px solid #ccc;padding:4px 10px;text-align:left}}figure{{display:inline-block;margin:1em;width:480px;vertical-align:top}}figure.wide{{width:980px}}
-img{{width:100%}}</style></head><body>
-<h1>Balrog campaign report</h1>
-<p>Campaign directory: <code>{esc(str(data.outdir))}</code> &middot; <a href="report.pdf">report.pdf</a>
-(these tables and every figure, one per page)</p>
-{"".join(_html_table(t) for t in tables)}
-<h2>Plots</h2>
-{figure_html}
-</body></html>
-"""
+def count(campaign: str | Path | None, source: str = "files", *, db_url: str | None = None,
+          dbname: str | None = None, prefix: str | None = None, nside: int = DEFAULT_NSIDE):
+    """The campaign counted from ``source``: ``files`` (its directory) or ``db`` (its database)."""
+    if source not in SOURCES:
+        raise InputFileError(f"report source {source!r} is not one of {', '.join(SOURCES)}")
+    if source == "files":
+        if campaign is None:
+            raise InputFileError("a campaign directory is needed to report from files")
+        from .from_files import count_files
+
+        return count_files(campaign, nside=nside)
+    from ..campaign.record import read_record
+    from ..db import make_engine, resolve_url
+
+    outdir = Path(campaign) if campaign is not None else None
+    record = read_record(outdir) if outdir is not None and outdir.is_dir() else None
+    db = dict((record or {}).get("db") or {})
+    if db_url:
+        db = {"url": db_url}
+    name = dbname or (record or {}).get("dbname")
+    if not name:
+        raise InputFileError("the database report needs --dbname (or a campaign directory whose campaign.json "
+                             "names it)")
+    table_prefix = prefix if prefix is not None else db.get("table-prefix") or ""
+    if not db and outdir is None:
+        raise InputFileError("the database report needs --db (or a campaign directory whose campaign.json "
+                             "says where)")
+    url = resolve_url(db, outdir or Path("."), name)
+    engine = make_engine(url)
+    from .from_db import count_db
+
+    try:
+        return count_db(engine, name, table_prefix, nside=nside, outdir=outdir)
+    finally:
+        engine.dispose()
+
+
+def write_report(campaign: str | Path | None, report_dir: str | Path | None = None, *, source: str = "files",
+                 db_url: str | None = None, dbname: str | None = None, prefix: str | None = None,
+                 nside: int = DEFAULT_NSIDE, options: report_numbers.Options | None = None) -> Path:
+    """Count the campaign, compute its numbers, write every figure and file; returns the page."""
+    counts, info = count(campaign, source, db_url=db_url, dbname=dbname, prefix=prefix, nside=nside)
+    totals = report_numbers.totals(counts)
+    if totals["objects_drawn"] == 0:
+        raise InputFileError(f"the {len(info.realizations)} realization(s) in {info.where} hold no drawn objects "
+                             "(truth catalogs empty or every object off the image): nothing to report")
+    numbers = report_numbers.compute(counts, info, options or report_numbers.Options())
+    if report_dir is None:
+        if info.outdir is None:
+            raise InputFileError("give --report-dir: the campaign directory is not known")
+        report_dir = info.outdir / "report"
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    figures = []
+    for spec in plots.FIGURES:
+        png = report_dir / spec.name
+        if not spec.available(numbers):
+            png.unlink(missing_ok=True)  # a figure from an earlier report of other catalogs is not this one's
+            continue
+        plots.render_png(spec, numbers, png)
+        figures.append((spec, spec.caption(numbers)))
+    summary = _json_ready(numbers)
+    atomic_write_text(report_dir / "summary.json", json.dumps(summary, indent=1, default=float) + "\n")
+    atomic_write_text(report_dir / "per_tile.csv", per_tile_csv(numbers))
+    tables = report_tables(numbers)
+    from . import pdf as report_pdf
+
+    report_pdf.write_pdf(report_dir / "report.pdf", title_of(numbers), _subtitle(numbers), tables, figures, numbers)
+    page = report_dir / "index.html"
+    atomic_write_text(page, html_page(numbers, tables, figures))
+    log.info("report written to %s (and report.pdf)", page)
+    return page
+
+
+def _subtitle(numbers: dict) -> str:
+    src = numbers["source"]
+    partial = (f"PARTIAL: {numbers['realizations']:,} of {numbers['realizations_expected']:,} realizations; "
+               if numbers["partial"] else "")
+    return f"{partial}{numbers['tiles']:,} tile(s), {numbers['realizations']:,} realizations, from {src['kind']} {src['where']}"
+

@@ -1,24 +1,43 @@
-"""The report's figures for a talk or a paper: every curve with bootstrap error bars.
+"""The report's figures, drawn from ``summary.json``'s numbers into a region of a figure.
 
-Each function draws one PNG (written atomically) and returns the numbers it plotted, so
-``summary.json`` holds exactly what the figures show (and a test can recompute them from
-the catalogs). Error bars: :mod:`report_stats` (bootstrap over realizations, seeded).
+Each figure is one :class:`FigureSpec`: a draw function that lays its panels out in a box
+(inches) of any matplotlib figure, so the same drawing becomes a PNG for the page (a
+figure of the box's size) and a vector page region of ``report.pdf`` (an A4 figure).
+Every text is :data:`FONT_SIZE` points: the figures are drawn at the width they are shown
+(:data:`WIDTH` inches; the page shows them at 96 px per inch), so a legend reads as the
+page's own small text. Bins with fewer objects than the report's minimum count are not
+drawn; points are never joined across an empty bin; horizontal bars show bin widths where
+bins are not uniform in the figure's axis.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import atomic_path
-from . import stats as rs
+from . import exprs as ex
 
 #: Object types of the truth table.
 OBJTYPE_NAMES = {0: "galaxies", 1: "stars"}
-CLASS_COLOURS = {0: "tab:blue", 1: "tab:orange", 2: "tab:red"}
-TYPE_COLOURS = {0: "tab:blue", 1: "tab:red"}
+CLASS_COLOURS = {"isolated": "tab:blue", "near a fainter": "tab:orange", "near a brighter": "tab:red"}
+TYPE_COLOURS = {"galaxies": "tab:blue", "stars": "tab:red", "unknown type": "0.5"}
+#: Width of every figure (inches) and its one text size (points).
+WIDTH = 7.0
+FONT_SIZE = 9
+#: PNG resolution: 1.5 x the page's 96 px per inch, sharp on a high-density screen.
+PNG_DPI = 144
+#: A bias or scatter bin is well measured when its error bar is at most this (mag); the
+#: panels' ranges are set from those bins.
+WELL_MEASURED_ERROR = 0.05
+RC = {"font.size": FONT_SIZE, "axes.titlesize": FONT_SIZE, "axes.labelsize": FONT_SIZE,
+      "xtick.labelsize": FONT_SIZE, "ytick.labelsize": FONT_SIZE, "legend.fontsize": FONT_SIZE,
+      "legend.title_fontsize": FONT_SIZE, "figure.titlesize": FONT_SIZE, "pdf.fonttype": 42, "ps.fonttype": 42,
+      "font.family": "DejaVu Sans", "axes.linewidth": 0.8, "lines.linewidth": 1.0, "legend.frameon": False}
 
 
 def band_colour(band: str) -> str:
@@ -26,244 +45,475 @@ def band_colour(band: str) -> str:
         band.lower(), "tab:gray")
 
 
-def save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
+@contextlib.contextmanager
+def style() -> Iterator[None]:
+    import matplotlib
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-    plt.close(fig)
-
-
-def _curve(d: dict) -> dict:
-    """JSON-ready lists of a binned result (NaN stays NaN; summary.json writes it as NaN)."""
-    return {k: [float(v) if k != "counts" else int(v) for v in arr] for k, arr in d.items()}
+    with matplotlib.rc_context(RC):
+        yield
 
 
-def _errorbar(ax, x, y, err, **kw) -> None:
-    ok = np.isfinite(y)
-    ax.errorbar(x[ok], y[ok], yerr=np.where(np.isfinite(err[ok]), err[ok], 0), fmt="-o", ms=3, capsize=2,
-                lw=1, **kw)
+@dataclass(frozen=True)
+class Box:
+    """A region of a figure, in inches from its lower left corner."""
+
+    left: float
+    bottom: float
+    width: float
+    height: float
+
+    def grid(self, fig, nrows: int, ncols: int, pad: tuple[float, float, float, float] = (0.75, 0.55, 0.2, 0.35),
+             **kw):
+        """A GridSpec filling the box less ``pad`` (left, bottom, right, top; inches)."""
+        fw, fh = fig.get_size_inches()
+        pl, pb, pr, pt = pad
+        return fig.add_gridspec(nrows, ncols, left=(self.left + pl) / fw, right=(self.left + self.width - pr) / fw,
+                                bottom=(self.bottom + pb) / fh, top=(self.bottom + self.height - pt) / fh, **kw)
+
+    def title(self, fig, text: str) -> None:
+        if not text:
+            return
+        fw, fh = fig.get_size_inches()
+        fig.text((self.left + 0.75) / fw, (self.bottom + self.height - 0.1) / fh, text, va="top", ha="left",
+                 fontsize=FONT_SIZE)
 
 
-def completeness_by_band(matches, group, edges, weights, path: Path, title: str) -> dict:
-    """Completeness against true magnitude per band; returns ``{band: curve}`` (with ``m50``)."""
-    import matplotlib.pyplot as plt
+def _a(values) -> np.ndarray:
+    return np.asarray(values, dtype=float)
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    out = {}
-    for band, m in matches.items():
-        c = rs.completeness_boot(m.true_mag, m.recovered, group, edges, weights)
-        _errorbar(ax, c["centres"], c["fraction"], c["error"], color=band_colour(band), label=band)
-        out[band] = {**_curve(c), "m50": rs.fifty_percent(c["centres"], c["fraction"]),
-                     "m50_error": rs.fifty_percent_error(m.true_mag, m.recovered, group, edges, weights)}
-    ax.axhline(0.5, color="k", lw=0.6, ls=":")
-    ax.set_xlabel("true magnitude [mag]")
-    ax.set_ylabel("completeness (recovered / drawn)")
+
+def _segments(mask: np.ndarray) -> list[slice]:
+    """Runs of consecutive True: the pieces a line may join."""
+    out, start = [], None
+    for i, m in enumerate(list(mask) + [False]):
+        if m and start is None:
+            start = i
+        elif not m and start is not None:
+            out.append(slice(start, i))
+            start = None
+    return out
+
+
+def _fraction_points(ax, curve: dict, colour: str, label: str | None, lines: bool = True, xerr=None,
+                     marker: str = "o") -> None:
+    """A binned fraction with its interval; only shown bins; lines only within runs of adjacent bins."""
+    x, p = _a(curve["centres"]), _a(curve["fraction"])
+    lo, hi = _a(curve["lower"]), _a(curve["upper"])
+    shown = np.asarray(curve["shown"], bool) & np.isfinite(p)
+    if not shown.any():
+        return
+    yerr = np.vstack([p - lo, hi - p])[:, shown]
+    xe = None if xerr is None else np.asarray(xerr)[:, shown]
+    ax.errorbar(x[shown], p[shown], yerr=yerr, xerr=xe, fmt=marker, ms=3, color=colour, capsize=0, lw=0.9,
+                label=label)
+    if lines:
+        for seg in _segments(shown):
+            ax.plot(x[seg], p[seg], "-", color=colour, lw=0.6, alpha=0.6)
+
+
+def _range_from(values: list[np.ndarray], errors: list[np.ndarray], counts: list[np.ndarray], min_count: int,
+                include_zero: bool) -> tuple[float, float] | None:
+    """The y range covering the well-measured bins (:data:`WELL_MEASURED_ERROR`), padded."""
+    lows, highs = [], []
+    for v, e, n in zip(values, errors, counts, strict=True):
+        ok = np.isfinite(v) & (n >= min_count)
+        well = ok & np.isfinite(e) & (e <= WELL_MEASURED_ERROR)
+        use = well if well.any() else ok
+        if use.any():
+            ee = np.where(np.isfinite(e), e, 0.0)
+            lows.append(float(np.min(v[use] - ee[use])))
+            highs.append(float(np.max(v[use] + ee[use])))
+    if not lows:
+        return None
+    lo, hi = min(lows), max(highs)
+    if include_zero:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+    span = max(hi - lo, 0.01)
+    return lo - 0.1 * span, hi + 0.1 * span
+
+
+def _clipped_points(ax, x, v, e, n, min_count: int, colour: str, label: str | None) -> None:
+    """Median-like points with errors; those outside the axis range as open triangles on its edge."""
+    ok = np.isfinite(v) & (n >= min_count)
+    if not ok.any():
+        return
+    lo, hi = ax.get_ylim()
+    inside = ok & (v >= lo) & (v <= hi)
+    ee = np.where(np.isfinite(e), e, 0.0)
+    if inside.any():
+        ax.errorbar(x[inside], v[inside], yerr=ee[inside], fmt="o", ms=3, color=colour, lw=0.9, capsize=0,
+                    label=label)
+        for seg in _segments(inside):
+            ax.plot(x[seg], v[seg], "-", color=colour, lw=0.6, alpha=0.6)
+    above, below = ok & (v > hi), ok & (v < lo)
+    pad = 0.03 * (hi - lo)
+    ax.plot(x[above], np.full(above.sum(), hi - pad), "^", mfc="none", color=colour, ms=5)
+    ax.plot(x[below], np.full(below.sum(), lo + pad), "v", mfc="none", color=colour, ms=5)
+
+
+# ------------------------------------------------------------------ the figures
+
+
+def draw_completeness(fig, box: Box, numbers: dict) -> None:
+    gs = box.grid(fig, 2, 1, height_ratios=[3, 1], hspace=0.08, pad=(0.75, 0.55, 0.2, 0.45))
+    ax, axn = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
+    edges = _a(numbers["magnitude_edges"])
+    fine = np.linspace(edges[0], edges[-1], 400)
+    from . import stats
+
+    for band, c in numbers["completeness"].items():
+        col = band_colour(band)
+        fit = c["fit"]
+        m50 = fit["m50"]
+        label = f"{band}: m50 {m50:.2f} ± {fit['m50_error']:.2f}" if np.isfinite(m50) else f"{band}: no m50"
+        _fraction_points(ax, c, col, label, lines=False)
+        model = stats.model_curve(fit, fine)
+        if np.isfinite(model).any():
+            ax.plot(fine, model, "-", color=col, lw=0.9)
+        if np.isfinite(m50):
+            ax.axvline(m50, color=col, lw=0.6, ls=":")
+        n = _a(c["n"])
+        axn.stairs(np.where(n > 0, n, np.nan), edges, color=col, lw=0.9)
+    ax.axhline(0.5, color="k", lw=0.5, ls=":")
     ax.set_ylim(-0.02, 1.05)
-    ax.legend(title="band", frameon=False)
-    ax.set_title(title, fontsize=10)
-    save(fig, path)
-    return out
+    ax.set_xlim(edges[0], edges[-1])
+    axn.set_xlim(edges[0], edges[-1])
+    ax.set_ylabel("completeness")
+    ax.tick_params(labelbottom=False)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower left", ncols=1 if len(numbers["completeness"]) < 4 else 2)
+    axn.set_yscale("log")
+    axn.axhline(numbers["min_count"], color="k", lw=0.5, ls="--")
+    axn.set_ylabel("drawn")
+    axn.set_xlabel("true magnitude [mag]")
+    box.title(fig, f"Detection completeness: {numbers['realizations']:,} realizations, {numbers['tiles']:,} "
+                   f"tile(s); lines: logistic fit")
 
 
-def bias_by_band(matches, group, edges, weights, path: Path) -> dict:
-    """Median and scatter of MAG_AUTO - true per band (recovered, unblended); returns curves."""
-    import matplotlib.pyplot as plt
-
-    fig, (ax_med, ax_sig) = plt.subplots(2, 1, figsize=(6.4, 6.0), sharex=True)
-    out = {}
-    for band, m in matches.items():
-        clean = m.recovered & ~m.blended
-        delta = np.where(clean, m.measured_mag - m.true_mag, np.nan)
-        b = rs.bias_boot(m.true_mag, delta, group, edges, weights)
-        _errorbar(ax_med, b["centres"], b["median"], b["median_error"], color=band_colour(band), label=band)
-        _errorbar(ax_sig, b["centres"], b["scatter"], b["scatter_error"], color=band_colour(band))
-        out[band] = _curve(b)
-    ax_med.axhline(0, color="k", lw=0.6)
-    ax_med.set_ylabel("median MAG_AUTO - true [mag]")
-    ax_sig.set_ylabel("scatter (1.4826 MAD) [mag]")
-    ax_sig.set_xlabel("true magnitude [mag]")
-    # beside the axes: inside, the bright-end points (all near 0) ran through it
-    ax_med.legend(title="band", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    ax_med.set_title("Photometric bias and scatter of recovered objects not on a pre-existing detection", fontsize=10)
-    save(fig, path)
-    return out
-
-
-def split_panels(m, labels: np.ndarray, names: dict[int, str], colours: dict[int, str], group, edges, weights,
-                 path: Path, what: str) -> dict:
-    """Completeness and bias of one band split by ``labels`` (blend class, object type)."""
-    import matplotlib.pyplot as plt
-
-    fig, (ax_c, ax_b) = plt.subplots(2, 1, figsize=(6.4, 7.0), sharex=True)
-    out = {}
-    delta = np.where(m.recovered, m.measured_mag - m.true_mag, np.nan)
-    for value, name in names.items():
-        sel = labels == value
-        if not sel.any():
+def _bias_panels(ax_m, ax_s, curves: dict[str, dict], colours: dict[str, str], min_count: int,
+                 legend: bool) -> None:
+    """Median (``ax_m``) and scatter (``ax_s``) of the magnitude offset per true-magnitude bin."""
+    for ax, key, zero in ((ax_m, "median", True), (ax_s, "scatter", False)):
+        rng = _range_from([_a(c[key]) for c in curves.values()], [_a(c[f"{key}_error"]) for c in curves.values()],
+                          [_a(c["n"]) for c in curves.values()], min_count, include_zero=zero)
+        if rng is None:
+            ax.text(0.5, 0.5, f"fewer than {min_count} recovered objects in every bin", transform=ax.transAxes,
+                    ha="center", va="center")
             continue
-        c = rs.completeness_boot(m.true_mag[sel], m.recovered[sel], group[sel], edges, weights)
-        b = rs.bias_boot(m.true_mag[sel], delta[sel], group[sel], edges, weights)
-        label = f"{name} ({int(sel.sum())})"
-        _errorbar(ax_c, c["centres"], c["fraction"], c["error"], color=colours.get(value), label=label)
-        _errorbar(ax_b, b["centres"], b["median"], b["median_error"], color=colours.get(value), label=label)
-        out[name] = {"objects": int(sel.sum()), "recovered_fraction": float(m.recovered[sel].mean()),
-                     "m50": rs.fifty_percent(c["centres"], c["fraction"]), "completeness": _curve(c),
-                     "bias": _curve(b)}
-    ax_c.axhline(0.5, color="k", lw=0.6, ls=":")
-    ax_c.set_ylabel("completeness")
+        ax.set_ylim(*rng)
+        for name, c in curves.items():
+            _clipped_points(ax, _a(c["centres"]), _a(c[key]), _a(c[f"{key}_error"]), _a(c["n"]), min_count,
+                            colours[name], name if ax is ax_m else None)
+    ax_m.axhline(0, color="k", lw=0.5)
+    ax_m.set_ylabel("median Δm [mag]")
+    ax_s.set_ylabel("scatter of Δm [mag]")
+    ax_s.set_xlabel("true magnitude [mag]")
+    ax_m.tick_params(labelbottom=False)
+    any_c = next(iter(curves.values()), None)
+    if any_c is not None:
+        x = _a(any_c["centres"])
+        for ax in (ax_m, ax_s):
+            ax.set_xlim(x[0] - 0.25, x[-1] + 0.25)
+    handles, labels = ax_m.get_legend_handles_labels()
+    if handles and legend:
+        ax_m.legend(handles, labels, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=min(len(handles), 6),
+                    handletextpad=0.3, columnspacing=1.2)
+
+
+def draw_bias(fig, box: Box, numbers: dict) -> None:
+    gs = box.grid(fig, 2, 1, hspace=0.08, pad=(0.8, 0.55, 0.2, 0.7))
+    _bias_panels(fig.add_subplot(gs[0]), fig.add_subplot(gs[1]), numbers["bias"],
+                 {b: band_colour(b) for b in numbers["bias"]}, numbers["min_count"], legend=True)
+    box.title(fig, "Δm = MAG_AUTO - true magnitude, recovered objects not on a pre-existing detection")
+
+
+def _split(fig, box: Box, numbers: dict, key: str, colours: dict[str, str], what: str) -> None:
+    gs = box.grid(fig, 3, 1, hspace=0.1, pad=(0.8, 0.55, 0.2, 0.7), height_ratios=[1.2, 1, 1])
+    ax_c = fig.add_subplot(gs[0])
+    split = numbers[key]
+    ref = numbers["reference_band"]
+    from . import stats
+
+    edges = _a(numbers["magnitude_edges"])
+    fine = np.linspace(edges[0], edges[-1], 400)
+    for name, v in split.items():
+        c = v["completeness"]
+        label = f"{name} ({v['objects']:,})"
+        _fraction_points(ax_c, c, colours.get(name, "0.5"), label, lines=False)
+        model = stats.model_curve(v["fit"], fine)
+        if np.isfinite(model).any():
+            ax_c.plot(fine, model, "-", color=colours.get(name, "0.5"), lw=0.9)
+    ax_c.axhline(0.5, color="k", lw=0.5, ls=":")
     ax_c.set_ylim(-0.02, 1.05)
-    if out:
-        ax_c.legend(frameon=False, fontsize=8)
+    ax_c.set_xlim(edges[0] - 0.25, edges[-1] + 0.25)
+    ax_c.set_ylabel("completeness")
+    ax_c.tick_params(labelbottom=False)
+    if split:
+        ax_c.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=len(split), handletextpad=0.3)
     else:
         ax_c.text(0.5, 0.5, f"no {what} known (no match tables, no nosim catalog)", transform=ax_c.transAxes,
                   ha="center")
-    ax_c.set_title(f"Band {m.band}: completeness and bias by {what}", fontsize=10)
-    ax_b.axhline(0, color="k", lw=0.6)
-    ax_b.set_ylabel(f"median MAG_AUTO_{m.band.upper()} - true [mag]")
-    ax_b.set_xlabel(f"true {m.band} magnitude [mag]")
-    save(fig, path)
-    return out
+    _bias_panels(fig.add_subplot(gs[1]), fig.add_subplot(gs[2]), {n: v["bias"] for n, v in split.items()},
+                 {n: colours.get(n, "0.5") for n in split}, numbers["min_count"], legend=False)
+    box.title(fig, f"Band {ref}: completeness (lines: logistic fit) and Δm = MAG_AUTO_{ref.upper()} - true by "
+                   f"{what}")
 
 
-def magnitude_scatter(m, objtype: np.ndarray, path: Path) -> dict:
-    """Measured against injected magnitude of recovered objects, stars and galaxies apart."""
-    import matplotlib.pyplot as plt
+def draw_blends(fig, box: Box, numbers: dict) -> None:
+    _split(fig, box, numbers, "by_blend_class", CLASS_COLOURS, "blend class")
 
-    fig, ax = plt.subplots(figsize=(5.6, 5.4))
-    ok = m.recovered & np.isfinite(m.measured_mag)
-    lo = float(np.nanmin(m.true_mag)) - 0.3 if len(m.true_mag) else 18.0
-    hi = float(np.nanmax(m.true_mag)) + 0.3 if len(m.true_mag) else 26.0
-    out = {}
-    for value, name in [*OBJTYPE_NAMES.items(), (-1, "unknown type")]:
-        sel = ok & (objtype == value)
-        if sel.any():
-            ax.scatter(m.true_mag[sel], m.measured_mag[sel], s=4, alpha=0.5, color=TYPE_COLOURS.get(value, "gray"),
-                       label=f"{name} ({int(sel.sum())})", rasterized=True)
-            out[name] = int(sel.sum())
-    ax.plot([lo, hi], [lo, hi], "k-", lw=0.7)
+
+def draw_objtype(fig, box: Box, numbers: dict) -> None:
+    _split(fig, box, numbers, "by_objtype", TYPE_COLOURS, "object type")
+
+
+def draw_star_galaxy(fig, box: Box, numbers: dict) -> None:
+    sg = numbers["star_galaxy"]
+    gs = box.grid(fig, 2, 1, hspace=0.1, pad=(0.8, 0.55, 0.2, 0.6))
+    axes = [fig.add_subplot(gs[0]), fig.add_subplot(gs[1])]
+    edges = _a(numbers["magnitude_edges"])
+    for ax, name in zip(axes, ("galaxies", "stars"), strict=True):
+        res = sg[name]
+        _fraction_points(ax, res["completeness_curve"], "tab:blue",
+                         f"completeness ({res['both']:,}/{res['true']:,} true {name})")
+        _fraction_points(ax, res["purity_curve"], "tab:red",
+                         f"purity ({res['both']:,}/{res['classified']:,} classified {name})", marker="s")
+        ax.set_ylim(-0.02, 1.05)
+        ax.set_xlim(edges[0], edges[-1])
+        ax.set_ylabel(f"{name}: fraction")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower left")
+        if not res["true"]:
+            ax.text(0.5, 0.55, f"no {name} among the recovered objects", transform=ax.transAxes, ha="center",
+                    color="0.3")
+        elif not any(res["completeness_curve"]["shown"]) and not any(res["purity_curve"]["shown"]):
+            ax.text(0.5, 0.55, f"no bin of at least {numbers['min_count']} {name}", transform=ax.transAxes,
+                    ha="center", color="0.3")
+    axes[0].tick_params(labelbottom=False)
+    b = sg["band"].upper()
+    axes[1].set_xlabel(f"measured MAG_AUTO_{b} [mag]")
+    box.title(fig, f"Star/galaxy classes of v = SPREAD_MODEL_{b} + 5/3 SPREADERR_MODEL_{b} (DES Y1 MODEST_CLASS)")
+
+
+def draw_magnitudes(fig, box: Box, numbers: dict) -> None:
+    from matplotlib.colors import LogNorm
+
+    img = numbers["magnitude_image"]["_image"]
+    total = img.sum(0)
+    ref = numbers["reference_band"]
+    gs = box.grid(fig, 1, 1, pad=(1.6, 0.55, 1.6, 0.35))
+    ax = fig.add_subplot(gs[0])
+    edges = np.arange(ex.N_MAGMAG + 1) / ex.MAGMAG_PER_MAG
+    lo_e = _a(numbers["magnitude_edges"])
+    lo, hi = lo_e[0] - 0.5, lo_e[-1] + 0.5
+    if total.sum() == 0:
+        ax.text(0.5, 0.5, "no recovered object", transform=ax.transAxes, ha="center")
+    else:
+        from matplotlib.ticker import LogFormatter
+
+        mesh = ax.pcolormesh(edges, edges, np.where(total.T > 0, total.T, np.nan),
+                             norm=LogNorm(vmin=1, vmax=max(float(total.max()), 10.0)), cmap="viridis", rasterized=True)
+        fig.colorbar(mesh, ax=ax, label="recovered objects per (1/16 mag)$^2$", pad=0.02,
+                     format=LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+    ax.plot([lo, hi], [lo, hi], "k-", lw=0.6)
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo - 1.0, hi + 1.0)
-    ax.set_xlabel(f"injected {m.band} magnitude [mag]")
-    ax.set_ylabel(f"measured MAG_AUTO_{m.band.upper()} [mag]")
-    if out:  # nothing recovered (every object too faint): no points, no legend
-        ax.legend(frameon=False, fontsize=8, markerscale=3)
-    ax.set_title("Injected against measured magnitude (recovered objects)", fontsize=10)
-    save(fig, path)
-    return out
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"injected {ref} magnitude [mag]")
+    ax.set_ylabel(f"measured MAG_AUTO_{ref.upper()} [mag]")
+    objects = numbers["magnitude_image"]["objects"]
+    box.title(fig, "Measured against injected magnitude: " + ", ".join(f"{v:,} {k}" for k, v in objects.items()))
 
 
-def completeness_by_size(m, size: np.ndarray, objtype: np.ndarray, group, weights, path: Path) -> dict:
-    """Galaxy completeness against half-light radius and against mean surface brightness.
+def draw_size(fig, box: Box, numbers: dict) -> None:
+    panels = numbers["completeness_by_size"]
+    gs = box.grid(fig, 1, 2, wspace=0.08, pad=(0.75, 0.55, 0.2, 0.7))
+    ax_r, ax_mu = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
+    colours = ["tab:blue", "tab:orange", "tab:red", "tab:green", "tab:purple"]
+    for j, s in enumerate(panels["slices"]):
+        label = f"{s['mag_lo']:.1f} ≤ {numbers['reference_band']} < {s['mag_hi']:.1f}"
+        for ax, key in ((ax_r, "size"), (ax_mu, "surface_brightness")):
+            c = s.get(key)
+            if not c:
+                continue
+            x = _a(c["centres"]) if key != "size" else np.sqrt(_a(c["lo_edges"]) * _a(c["hi_edges"]))
+            xerr = np.vstack([x - _a(c["lo_edges"]), _a(c["hi_edges"]) - x])
+            _fraction_points(ax, {**c, "centres": x}, colours[j % len(colours)], label, lines=False, xerr=xerr)
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
-    Surface brightness within the half-light radius: ``mag + 2.5 log10(2 pi hlr^2)``
-    (mag per arcsec^2, half the flux over pi hlr^2).
-    """
-    import matplotlib.pyplot as plt
-
-    fig, (ax_r, ax_mu) = plt.subplots(1, 2, figsize=(10.0, 4.2), sharey=True)
-    gal = (objtype == 0) & np.isfinite(size) & (size > 0)
-    out: dict = {"galaxies": int(gal.sum())}
-    if gal.sum() >= 2:
-        r = size[gal]
-        r_edges = np.unique(np.quantile(r, np.linspace(0, 1, 9)))
-        r_edges[-1] = np.nextafter(r_edges[-1], np.inf)
-        c = rs.completeness_boot(r, m.recovered[gal], group[gal], r_edges, weights)
-        _errorbar(ax_r, c["centres"], c["fraction"], c["error"], color="tab:blue")
-        out["hlr"] = {**_curve(c), "edges": [float(e) for e in r_edges]}
-        mu = m.true_mag[gal] + 2.5 * np.log10(2 * np.pi * r**2)
-        mu_edges = np.arange(np.floor(np.nanmin(mu)), np.ceil(np.nanmax(mu)) + 0.5, 0.5)
-        c = rs.completeness_boot(mu, m.recovered[gal], group[gal], mu_edges, weights)
-        _errorbar(ax_mu, c["centres"], c["fraction"], c["error"], color="tab:blue")
-        out["surface_brightness"] = _curve(c)
-    ax_r.set_xlabel("half-light radius (flux-weighted, major axis) [arcsec]")
-    ax_mu.set_xlabel(f"mean {m.band} surface brightness within hlr [mag arcsec$^{{-2}}$]")
+    ax_r.set_xscale("log")
+    ax_r.xaxis.set_major_locator(FixedLocator([0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10]))
+    ax_r.xaxis.set_major_formatter(ScalarFormatter())
+    ax_r.xaxis.set_minor_formatter(NullFormatter())
+    ax_r.set_xlabel("half-light radius [arcsec]")
+    ax_mu.set_xlabel("mean surface brightness within hlr [mag arcsec$^{-2}$]")
     ax_r.set_ylabel("galaxy completeness")
-    ax_r.set_ylim(-0.02, 1.05)
-    fig.suptitle(f"Galaxy completeness against size and surface brightness ({int(gal.sum())} galaxies)", fontsize=10)
-    save(fig, path)
-    return out
-
-
-def efficiency_skymap(ra: np.ndarray, dec: np.ndarray, recovered: np.ndarray, tile_of: np.ndarray, tiles: list[str],
-                      outline: Callable[[str], tuple[np.ndarray, np.ndarray] | None], path: Path) -> dict:
-    """Detection efficiency (recovered / drawn) on the sky, RA increasing to the left.
-
-    Cells are hexagons (about ten drawn objects each, at least; an efficiency from two objects
-    is noise) in (RA offset, Dec) about the campaign's centre, drawn with aspect 1/cos(Dec), so a
-    campaign across RA = 0 stays contiguous; the tick labels are true RA in degrees.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
-
-    ra_rad = np.deg2rad(ra)
-    ra0 = float(np.rad2deg(np.arctan2(np.sin(ra_rad).mean(), np.cos(ra_rad).mean()))) % 360.0
-    dec0 = float(np.mean(dec))
-    cosd = np.cos(np.deg2rad(dec0))
-    x = ((ra - ra0 + 180.0) % 360.0 - 180.0)
-    fig, ax = plt.subplots(figsize=(7.0, 5.6))
-    extent = max(float(np.ptp(x * cosd)), float(np.ptp(dec)), 1e-3)
-    cells = int(np.clip(np.sqrt(len(ra) / 10.0), 4, 40))  # about 10 objects or more per cell
-    hb = ax.hexbin(x, dec, C=recovered.astype(float), reduce_C_function=np.mean, gridsize=cells, cmap="viridis",
-                   vmin=0, vmax=1, mincnt=1)
-    fig.colorbar(hb, ax=ax, label="detection efficiency (recovered / drawn)")
-    pad_x, pad_y = 0.08 * extent / cosd, 0.08 * extent
-    xlim = (float(x.max()) + pad_x, float(x.min()) - pad_x)  # RA grows to the left (east)
-    ylim = (float(dec.min()) - pad_y, float(dec.max()) + pad_y)
-    for name in tiles:
-        box = outline(name)
-        if box is None:
-            continue
-        bra, bdec = box
-        ax.plot((bra - ra0 + 180.0) % 360.0 - 180.0, bdec, color="k", lw=0.8)
-        sel = np.char.startswith(np.asarray(tile_of, dtype=str), name)
-        if sel.any():  # the name above its objects, inside the view (a cutout is smaller than its tile)
-            ax.text(float(np.median(x[sel])), float(dec[sel].max()) + 0.3 * pad_y, name, ha="center", va="bottom",
-                    fontsize=8)
-    ax.set_aspect(1.0 / cosd)
-    ax.set_xlim(*xlim)
-    ax.set_ylim(*ylim)
-    ax.xaxis.set_major_locator(MaxNLocator(5))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{(v + ra0) % 360.0:.3f}"))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3f}"))
-    ax.set_xlabel("RA [deg]")
-    ax.set_ylabel("Dec [deg]")
-    ax.set_title(f"Detection efficiency on the sky ({len(ra)} drawn objects)", fontsize=10)
-    ax.grid(alpha=0.3)
-    save(fig, path)
-    return {"ra_centre": ra0, "dec_centre": dec0, "cells": cells}
-
-
-def star_galaxy(x: np.ndarray, truth_type: np.ndarray, measured_type: np.ndarray, group, edges, weights,
-                band: str, path: Path) -> dict:
-    """Galaxy and star completeness and purity of the SPREAD_MODEL classifier against MAG_AUTO.
-
-    ``x`` is the measured ``MAG_AUTO`` of the band (what a catalog user cuts on); classes and
-    thresholds: :func:`report_stats.spread_class`. Returns the curves and the totals.
-    """
-    import matplotlib.pyplot as plt
-
-    found = rs.purity_completeness(x, truth_type, measured_type, group, edges, weights)
-    fig, axes = plt.subplots(2, 1, figsize=(6.4, 7.0), sharex=True)
-    out: dict = {}
-    for ax, (name, res) in zip(axes, found.items(), strict=True):
-        t = res["totals"]
-        _errorbar(ax, res["completeness"]["centres"], res["completeness"]["fraction"], res["completeness"]["error"],
-                  color="tab:blue", label=f"completeness ({t['both']}/{t['true']} true {name})")
-        _errorbar(ax, res["purity"]["centres"], res["purity"]["fraction"], res["purity"]["error"],
-                  color="tab:red", label=f"purity ({t['both']}/{t['classified']} classified {name})")
+    for ax in (ax_r, ax_mu):
         ax.set_ylim(-0.02, 1.05)
-        ax.set_ylabel(f"{name}: fraction")
-        ax.legend(frameon=False, fontsize=8, loc="lower left")
-        if not t["true"]:  # e.g. a population without stars: say so rather than leave the panel blank
-            ax.text(0.5, 0.55, f"no {name} among the recovered objects:\nno completeness; purity counts "
-                    f"the {t['classified']} objects classified {name}", transform=ax.transAxes, ha="center",
-                    va="center", fontsize=9, color="0.3")
-        out[name] = {**t, "completeness_curve": _curve(res["completeness"]), "purity_curve": _curve(res["purity"])}
-    b = band.upper()
-    axes[0].set_title(f"Star/galaxy separation: v = SPREAD_MODEL_{b} + 5/3 SPREADERR_MODEL_{b}\n"
-                      f"galaxy: v > {rs.SG_GALAXY_MIN}, star: |v| < {rs.SG_STAR_MAX} (DES Y1 MODEST_CLASS)",
-                      fontsize=10)
-    axes[1].set_xlabel(f"measured MAG_AUTO_{b} [mag]")
-    save(fig, path)
-    return out
+        ax.axhline(0.5, color="k", lw=0.5, ls=":")
+    ax_mu.tick_params(labelleft=False)
+    handles, labels = ax_r.get_legend_handles_labels()
+    if handles:
+        ax_r.legend(handles, labels, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=len(handles),
+                    handletextpad=0.3)
+    else:
+        for ax in (ax_r, ax_mu):
+            ax.text(0.5, 0.5, "no galaxy with a size", transform=ax.transAxes, ha="center")
+    box.title(fig, f"Galaxy completeness at fixed {numbers['reference_band']} magnitude "
+                   f"({panels['galaxies']:,} galaxies; horizontal bars: bin widths)")
+
+
+def draw_offsets(fig, box: Box, numbers: dict) -> None:
+    off = numbers["offsets"]
+    gs = box.grid(fig, 1, 1, pad=(0.8, 0.55, 0.2, 0.35))
+    ax = fig.add_subplot(gs[0])
+    hist = off["_hist"]
+    edges = np.arange(len(hist) + 1) / ex.OFFSET_PER_ARCSEC
+    limit = 2.0 * 0.263
+    if hist.sum():
+        step = 10  # 10 mas bins in the figure
+        n = len(hist) // step
+        coarse = hist[: n * step].reshape(n, step).sum(1)
+        top = int(np.nonzero(coarse)[0].max()) + 1
+        ax.stairs(coarse[: top + 1], edges[: (top + 1) * step + 1: step], fill=True, color="tab:blue", alpha=0.8)
+        ax.axvline(off["median_arcsec"], color="k", lw=0.8, label=f"median {off['median_arcsec']:.3f} arcsec")
+    ax.axvline(limit, color="k", lw=0.8, ls=":", label=f"association radius {limit:.3f} arcsec")
+    ax.set_xlabel("|detection - truth| position [arcsec] (detection image, windowed centroid)")
+    ax.set_ylabel("recovered objects per 10 mas")
+    ax.legend(loc="upper right")
+    box.title(fig, f"Position offsets of {off['objects']:,} recovered objects")
+
+
+#: A drawn sky pixel is at least this many PNG pixels wide: finer maps are drawn with their
+#: counts summed into parent pixels (the summary keeps the counted nside).
+MIN_SKY_PIXEL_PX = 2.5
+
+
+def display_nside(nside: int, pix: np.ndarray, width_in: float) -> int:
+    """The finest nside (a parent of ``nside``) whose pixels are at least :data:`MIN_SKY_PIXEL_PX` wide
+    on a map of the occupied pixels ``pix`` drawn ``width_in`` inches wide."""
+    import healpy
+
+    ra, dec = healpy.pix2ang(nside, pix, lonlat=True)
+    centre = np.rad2deg(np.arctan2(np.sin(np.deg2rad(ra)).mean(), np.cos(np.deg2rad(ra)).mean()))
+    dra = (ra - centre + 180.0) % 360.0 - 180.0
+    extent = max(float(np.ptp(dra)) * float(np.cos(np.deg2rad(np.median(dec)))), float(np.ptp(dec)),
+                 healpy.nside2resol(nside, arcmin=True) / 60.0)
+    need = MIN_SKY_PIXEL_PX * extent / (width_in * PNG_DPI)
+    shown = nside
+    while shown > 1 and np.rad2deg(healpy.nside2resol(shown)) < need:
+        shown //= 2
+    return shown
+
+
+def _degrade(nside: int, shown: int, pix: np.ndarray, n: np.ndarray, k: np.ndarray):
+    """Counts of RING pixels at ``nside`` summed into NESTED pixels at ``shown``."""
+    import healpy
+
+    nest = healpy.ring2nest(nside, pix) >> (2 * int(np.log2(nside // shown)))
+    parent, inverse = np.unique(nest, return_inverse=True)
+    return parent, np.bincount(inverse, weights=n), np.bincount(inverse, weights=k)
+
+
+def draw_skymap(fig, box: Box, numbers: dict) -> None:
+    """Detection efficiency per HEALPix pixel as DES draws its maps (skyproj, McBryde-Thomas)."""
+    import healpy
+    import matplotlib.pyplot as plt
+    import skyproj
+
+    sky = numbers["skymap"]
+    nside, pix, n, k = sky["nside"], sky["_pix"], sky["_n"], sky["_k"]
+    gs = box.grid(fig, 1, 1, pad=(0.9, 0.55, 0.3, 0.75))
+    ax = fig.add_subplot(gs[0])
+    if not len(pix):
+        ax.text(0.5, 0.5, "no drawn object", transform=ax.transAxes, ha="center")
+        return
+    shown = display_nside(nside, pix, box.width - 1.2)
+    parent, n_s, k_s = _degrade(nside, shown, pix, n, k)
+    values = np.where(n_s >= sky["min_count"], k_s / np.maximum(n_s, 1), -1.0)  # too few objects: grey
+    ra, dec = healpy.pix2ang(shown, parent, nest=True, lonlat=True)
+    lon_0 = float(np.rad2deg(np.arctan2(np.sin(np.deg2rad(ra)).mean(), np.cos(np.deg2rad(ra)).mean())))
+    half = np.rad2deg(healpy.nside2resol(shown))
+    dra = (ra - lon_0 + 180.0) % 360.0 - 180.0
+    pad = max(half, 0.05 * max(float(np.ptp(dra)), float(np.ptp(dec))))
+    lon_range = (lon_0 + float(dra.min()) - pad, lon_0 + float(dra.max()) + pad)
+    lat_range = (max(float(dec.min()) - pad, -90.0), min(float(dec.max()) + pad, 90.0))
+    cmap = plt.get_cmap("viridis").with_extremes(under="0.75")
+    sp = skyproj.DESMcBrydeSkyproj(ax=ax, lon_0=lon_0, n_grid_lon=4, n_grid_lat=5)
+    if lon_range[1] - lon_range[0] > 15.0:
+        sp.draw_des(edgecolor="k", lw=0.6)  # the footprint, for a campaign wide enough to see it
+    sp.draw_hpxpix(shown, parent, values, nest=True, vmin=0.0, vmax=1.0, cmap=cmap, lon_range=lon_range,
+                   lat_range=lat_range)  # the occupied pixels only: no full-sky array
+    sp.ax.set_xlabel("RA [deg]", fontsize=FONT_SIZE)
+    sp.ax.set_ylabel("Dec [deg]", fontsize=FONT_SIZE)
+    sp.draw_colorbar(label="detection efficiency (recovered / drawn)", fontsize=FONT_SIZE)
+    res = healpy.nside2resol(shown, arcmin=True)
+    counted = f"; counted at {nside}" if shown != nside else ""
+    box.title(fig, f"Detection efficiency, HEALPix nside {shown} ({res:.3g}' pixels{counted}); grey: fewer than "
+                   f"{sky['min_count']} objects")
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One figure: its PNG name, height at :data:`WIDTH`, drawing, caption and when it exists."""
+
+    name: str
+    height: float
+    draw: Callable
+    caption: Callable[[dict], str]
+    available: Callable[[dict], bool] = lambda numbers: True
+
+
+def _captions_sg(n: dict) -> str:
+    sg = n["star_galaxy"]
+    return (f"Band {n['reference_band']}: completeness and purity of the galaxy and star classes of "
+            f"{sg['classifier']} (galaxy > {sg['galaxy_above']}, star |value| < {sg['star_abs_below']}; DES Y1 "
+            "MODEST_CLASS) for recovered objects of known type, against measured magnitude; Jeffreys intervals.")
+
+
+FIGURES: tuple[FigureSpec, ...] = (
+    FigureSpec("completeness.png", 5.0, draw_completeness,
+               lambda n: f"Completeness (recovered / drawn) per 0.5-mag bin of true magnitude: points with 68% "
+                         f"Jeffreys intervals at the effective sample size (binomial and realization-to-"
+                         f"realization scatter), only bins of at least {n['min_count']} objects; lines: the "
+                         "maximum-likelihood logistic fit to the unbinned objects, dotted at its m50. Lower panel: "
+                         "objects drawn per bin (dashed: the minimum count)."),
+    FigureSpec("photometry.png", 5.0, draw_bias,
+               lambda n: "MAG_AUTO - true magnitude (median, 1.4826 MAD) of recovered objects not within 2 px of a "
+                         "pre-existing detection; bootstrap errors over batches of realizations. Axis ranges from "
+                         f"the bins with errors below {WELL_MEASURED_ERROR} mag; open triangles: bins outside."),
+    FigureSpec("blends.png", 6.4, draw_blends,
+               lambda n: f"Band {n['reference_band']}: completeness and photometry of isolated objects and of "
+                         "objects within 2 arcsec of a fainter / brighter pre-existing (nosim) detection."),
+    FigureSpec("objtype.png", 6.4, draw_objtype,
+               lambda n: f"Band {n['reference_band']}: completeness and photometry of stars and galaxies."),
+    FigureSpec("stargalaxy.png", 5.4, draw_star_galaxy, _captions_sg, lambda n: n["star_galaxy"]["available"]),
+    FigureSpec("magnitudes.png", 4.6, draw_magnitudes,
+               lambda n: f"Measured MAG_AUTO_{n['reference_band'].upper()} against injected magnitude of the "
+                         "recovered objects (counts per cell, logarithmic)."),
+    FigureSpec("size.png", 3.6, draw_size,
+               lambda n: f"Galaxy completeness against half-light radius and mean surface brightness within it, in "
+                         f"{n['reference_band']}-magnitude slices about m50; bins of at least {n['min_count']} "
+                         "galaxies, horizontal bars their widths."),
+    FigureSpec("offsets.png", 3.2, draw_offsets,
+               lambda n: "Offset between the detection (detection image, windowed centroid) and the injected "
+                         "position.", lambda n: n["offsets"]["available"]),
+    FigureSpec("skymap.png", 4.6, draw_skymap,
+               lambda n: f"Detection efficiency per HEALPix pixel (nside {n['skymap']['nside']}), McBryde-Thomas "
+                         "projection as DES maps; RA and Dec in degrees."),
+)
+
+
+def render_png(spec: FigureSpec, numbers: dict, path: Path) -> Path:
+    """The figure as a PNG of :data:`WIDTH` x ``spec.height`` inches, written atomically."""
+    import matplotlib.pyplot as plt
+
+    with style():
+        fig = plt.figure(figsize=(WIDTH, spec.height))
+        try:
+            spec.draw(fig, Box(0, 0, WIDTH, spec.height), numbers)
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, dpi=PNG_DPI, format="png")
+        finally:
+            plt.close(fig)
+    return path
