@@ -51,6 +51,7 @@ bench: setup
 	$(PY) benchmarks/full_tile.py --size 2048
 	$(PY) benchmarks/mask_lookup.py --size 2048
 	$(PY) benchmarks/sersic_cache.py
+	$(PY) benchmarks/single_epoch.py --size 2048 --exposures 2 4
 
 lint: venv
 	$(PY) -m ruff check balrog_runner tests benchmarks aux

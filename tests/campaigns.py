@@ -40,3 +40,23 @@ def make_campaign(root: Path, archive: Path, tiles: Sequence[str], *, size: int,
     built = jobs.build_jobs(cfgmod.load_config(config_path), "local", check_programs=False)
     assert len(built.specs) == 1
     return built.specs[0].path
+
+
+def make_se_campaign(root: Path, se_survey, *, ngal: int = 12, realizations: int = 1,
+                     bands: Sequence[str] = ("r", "i", "z"), mode: str = "single-epoch",
+                     run: Mapping[str, Any] | None = None) -> Path:
+    """A campaign on the synthetic single-epoch survey's tile (tests/conftest.py ``se_survey``).
+
+    In single-epoch mode the survey's file set is written where the node reads it
+    (``<outdir>/<TILE>/se/se_set.json``), as the single-epoch fetch leaves it; in coadd mode the
+    node fetches the survey's coadd (its re-coadd of the untouched images) from the plain archive.
+    """
+    from balrog_runner.inputs.single_epoch import write_se_set
+    from balrog_runner.node import layout
+
+    run = {"bands": list(bands), "inject-into": mode, **(run or {})}
+    if mode == "single-epoch":  # staged before balrog-jobs, which checks that every tile has its set
+        outdir = demo.DemoPlan(workdir=root, tiles=[se_survey.tilename], size=se_survey.grid.naxis1).paths["out"]
+        write_se_set(layout.se_set_file(outdir, se_survey.tilename), se_survey.se_set)
+    return make_campaign(root, se_survey.outdir.parent, [se_survey.tilename], size=se_survey.grid.naxis1,
+                         ngal=ngal, realizations=realizations, run=run)

@@ -71,3 +71,28 @@ def _restore_logging():
     saved = (root.handlers[:], root.level)
     yield
     root.handlers[:], root.level = saved[0], saved[1]
+
+
+#: The small single-epoch survey the single-epoch tests share (tests/conftest.py:se_survey).
+SE_TILE = "DES0002+0001"
+SE_TILE_SIZE = 360
+
+
+@pytest.fixture(scope="session")
+def se_survey(tmp_path_factory):
+    """A small synthetic single-epoch survey (balrog_runner/demo/synth_se.py), made once per session.
+
+    Bands r, i, z; 3 dithered exposures each of 256 x 512-pixel CCDs with 24 / 18-pixel gaps
+    over a 360^2 coadd grid at DES0002+0001's centre; real PSFEx models per CCD; the re-coadd
+    of the untouched images as the tile's coadd, in the plain archive layout
+    ``<archive>/<TILE>/``. Read-only for the tests (copy what a test changes).
+
+    ``$BALROG_TEST_SE_SURVEY`` (a directory) keeps the survey between sessions, for working on
+    the single-epoch code: a complete survey there is reused as it is.
+    """
+    from balrog_runner.demo.synth_se import make_se_survey
+
+    kept = os.environ.get("BALROG_TEST_SE_SURVEY")
+    archive = Path(kept) if kept else tmp_path_factory.mktemp("se-archive")
+    return make_se_survey(SE_TILE, archive / SE_TILE, tile_size=SE_TILE_SIZE, n_exposures=3, ccd_shape=(256, 512),
+                          gap=(24, 18), seed=5, workers=2)

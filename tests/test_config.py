@@ -107,6 +107,7 @@ def test_tiles_from_text_and_fits_files(tmp_path):
         ("run['queue'] = 'debug\\n#SBATCH --wrap=x'", ConfigError, "newline"),
         ("run['queue'] = 'a b'", ConfigError, "only letters"),
         ("run['bands'] = ['g', 'u']", ConfigError, "distinct bands"),
+        ("run['inject-into'] = 'se'", ConfigError, "run\\['inject-into'\\] = 'se': use 'coadd' or 'single-epoch'"),
         ("db['duplicate'] = 'ignore'", ConfigError, "'error' or 'replace'"),
         ("run['asarray'] = True\nrun['asdependency'] = True", ConfigError, "cannot both be True"),
         ("run['jobdir'] = '/tmp/100%x'", ConfigError, "SLURM expands"),

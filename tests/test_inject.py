@@ -23,6 +23,7 @@ from balrog_runner.errors import ConfigError, InputFileError, OutputError
 from balrog_runner.injection.draw import (
     CENTRE_OFF_IMAGE,
     CLIPPED,
+    DRAW_FAILED,
     OFF_IMAGE,
     DrawOptions,
     _psf_radius_pixels,
@@ -305,6 +306,26 @@ def test_not_drawn_flags(tmp_path, des_psf_path):
     assert truth["flux_noised_r"][3] == 0.0
     assert 0 < truth["flux_noised_r"][2] < 0.5 * truth["flux_r"][2]
     assert 0.3 * truth["flux_r"][1] < truth["flux_noised_r"][1] < truth["flux_r"][1]
+
+
+def test_an_fft_past_galsims_maximum_is_a_draw_failure_not_a_memory_error(tmp_path, des_psf_path):
+    """GalSim 2.8 only warns about an FFT past ``maximum_fft_size`` and then allocates it: an
+    untruncated 80" n=6 Sersic asked for 144 GiB and killed the realization with MemoryError."""
+    nx = ny = 120
+    img = write_band_image(tmp_path / "f.fits", nx, ny, sky_sigma=0.0)
+    ra, dec = pixel_to_world(np.array([60.0, 30.0]), np.array([60.0, 30.0]), nx, ny)
+    objects = objects_at(ra, dec, bands=("r",))
+    objects.columns["objtype"][:] = 0
+    comp = objects.components[0]
+    objects.columns[f"flux_frac_{comp}"][:] = 1.0
+    for c in objects.components[1:]:
+        objects.columns[f"flux_frac_{c}"][:] = 0.0
+    objects.columns[f"hlr_{comp}"][:] = [80.0, 0.5]
+    objects.columns[f"sersic_n_{comp}"][:] = [6.0, 1.0]
+    truth = inject_realization({"r": img}, {"r": des_psf_path}, objects, {"r": tmp_path / "o.fits"},
+                               draw_options=DrawOptions(poisson_noise=False, trunc_factor=0, folding_threshold=1e-4))
+    assert truth["not_drawn"][0] & DRAW_FAILED and not truth["not_drawn"][1] & DRAW_FAILED
+    assert truth["flux_noised_r"][0] == 0.0 and truth["flux_noised_r"][1] > 0
 
 
 def test_truth_columns_and_write(bands_setup, tmp_path):

@@ -199,6 +199,16 @@ def test_wide_catalog_refuses_catalogs_of_different_runs():
     assert wide.dtype.names == ("NUMBER", "MAG_AUTO_G", "MAG_AUTO_DET")
 
 
+def test_wide_catalog_of_a_run_without_detections_has_the_columns_and_no_rows():
+    """A realization whose objects are all undetected (ASSOC MATCHED keeps nothing): the empty
+    catalogs join into an empty wide catalog (reshape(0, -1) used to raise ValueError)."""
+    empty = np.zeros(0, dtype=[("NUMBER", "i4"), ("FLUX_APER", "f4", (3,)), ("MAG_AUTO", "f4")])
+    wide = measure.build_wide_catalog({"r": empty, "det": empty})
+    assert len(wide) == 0
+    assert wide.dtype.names == ("NUMBER", "FLUX_APER_1_R", "FLUX_APER_2_R", "FLUX_APER_3_R", "MAG_AUTO_R",
+                                "FLUX_APER_1_DET", "FLUX_APER_2_DET", "FLUX_APER_3_DET", "MAG_AUTO_DET")
+
+
 def test_wide_catalog_of_an_unreadable_catalog_is_an_input_error(tmp_path):
     good = np.zeros(2, dtype=[("NUMBER", "i4"), ("MAG_AUTO", "f4")])
     fitsio.write(str(tmp_path / "g_cat.fits"), good)

@@ -166,6 +166,29 @@ def test_pool_counts_scratch_only_where_it_takes_memory():
     assert in_memory.as_dict()["scratch_in_memory"] is True
 
 
+def test_single_epoch_pools_count_the_recoadd_swarp_and_its_files():
+    """A full tile's band of 200 DECam CCDs (1.68e9 pixels) with DESDM's SWarp config (MEM_MAX 2500,
+    COMBINE_BUFSIZE 2000 MB): SWarp's RAM is capped there, ~4.8 GB a worker; on tmpfs the CCD
+    copies and SWarp's resampled images and weights are memory too, ~22 GB a worker."""
+    from balrog_runner.coadd import swarp
+
+    gib = 1 << 30
+    full = (10000, 10000)
+    cap = sum(swarp.memory_caps())
+    assert cap == (2500 + 2000) * 1024 * 1024
+    assert sum(swarp.memory_caps(swarp.CoaddSwarpSetup(overrides={"MEM_MAX": "100"}))) == (100 + 2000) * 1024 * 1024
+    band = resources.ReCoadd(input_pixels=200 * 2048 * 4096, largest_input=2048 * 4096, swarp_cap=cap)
+    coadd = resources.plan_pool(32, full, 5, 100, memory=128 * gib, cpus=64)
+    on_disk = resources.plan_pool(32, full, 5, 100, memory=128 * gib, cpus=64, recoadd=band)
+    in_memory = resources.plan_pool(32, full, 5, 100, memory=128 * gib, cpus=64, recoadd=band, scratch_in_memory=True)
+    assert on_disk.per_worker == resources.WORKER_BASE_BYTES + 3 * 4 * 2048 * 4096 + resources.SWARP_BASE_BYTES + cap
+    assert in_memory.per_worker > 20e9 and on_disk.per_worker > coadd.per_worker
+    assert (coadd.workers, on_disk.workers, in_memory.workers) == (32, 21, 4)
+    # a small single-epoch tile (the tests' survey: 13 CCDs of 256 x 512): SWarp's base dominates
+    small = resources.ReCoadd(input_pixels=13 * 256 * 512, largest_input=256 * 512, swarp_cap=cap)
+    assert resources.worker_bytes((360, 360), 3) < resources.worker_bytes((360, 360), 3, recoadd=small) < 250 * 2**20
+
+
 def test_scratch_on_a_real_tmpfs_is_seen_as_memory(tmp_path):
     assert not resources.scratch_in_memory(tmp_path)  # pytest's tmp: a disk here
     with tmpfs(tmp_path / "ram", "size=1m") as ram:

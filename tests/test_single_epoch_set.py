@@ -42,3 +42,24 @@ def test_malformed_files_are_one_line_errors(tmp_path, text):
     path.write_text(text)
     with pytest.raises(InputFileError, match=str(path)):
         read_se_set(path)
+
+
+def test_grid_and_coadd_psfs_round_trip_and_older_files_read_without_them(tmp_path):
+    from balrog_runner.inputs.single_epoch import CoaddGrid, se_set_path
+
+    grid = CoaddGrid(ra=0.6667, dec=0.0167, naxis1=360, naxis2=400)
+    se_set = SESet(tile="DES0002+0001", images={"r": [_image(tmp_path, 1)]}, grid=grid,
+                   coadd_psfs={"r": tmp_path / "r.psf", "det": tmp_path / "det.psf"})
+    path = write_se_set(se_set_path(tmp_path, "DES0002+0001"), se_set)
+    assert path == tmp_path / "DES0002+0001" / "se" / "se_set.json"
+    back = read_se_set(path)
+    assert back == se_set and back.grid.wcs_header()["CRPIX2"] == 200.5
+    doc = json.loads(path.read_text())
+    del doc["grid"], doc["coadd_psfs"]
+    path.write_text(json.dumps(doc))
+    old = read_se_set(path)
+    assert old.grid is None and old.coadd_psfs == {}
+    doc["grid"] = {"ra": 0.0, "dec": 0.0, "naxis1": 0, "naxis2": 10, "pixel_scale": 0.263}
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InputFileError, match="positive sizes"):
+        read_se_set(path)

@@ -24,6 +24,7 @@ from ..sky.geometry import is_des_tilename
 from .config import Config, read_tile_list
 from .config_keys import (
     ALL_BANDS,
+    INJECT_INTO,
     NODE_PROGRAM_KEYS,
     PROGRAM_KEYS,
     RUN_KEYS,
@@ -250,6 +251,8 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
             errors.append(f"run['{name}'] = {run[name]} must be >= 1 or None")
     if run["realization-list"] is not None and any(j < 0 for j in run["realization-list"]):
         errors.append("run['realization-list'] holds a negative realization index")
+    if run["inject-into"] not in INJECT_INTO:
+        errors.append(f"run['inject-into'] = {run['inject-into']!r}: use {' or '.join(map(repr, INJECT_INTO))}")
     bad_bands = [b for b in run["bands"] if b not in ALL_BANDS]
     if bad_bands or not run["bands"] or len(set(run["bands"])) != len(run["bands"]):
         errors.append(f"run['bands'] = {run['bands']!r}: a non-empty list of distinct bands from {' '.join(ALL_BANDS)}")
@@ -421,14 +424,22 @@ def check_inputs_resolve(cfg: Config) -> None:
 def check_se_inputs_resolve(cfg: Config) -> None:
     """A single-epoch campaign: ``run['fetch-manifest']`` is a single-epoch manifest that lists
     images of every tile in every band. Only the manifest's header is read (its per-tile
-    index), so this stays fast for a campaign of thousands of tiles; nothing is downloaded."""
+    index), so this stays fast for a campaign of thousands of tiles; nothing is downloaded.
+    Without a manifest every tile's set must be staged already (``<outdir>/<TILE>/se/se_set.json``,
+    its images where it says: prepared by another means, or fetched by an earlier run)."""
     from ..inputs import se_manifest
+    from ..inputs.single_epoch import se_set_path
 
     run = cfg.run
     where = f" in {cfg.path}" if cfg.path else ""
     if not run.get("fetch-manifest"):
+        unstaged = [t for t in cfg.tiles if not se_set_path(run["outdir"], t).is_file()]
+        if not unstaged:
+            return
         raise ConfigError(f"run['inject-into'] = 'single-epoch'{where} needs run['fetch-manifest']: a single-epoch "
-                          "manifest from balrog-inputs --single-epoch (where each tile's CCD images are)")
+                          "manifest from balrog-inputs --single-epoch (where each tile's CCD images are), or each "
+                          f"tile's set staged in <outdir>/<TILE>/se/se_set.json ({len(unstaged)} tile(s) without, "
+                          f"e.g. {se_set_path(run['outdir'], unstaged[0])})")
     m = se_manifest.read(run["fetch-manifest"], tiles=())
     missing: list[str] = []
     for tile in cfg.tiles:
@@ -472,7 +483,8 @@ def validate_for_scheduler(cfg: Config, scheduler: str, check_programs: bool = T
     if run["arraymax"] is not None and not run["asarray"]:
         log.warning("run['arraymax'] is ignored without run['asarray']")
     if check_programs:
-        cfg.programs = resolve_programs({k: run[k] for k in NODE_PROGRAM_KEYS}, cfg.source)
+        keys = (*NODE_PROGRAM_KEYS, "psfex") if run["inject-into"] == "single-epoch" else NODE_PROGRAM_KEYS
+        cfg.programs = resolve_programs({k: run[k] for k in keys}, cfg.source)
 
 
 

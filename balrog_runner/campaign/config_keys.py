@@ -23,6 +23,9 @@ CONFIG_DIR_ENV = "BALROG_RUNNER_CONFIG_DIR"
 
 SCHEDULERS = ("slurm", "wq", "local")
 
+#: ``run['inject-into']``: draw into the tile's coadds, or into its single-epoch CCD images and re-coadd.
+INJECT_INTO = ("coadd", "single-epoch")
+
 
 
 ALL_BANDS = ("g", "r", "i", "z", "Y")
@@ -34,7 +37,8 @@ PROGRAM_KEYS = ("sex", "swarp", "funpack", "psfex", "balrog-run")
 
 
 
-#: The programs a node runs (resolved at build time); psfex only makes synthetic tiles' PSFs.
+#: The programs a node runs (resolved at build time); psfex too in single-epoch campaigns
+#: (the coadd PSF models of a tile whose file set names none).
 NODE_PROGRAM_KEYS = ("sex", "swarp", "funpack", "balrog-run")
 
 
@@ -102,6 +106,7 @@ RUN_KEYS: dict[str, Key] = {
     "realizations": Key(None, "int", "realizations per tile; None = as many as the tile's positions allow (rows // ngal)", optional=True),
     "realization-list": Key(None, "intlist", "run only these realization indices (0-based); None = all", optional=True),
     "bands": Key(list(ALL_BANDS), "strlist", "bands to inject and measure (subset of g r i z Y; det is always built from r i z)"),
+    "inject-into": Key("coadd", "str", "where the objects are drawn: 'coadd' (the tile's coadd images, as Y1 Balrog) or 'single-epoch' (every CCD image of the tile, each with its own WCS, zero point and PSF, then re-coadded with DESDM's two SWarp calls per band, as Y3/Y6 Balrog; nosim is the re-coadd of the untouched CCD images; the CCD images come from a single-epoch fetch-manifest (balrog-inputs --single-epoch) or are already in <outdir>/<TILE>/se/ with its se_set.json)"),
     # resources
     "nodes": Key(1, "int", "nodes per job (SLURM/wq); for local: subjobs run at once"),
     "ppn": Key(1, "int", "processes per node: realizations of one tile run in a pool of this size"),
@@ -121,7 +126,7 @@ RUN_KEYS: dict[str, Key] = {
     "sex": Key("source-extractor", "str", "SExtractor executable (Debian: source-extractor)"),
     "swarp": Key("SWarp", "str", "SWarp executable (Debian: SWarp)"),
     "funpack": Key("funpack", "str", "funpack executable (libcfitsio-bin)"),
-    "psfex": Key("psfex", "str", "psfex executable (balrog-make-tile / synthetic tiles only; not needed on the nodes)"),
+    "psfex": Key("psfex", "str", "psfex executable (balrog-make-tile / synthetic tiles; on the nodes only for a single-epoch tile whose file set names no coadd PSF models)"),
     "balrog-run": Key(_default_balrog_run, "str", "the node runner executable the job files call"),
     "program-timeout": Key(None, "float", "deadline of each SExtractor / SWarp / funpack run, seconds (a hung run fails its realization or tile and is killed); None = 300 + 30 per megapixel of the image (55 min for 10000^2)", optional=True),
     # AstrOmatic configuration files
@@ -130,6 +135,7 @@ RUN_KEYS: dict[str, Key] = {
     "sex-filter": Key("/usr/share/source-extractor/gauss_3.0_7x7.conv", "path", "SExtractor detection filter (DESDM's Y3 and Y6 coadd filter: a Gaussian of FWHM 3 pixels on 7x7; config/default.sex cites the sources)"),
     "sex-nnw": Key("/usr/share/source-extractor/default.nnw", "path", "SExtractor star/galaxy neural network"),
     "swarp-config": Key(_cfg("default.swarp"), "path", "SWarp configuration file (riz detection image)"),
+    "se-swarp-config": Key(_cfg("se_coadd.swarp"), "path", "SWarp configuration of the single-epoch re-coadd (DESDM's keys; inject-into 'single-epoch' only)"),
     "db-columns": Key(_cfg("y1a1_coadd_objects-columns.fits"), "path", "FITS table of DESDM coadd-object columns kept in the DB"),
     "sim-restrict": Key(True, "bool", "sim runs measure only detections within 2 px of an injected object or of its nearest pre-existing detection within 2\" (SExtractor ASSOC MATCHED, as the original Balrog; the neighbour decides the blend flag nosim_changed): same values for those rows, model fitting skipped for the rest; False = every detection"),
     "nosim-restrict": Key(True, "bool", "the once-per-tile nosim run model-fits (MAG_MODEL, SPREAD_MODEL, *_DETMODEL, ...) only the detections within 2.1 px of a position of the tile's position file, every realization's included, and measures the other columns for all: every realization's nosim rows are those of a full run; False = model-fit every detection (<TILE>_nosim_all.fits then has the model columns for all)"),

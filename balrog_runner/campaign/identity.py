@@ -148,6 +148,9 @@ def identity_for_tile(settings, positions) -> CampaignIdentity:
         inputs["population-columns"] = _value_digest(list(settings.population_columns))
     if getattr(settings, "masked_positions", "flag") != "flag" or getattr(settings, "mask_bits", None) is not None:
         inputs["masked-positions"] = _value_digest([settings.masked_positions, settings.mask_bits])
+    if getattr(settings, "inject_into", "coadd") != "coadd":
+        inputs["inject-into"] = _value_digest(settings.inject_into)
+        inputs["se-swarp-config"] = _file_digest(settings.coadd_swarp.config, "se-swarp-config")
     for band, path in getattr(settings, "mag_offset_maps", ()):
         inputs[f"mag-offset-map-{band}"] = _file_digest(Path(path), f"mag-offset-maps {band}")
     fingerprint = _digest(json.dumps(inputs, sort_keys=True).encode())

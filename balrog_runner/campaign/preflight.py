@@ -90,6 +90,8 @@ def check_input_files(cfg: Config) -> None:
                       ("sex-filter", "SExtractor filter"), ("sex-nnw", "SExtractor NNW file"),
                       ("swarp-config", "SWarp configuration")):
         _check_text_file(Path(run[key]), f"run['{key}'] ({what})")
+    if run.get("inject-into") == "single-epoch":
+        _check_text_file(Path(run["se-swarp-config"]), "run['se-swarp-config'] (SWarp configuration of the re-coadd)")
     params = _parameter_names(Path(run["sex-param"]))
     if not params:
         raise InputFileError(f"run['sex-param'] {run['sex-param']} names no SExtractor parameter")

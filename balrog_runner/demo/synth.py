@@ -279,26 +279,9 @@ def add_sources(src: str | os.PathLike, dst: str | os.PathLike, xy: np.ndarray, 
     return Path(dst)
 
 
-#: Diameter (pixels, ~5.3") of the aperture PSFEx normalises its samples with (PHOTFLUX_KEY
-#: FLUX_APER(1)). MAG_PSF measures the flux the model is normalised to, so a small aperture
-#: (e.g. 2.4") makes MAG_PSF ~0.1 mag faint for a Moffat beta=3.5 PSF; 20 px holds ~99%.
-PSF_NORM_APERTURE = 20.0
-
-
-def make_psf_model(image: str | os.PathLike, out_psf: str | os.PathLike, *, workdir: str | os.PathLike,
-                   sex: astromatic.SextractorSetup | None = None,
-                   psfex: astromatic.PsfexSetup = astromatic.DEFAULT_PSFEX) -> Path:
-    """SExtractor (FITS_LDAC with VIGNET, S/N-limited) + psfex on a DESDM MEF -> PSFEx model."""
-    sex = sex or astromatic.SextractorSetup(param=astromatic.PSFEX_SEX_PARAM)
-    image = Path(image)
-    cat = Path(workdir) / f"{image.name}.psfcat.ldac"
-    astromatic.run_sextractor((image, 0), cat, detection_weight=(image, 2), catalog_type="FITS_LDAC",
-                              setup=sex, extra={"DETECT_THRESH": 5.0, "ANALYSIS_THRESH": 5.0,
-                                                "PHOT_APERTURES": PSF_NORM_APERTURE}, workdir=workdir)
-    try:
-        return astromatic.run_psfex(cat, out_psf, setup=psfex, workdir=workdir)
-    finally:
-        cat.unlink(missing_ok=True)
+#: Moved to the measurement stage (the node fits coadd PSF models of single-epoch tiles too).
+PSF_NORM_APERTURE = astromatic.PSF_NORM_APERTURE
+make_psf_model = astromatic.make_psf_model
 
 
 def make_synthetic_tile(

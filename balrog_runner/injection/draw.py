@@ -64,7 +64,9 @@ Conventions that trip people up, all in one place:
 * **Flags.** ``not_drawn`` bits (ORed over bands): :data:`OFF_IMAGE` (stamp entirely off
   the image: nothing drawn), :data:`CLIPPED` (stamp partly off the image: some light
   missing), :data:`CENTRE_OFF_IMAGE` (the centre is outside the image: only wings drawn),
-  :data:`DRAW_FAILED` (GalSim refused, e.g. an FFT too large; nothing drawn), :data:`MASKED`
+  :data:`DRAW_FAILED` (GalSim refused, or the PSF could not be evaluated there, or the FFT
+  would exceed GalSim's ``maximum_fft_size``, which GalSim 2.8 only warns about before trying
+  to allocate it, 144 GiB for an untruncated 80" Sersic; nothing drawn), :data:`MASKED`
   (centre on a masked pixel and masked positions are skipped, :mod:`.masking`). Positions
   outside the tile are flagged, not errors: positions come from the unique area, so such
   objects are rare and worth counting (logged) rather than aborting a realization.
@@ -195,6 +197,8 @@ class DrawResult:
     flux: np.ndarray
     flux_noised: np.ndarray
     flags: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    #: Sum of each stamp's noiseless pixels added to the image (after clipping), ADU.
+    flux_drawn: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------- inputs
@@ -406,7 +410,7 @@ def draw_objects_into(
     objects: ObjectTable,
     band: str,
     zp: float,
-    gain: float | None,
+    gain: float | galsim.Image | None,
     noise_seed: int | None,
     options: DrawOptions = DrawOptions(),
     profiles: tuple[list[galsim.GSObject | None], np.ndarray] | None = None,
@@ -418,7 +422,8 @@ def draw_objects_into(
     ``wcs`` (the full image WCS) index it directly. ``psf`` is the band's PSFEx model from
     :func:`load_psf`, evaluated per object by a :class:`PsfexGrid` of ``options.psf_grid``
     (or the one given: pixel included, so drawn with ``method='no_pixel'``).
-    ``noise_seed`` None means no Poisson noise. ``profiles`` (from :func:`unit_profiles`)
+    ``noise_seed`` None means no Poisson noise; ``gain`` (e-/ADU) is one number, or an image
+    of ``image``'s bounds for a gain per pixel (a CCD read through two amplifiers). ``profiles`` (from :func:`unit_profiles`)
     lets callers build the band-independent galaxy profiles once for all bands. Objects where
     ``skip`` is True are not drawn and flagged :data:`MASKED` (their seeds are still used up,
     so skipping one never changes another's noise).
@@ -431,6 +436,7 @@ def draw_objects_into(
     mu = np.asarray(cols["magnification"], dtype=np.float64)
     flux = mu * 10.0 ** ((zp - np.asarray(cols[f"mag_{band}"], dtype=np.float64)) / 2.5)
     flux_noised = np.zeros(n)
+    flux_drawn = np.zeros(n)
     flags = np.zeros(n, dtype=np.int32)
     if noise_seed is not None and gain is None:
         raise InputFileError(f"band {band}: Poisson noise needs the image GAIN (e-/ADU)")
@@ -465,25 +471,29 @@ def draw_objects_into(
             flags[i] |= CLIPPED
         pos = galsim.PositionD(x[i], y[i])
         local = wcs.local(pos)
-        psf_i = grid.profile(pos, local)
-        shape = shapes[i]
-        obj = psf_i if shape is None else galsim.Convolve(shape, psf_i, gsparams=options.gsparams)
-        obj = obj.withFlux(float(flux[i]))
         stamp = galsim.ImageF(stamp_bounds, wcs=local)
-        try:
-            obj.drawImage(stamp, method="no_pixel", offset=(x[i] - ix, y[i] - iy))
-        except galsim.GalSimError as exc:
+        try:  # the PSF too: a model that cannot be evaluated here fails this object, not the run
+            psf_i = grid.profile(pos, local)
+            shape = shapes[i]
+            obj = psf_i if shape is None else galsim.Convolve(shape, psf_i, gsparams=options.gsparams)
+            obj = obj.withFlux(float(flux[i]))
+            with warnings.catch_warnings():  # GalSim 2.8 only warns about an FFT past maximum_fft_size,
+                warnings.simplefilter("error", galsim.errors.GalSimFFTSizeWarning)  # then allocates it
+                obj.drawImage(stamp, method="no_pixel", offset=(x[i] - ix, y[i] - iy))
+        except (galsim.GalSimError, galsim.errors.GalSimFFTSizeWarning) as exc:
             log.warning("object %d (balrog_index %d) not drawn in %s: %s", i, cols["balrog_index"][i], band, exc)
             flags[i] |= DRAW_FAILED
             continue
         sub = stamp[overlap]
+        flux_drawn[i] = float(sub.array.sum(dtype=np.float64))
         if seeds is not None:
-            sub *= gain
+            g = gain[overlap] if isinstance(gain, galsim.Image) else gain
+            sub *= g
             sub.addNoise(galsim.PoissonNoise(galsim.BaseDeviate(int(seeds[i])), sky_level=0.0))
-            sub /= gain
+            sub /= g
         image[overlap] += sub
         flux_noised[i] = float(sub.array.sum(dtype=np.float64))
-    return DrawResult(x=x, y=y, flux=flux, flux_noised=flux_noised, flags=flags)
+    return DrawResult(x=x, y=y, flux=flux, flux_noised=flux_noised, flags=flags, flux_drawn=flux_drawn)
 
 
 # --------------------------------------------------------------------------- a realization

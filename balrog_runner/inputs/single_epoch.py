@@ -11,6 +11,13 @@ Each image is DESDM's ``coadd_nwgint`` product, funpacked: HDU 0 ``SCI``, 1 ``WG
 WCS (TPV) in its header, and one PSFEx model per CCD. ``mag_zero`` is the image's zero point
 (Y3: FGCM v2.0 from ``ZEROPOINT``; Y6: ``IMAGE.MAG_ZERO`` of the nwgint row): the re-coadd
 scales each image by ``10**(0.4*(30 - mag_zero))`` to the coadd's zero point 30.
+
+Two optional parts (absent in files written before them; readers take them as missing):
+``grid``, the tile's coadd pixel grid the images are re-coadded onto (SWarp's ``CENTER``,
+``PIXEL_SCALE`` and ``IMAGE_SIZE``; without it the DES tile's own 10000^2 grid), and
+``coadd_psfs``, the PSFEx models of the tile's coadd per band and ``det``: SExtractor measures
+the re-coadd with them, as eastlake measures its re-coadd with DESDM's coadd models (PSFEx is
+not re-run on a re-coadd; DESIGN.md section 12).
 """
 
 from __future__ import annotations
@@ -45,6 +52,42 @@ def se_set_path(outdir: str | os.PathLike, tile: str) -> Path:
 
 
 @dataclass(frozen=True)
+class CoaddGrid:
+    """The pixel grid of a tile's coadd: TAN at (ra, dec) degrees, ``pixel_scale`` arcsec per pixel.
+
+    CRPIX is the image centre ``(n + 1) / 2``, where SWarp puts its ``CENTER`` (checked with
+    SWarp 2.41) and where DESDM's tiles have it (5000.5 for 10000^2).
+    """
+
+    ra: float
+    dec: float
+    naxis1: int
+    naxis2: int
+    pixel_scale: float = 0.263
+
+    def wcs_header(self) -> Any:
+        """The grid's TAN header (astropy ``Header``)."""
+        from astropy.io import fits
+
+        h = fits.Header()
+        h["NAXIS"] = 2
+        h["NAXIS1"] = self.naxis1
+        h["NAXIS2"] = self.naxis2
+        h["CTYPE1"], h["CTYPE2"] = "RA---TAN", "DEC--TAN"
+        h["CUNIT1"], h["CUNIT2"] = "deg", "deg"
+        h["CRVAL1"], h["CRVAL2"] = float(self.ra), float(self.dec)
+        h["CRPIX1"], h["CRPIX2"] = (self.naxis1 + 1) / 2.0, (self.naxis2 + 1) / 2.0
+        h["CD1_1"], h["CD1_2"] = -self.pixel_scale / 3600.0, 0.0
+        h["CD2_1"], h["CD2_2"] = 0.0, self.pixel_scale / 3600.0
+        h["EQUINOX"], h["RADESYS"] = 2000.0, "ICRS"
+        return h
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ra": self.ra, "dec": self.dec, "naxis1": self.naxis1, "naxis2": self.naxis2,
+                "pixel_scale": self.pixel_scale}
+
+
+@dataclass(frozen=True)
 class SEImage:
     """One CCD image of one exposure, on local disk (absolute paths)."""
 
@@ -72,6 +115,10 @@ class SESet:
     images: dict[str, list[SEImage]]
     #: ``"<key>: <reason>"`` for each CCD left out (missing in the archive, no PSF model...).
     dropped: list[str] = field(default_factory=list)
+    #: The coadd grid to re-coadd onto; None = the DES tile's own (``sky.geometry.des_tile``).
+    grid: CoaddGrid | None = None
+    #: PSFEx models of the tile's coadd, per band and ``det`` (measuring the re-coadd).
+    coadd_psfs: dict[str, Path] = field(default_factory=dict)
 
     def band(self, band: str) -> list[SEImage]:
         """The band's images; an InputFileError when the tile has none in that band."""
@@ -97,7 +144,10 @@ def write_se_set(path: str | os.PathLike, se_set: SESet) -> Path:
         "images": {band: [{"expnum": e.expnum, "ccdnum": e.ccdnum, "image": str(e.image), "psf": str(e.psf),
                            "mag_zero": e.mag_zero} for e in entries]
                    for band, entries in se_set.images.items()},
+        "coadd_psfs": {band: str(p) for band, p in se_set.coadd_psfs.items()},
     }
+    if se_set.grid is not None:
+        doc["grid"] = se_set.grid.as_dict()
     path = Path(path)
     atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
     return path
@@ -123,9 +173,15 @@ def read_se_set(path: str | os.PathLike) -> SESet:
             for band, entries in doc["images"].items()
         }
         dropped = [str(d) for d in doc.get("dropped", [])]
+        g = doc.get("grid")
+        grid = None if g is None else CoaddGrid(ra=float(g["ra"]), dec=float(g["dec"]), naxis1=int(g["naxis1"]),
+                                                naxis2=int(g["naxis2"]), pixel_scale=float(g["pixel_scale"]))
+        coadd_psfs = {str(b): Path(p) for b, p in doc.get("coadd_psfs", {}).items()}
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InputFileError(f"single-epoch file set {path} is malformed ({type(exc).__name__}: {exc})") from None
-    se_set = SESet(tile=tile, images=images, dropped=dropped)
+    if grid is not None and not (grid.naxis1 > 0 and grid.naxis2 > 0 and grid.pixel_scale > 0):
+        raise InputFileError(f"single-epoch file set {path}: grid {grid.as_dict()} needs positive sizes and scale")
+    se_set = SESet(tile=tile, images=images, dropped=dropped, grid=grid, coadd_psfs=coadd_psfs)
     for entries in images.values():
         for entry in entries:
             _check_image(tile, entry)

@@ -470,3 +470,30 @@ def make_detection_image(
     cards = {"BAND": ("det", "CHI-MEAN detection image")}
     cards.update(extra or {})
     return write_desdm_image(out, sci, msk, wgt, header, cards)
+
+
+#: Diameter (pixels, ~5.3") of the aperture PSFEx normalises its samples with (PHOTFLUX_KEY
+#: FLUX_APER(1)). MAG_PSF measures the flux the model is normalised to, so a small aperture
+#: (e.g. 2.4") makes MAG_PSF ~0.1 mag faint for a Moffat beta=3.5 PSF; 20 px holds ~99%.
+PSF_NORM_APERTURE = 20.0
+
+
+def make_psf_model(image: str | os.PathLike, out_psf: str | os.PathLike, *, workdir: str | os.PathLike,
+                   sex: SextractorSetup | None = None,
+                   psfex: PsfexSetup = DEFAULT_PSFEX, weight_hdu: int = 2) -> Path:
+    """SExtractor (FITS_LDAC with VIGNET, S/N-limited) + psfex on a DESDM MEF -> PSFEx model.
+
+    What the synthetic surveys' models are made with, and the node's coadd models of a
+    single-epoch tile whose file set names none. ``weight_hdu`` is the HDU of ``image`` that weighs it: 2 in a coadd tile (WGT), 1 in a
+    single-epoch nwgint file (WGT).
+    """
+    sex = sex or SextractorSetup(param=PSFEX_SEX_PARAM)
+    image = Path(image)
+    cat = Path(workdir) / f"{image.name}.psfcat.ldac"
+    run_sextractor((image, 0), cat, detection_weight=(image, weight_hdu), catalog_type="FITS_LDAC",
+                   setup=sex, extra={"DETECT_THRESH": 5.0, "ANALYSIS_THRESH": 5.0,
+                                     "PHOT_APERTURES": PSF_NORM_APERTURE}, workdir=workdir)
+    try:
+        return run_psfex(cat, out_psf, setup=psfex, workdir=workdir)
+    finally:
+        cat.unlink(missing_ok=True)

@@ -6,6 +6,7 @@ The contract of DEVELOPING.md ("Campaign output"), in one place: the runner writ
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -45,6 +46,29 @@ def nosim_catalog_path(outdir: str | os.PathLike, tile: str) -> Path:
     """The once-per-tile nosim catalog (all detections of the untouched images)."""
     return tile_dir(outdir, tile) / "nosim" / f"{tile}_nosim_all.fits"
 
+
+
+def nosim_coadd_path(outdir: str | os.PathLike, tile: str, band: str) -> Path:
+    """Single-epoch campaigns: the re-coadd of the untouched CCD images of ``band`` (or ``det``),
+    made once per tile; realizations are weighed and masked by it."""
+    return tile_dir(outdir, tile) / "nosim" / "coadd" / f"{tile}_{band}.fits"
+
+
+def se_set_file(outdir: str | os.PathLike, tile: str) -> Path:
+    """Single-epoch campaigns: the tile's file set, ``<outdir>/<TILE>/se/se_set.json``."""
+    from ..inputs.single_epoch import se_set_path
+
+    return se_set_path(outdir, tile)
+
+
+def dir_bytes(path: str | os.PathLike) -> int:
+    """Bytes of the files under ``path`` (what a realization's scratch holds)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(root, name)).st_size
+    return total
 
 
 def merged_path(outdir: str | os.PathLike, tile: str) -> Path:

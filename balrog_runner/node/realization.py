@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import functools
 import logging
-import os
 import shutil
 import time
 import traceback
@@ -26,7 +25,7 @@ from ..atomic import explain_failure
 from ..errors import EXIT_FAILED, EXIT_OK
 from ..measurement import blends, measure
 from . import summary
-from .layout import catalog_paths, scratch_dir
+from .layout import catalog_paths, dir_bytes, scratch_dir
 from .plan import Realization
 from .settings import RunSettings, sextractor_extra
 
@@ -35,11 +34,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TileInputs:
-    """A tile's untouched inputs on disk: funpacked images and PSFEx models per band (+ det)."""
+    """A tile's untouched inputs on disk: funpacked images and PSFEx models per band (+ det).
+
+    In single-epoch campaigns ``images`` are the nosim re-coadds (what realizations are
+    weighed and masked by), ``psfs`` the coadd's models, and ``se_set`` the CCD images.
+    """
 
     images: Mapping[str, Path]
     psfs: Mapping[str, Path]
     nosim_catalog: Path
+    se_set: Any = None
 
 
 
@@ -59,16 +63,6 @@ class RealizationResult:
     n_nosim: int = 0
     #: the failure's kind, an exit code of errors.EXIT_CODES (2 bad input, 3 program, 5 disk, ...)
     exit_code: int = EXIT_OK
-
-
-
-def _dir_bytes(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.stat(os.path.join(root, name)).st_size
-    return total
 
 
 
@@ -156,15 +150,22 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
                 b: dataclasses.replace(o, poisson_noise=o.poisson_noise and settings.noise)
                 for b, o in inject.draw_options_for_bands(pyconfig, settings.bands).items()
             }
-            injected = {b: scratch / f"{real.tile}_{b}.fits" for b in settings.bands}
-            truth = inject.inject_realization(
-                {b: inputs.images[b] for b in settings.bands},
-                {b: inputs.psfs[b] for b in settings.bands},
-                objects, injected, draw_options=options, checksum=False,
-                noise_seed=population.realization_seeds(real.indexstart + settings.seed_offset)[1], skip=skip,
-                sci_only=True,  # weighed with the tile's own WGT below: a third of the scratch
-            )
-            inject.require_something_drawn(truth, settings.posdir / f"{real.tile}.fits")
+            noise_seed = population.realization_seeds(real.indexstart + settings.seed_offset)[1]
+            if not settings.single_epoch:
+                injected = {b: scratch / f"{real.tile}_{b}.fits" for b in settings.bands}
+                truth = inject.inject_realization(
+                    {b: inputs.images[b] for b in settings.bands},
+                    {b: inputs.psfs[b] for b in settings.bands},
+                    objects, injected, draw_options=options, checksum=False, noise_seed=noise_seed, skip=skip,
+                    sci_only=True,  # weighed with the tile's own WGT below: a third of the scratch
+                )
+        if settings.single_epoch:  # per chip, then the re-coadd: its own stages (inject, swarp_<band>)
+            from .single_epoch import inject_and_recoadd
+
+            truth, injected, result.scratch_bytes = inject_and_recoadd(
+                settings, inputs.se_set, objects, scratch, options=options, noise_seed=noise_seed, skip=skip,
+                stages=stages)
+        inject.require_something_drawn(truth, settings.posdir / f"{real.tile}.fits")
         timings: dict[str, float] = {}
         truth_arr = truth.as_array()
         nosim_wide = fitsio.read(str(inputs.nosim_catalog), ext=1)
@@ -190,6 +191,7 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
             paths["truth"].parent.mkdir(parents=True, exist_ok=True)
             header = {**provenance.catalog_header(real.tile, real.number, real.indexstart, settings.release,
                                                   settings.sextractor.program, settings.swarp.program),
+                      "INJINTO": settings.inject_into,
                       **(settings.identity.header() if settings.identity else {})}
             truth.meta.update(header)
             truth.meta["EXTNAME"] = "TRUTH"
@@ -200,7 +202,7 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
                                        neighbour_radius=neighbours)
             summary.write_beside(paths["truth"], truth_arr, sim, nosim, header)  # the report's few columns
             inject.write_truth(truth, paths["truth"])  # last: the three together mark completion
-        result.scratch_bytes = _dir_bytes(scratch)
+        result.scratch_bytes = max(result.scratch_bytes, dir_bytes(scratch))
         result.n_truth, result.n_sim, result.n_nosim = len(truth), len(sim), len(nosim)
         result.ok = True
     except Exception as exc:  # noqa: BLE001 - a bug in one realization must not stop the others

@@ -301,30 +301,74 @@ def scratch_in_memory(path: str | os.PathLike) -> bool:
     return filesystem_type(path) in MEMORY_FILESYSTEMS
 
 
-def worker_bytes(image_shape: tuple[int, int], nbands: int, scratch_in_memory: bool = False) -> int:
+#: Single-epoch campaigns, one band's re-coadd (one SWarp call), measured with 2 and 16 DECam
+#: CCDs (2048 x 4096) onto 2048^2 and 4096^2 grids: SWarp's peak RSS was 79 MB with 2, and
+#: 223 MB (2048^2) and 591 MB (4096^2) with 16 CCDs, i.e. about 80 MB plus 4 bytes per input
+#: pixel on the grid (it keeps the resampled images in RAM up to MEM_MAX); its resampled
+#: files then took 2 bytes per input pixel on disk. Planned: the base, plus 4 bytes per input
+#: pixel up to MEM_MAX + COMBINE_BUFSIZE; where the scratch is memory (tmpfs), the resampled
+#: image and weight are memory wherever SWarp keeps them, 8 bytes per input pixel in all.
+SWARP_BASE_BYTES = 80 * MB
+SWARP_RESIDENT_BYTES_PER_INPUT_PIXEL = 4
+SWARP_RESAMPLED_BYTES_PER_INPUT_PIXEL = 8
+#: A band's injected CCD copies (SCI only, float32) in the realization's scratch during its re-coadd.
+SE_COPY_BYTES_PER_INPUT_PIXEL = 4
+
+
+@dataclass(frozen=True)
+class ReCoadd:
+    """What a single-epoch realization's largest re-coadd works on: the CCD pixels of the band
+    with the most (all its images) and its largest CCD, and SWarp's MEM_MAX + COMBINE_BUFSIZE."""
+
+    input_pixels: int
+    largest_input: int
+    swarp_cap: int
+
+
+def recoadd_stage_bytes(image_shape: tuple[int, int], recoadd: ReCoadd, scratch_in_memory: bool = False) -> int:
+    """A worker's peak while re-coadding a band: itself (one CCD's SCI, its gain map and copy),
+    SWarp, and, with the scratch in memory, the CCD copies, SWarp's resampled files, its two
+    outputs and the coadds already made (a plane per band, at most 5)."""
+    plane = 4 * int(image_shape[0]) * int(image_shape[1])
+    swarp = SWARP_BASE_BYTES + min(SWARP_RESIDENT_BYTES_PER_INPUT_PIXEL * recoadd.input_pixels, recoadd.swarp_cap)
+    own = WORKER_BASE_BYTES + 3 * 4 * recoadd.largest_input
+    if not scratch_in_memory:
+        return own + swarp
+    files = (SE_COPY_BYTES_PER_INPUT_PIXEL + SWARP_RESAMPLED_BYTES_PER_INPUT_PIXEL) * recoadd.input_pixels
+    return own + SWARP_BASE_BYTES + files + plane * (2 + 5)
+
+
+def worker_bytes(image_shape: tuple[int, int], nbands: int, scratch_in_memory: bool = False,
+                 recoadd: ReCoadd | None = None) -> int:
     """A worker's estimated peak: ``IMAGES_PER_WORKER`` float32 planes of the tile's size
     (10000^2 -> 400 MB each) and ``WORKER_BASE_BYTES``; with the scratch directory in memory,
-    the realization's scratch files too (a plane per band + 2: 2.8 GB for 5 bands at 10000^2)."""
+    the realization's scratch files too (a plane per band + 2: 2.8 GB for 5 bands at 10000^2).
+    Single-epoch campaigns (``recoadd``): the larger of that (detection and measurement run as in
+    coadd campaigns) and the re-coadd's peak (:func:`recoadd_stage_bytes`)."""
     plane = 4 * int(image_shape[0]) * int(image_shape[1])
     scratch = plane * (SCRATCH_PLANES_PER_BAND * nbands + SCRATCH_PLANES_DET) if scratch_in_memory else 0
-    return WORKER_BASE_BYTES + plane * IMAGES_PER_WORKER + scratch
+    measuring = WORKER_BASE_BYTES + plane * IMAGES_PER_WORKER + scratch
+    if recoadd is None:
+        return measuring
+    return max(measuring, recoadd_stage_bytes(image_shape, recoadd, scratch_in_memory))
 
 
 def plan_pool(ppn: int, image_shape: tuple[int, int], nbands: int, realizations: int,
               memory: MemoryLimit | int | None = None, cpus: int | None = None,
-              scratch_in_memory: bool = False) -> PoolPlan:
+              scratch_in_memory: bool = False, recoadd: ReCoadd | None = None) -> PoolPlan:
     """Workers = min(``ppn``, CPUs allowed, realizations, workers that fit in memory), >= 1.
 
     ``memory`` / ``cpus`` default to what this process was given (:func:`memory_limit`,
     :func:`allowed_cpus`); an int ``memory`` is free bytes from an unnamed source.
     ``scratch_in_memory``: the realizations' scratch files are on tmpfs (:func:`scratch_in_memory`).
+    ``recoadd``: single-epoch campaigns, what the largest re-coadd works on (:class:`ReCoadd`).
     """
     cpus = allowed_cpus() if cpus is None else int(cpus)
     if memory is None:
         memory = memory_limit()
     elif isinstance(memory, int):
         memory = MemoryLimit(memory, memory, "given")
-    per_worker = worker_bytes(image_shape, nbands, scratch_in_memory)
+    per_worker = worker_bytes(image_shape, nbands, scratch_in_memory, recoadd)
     fit = max(1, int(MEMORY_FRACTION * memory.available // per_worker)) if memory else ppn
     candidates = {"ppn": ppn, "realizations": realizations, "cpus": cpus,
                   f"memory ({memory.source})" if memory else "memory": fit}

@@ -156,14 +156,21 @@ def tile_log(outdir: Path, tile: str) -> Iterator[Path]:
         handler.close()
 
 
-def fetch_inputs(settings: RunSettings, tile: str, positions=None) -> TileInputs:
+def fetch_inputs(settings: RunSettings, tile: str, positions=None, status=None) -> TileInputs:
     """Fetch (or find) the tile's images and PSFEx models; measure nosim once.
 
     With ``positions`` (the tile's whole position file) and ``settings.restrict_nosim``,
     nosim model-fits only the detections near one of them (:mod:`..measurement.nosim`).
+    Single-epoch campaigns fetch (or find) the tile's file set instead and measure nosim on the
+    re-coadd of its untouched CCD images (:mod:`.single_epoch`; ``status`` records the set).
     """
+    if settings.single_epoch:
+        from .single_epoch import prepare_tile
+
+        images, psfs, se_set = prepare_tile(settings, tile, status if status is not None else {})
+        nosim = _measure_nosim_once(settings, tile, images, psfs, positions)
+        return TileInputs(images=images, psfs=psfs, nosim_catalog=nosim, se_set=se_set)
     from ..inputs import fetch
-    from ..measurement import nosim as nosim_split
 
     fetch_opts = dict(settings.fetch)
     source = fetch.source_from_options(fetch_opts)
@@ -173,20 +180,28 @@ def fetch_inputs(settings: RunSettings, tile: str, positions=None) -> TileInputs
         deadline=float(fetch_opts.get("deadline") or fetch.DEFAULT_FILE_DEADLINE),
         funpack_timeout=settings.program_timeout,
     )
+    nosim = _measure_nosim_once(settings, tile, files.images, files.psfs, positions)
+    return TileInputs(images=dict(files.images), psfs=dict(files.psfs), nosim_catalog=nosim)
+
+
+def _measure_nosim_once(settings: RunSettings, tile: str, images, psfs, positions) -> Path:
+    """The tile's nosim catalog, measured when it does not exist yet (written atomically)."""
+    from ..measurement import nosim as nosim_split
+
     nosim = nosim_catalog_path(settings.outdir, tile)
     if not nosim.is_file():
         t0 = time.perf_counter()
         nosim.parent.mkdir(parents=True, exist_ok=True)
         pyconfig = read_pyconfig(settings.pyconfig) if settings.pyconfig else None
         fit_near = None
-        first = files.images[settings.bands[0]]  # the truth's x, y come from the first band's WCS
+        first = images[settings.bands[0]]  # the truth's x, y come from the first band's WCS
         if (settings.restrict_nosim and positions is not None
                 and nosim_split.worth_splitting(len(positions), _image_shape(first))):
             fit_near = nosim_split.pixel_positions(first, positions.ra, positions.dec)
-        measure.measure_nosim(files.images, files.psfs, nosim, setup=settings.sextractor, workdir=nosim.parent,
+        measure.measure_nosim(images, psfs, nosim, setup=settings.sextractor, workdir=nosim.parent,
                               band_extra=sextractor_extra(pyconfig, settings.bands), fit_near=fit_near)
         log.info("tile %s: nosim measured once in %.1f s", tile, time.perf_counter() - t0)
-    return TileInputs(images=dict(files.images), psfs=dict(files.psfs), nosim_catalog=nosim)
+    return nosim
 
 
 def _image_shape(path: Path) -> tuple[int, int]:
@@ -273,7 +288,7 @@ def _run_tile_locked(settings: RunSettings, tile: str, outcome: TileOutcome, pus
     if todo:
         try:
             t0 = time.perf_counter()
-            inputs = fetch_inputs(settings, tile, positions)
+            inputs = fetch_inputs(settings, tile, positions, status)
             status["nosim_seconds"] = status.get("nosim_seconds", 0.0) + (time.perf_counter() - t0)
         except Exception as exc:  # noqa: BLE001 - kind and reason recorded; a bug keeps its traceback
             _fail_tile(outcome, exc, tile_dir(outdir, tile), "inputs not ready: ")
@@ -307,6 +322,7 @@ def _run_tile_locked(settings: RunSettings, tile: str, outcome: TileOutcome, pus
     if settings.tile_clean and status["complete"]:
         shutil.rmtree(tile_dir(outdir, tile) / "images", ignore_errors=True)
         shutil.rmtree(tile_dir(outdir, tile) / "scratch", ignore_errors=True)
+        shutil.rmtree(tile_dir(outdir, tile) / "nosim" / "coadd", ignore_errors=True)  # single-epoch re-coadds
     log.info("tile %s: %d done, %d failed, %d not pushed", tile, len(outcome.done), len(outcome.failed),
              len(outcome.not_pushed))
 
@@ -345,8 +361,14 @@ def _run_pool(settings: RunSettings, tile: str, inputs: TileInputs, positions, t
     """
     from tqdm import tqdm
 
+    recoadd = None
+    if settings.single_epoch:
+        from .single_epoch import recoadd_needs
+
+        recoadd = recoadd_needs(settings, inputs.se_set)
     plan = resources.plan_pool(settings.ppn, _image_shape(inputs.images[settings.bands[0]]), len(settings.bands),
-                               len(todo), scratch_in_memory=resources.scratch_in_memory(settings.outdir))
+                               len(todo), scratch_in_memory=resources.scratch_in_memory(settings.outdir),
+                               recoadd=recoadd)
     status["pool"] = plan.as_dict()
     from ..injection import draw as inject  # noqa: F401 - import GalSim once here, shared by the forked workers
     load_population(settings)

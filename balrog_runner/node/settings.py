@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..campaign import identity as campaign_id
+from ..coadd.swarp import CoaddSwarpSetup
 from ..measurement import astromatic, measure
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,18 @@ class RunSettings:
     #: ``balrog['masked-positions']`` (:mod:`.masking`): flag, skip or ignore; and the MSK bits.
     masked_positions: str = "flag"
     mask_bits: int | None = None
+    #: ``run['inject-into']``: 'coadd', or 'single-epoch' (per-chip injection and the re-coadd).
+    inject_into: str = "coadd"
+    #: The single-epoch re-coadd's SWarp (``run['se-swarp-config']``).
+    coadd_swarp: CoaddSwarpSetup = CoaddSwarpSetup()
+    #: psfex, for the coadd PSF models of a single-epoch tile whose file set names none.
+    psfex: astromatic.PsfexSetup = astromatic.DEFAULT_PSFEX
     #: Set per tile by :func:`run_tile` (the fingerprint covers the tile's positions).
     identity: campaign_id.CampaignIdentity | None = None
+
+    @property
+    def single_epoch(self) -> bool:
+        return self.inject_into == "single-epoch"
 
     @property
     def image_keys(self) -> tuple[str, ...]:
@@ -81,6 +92,8 @@ def settings_from_config(run: Mapping[str, Any], balrog: Mapping[str, Any], db: 
     )
     swarp = astromatic.SwarpSetup(program=prog("swarp"), config=Path(run["swarp-config"]),
                                   timeout=run.get("program-timeout"))
+    coadd_swarp = CoaddSwarpSetup(program=prog("swarp"), timeout=run.get("program-timeout"),
+                                  **({"config": Path(run["se-swarp-config"])} if run.get("se-swarp-config") else {}))
     from ..campaign.derived import fetch_options
 
     fetch = fetch_options(run)
@@ -117,6 +130,9 @@ def settings_from_config(run: Mapping[str, Any], balrog: Mapping[str, Any], db: 
         merge_tile=bool(run.get("merge-tile", False)),
         masked_positions=str(balrog.get("masked-positions") or "flag"),
         mask_bits=balrog.get("mask-bits"),
+        inject_into=str(run.get("inject-into") or "coadd"),
+        coadd_swarp=coadd_swarp,
+        psfex=astromatic.PsfexSetup(program=prog("psfex"), timeout=run.get("program-timeout")),
     )
 
 
