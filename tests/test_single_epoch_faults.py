@@ -98,12 +98,12 @@ def test_a_swarp_that_hangs_or_writes_garbage_in_a_recoadd_fails_that_realizatio
         exec SWarp "$@"
         """)
     spec = campaigns.make_se_campaign(tmp_path, se_survey, ngal=10, realizations=3,
-                                      run={"swarp": str(fake), "program-timeout": 90.0, "push": False})
+                                      run={"swarp": str(fake), "program-timeout": 30.0, "push": False})
     result = balrog_run(spec)
     assert result.returncode == 3  # an external program failed (the README's exit codes)
     status = status_of(outdir_of(spec))["realizations"]
     assert status["0"]["state"] == "done"
-    assert status["1"]["state"] == "failed" and "did not finish within its deadline of 90 s" in status["1"]["error"]
+    assert status["1"]["state"] == "failed" and "did not finish within its deadline of 30 s" in status["1"]["error"]
     assert status["2"]["state"] == "failed" and "sci.fits is truncated" in status["2"]["error"]
     assert "faulty-swarp" in status["1"]["error"] and "\n" not in status["2"]["error"]
     outdir = outdir_of(spec)
