@@ -5,13 +5,18 @@ Usage (from the repository root)::
     .venv/bin/python benchmarks/single_epoch.py                          # 4096^2, 4 and 10 exposures
     .venv/bin/python benchmarks/single_epoch.py --size 1024 --ccd 512 1024 --ngal 100   # quick check
     .venv/bin/python benchmarks/single_epoch.py --size 10000 --exposures 10              # a full tile (long)
+    .venv/bin/python benchmarks/single_epoch.py --exposures 2 4 --survey-exposures 10   # part of a 10-exposure survey
 
 What it does:
 
 1. makes (or reuses, under ``--workdir``, default /tmp/bench-cache/single-epoch) a synthetic
    single-epoch survey of the tile (``demo.synth_se``: bands r i z, ``max(--exposures)``
    dithered exposures of DECam CCDs, 2048 x 4096 at 0.263", a real PSFEx model per CCD) and its
-   coadd (the re-coadd of the untouched images, DESDM layout, its own PSFEx models);
+   coadd (the re-coadd of the untouched images, DESDM layout, its own PSFEx models); with
+   ``--survey-exposures N`` the survey is planned with N exposures per band (its sky, dithers
+   and noise per exposure) but only the first ``max(--exposures)`` are rendered and coadded
+   (``make_se_survey(made_exposures=...)``), in its own folder: the same CCD files as the
+   whole survey, at a fraction of the rendering time (about 80 CPU s per 2048 x 4096 CCD);
 2. writes ``--ngal`` positions in the tile (``geometry.cutout_tile``);
 3. runs the real node runner once per case, each in its own process (so that its peak memory
    is its own): **coadd** (inject into the survey's coadd), and **se-N** for each N of
@@ -24,12 +29,14 @@ What it does:
    resampled temporaries included), and an extrapolation to a full tile with 10 exposures per
    band in g r i z Y.
 
-The extrapolation: the re-coadd's time per band is fitted as ``a * input megapixels + b``
-from the se-N cases (``a`` is per input pixel resampled, ``b`` the rest at this output size;
-``b`` is scaled by the output area); a full DES tile has about 20 CCDs of each exposure on it
-(DESIGN.md section 12: 100-200 CCD images per band), i.e. 1680 input megapixels per band with
-10 exposures. Drawing scales with the objects and the exposures they are drawn in; detection
-and measurement are as in coadd mode (README: about 258 s a realization at 10000^2).
+The extrapolation to a full tile (10000^2, 5 bands, the same density of objects): the
+re-coadd's time per band is fitted as ``a * input megapixels + b`` from the se-N cases (``a``
+is per input pixel resampled, ``b`` the rest at this output size, scaled by the output area);
+a full DES tile has about 20 CCDs of each exposure on it (DESIGN.md section 12: 100-200 CCD
+images per band), i.e. 1680 input megapixels per band with 10 exposures. The inject stage is
+fitted as ``c + d * exposures`` (``d``: one exposure's draws and CCD image I/O) and scaled by
+area and bands; the det image by area; SExtractor and the catalogs by area and images
+(5 bands + det). The coadd case is scaled the same way, side by side.
 """
 
 from __future__ import annotations
@@ -144,11 +151,22 @@ def run_case(args: argparse.Namespace) -> dict:
             "inputs": n_inputs}
 
 
+def survey_exposures(args: argparse.Namespace) -> tuple[int, int]:
+    """(exposures rendered, exposures the survey is planned with) per band."""
+    made = max(args.exposures)
+    planned = args.survey_exposures or made
+    if planned < made:
+        raise SystemExit(f"--survey-exposures {planned} is fewer than the largest case's {made} exposures")
+    return made, planned
+
+
 def prepare(args: argparse.Namespace) -> None:
     work = Path(args.workdir)
     t0 = time.perf_counter()
-    survey = make_se_survey(TILE, work / "archive" / TILE, tile_size=args.size, n_exposures=max(args.exposures),
-                            bands=BANDS, ccd_shape=tuple(args.ccd), workers=args.workers, seed=21)
+    made, planned = survey_exposures(args)
+    survey = make_se_survey(TILE, work / "archive" / TILE, tile_size=args.size, n_exposures=planned,
+                            bands=BANDS, ccd_shape=tuple(args.ccd), workers=args.workers, seed=21,
+                            made_exposures=made if made < planned else None)
     log.info("survey ready in %.0f s (%d, %d, %d CCD images in r, i, z)", time.perf_counter() - t0,
              *(len(survey.se_set.band(b)) for b in BANDS))
     posdir = work / "pos"
@@ -193,13 +211,42 @@ def report(results: list[dict], args: argparse.Namespace) -> None:
     full_inputs = 10 * FULL_TILE_CCDS_PER_EXPOSURE * DECAM_CCD_PIXELS / 1e6
     area = (10000 / args.size) ** 2
     swarp_band = a * full_inputs + b * area
-    per_draw = se[-1]["stages"]["inject"] / (args.ngal * len(BANDS) * int(se[-1]["case"].split("-")[1]))
+    last = se[-1]
+    # drawing: inject = c + d * exposures (c: population, truth, per band; d: one exposure's
+    # draws and CCD image I/O), both per object of this run's density, scaled by area and bands
+    inj = [(int(r["case"].split("-")[1]), r["stages"]["inject"]) for r in se]
+    if len(inj) >= 2 and inj[-1][0] != inj[0][0]:
+        d = (inj[-1][1] - inj[0][1]) / (inj[-1][0] - inj[0][0])
+        c = inj[-1][1] - d * inj[-1][0]
+    else:
+        c, d = 0.0, inj[-1][1] / inj[-1][0]
+    per_draw = d / (args.ngal * len(BANDS))
+    full_ngal = args.ngal * area
+    # per band and per area: SExtractor, catalog, match, write (5 bands + det instead of 3 + det)
+    band_scale = area * (FULL_TILE_BANDS + 1) / (len(BANDS) + 1)
+    measure_stages = ("sextractor", "catalog", "match", "write")
+
+    def full_tile(r: dict, draw: float, recoadds: float) -> tuple[float, float]:
+        rest = sum(r["stages"].get(st, 0.0) for st in measure_stages) * band_scale
+        return draw + recoadds + r["stages"].get("swarp", 0.0) * area + rest, rest
+
+    coadd_draw = coadd["stages"].get("inject", 0.0) / (args.ngal * len(BANDS)) * full_ngal * FULL_TILE_BANDS
+    coadd_full, coadd_rest = full_tile(coadd, coadd_draw, 0.0)
+    se_draw = (c + 10 * d) * area * FULL_TILE_BANDS / len(BANDS)
+    se_full, se_rest = full_tile(last, se_draw, FULL_TILE_BANDS * swarp_band)
     print(f"\nre-coadd of one band: {a:.3f} s per input megapixel + {b:.1f} s at {args.size}^2 "
-          f"(fitted on {', '.join(r['case'] for r in se)}); drawing {1e3 * per_draw:.2f} ms per object and exposure")
-    print(f"full tile (10000^2, 10 exposures of ~{FULL_TILE_CCDS_PER_EXPOSURE} CCDs per band, "
-          f"{FULL_TILE_BANDS} bands): re-coadd {swarp_band:.0f} s per band, {FULL_TILE_BANDS * swarp_band:.0f} s "
-          f"per realization for the re-coadds alone (coadd mode here: {coadd['realization']:.0f} s a realization "
-          f"at {args.size}^2)")
+          f"(fitted on {', '.join(r['case'] for r in se)}); inject {c:.1f} s + {d:.1f} s per exposure, "
+          f"i.e. {1e3 * per_draw:.2f} ms per object and exposure (drawing and CCD image I/O)")
+    print(f"full tile (10000^2, {full_ngal:.0f} objects = this run's density, {FULL_TILE_BANDS} bands, "
+          f"single-epoch: 10 exposures of ~{FULL_TILE_CCDS_PER_EXPOSURE} CCDs per band = {full_inputs:.0f} input "
+          f"megapixels per band), seconds per realization, extrapolated:")
+    print(f"{'':<26}{'coadd':>10}{'single-epoch':>14}")
+    print(f"{'draw (inject)':<26}{coadd_draw:>10.0f}{se_draw:>14.0f}")
+    print(f"{'re-coadds (5 bands)':<26}{0:>10.0f}{FULL_TILE_BANDS * swarp_band:>14.0f}")
+    print(f"{'det image (SWarp)':<26}{coadd['stages'].get('swarp', 0.0) * area:>10.0f}"
+          f"{last['stages'].get('swarp', 0.0) * area:>14.0f}")
+    print(f"{'SExtractor + catalogs':<26}{coadd_rest:>10.0f}{se_rest:>14.0f}")
+    print(f"{'realization':<26}{coadd_full:>10.0f}{se_full:>14.0f}   ({se_full / coadd_full:.1f}x)")
 
 
 def main() -> int:
@@ -210,12 +257,17 @@ def main() -> int:
     parser.add_argument("--ccd", type=int, nargs=2, default=[2048, 4096], help="CCD size x y, pixels")
     parser.add_argument("--ngal", type=int, default=1000)
     parser.add_argument("--param", default="light", help="SExtractor parameter file in config/ (light or default)")
+    parser.add_argument("--survey-exposures", type=int, help="exposures per band the survey is planned with "
+                        "(default: the largest of --exposures); only the first max(--exposures) are rendered, "
+                        "with the noise per exposure of the planned survey, and the coadd case uses their coadd")
     parser.add_argument("--workers", type=int, default=2, help="processes making the survey")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if not args.case else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
-    args.workdir = str(Path(args.workdir).absolute() / f"{args.size}-{'x'.join(map(str, args.ccd))}")
+    made, planned = survey_exposures(args)
+    name = f"{args.size}-{'x'.join(map(str, args.ccd))}" + (f"-first{made}of{planned}" if made < planned else "")
+    args.workdir = str(Path(args.workdir).absolute() / name)
     if args.case:
         print(json.dumps(run_case(args)))
         return 0
@@ -225,7 +277,8 @@ def main() -> int:
         log.info("case %s ...", case)
         cmd = [sys.executable, __file__, "--case", case, "--workdir", str(Path(args.workdir).parent),
                "--size", str(args.size), "--ngal", str(args.ngal), "--param", args.param,
-               "--ccd", *map(str, args.ccd), "--exposures", *map(str, args.exposures)]
+               "--ccd", *map(str, args.ccd), "--exposures", *map(str, args.exposures),
+               *(["--survey-exposures", str(args.survey_exposures)] if args.survey_exposures else [])]
         done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
         if done.returncode != 0:
             print(done.stderr[-3000:], file=sys.stderr)

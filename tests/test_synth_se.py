@@ -120,4 +120,26 @@ def test_bad_survey_parameters_are_refused(tmp_path):
         make_se_survey(SE_TILE, tmp_path, bands=("g", "r"))
     with pytest.raises(ConfigError, match="n_exposures"):
         make_se_survey(SE_TILE, tmp_path, n_exposures=0)
+    with pytest.raises(ConfigError, match="made_exposures 4 must be an integer from 1 to n_exposures"):
+        make_se_survey(SE_TILE, tmp_path, n_exposures=3, made_exposures=4)
     assert not list(tmp_path.iterdir())
+
+
+def test_the_first_exposures_of_a_survey_are_the_whole_surveys_files(se_survey, tmp_path):
+    """made_exposures=2 of the 3-exposure survey: the same sky, dithers and noise, so the same
+    pixels in every CCD it renders, and only the first two exposures of each band listed."""
+    from balrog_runner.demo.synth_se import make_se_survey
+
+    part = make_se_survey(SE_TILE, tmp_path / SE_TILE, tile_size=SE_TILE_SIZE, n_exposures=3, ccd_shape=(256, 512),
+                          gap=(24, 18), seed=5, workers=2, det=False, compress=False, made_exposures=2)
+    whole = read_se_set(se_survey.se_set_path)
+    for band, images in read_se_set(part.se_set_path).images.items():
+        first_two = sorted({im.expnum for im in whole.band(band)})[:2]
+        assert sorted({im.expnum for im in images}) == first_two
+        expected = {im.key: im for im in whole.band(band) if im.expnum in first_two}
+        assert sorted(im.key for im in images) == sorted(expected)
+        for im in images:
+            assert im.mag_zero == expected[im.key].mag_zero
+            with fitsio.FITS(str(im.image)) as got, fitsio.FITS(str(expected[im.key].image)) as want:
+                for k in range(4):
+                    assert np.array_equal(got[k].read(), want[k].read())

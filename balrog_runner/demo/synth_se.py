@@ -281,6 +281,7 @@ def make_se_survey(
     det: bool = True,
     zero_points: Mapping[tuple[str, int], float] | None = None,
     sky: SkyDensities = SkyDensities(),
+    made_exposures: int | None = None,
 ) -> SESurvey:
     """Write a synthetic SE survey of tile ``tilename`` into ``outdir`` (module docstring).
 
@@ -293,7 +294,15 @@ def make_se_survey(
     ``zero_points`` sets the zero point of exposure ``(band, index)`` (0-based) instead of
     drawing it. ``sky`` sets the object densities (e.g. a field of isolated stars). ``workers`` CCDs are rendered at once (processes); ``compress`` writes the
     coadd as ``.fits.fz`` (real fpack); ``det`` builds the riz detection image. An existing
-    complete survey (``se_set.json`` present) is not remade.
+    complete survey (``se_set.json`` present) is not remade; CCD files already in ``outdir``
+    are kept (an interrupted survey resumes).
+
+    ``made_exposures`` (k) renders and lists only the first k exposures of each band of the
+    ``n_exposures`` survey: the sky, the dithers and the noise per exposure are those of the
+    whole survey, so its CCD files are the same bytes the whole survey would hold (a benchmark
+    uses part of a large survey without rendering all of it). Its coadd is the re-coadd of
+    those k exposures, and its ``se_set.json`` marks that partial survey complete: give it
+    its own ``outdir``.
     """
     bands = tuple(bands)
     unknown = [b for b in bands if b not in synth.DEPTH_10SIGMA]
@@ -303,6 +312,8 @@ def make_se_survey(
         raise ConfigError(f"the det image needs bands r, i and z; got {','.join(bands)}")
     if not (isinstance(n_exposures, int) and n_exposures >= 1):
         raise ConfigError(f"n_exposures {n_exposures!r} must be a positive integer")
+    if made_exposures is not None and not (isinstance(made_exposures, int) and 1 <= made_exposures <= n_exposures):
+        raise ConfigError(f"made_exposures {made_exposures!r} must be an integer from 1 to n_exposures ({n_exposures})")
     if min(ccd_shape) < 64 or tile_size < 64:
         raise ConfigError(f"CCDs {ccd_shape} and tile size {tile_size} must be at least 64 pixels")
     outdir = Path(outdir).resolve()
@@ -345,7 +356,9 @@ def make_se_survey(
                 box = _ccd_box_on_grid(header, grid_wcs)
                 if box[1] < 0.5 or box[0] > tile_size + 0.5 or box[3] < 0.5 or box[2] > tile_size + 0.5:
                     continue  # not on the tile: DESDM's file set would not list it
-                boxes.append(box)
+                boxes.append(box)  # every exposure's, so the sky is the whole survey's
+                if made_exposures is not None and e >= made_exposures:
+                    continue
                 if zero_points is not None and (band, e) in zero_points:
                     zp = float(zero_points[(band, e)])
                 else:
