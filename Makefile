@@ -52,6 +52,8 @@ bench: setup
 	$(PY) benchmarks/mask_lookup.py --size 2048
 	$(PY) benchmarks/sersic_cache.py
 	$(PY) benchmarks/single_epoch.py --size 2048 --exposures 2 4
+	$(PY) benchmarks/recoadd_scaling.py --size 2048 --exposures 1 2 4 \
+	    --se-dir /tmp/bench-cache/single-epoch/2048-2048x4096/archive/DES2359+0001/se
 
 lint: venv
 	$(PY) -m ruff check balrog_runner tests benchmarks aux
