@@ -374,8 +374,9 @@ def make_se_survey(
     hi = np.array([arr[:, 1].max() + 80, arr[:, 3].max() + 80])
     ccd_area = ccd_shape[0] * ccd_shape[1] * (PIXEL_SCALE / 60.0) ** 2
     stars, gals = make_sky(rng, grid_wcs, lo, hi, bands, ccd_area, sky)
-    log.info("synthetic SE survey %s: %d CCD images (%s bands, %d exposures each, %dx%d CCDs of %dx%d), "
-             "%d stars, %d galaxies", tilename, len(tasks), ",".join(bands), n_exposures, layout[0], layout[1],
+    made = "" if made_exposures is None else f", the first {made_exposures} made"
+    log.info("synthetic SE survey %s: %d CCD images (%s bands, %d exposures each%s, %dx%d CCDs of %dx%d), "
+             "%d stars, %d galaxies", tilename, len(tasks), ",".join(bands), n_exposures, made, layout[0], layout[1],
              ccd_shape[0], ccd_shape[1], len(stars), len(gals))
 
     todo = [t for t in tasks if not (t.image.is_file() and t.psf_file.is_file())]
