@@ -1,7 +1,11 @@
 """``balrog-demo --single-epoch`` at a reduced size, as a user runs it (a subprocess): a synthetic
 single-epoch survey -> DESDM's tables (with the tile's COADDTILE_GEOM grid) -> ``balrog-inputs`` and
 ``balrog-inputs --single-epoch`` -> the HTTP archive with netrc auth -> the same positions run as a
-single-epoch and as a coadd campaign -> ``balrog-report --compare``."""
+single-epoch and as a coadd campaign -> ``balrog-report --compare``.
+
+The end-to-end tests share one demo run of about 3.5 minutes on 2 shared cores (a 256^2 tile, one
+exposure per band: 10 CCD images; both campaigns; both reports), over the default suite's budget:
+they are ``slow`` (``pytest -m slow tests/test_demo_se.py``). The bad-option tests run by default."""
 
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ def demo(tmp_path_factory):
     return workdir, result
 
 
+@pytest.mark.slow
 def test_the_manifest_lists_the_survey_ccds_and_the_tiles_own_grid(demo):
     workdir, _ = demo
     m = se_manifest.read(workdir / "inputs-se.jsonl")
@@ -54,6 +59,7 @@ def test_the_manifest_lists_the_survey_ccds_and_the_tiles_own_grid(demo):
     assert (m.grids[TILE].naxis1, m.grids[TILE].naxis2) == (SIZE, SIZE) and m.grid_sources[TILE] == "COADDTILE_GEOM"
 
 
+@pytest.mark.slow
 def test_the_single_epoch_campaign_fetched_verified_and_recoadded_onto_that_grid(demo):
     workdir, _ = demo
     outdir = workdir / "campaign"
@@ -75,6 +81,7 @@ def test_the_single_epoch_campaign_fetched_verified_and_recoadded_onto_that_grid
     assert len(nosim) > 0 and nosim["X_IMAGE_G"].min() >= 0.5 and nosim["X_IMAGE_G"].max() <= SIZE + 0.5
 
 
+@pytest.mark.slow
 def test_catalogs_in_both_modes_say_which_made_them(demo):
     workdir, _ = demo
     for campaign, mode in (("campaign", "single-epoch"), ("campaign-coadd", "coadd")):
@@ -96,6 +103,7 @@ def test_catalogs_in_both_modes_say_which_made_them(demo):
     np.testing.assert_allclose(a["ra"], b["ra"])
 
 
+@pytest.mark.slow
 def test_the_report_shows_both_modes_side_by_side(demo):
     workdir, result = demo
     report = workdir / "campaign" / "report"
@@ -119,7 +127,7 @@ def test_the_report_shows_both_modes_side_by_side(demo):
 
 
 @pytest.mark.parametrize("args, match", [
-    (["--single-epoch", "--exposures", "0"], "--exposures: must be in 1 .. 10 exposures, got 0"),
+    (["--single-epoch", "--exposures", "0"], "--exposures must be in 1 .. 10 exposures, got 0"),
     (["--exposures", "2"], "--exposures 2: only with --single-epoch"),
 ])
 def test_bad_demo_options_are_one_line_errors(tmp_path, args, match):

@@ -166,7 +166,7 @@ def _verbosity_flags() -> list[str]:
     return ["-v"] if logging.getLogger("balrog_runner").getEffectiveLevel() <= logging.DEBUG else []
 
 
-def _cli(name: str, args: Sequence[str]) -> None:
+def run_cli(name: str, args: Sequence[str]) -> None:
     """Run one of our commands as a user would (a subprocess), failing loudly."""
     exe = Path(sys.executable).parent / name
     cmd = [str(exe) if exe.exists() else name, *_verbosity_flags(), *args]
@@ -205,21 +205,21 @@ def run_demo(plan: DemoPlan) -> dict:
 
     desdm_url = demo_desdm.build(plan.paths["archive"], plan.paths["desdm-archive"], plan.paths["desdm"],
                                  plan.tiles, BANDS)
-    _cli("balrog-inputs", ["--release", demo_desdm.RELEASE, *[a for t in plan.tiles for a in ("--tile", t)],
+    run_cli("balrog-inputs", ["--release", demo_desdm.RELEASE, *[a for t in plan.tiles for a in ("--tile", t)],
                            "--db", desdm_url, "-o", str(plan.paths["manifest"])])
     geometry_table = write_geometry(plan)
     placement = (["--lattice", str(plan.lattice), "--realizations", str(plan.realizations)] if plan.lattice
                  else ["--pertile", str(plan.ngal * plan.realizations)])
-    _cli("balrog-positions", ["--tiles", str(geometry_table), *placement, "--seed",
+    run_cli("balrog-positions", ["--tiles", str(geometry_table), *placement, "--seed",
                               str(plan.seed), "--outdir", str(plan.paths["pos"]), "--overwrite"])
     with serve_archive(plan) as url:
         config_path = write_config(plan, url, plan.paths["manifest"])
         cfg = load_config(config_path)
         if plan.scheduler == "slurm":
-            _run_on_slurm(cfg)
+            run_on_slurm(cfg)
         else:
-            _cli("balrog-jobs", ["--config", str(config_path), "--scheduler", "local", "--force", "--submit"])
-    _cli("balrog-report", [str(plan.paths["out"])])
+            run_cli("balrog-jobs", ["--config", str(config_path), "--scheduler", "local", "--force", "--submit"])
+    run_cli("balrog-report", [str(plan.paths["out"])])
     summary = json.loads((plan.paths["out"] / "report" / "summary.json").read_text())
     db_url = resolve_url(cfg.db, cfg.run["outdir"], cfg.run["dbname"])
     summary["db_rows"] = count_db_rows(cfg)
@@ -247,7 +247,7 @@ def count_db_rows(cfg) -> dict[str, int]:
         engine.dispose()
 
 
-def _run_on_slurm(cfg) -> None:
+def run_on_slurm(cfg) -> None:
     """Build and submit the SLURM jobs, then wait for them (the archive must stay up)."""
     from .. import jobs
 

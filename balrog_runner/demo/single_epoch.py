@@ -34,9 +34,9 @@ from ..errors import BalrogError
 from .run import (
     BANDS,
     DemoPlan,
-    _cli,
-    _run_on_slurm,
     count_db_rows,
+    run_cli,
+    run_on_slurm,
     serve_archive,
     write_config,
     write_geometry,
@@ -86,9 +86,9 @@ def run_campaign(plan: DemoPlan, config_path) -> None:
     from ..campaign.config import load_config
 
     if plan.scheduler == "slurm":
-        _run_on_slurm(load_config(config_path))
+        run_on_slurm(load_config(config_path))
     else:
-        _cli("balrog-jobs", ["--config", str(config_path), "--scheduler", "local", "--force", "--submit"])
+        run_cli("balrog-jobs", ["--config", str(config_path), "--scheduler", "local", "--force", "--submit"])
 
 
 def run_se_demo(plan: DemoPlan) -> dict:
@@ -106,14 +106,14 @@ def run_se_demo(plan: DemoPlan) -> dict:
     surveys = make_surveys(plan)
     desdm_url = build_desdm(plan, surveys)
     tiles = [a for t in plan.tiles for a in ("--tile", t)]
-    _cli("balrog-inputs", ["--release", desdm_tables.RELEASE, *tiles, "--db", desdm_url,
+    run_cli("balrog-inputs", ["--release", desdm_tables.RELEASE, *tiles, "--db", desdm_url,
                            "-o", str(plan.paths["manifest"])])
-    _cli("balrog-inputs", ["--single-epoch", "--release", desdm_tables.RELEASE, *tiles, "--db", desdm_url,
+    run_cli("balrog-inputs", ["--single-epoch", "--release", desdm_tables.RELEASE, *tiles, "--db", desdm_url,
                            "-o", str(plan.paths["se-manifest"])])
     geometry_table = write_geometry(plan)
     placement = (["--lattice", str(plan.lattice), "--realizations", str(plan.realizations)] if plan.lattice
                  else ["--pertile", str(plan.ngal * plan.realizations)])
-    _cli("balrog-positions", ["--tiles", str(geometry_table), *placement, "--seed", str(plan.seed),
+    run_cli("balrog-positions", ["--tiles", str(geometry_table), *placement, "--seed", str(plan.seed),
                               "--outdir", str(plan.paths["pos"]), "--overwrite"])
     seconds = {}
     with serve_archive(plan) as url:
@@ -126,7 +126,7 @@ def run_se_demo(plan: DemoPlan) -> dict:
             run_campaign(plan, path)
             seconds[mode] = time.perf_counter() - t0
             log.info("%s campaign done in %.0f s", mode, seconds[mode])
-    _cli("balrog-report", [str(plan.paths["out"]), "--compare", str(plan.paths["out-coadd"])])
+    run_cli("balrog-report", [str(plan.paths["out"]), "--compare", str(plan.paths["out-coadd"])])
     summary = json.loads((plan.paths["out"] / "report" / "summary.json").read_text())
     from ..campaign.config import load_config
     from ..db import resolve_url, safe_url

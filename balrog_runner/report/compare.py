@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..errors import InputFileError
+
 #: Label of a campaign whose catalogs predate the ``INJINTO`` card (every such campaign injected into coadds).
 UNRECORDED_MODE = "coadd"
 
@@ -53,6 +55,9 @@ def comparison(numbers: dict, other: dict, other_where: str | Path) -> dict:
     if label == other_label:
         label, other_label = f"{label}: this campaign", f"{other_label}: {Path(other_where).name}"
     bands = [b for b in numbers["bands"] if b in other["bands"]]
+    if not bands:
+        raise InputFileError(f"--compare {other_where}: its bands ({', '.join(other['bands'])}) have none in common "
+                             f"with this campaign's ({', '.join(numbers['bands'])})")
     per_band = {}
     for b in bands:
         fa, fb = numbers["completeness"][b]["fit"], other["completeness"][b]["fit"]
