@@ -477,7 +477,7 @@ def draw_compare(fig, box: Box, numbers: dict) -> None:
     bands = cmp["bands"]
     ncols = min(3, len(bands))
     nrows = math.ceil(len(bands) / ncols)
-    gs = box.grid(fig, nrows, ncols, hspace=0.35, wspace=0.08, pad=(0.6, 0.5, 0.15, 0.75))
+    gs = box.grid(fig, nrows, ncols, hspace=0.45, wspace=0.08, pad=(0.6, 0.5, 0.15, 0.9))
     curves = ((numbers["completeness"], _a(numbers["magnitude_edges"]), cmp["label"], "o", "-", None),
               (cmp["other_completeness"], _a(cmp["other_magnitude_edges"]), cmp["other_label"], "s", "--", "none"))
     lo = min(float(e[0]) for _, e, *_ in curves)
@@ -495,7 +495,7 @@ def draw_compare(fig, box: Box, numbers: dict) -> None:
         d = cmp["per_band"][band]
         text = (f"{band}: Δm50 {d['delta_m50']:+.2f} ± {d['delta_m50_error']:.2f}" if np.isfinite(d["delta_m50"])
                 else f"{band}: no Δm50")
-        ax.text(0.97, 0.94, text, transform=ax.transAxes, ha="right", va="top")  # where the curves are ~0
+        ax.set_title(text, fontsize=FONT_SIZE)
         ax.axhline(0.5, color="k", lw=0.5, ls=":")
         ax.set_ylim(-0.02, 1.05)
         ax.set_xlim(lo, hi)
