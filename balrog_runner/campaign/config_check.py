@@ -27,10 +27,12 @@ from .config_keys import (
     INJECT_INTO,
     NODE_PROGRAM_KEYS,
     PROGRAM_KEYS,
+    PSF_MODELS,
     RUN_KEYS,
     SCHEDULERS,
     SECTIONS,
     Key,
+    default_psf_model,
 )
 from .derived import fetch_options, position_file, strip_password
 from .old_keys import old_key_message
@@ -293,6 +295,19 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
         errors.append(f"balrog['masked-positions'] = {balrog['masked-positions']!r}: use {', '.join(map(repr, MASKED_MODES))}")
     if balrog["mask-bits"] is not None and not 0 < balrog["mask-bits"] < 2**63:
         errors.append(f"balrog['mask-bits'] = {balrog['mask-bits']}: a positive bit mask (e.g. 1 | 4) or None (any bit)")
+    if balrog["psf-model"] is not None and balrog["psf-model"] not in PSF_MODELS:
+        errors.append(f"balrog['psf-model'] = {balrog['psf-model']!r}: use {' or '.join(map(repr, PSF_MODELS))} "
+                      "(or None: from the release)")
+    elif balrog["psf-model"] == "piff" and run["inject-into"] != "single-epoch":
+        errors.append("balrog['psf-model'] = 'piff' needs run['inject-into'] = 'single-epoch' (the Piff models are "
+                      "the CCDs'; a coadd campaign draws with the coadds' PSFEx models)")
+    elif run["inject-into"] == "single-epoch" and (balrog["psf-model"] or default_psf_model(run["release"])) == "piff":
+        from ..injection.piff_psf import import_piff
+
+        try:
+            import_piff()
+        except ConfigError as exc:
+            errors.append(str(exc))
     if not 0.0 <= balrog["star-fraction"] <= 1.0:
         errors.append(f"balrog['star-fraction'] = {balrog['star-fraction']} must be within 0..1")
     if db["section"] is not None and not _SECTION_RE.match(db["section"]):

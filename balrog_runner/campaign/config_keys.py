@@ -26,6 +26,14 @@ SCHEDULERS = ("slurm", "wq", "local")
 #: ``run['inject-into']``: draw into the tile's coadds, or into its single-epoch CCD images and re-coadd.
 INJECT_INTO = ("coadd", "single-epoch")
 
+#: ``balrog['psf-model']``: the single-epoch CCDs' PSF models (the coadds' are PSFEx in every release).
+PSF_MODELS = ("psfex", "piff")
+
+
+def default_psf_model(release: str | None) -> str:
+    """The PSF models of a release's CCDs: Piff from Y6 on (DESIGN.md section 12), else PSFEx."""
+    return "piff" if str(release or "").lower().startswith("y6") else "psfex"
+
 
 
 ALL_BANDS = ("g", "r", "i", "z", "Y")
@@ -175,6 +183,7 @@ BALROG_KEYS: dict[str, Key] = {
     "population-columns": Key(None, "dict", "column mapping of the population catalog {truth_name: catalog column or constant number}, e.g. {'mag_i': 'Mapp_i_subaru', 'hlr_sersic': 'halflightradius', 'flux_frac_sersic': 1.0} (presets in balrog_runner.injection.catalog_columns: COSMOS_MOCK_COLUMNS, BULGE_DISK_COLUMNS); None = the catalog's columns already have truth names", optional=True),
     "masked-positions": Key("flag", "str", "objects centred on a masked pixel (a MSK bit of mask-bits set, or weight <= 0, in any injected band): 'flag' draws them and sets truth column masked = 1; 'skip' does not draw them (truth keeps the row, masked = 1, not_drawn bit 16); 'ignore' does neither"),
     "mask-bits": Key(None, "int", "MSK bits that make a pixel masked for masked-positions; None = any bit", optional=True),
+    "psf-model": Key(None, "str", "PSF model of each single-epoch CCD the objects are drawn with (inject-into 'single-epoch'): 'psfex' (DESDM's PSFEx .psf, Y3) or 'piff' (its Piff model, Y6: needs pip install 'balrog_runner[piff]', and pixmappy for DESDM's files, see the README); None = 'piff' for a Y6 release (run['release'] y6*), else 'psfex'. Coadd campaigns always use the coadds' PSFEx models", optional=True),
     "mag-offset-maps": Key(None, "dict", "per-band magnitude offset maps {band: path} (HEALPix FITS, ordering from its header, or a FITS image with a celestial WCS): the map's value (mag) at each object is added to its magnitude in that band and kept in the truth as magoffset_<band> (the original's SLR zero-point correction); None = no offsets", optional=True),
 }
 

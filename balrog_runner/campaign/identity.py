@@ -144,6 +144,8 @@ def identity_for_tile(settings, positions) -> CampaignIdentity:
         "major-version": _value_digest(major_version()),
     }
     # Only when set, so campaigns without them keep their fingerprints.
+    if getattr(settings, "psf_model", "psfex") != "psfex":
+        inputs["psf-model"] = _value_digest(settings.psf_model)
     if getattr(settings, "population_columns", None):
         inputs["population-columns"] = _value_digest(list(settings.population_columns))
     if getattr(settings, "masked_positions", "flag") != "flag" or getattr(settings, "mask_bits", None) is not None:

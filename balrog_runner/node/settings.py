@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..campaign import identity as campaign_id
+from ..campaign.config_keys import default_psf_model
 from ..coadd.swarp import CoaddSwarpSetup
 from ..measurement import astromatic, measure
 
@@ -57,6 +58,8 @@ class RunSettings:
     mask_bits: int | None = None
     #: ``run['inject-into']``: 'coadd', or 'single-epoch' (per-chip injection and the re-coadd).
     inject_into: str = "coadd"
+    #: ``balrog['psf-model']`` resolved (the release's default): 'psfex' or 'piff' (single-epoch CCDs).
+    psf_model: str = "psfex"
     #: The single-epoch re-coadd's SWarp (``run['se-swarp-config']``).
     coadd_swarp: CoaddSwarpSetup = CoaddSwarpSetup()
     #: psfex, for the coadd PSF models of a single-epoch tile whose file set names none.
@@ -131,6 +134,8 @@ def settings_from_config(run: Mapping[str, Any], balrog: Mapping[str, Any], db: 
         masked_positions=str(balrog.get("masked-positions") or "flag"),
         mask_bits=balrog.get("mask-bits"),
         inject_into=str(run.get("inject-into") or "coadd"),
+        psf_model=(str(balrog.get("psf-model") or default_psf_model(run.get("release")))
+                   if run.get("inject-into") == "single-epoch" else "psfex"),
         coadd_swarp=coadd_swarp,
         psfex=astromatic.PsfexSetup(program=prog("psfex"), timeout=run.get("program-timeout")),
     )

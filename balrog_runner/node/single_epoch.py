@@ -72,10 +72,15 @@ def read_tile_set(settings: RunSettings, tile: str, status: MutableMapping[str, 
     se_set = read_se_set(path)
     if se_set.tile != tile:
         raise InputFileError(f"{path} describes tile {se_set.tile}, not {tile}")
+    piff = getattr(settings, "psf_model", "psfex") == "piff"
     for band in settings.bands:
         for image in se_set.band(band):
-            if not Path(image.psf).is_file():
-                raise InputFileError(f"tile {tile}: {image.key} has no PSF model ({image.psf} does not exist; {path})")
+            if piff and image.piff is None:
+                raise InputFileError(f"tile {tile}: balrog['psf-model'] is 'piff' but {path} names no Piff model "
+                                     f"for {image.key} (a Y6 set from balrog-inputs --single-epoch has them)")
+            model = image.piff if piff else image.psf
+            if not Path(model).is_file():
+                raise InputFileError(f"tile {tile}: {image.key} has no PSF model ({model} does not exist; {path})")
     named = [b for b in (*settings.bands, measure.DET) if b in se_set.coadd_psfs]
     gone = [str(se_set.coadd_psfs[b]) for b in named if not Path(se_set.coadd_psfs[b]).is_file()]
     if gone:
@@ -173,7 +178,7 @@ def inject_and_recoadd(settings: RunSettings, se_set: SESet, objects, scratch: P
         t0 = time.perf_counter()
         results[band] = chips.inject_band(se_set.band(band), objects, band, grid, chip_dir,
                                           noise_seed=noise_seed if opts.poisson_noise else None, options=opts,
-                                          profiles=shared[id(opts)], skip=skip)
+                                          profiles=shared[id(opts)], skip=skip, psf_model=settings.psf_model)
         stages["inject"] = stages.get("inject", 0.0) + time.perf_counter() - t0
         coadds[band] = recoadd_band_science(se_set.band(band), grid, scratch / f"{tile}_{band}.fits", band=band,
                                             tilename=tile, workdir=scratch, setup=settings.coadd_swarp,
