@@ -1,16 +1,21 @@
 """Piff PSF models per CCD (issue 22 items 1 and 2), with real models fit by piff itself.
 
-The survey here is one exposure of bands i and z on a 200^2 grid, one small CCD per band
-(about 45 stars each, one Piff fit ~7 s a CCD): the i models need no colour (Y6's GI_COLOR
-needs g), the z models interpolate in IZ_COLOR, as Y6's do. Each test prints its numbers
+The survey here is one exposure of bands r, i and z on a 200^2 grid, one small CCD per band
+(about 45 stars each, one Piff fit ~7 s a CCD): the r and i models need no colour (Y6's
+GI_COLOR needs g), the z models interpolate in IZ_COLOR, as Y6's do. Each test prints its numbers
 (``pytest -s``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
 import sys
+import types
+from pathlib import Path
 
+import campaigns
 import fitsio
 import galsim
 import numpy as np
@@ -21,10 +26,12 @@ from test_se_validation import NO_BACK, _diff, _grid_positions, _objects
 
 from balrog_runner.campaign import config as cfgmod
 from balrog_runner.campaign.config_keys import default_psf_model
+from balrog_runner.campaign.identity import identity_for_tile
 from balrog_runner.coadd.recoadd import recoadd_band
 from balrog_runner.demo.synth_se import SkyDensities, make_se_survey
 from balrog_runner.errors import ConfigError, InputFileError
 from balrog_runner.injection import chips, draw, piff_psf
+from balrog_runner.node import layout
 from balrog_runner.node.settings import settings_from_config
 
 piff = pytest.importorskip("piff")
@@ -35,14 +42,14 @@ HALF = 15  # half-size of the measured stamps, pixels
 @pytest.fixture(scope="module")
 def piff_survey(tmp_path_factory):
     root = tmp_path_factory.mktemp("piff-survey")
-    return make_se_survey("DES0002+0001", root, tile_size=200, bands=("i", "z"), det=False, n_exposures=1,
+    return make_se_survey("DES0002+0001", root, tile_size=200, bands=("r", "i", "z"), n_exposures=1,
                           ccd_shape=(256, 512), gap=(24, 18), dither=(8.0, 8.0), seed=8, compress=False, piff=True,
                           sky=SkyDensities(galaxies=0, faint_stars=0, bright_stars_per_ccd=60, bright_min_sep=30))
 
 
 def test_the_survey_has_a_piff_model_per_ccd_fit_by_piff(piff_survey):
     se = piff_survey.se_set
-    for band, color in (("i", None), ("z", "IZ_COLOR")):
+    for band, color in (("r", None), ("i", None), ("z", "IZ_COLOR")):
         for image in se.band(band):
             model = piff_psf.load_piff(image.piff)
             assert isinstance(model.psf, piff.SimplePSF) and isinstance(model.psf.model, piff.PixelGrid)
@@ -209,14 +216,36 @@ def test_psf_model_key_defaults_from_the_release_and_is_checked(tmp_path):
                                      ("coadd", "y6a2_coadd", None, "psfex")):
         run = {**cfg.run, "inject-into": mode, "release": release}
         assert settings_from_config(run, {**cfg.balrog, "psf-model": key}, cfg.db).psf_model == want
+    # the fingerprint covers it (only when Piff: PSFEx campaigns keep theirs)
+    positions = types.SimpleNamespace(ra=np.zeros(3), dec=np.zeros(3), balrog_index=np.arange(3))
+    run = {**cfg.run, "inject-into": "single-epoch"}
+    fps = {key: identity_for_tile(settings_from_config(run, {**cfg.balrog, "psf-model": key}, cfg.db), positions)
+           for key in ("psfex", "piff")}
+    assert fps["psfex"].fingerprint != fps["piff"].fingerprint
+    assert "psf-model" in fps["piff"].inputs and "psf-model" not in fps["psfex"].inputs
     with pytest.raises(ConfigError, match=r"balrog\['psf-model'\] = 'PIFF': use 'psfex' or 'piff'"):
         cfgmod.load_config(_config(tmp_path, "balrog['psf-model'] = 'PIFF'"))
     with pytest.raises(ConfigError, match=r"'piff' needs run\['inject-into'\] = 'single-epoch'"):
         cfgmod.load_config(_config(tmp_path, "balrog['psf-model'] = 'piff'"))
 
 
-def test_psf_model_piff_without_piff_names_the_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "piff", None)
-    with pytest.raises(ConfigError) as err:
-        piff_psf.import_piff()
-    assert str(err.value).endswith("is not installed: pip install 'balrog_runner[piff]'")
+
+def test_a_single_epoch_campaign_with_piff_models_runs_end_to_end(piff_survey, tmp_path):
+    """balrog-run on the survey with balrog['psf-model'] = 'piff': the injected stars are found."""
+    spec = campaigns.make_se_campaign(tmp_path, piff_survey, ngal=12, realizations=1, balrog={"psf-model": "piff"})
+    result = subprocess.run([str(campaigns.BIN / "balrog-run"), "-q", str(spec)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outdir = Path(json.loads(spec.read_text())["run"]["outdir"])
+    tile = piff_survey.tilename
+    status = json.loads((outdir / tile / "status.json").read_text())
+    assert status["complete"] and "psf-model" in status["fingerprint_inputs"]
+    cats = layout.catalog_paths(outdir, tile, 0)
+    truth = fitsio.read(str(cats["truth"]), ext=1)
+    assert "psf_iz_color" in truth.dtype.names and "psf_gi_color" not in truth.dtype.names
+    drawn = (truth["not_drawn"] & draw.NOT_IN_IMAGE) == 0
+    lo, hi = piff_psf.COLOR_RANGES["IZ_COLOR"]
+    assert drawn.sum() >= 6 and np.all((truth["psf_iz_color"] >= lo) & (truth["psf_iz_color"] <= hi))
+    sim = fitsio.read(str(cats["sim"]), ext=1)
+    found = np.isin(truth["balrog_index"][drawn], sim["balrog_index"])
+    print(f"{drawn.sum()} objects drawn with Piff models, {found.sum()} detected")
+    assert found.sum() >= 1
