@@ -66,7 +66,7 @@ APODIZE_WIDTH = 1.0 * DECAM_PIXEL
 METHODS = ("profile", "stamp")
 #: The one drawing uses. Measured (benchmarks/psf_cost.py, the test survey's models, stars and
 #: galaxies): get_profile and eastlake's stamp agree to 1.2e-5 of the flux per pixel, 6e-4 px in
-#: HSM centroid and 4e-4 in size; get_profile costs 1.5-1.9 ms per star against 11-14 ms.
+#: HSM centroid and 4e-4 in size; get_profile costs 1.65 ms per star against 11.5 ms.
 DEFAULT_METHOD = "profile"
 #: eastlake's stamp side, pixels.
 STAMP_SIZE = 53
