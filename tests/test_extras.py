@@ -49,6 +49,21 @@ def test_psf_model_piff_without_piff_names_the_extra(monkeypatch):
     assert "\n" not in str(err.value)
 
 
+def test_a_y6_single_epoch_campaign_without_piff_is_refused_at_load(monkeypatch, tmp_path):
+    """A Y6 release defaults to Piff models: its config names the extra when piff is missing."""
+    from test_config import _config
+
+    from balrog_runner.campaign import config as cfgmod
+
+    body = "run['inject-into'] = 'single-epoch'\nrun['release'] = 'y6a2_coadd'"
+    monkeypatch.setitem(sys.modules, "piff", None)
+    with pytest.raises(ConfigError, match=r"needs piff, which is not installed: pip install 'balrog_runner\[piff\]'"):
+        cfgmod.load_config(_config(tmp_path, body))
+    # PSFEx needs no piff: the config gets as far as its next check (the tiles' file sets)
+    with pytest.raises(ConfigError, match=r"needs run\['fetch-manifest'\]"):
+        cfgmod.load_config(_config(tmp_path, body + "\nbalrog['psf-model'] = 'psfex'"))
+
+
 def test_sqlite_needs_no_extra(monkeypatch, tmp_path):
     for module in ("psycopg", "oracledb", "mpi4py", "piff"):
         monkeypatch.setitem(sys.modules, module, None)
