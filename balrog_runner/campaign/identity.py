@@ -11,7 +11,8 @@ The fingerprint (sha256, first 16 hex digits) covers everything that determines 
 catalogs: the tile's positions (the ``ra``/``dec``/``balrog_index`` values), ``ngal``,
 ``realizations``, the bands, ``seed-offset``, ``noise``, ``star-fraction``, the contents of
 the population file, the pyconfig, the SExtractor config / param / filter / NNW files and the
-SWarp config, the release, and the package's major version. Contents, not paths: a moved
+SWarp config, the release, the single-epoch CCDs' PSF model when it is Piff
+(``balrog['psf-model']``), and the package's major version. Contents, not paths: a moved
 venv or a copied config gives the same fingerprint, an edited param file does not. Not
 covered: modules a pyconfig imports, the programs' versions, the tile images themselves
 (the release names them). ``realization-list`` is not part of it: the subjobs of one
