@@ -199,7 +199,8 @@ def _measure_nosim_once(settings: RunSettings, tile: str, images, psfs, position
                 and nosim_split.worth_splitting(len(positions), _image_shape(first))):
             fit_near = nosim_split.pixel_positions(first, positions.ra, positions.dec)
         measure.measure_nosim(images, psfs, nosim, setup=settings.sextractor, workdir=nosim.parent,
-                              band_extra=sextractor_extra(pyconfig, settings.bands), fit_near=fit_near)
+                              band_extra=sextractor_extra(pyconfig, settings.bands), fit_near=fit_near,
+                              flag_image=(images[measure.DET], measure.MSK_HDU) if settings.det_flag_image else None)
         log.info("tile %s: nosim measured once in %.1f s", tile, time.perf_counter() - t0)
     return nosim
 
