@@ -5,7 +5,7 @@ The runs (DESIGN.md section 6):
 - **nosim**, once per tile (:func:`measure_nosim`): each band in dual-image mode with the
   tile's original riz detection image, and the detection image measured on itself.
 - **sim**, per realization (:func:`measure_realization`): SWarp the injected r, i, z into a
-  new CHI-MEAN detection image on the tile grid, then each injected band in dual-image mode
+  new detection image on the tile grid (CHI-MEAN, or DESDM's Y6 recipe: :mod:`.recipe`), then each injected band in dual-image mode
   against it, and that detection image on itself.
 
 Each run gives one SExtractor catalog per band; :func:`build_wide_catalog` joins them on
@@ -296,7 +296,7 @@ def measure_realization(
 ) -> Path:
     """One realization's sim run on its injected, funpacked band images -> wide catalog.
 
-    SWarps ``det_bands`` of ``images`` into a CHI-MEAN detection image (kept at
+    SWarps ``det_bands`` of ``images`` into the recipe's detection image (kept at
     ``det_image_out`` if given, else deleted), then runs SExtractor on every band in
     dual-image mode and on the detection image itself. ``psfs['det']`` is the tile's
     original detection-image PSFEx model: the injected objects do not change the PSF, so

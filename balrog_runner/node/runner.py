@@ -369,7 +369,9 @@ def _run_pool(settings: RunSettings, tile: str, inputs: TileInputs, positions, t
         recoadd = recoadd_needs(settings, inputs.se_set)
     plan = resources.plan_pool(settings.ppn, _image_shape(inputs.images[settings.bands[0]]), len(settings.bands),
                                len(todo), scratch_in_memory=resources.scratch_in_memory(settings.outdir),
-                               recoadd=recoadd)
+                               recoadd=recoadd,
+                               det_planes=(resources.SCRATCH_PLANES_DET_RESAMPLED if settings.desdm_recipe == "y6"
+                                           else resources.SCRATCH_PLANES_DET))
     status["pool"] = plan.as_dict()
     from ..injection import draw as inject  # noqa: F401 - import GalSim once here, shared by the forked workers
     load_population(settings)
