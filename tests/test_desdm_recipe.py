@@ -24,7 +24,7 @@ from balrog_runner import jobs
 from balrog_runner.campaign import config as cfgmod
 from balrog_runner.campaign import config_keys, identity
 from balrog_runner.demo import synth
-from balrog_runner.errors import ConfigError
+from balrog_runner.errors import ConfigError, ExternalProgramError, InputFileError
 from balrog_runner.measurement import astromatic, detection, measure, recipe
 from balrog_runner.node import layout
 from balrog_runner.node.settings import settings_from_config
@@ -199,9 +199,25 @@ def test_a_realizations_science_call_equals_the_whole_recipes(tile, tmp_path):
 
 def test_a_missing_input_is_named(tile, tmp_path):
     bands = [*bands_of(tile)[:2], detection.DetectionBand(tmp_path / "gone.fits", tile.images["z"])]
-    with pytest.raises(Exception, match="gone.fits does not exist"):
+    with pytest.raises(InputFileError, match="gone.fits does not exist"):
         detection.make_y6_detection_image(bands, tmp_path / "det.fits", setup=Y6_SWARP, workdir=tmp_path)
     assert not (tmp_path / "det.fits").exists()
+
+
+def test_a_swarp_that_writes_garbage_fails_the_y6_image_with_the_program_named(tile, tmp_path):
+    garbage = tmp_path / "garbage-swarp"  # exits 0 after writing junk where SWarp's outputs go
+    garbage.write_text(textwrap.dedent("""\
+        #!/bin/sh
+        while [ $# -gt 0 ]; do
+          case "$1" in -IMAGEOUT_NAME|-WEIGHTOUT_NAME) echo junk > "$2";; esac
+          shift
+        done
+        """))
+    garbage.chmod(0o755)
+    setup = astromatic.SwarpSetup(program=str(garbage), config=Y6_SWARP.config)
+    with pytest.raises(ExternalProgramError, match="garbage-swarp"):
+        detection.make_y6_detection_image(bands_of(tile), tmp_path / "det.fits", setup=setup, workdir=tmp_path)
+    assert not (tmp_path / "det.fits").exists() and not list(tmp_path.glob("det-y6-*"))
 
 
 # ----------------------------------------------------------------------------- SExtractor

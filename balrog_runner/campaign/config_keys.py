@@ -100,7 +100,7 @@ RUN_KEYS: dict[str, Key] = {
     "pos": Key(None, "path", "directory of position files <pos>/<TILE>.fits (from balrog-positions)", optional=True, required=True),
     "tiles": Key(None, "path", "tile list file (text, one name a line, or FITS with a tilename column); used when CustomConfig returns no tiles", optional=True),
     "pyconfig": Key(None, "path", "user python file with the injection hooks (see config/example_pyconfig.py); None = default population", optional=True),
-    "release": Key("y3a2_coadd", "str", "DESDM coadd release of the images (recorded with the outputs; the fetch-* keys say where its files are)"),
+    "release": Key("y3a2_coadd", "str", "DESDM coadd release of the images (recorded with the outputs; the fetch-* keys say where its files are; a Y6 tag makes desdm-recipe 'y6' by default)"),
     # injection sizes
     "ngal": Key(1000, "int", "objects injected per realization"),
     "realizations": Key(None, "int", "realizations per tile; None = as many as the tile's positions allow (rows // ngal)", optional=True),
