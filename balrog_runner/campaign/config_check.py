@@ -32,6 +32,7 @@ from .config_keys import (
     SCHEDULERS,
     SECTIONS,
     Key,
+    config_dir,
     default_psf_model,
 )
 from .derived import fetch_options, position_file, strip_password
@@ -255,6 +256,7 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
         errors.append("run['realization-list'] holds a negative realization index")
     if run["inject-into"] not in INJECT_INTO:
         errors.append(f"run['inject-into'] = {run['inject-into']!r}: use {' or '.join(map(repr, INJECT_INTO))}")
+    _resolve_recipe(run, errors)
     bad_bands = [b for b in run["bands"] if b not in ALL_BANDS]
     if bad_bands or not run["bands"] or len(set(run["bands"])) != len(run["bands"]):
         errors.append(f"run['bands'] = {run['bands']!r}: a non-empty list of distinct bands from {' '.join(ALL_BANDS)}")
@@ -324,6 +326,24 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
         if not run[name].strip():
             errors.append(f"run['{name}'] is empty")
 
+
+
+def _resolve_recipe(run: dict[str, Any], errors: list[str]) -> None:
+    """``run['desdm-recipe']`` from the release when None, checked; the recipe's files where
+    ``sex-config`` / ``swarp-config`` are None (so the spec, the preflight and the fingerprint
+    see the files that run)."""
+    from ..measurement.recipe import get_recipe, recipe_for_release
+
+    if run["desdm-recipe"] is None:
+        run["desdm-recipe"] = recipe_for_release(run["release"])
+    try:
+        recipe = get_recipe(run["desdm-recipe"])
+    except ConfigError as exc:
+        errors.append(str(exc))
+        return
+    for key, name in (("sex-config", recipe.sex_config), ("swarp-config", recipe.det_swarp_config)):
+        if run[key] is None:
+            run[key] = str(config_dir() / name)
 
 
 def _check_dbname(dbname: str, errors: list[str], prefix: str = "") -> None:

@@ -108,7 +108,7 @@ RUN_KEYS: dict[str, Key] = {
     "pos": Key(None, "path", "directory of position files <pos>/<TILE>.fits (from balrog-positions)", optional=True, required=True),
     "tiles": Key(None, "path", "tile list file (text, one name a line, or FITS with a tilename column); used when CustomConfig returns no tiles", optional=True),
     "pyconfig": Key(None, "path", "user python file with the injection hooks (see config/example_pyconfig.py); None = default population", optional=True),
-    "release": Key("y3a2_coadd", "str", "DESDM coadd release of the images (recorded with the outputs; the fetch-* keys say where its files are)"),
+    "release": Key("y3a2_coadd", "str", "DESDM coadd release of the images (recorded with the outputs; the fetch-* keys say where its files are; a Y6 tag makes desdm-recipe 'y6' by default)"),
     # injection sizes
     "ngal": Key(1000, "int", "objects injected per realization"),
     "realizations": Key(None, "int", "realizations per tile; None = as many as the tile's positions allow (rows // ngal)", optional=True),
@@ -138,11 +138,12 @@ RUN_KEYS: dict[str, Key] = {
     "balrog-run": Key(_default_balrog_run, "str", "the node runner executable the job files call"),
     "program-timeout": Key(None, "float", "deadline of each SExtractor / SWarp / funpack run, seconds (a hung run fails its realization or tile and is killed); None = 300 + 30 per megapixel of the image (55 min for 10000^2)", optional=True),
     # AstrOmatic configuration files
-    "sex-config": Key(_cfg("default.sex"), "path", "SExtractor configuration file"),
+    "desdm-recipe": Key(None, "str", "DESDM's detection recipe (DESIGN.md section 12): 'y3' (riz detection image by SWarp CHI-MEAN on the tile grid, RESAMPLE N; SExtractor DETECT_THRESH = ANALYSIS_THRESH = 1.1, DEBLEND_NTHRESH 32: config/default.sex, config/default.swarp) or 'y6' (riz AVERAGE, RESAMPLE Y, RESAMPLING_TYPE NEAREST, two SWarp calls (weight, mask) and coadd_assemble --band det; SExtractor 0.8 / 0.8, DEBLEND_NTHRESH 64, FLAG_IMAGE = the detection image's MSK: config/y6.sex, config/y6_det.swarp), in coadd and single-epoch campaigns alike; None = from run['release'] ('y6' for a Y6 tag, else 'y3')", optional=True),
+    "sex-config": Key(None, "path", "SExtractor configuration file; None = desdm-recipe's (config/default.sex for y3, config/y6.sex for y6)", optional=True),
     "sex-param": Key(_cfg("default.param"), "path", "SExtractor output parameter list"),
     "sex-filter": Key("/usr/share/source-extractor/gauss_3.0_7x7.conv", "path", "SExtractor detection filter (DESDM's Y3 and Y6 coadd filter: a Gaussian of FWHM 3 pixels on 7x7; config/default.sex cites the sources)"),
     "sex-nnw": Key("/usr/share/source-extractor/default.nnw", "path", "SExtractor star/galaxy neural network"),
-    "swarp-config": Key(_cfg("default.swarp"), "path", "SWarp configuration file (riz detection image)"),
+    "swarp-config": Key(None, "path", "SWarp configuration file of the riz detection image; None = desdm-recipe's (config/default.swarp for y3, config/y6_det.swarp for y6)", optional=True),
     "se-swarp-config": Key(_cfg("se_coadd.swarp"), "path", "SWarp configuration of the single-epoch re-coadd (DESDM's keys; inject-into 'single-epoch' only)"),
     "db-columns": Key(_cfg("y1a1_coadd_objects-columns.fits"), "path", "FITS table of DESDM coadd-object columns kept in the DB"),
     "sim-restrict": Key(True, "bool", "sim runs measure only detections within 2 px of an injected object or of its nearest pre-existing detection within 2\" (SExtractor ASSOC MATCHED, as the original Balrog; the neighbour decides the blend flag nosim_changed): same values for those rows, model fitting skipped for the rest; False = every detection"),

@@ -154,6 +154,8 @@ def identity_for_tile(settings, positions) -> CampaignIdentity:
     if getattr(settings, "inject_into", "coadd") != "coadd":
         inputs["inject-into"] = _value_digest(settings.inject_into)
         inputs["se-swarp-config"] = _file_digest(settings.coadd_swarp.config, "se-swarp-config")
+    if getattr(settings, "desdm_recipe", "y3") != "y3":
+        inputs["desdm-recipe"] = _value_digest(settings.desdm_recipe)
     for band, path in getattr(settings, "mag_offset_maps", ()):
         inputs[f"mag-offset-map-{band}"] = _file_digest(Path(path), f"mag-offset-maps {band}")
     fingerprint = _digest(json.dumps(inputs, sort_keys=True).encode())

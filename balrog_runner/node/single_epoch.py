@@ -3,7 +3,7 @@
 Per tile, once (:func:`prepare_tile`): read the tile's file set (``<outdir>/<TILE>/images/
 se_set.json``, :mod:`balrog_runner.inputs.single_epoch`; the single-epoch fetch writes it), check
 it, and re-coadd the untouched CCD images with DESDM's recipe into the **nosim** coadds (one
-MEF per band, SCI/MSK/WGT, and the riz CHI-MEAN detection image, under ``nosim/coadd/``).
+MEF per band, SCI/MSK/WGT, and the riz detection image of ``run['desdm-recipe']``, under ``nosim/coadd/``).
 These are what the tile's nosim catalog is measured on, and what every realization is weighed
 and masked by. DESDM's own coadd is not the nosim here: the re-coadd differs from it by
 everything DESDM did that the project does not redo (``coadd_assemble``'s interpolation of
@@ -33,7 +33,7 @@ from ..injection import chips
 from ..injection import draw as inject
 from ..inputs.manifest import mode_of as manifest_mode
 from ..inputs.single_epoch import CoaddGrid, SESet, read_se_set
-from ..measurement import astromatic, measure
+from ..measurement import astromatic, detection, measure
 from ..sky import geometry
 from .layout import dir_bytes, nosim_coadd_path, se_set_file
 from .resources import ReCoadd
@@ -107,9 +107,9 @@ def nosim_recoadd(settings: RunSettings, tile: str, se_set: SESet) -> dict[str, 
         if missing:
             raise InputFileError(f"tile {tile}: the detection image needs bands {', '.join(missing)} "
                                  f"among run['bands'] ({', '.join(settings.bands)})")
-        astromatic.make_detection_image([((images[b], 0), (images[b], 2)) for b in measure.DETECTION_BANDS], det,
-                                        setup=settings.swarp, workdir=det.parent,
-                                        extra={"TILENAME": (tile, "DES tile")})
+        detection.make_detection_image(settings.desdm_recipe,
+                                       [detection.DetectionBand(images[b], images[b]) for b in measure.DETECTION_BANDS],
+                                       det, setup=settings.swarp, workdir=det.parent, tilename=tile)
     images[measure.DET] = det
     return images
 
