@@ -300,7 +300,10 @@ def test_a_y6_campaign_runs_the_y6_recipe_in_both_modes(se_survey, tmp_path, mod
                 "sex": str(logging_wrapper(tmp_path / "sex", "source-extractor", logs["sex"]))}
     spec = campaigns.make_se_campaign(tmp_path, se_survey, ngal=8, realizations=1, mode=mode,
                                       run={"release": "Y6A2_COADD", **programs,
-                                           **({"tile-clean": False} if mode == "single-epoch" else {})})
+                                           **({"tile-clean": False} if mode == "single-epoch" else {})},
+                                      # a Y6 release takes Piff by default; this survey's CCDs have
+                                      # PSFEx models only (test_piff.py runs the Piff path)
+                                      balrog={"psf-model": "psfex"})
     run = json.loads(spec.read_text())["run"]
     assert run["desdm-recipe"] == "y6"
     result = subprocess.run([str(BIN / "balrog-run"), "-q", str(spec)], capture_output=True, text=True, timeout=900)
