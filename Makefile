@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: setup system-deps demo-deps venv venv-demo test test-all demo lint bench clean
+.PHONY: setup system-deps demo-deps venv venv-demo test test-all demo demo-se lint bench clean
 
 setup: system-deps venv
 
@@ -39,6 +39,10 @@ test-all: setup
 
 demo: demo-deps venv-demo
 	$(VENV)/bin/balrog-demo
+
+# the same chain in single-epoch mode, beside coadd mode on the same positions (README: Coadd or single-epoch injection)
+demo-se: demo-deps venv-demo
+	$(VENV)/bin/balrog-demo --single-epoch
 
 # Speed and memory figures (each prints a table; several minutes in all on 2 cores).
 bench: setup

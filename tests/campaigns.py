@@ -44,7 +44,7 @@ def make_campaign(root: Path, archive: Path, tiles: Sequence[str], *, size: int,
 
 def make_se_campaign(root: Path, se_survey, *, ngal: int = 12, realizations: int = 1,
                      bands: Sequence[str] = ("r", "i", "z"), mode: str = "single-epoch",
-                     run: Mapping[str, Any] | None = None) -> Path:
+                     run: Mapping[str, Any] | None = None, balrog: Mapping[str, Any] | None = None) -> Path:
     """A campaign on the synthetic single-epoch survey's tile (tests/conftest.py ``se_survey``).
 
     In single-epoch mode the survey's file set is written where the node reads it
@@ -59,4 +59,4 @@ def make_se_campaign(root: Path, se_survey, *, ngal: int = 12, realizations: int
         outdir = demo.DemoPlan(workdir=root, tiles=[se_survey.tilename], size=se_survey.grid.naxis1).paths["out"]
         write_se_set(layout.se_set_file(outdir, se_survey.tilename), se_survey.se_set)
     return make_campaign(root, se_survey.outdir.parent, [se_survey.tilename], size=se_survey.grid.naxis1,
-                         ngal=ngal, realizations=realizations, run=run)
+                         ngal=ngal, realizations=realizations, run=run, balrog=balrog)

@@ -44,9 +44,10 @@ def test_every_key_documented_and_defaults_resolve(monkeypatch, tmp_path):
     run = config_keys.default_run()
     assert run["bands"] == ["g", "r", "i", "z", "Y"] and run["sex"] == "source-extractor" and run["swarp"] == "SWarp"
     assert Path(run["db-columns"]).is_file()  # shipped with the repository
-    assert Path(run["sex-config"]).parent == config_keys.config_dir()
+    assert Path(run["sex-param"]).parent == config_keys.config_dir()
+    assert run["sex-config"] is None and run["swarp-config"] is None  # the desdm-recipe's files (config_check)
     monkeypatch.setenv(config_keys.CONFIG_DIR_ENV, str(tmp_path))
-    assert config_keys.default_run()["swarp-config"] == str(tmp_path / "default.swarp")
+    assert config_keys.default_run()["sex-param"] == str(tmp_path / "default.param")
     text = config_keys.describe_keys()
     assert "DBoverwrite" in text and "dangerous" in text and "hidden" in text and "tile-clean" in text
     # fresh copies: editing one default dict never leaks into the next

@@ -15,13 +15,22 @@ from balrog_runner.demo import desdm_tables
 from balrog_runner.demo.archive_server import ArchiveServer
 from balrog_runner.errors import InputFileError
 from balrog_runner.inputs import fetch, fetch_se, se_manifest
-from balrog_runner.inputs.single_epoch import NWGINT_HDUS, SEImage, tile_se_dir
+from balrog_runner.inputs.single_epoch import (
+    NWGINT_HDUS,
+    CoaddGrid,
+    SEImage,
+    read_se_set,
+    tile_se_dir,
+)
 
 T1, T2 = "DES0002+0209", "DES0003+0209"
 #: (tile, band, expnum, ccd, zero point, fpacked): exposure 229686's CCDs 5 and 6 overlap both tiles.
 CCDS = [(T1, "g", 229686, 5, 31.20, True), (T1, "g", 229686, 6, 31.25, True), (T1, "g", 229700, 12, 30.9, False),
         (T1, "r", 229688, 5, 31.5, True), (T2, "g", 229686, 5, 31.20, True), (T2, "g", 229686, 6, 31.25, False),
         (T2, "r", 229688, 6, 31.6, True)]
+#: The tiles' COADDTILE_GEOM rows: a synthetic tile's own small grid.
+GRIDS = {T1: CoaddGrid(ra=0.5375, dec=2.15, naxis1=512, naxis2=640, pixel_scale=0.263),
+         T2: CoaddGrid(ra=0.79, dec=2.15, naxis1=300, naxis2=200, pixel_scale=0.27)}
 
 
 def _survey(root, psf_src) -> tuple[dict[str, list[SEImage]], dict[tuple[str, str], dict]]:
@@ -44,8 +53,9 @@ def _survey(root, psf_src) -> tuple[dict[str, list[SEImage]], dict[tuple[str, st
 def test_the_demo_se_survey_resolves_and_fetches_through_desdm_and_http(era, tmp_path, des_psf_path, capsys):
     tiles, truth = _survey(tmp_path / "survey", des_psf_path)
     archive, db = tmp_path / "desarchive", tmp_path / "desdm.sqlite"
-    url = desdm_tables.build_single_epoch({T1: tiles[T1]}, archive, db, era=era)
-    desdm_tables.build_single_epoch({T2: tiles[T2]}, archive, db, era=era)  # rows added to the same database
+    url = desdm_tables.build_single_epoch({T1: tiles[T1]}, archive, db, era=era, grids={T1: GRIDS[T1]})
+    desdm_tables.build_single_epoch({T2: tiles[T2]}, archive, db, era=era,  # rows added to the same database
+                                    grids={T2: GRIDS[T2]})
     engine = sa.create_engine(url)
     with engine.connect() as conn:  # one red_immask (and PSF) per CCD, one coadd attempt per tile
         immask = conn.exec_driver_sql("SELECT expnum, ccdnum FROM image WHERE filetype = 'red_immask'").all()
@@ -73,6 +83,10 @@ def test_the_demo_se_survey_resolves_and_fetches_through_desdm_and_http(era, tmp
             want = {(i.band, i.expnum, i.ccdnum): i.mag_zero for i in tiles[tile]}
             got = {(i.band, i.expnum, i.ccdnum): i.mag_zero for b in se_set.images for i in se_set.band(b)}
             assert got == pytest.approx(want)
+            # the tile's coadd grid went DESDM's COADDTILE_GEOM -> manifest -> se_set.json: each tile is
+            # re-coadded onto its own small grid, not the DES tiling's 10000^2
+            assert se_set.grid == GRIDS[tile]
+            assert read_se_set(tile_se_dir(tmp_path / "out", tile) / "se_set.json").grid == GRIDS[tile]
             for band in se_set.images:
                 for image in se_set.band(band):
                     for name, ext in NWGINT_HDUS.items():

@@ -1,7 +1,7 @@
 """Release tag -> single-epoch manifest, for real: DESDM's IMAGE / PROCTAG / FILE_ARCHIVE_INFO /
 DESFILE / MISCFILE / ZEROPOINT / PFW_ATTEMPT_VAL tables built on PostgreSQL by the test (DDL as
 DESDM spells it), both eras (Y3: IMAGE.TILENAME and ZEROPOINT FGCM v2.0; Y6: PFW_ATTEMPT_VAL and
-IMAGE.MAG_ZERO); the SQL also compiled for Oracle."""
+IMAGE.MAG_ZERO), each tile's coadd grid from COADDTILE_GEOM; the SQL also compiled for Oracle."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from sqlalchemy.dialects import oracle
 from balrog_runner.cli import inputs as inputs_cli
 from balrog_runner.db.url import make_engine
 from balrog_runner.errors import ConfigError, InputFileError
-from balrog_runner.inputs import desdm, desdm_se, se_manifest
+from balrog_runner.inputs import desdm, desdm_se, se_manifest, tile_grid
+from balrog_runner.inputs.single_epoch import CoaddGrid
 
 _REASON = unavailable_reason()
 needs_pg = pytest.mark.skipif(_REASON is not None, reason=f"NO POSTGRESQL TESTS: {_REASON}")
@@ -39,6 +40,8 @@ CREATE TABLE {s}.{p}DESFILE (ID BIGINT, FILENAME VARCHAR(100), FILETYPE VARCHAR(
 CREATE TABLE {s}.{p}ZEROPOINT (IMAGENAME VARCHAR(100), MAG_ZERO REAL, MAG_ZERO_ERR REAL, SOURCE VARCHAR(30),
     VERSION VARCHAR(30), FLAG INT);
 CREATE TABLE {s}.{p}PFW_ATTEMPT_VAL (PFW_ATTEMPT_ID BIGINT, KEY VARCHAR(100), VAL VARCHAR(200));
+CREATE TABLE {s}.{p}COADDTILE_GEOM (ID BIGINT, TILENAME VARCHAR(20), RA_CENT DOUBLE PRECISION,
+    DEC_CENT DOUBLE PRECISION, PIXELSCALE DOUBLE PRECISION, NAXIS1 INT, NAXIS2 INT, CROSSRA0 VARCHAR(1));
 """
 
 
@@ -53,7 +56,8 @@ class Rows:
         self.era = era
         self.coadd_tag, self.input_tag = ERA_TAGS[era]
         self.tables: dict[str, list[dict]] = {k: [] for k in (
-            "proctag", "image", "miscfile", "file_archive_info", "desfile", "zeropoint", "pfw_attempt_val")}
+            "proctag", "image", "miscfile", "file_archive_info", "desfile", "zeropoint", "pfw_attempt_val",
+            "coaddtile_geom")}
         self.expected: dict[str, dict[str, dict]] = {}
         self._id = 0
 
@@ -143,6 +147,8 @@ def y3_rows() -> Rows:
     rows.tile(T2, 710, 2591, no_zp=("D00249686_g_c05",), not_archived=("D00249687_g_c12",),
               no_psf_row=("D00249696_r_c12",), bad_immask_path=("D00249696_r_c12",), first_expnum=249686)
     rows.tile(T3, 720, 2592, twice=("D00239697_r_c05",), first_expnum=239686)
+    rows.tables["coaddtile_geom"].append({"id": 1, "tilename": T1, "ra_cent": 0.5, "dec_cent": 2.15, "pixelscale": 0.263,
+                                          "naxis1": 10000, "naxis2": 10000, "crossra0": "N"})  # T2, T3: no row
     return rows
 
 
@@ -150,6 +156,8 @@ def y6_rows() -> Rows:
     rows = Rows("y6")
     rows.tile(T1, 800, 5137)
     rows.tile(T2, 810, 5138, bands=("g",), first_expnum=249686)
+    rows.tables["coaddtile_geom"].append({"id": 1, "tilename": T2, "ra_cent": 1.25, "dec_cent": -38.5,
+                                          "pixelscale": 0.263, "naxis1": 4096, "naxis2": 3072, "crossra0": "N"})
     return rows
 
 
@@ -206,7 +214,7 @@ def test_y3_set_from_the_tagged_attempt_with_fgcm_zero_points(desdm_db, tmp_path
     engine, y3, _ = desdm_db
     seen = _count_queries(engine)
     m = desdm_se.resolve_single_epoch(engine, "Y3A2_COADD", [T1], bands=BANDS, schema="PROD")
-    assert len(seen) == 1  # every band, CCD, file and zero point of the chunk: one query
+    assert len(seen) == 2  # every band, CCD, file and zero point of the chunk: one query; the grids: one
     assert (m.era, m.input_tag, m.zeropoint, m.schema) == ("y3", "Y3A1_FINALCUT", "ZEROPOINT FGCM v2.0", "prod")
     assert {b: len(m.entries(T1, b)) for b in BANDS} == {"g": 6, "r": 6} and not m.dropped
     _check(m, y3, T1)
@@ -216,6 +224,9 @@ def test_y3_set_from_the_tagged_attempt_with_fgcm_zero_points(desdm_db, tmp_path
     path = se_manifest.write(m, tmp_path / "se.json")
     back = se_manifest.read(path, tiles=[T1])
     assert back.tiles == m.tiles and back.input_tag == "Y3A1_FINALCUT" and back.counts == {T1: {"g": 6, "r": 6}}
+    # the tile's coadd grid, from its COADDTILE_GEOM row, carried by the manifest
+    assert m.grids[T1] == CoaddGrid(ra=0.5, dec=2.15, naxis1=10000, naxis2=10000, pixel_scale=0.263)
+    assert back.grids == m.grids and back.grid_sources == {T1: "COADDTILE_GEOM"}
 
 
 @needs_pg
@@ -225,6 +236,10 @@ def test_y6_set_through_pfw_attempt_val_with_image_mag_zero(desdm_db):
     assert (m.era, m.input_tag, m.zeropoint, m.prefix) == ("y6", "Y6A1_COADD_INPUT", "IMAGE.MAG_ZERO", "y6a2_")
     _check(m, y6, T1, bands=("g",))
     _check(m, y6, T2, bands=("g",))
+    # T2's grid from its (prefixed) COADDTILE_GEOM row; T1 has none there: the DES tiling's 10000^2
+    assert m.grids[T2] == CoaddGrid(ra=1.25, dec=-38.5, naxis1=4096, naxis2=3072, pixel_scale=0.263)
+    assert (m.grids[T1].naxis1, m.grids[T1].naxis2) == (10000, 10000)
+    assert m.grid_sources == {T1: "DES tiling", T2: "COADDTILE_GEOM"}
     with pytest.raises(InputFileError, match=rf"{T2}: no usable r images"):
         desdm_se.resolve_single_epoch(engine, "Y6A2_COADD", [T2], prefix="Y6A2_", bands=BANDS)
 
@@ -306,6 +321,18 @@ def test_se_sql_compiles_for_oracle_with_every_value_bound():
             assert "av.key = :key_1" in sql and "i.mag_zero AS mag_zero" in sql and "zeropoint" not in sql
     sql = str(desdm_se.se_query(desdm.desdm_tables(None, "Y6A2_"), "y6").compile(dialect=ora))
     assert "FROM y6a2_proctag tme JOIN y6a2_pfw_attempt_val av" in sql
+    sql = str(tile_grid.grid_query(desdm.desdm_tables("PROD")).params(tiles=tiles).compile(
+        dialect=ora, compile_kwargs={"render_postcompile": True}))
+    assert "FROM prod.coaddtile_geom" in sql and "tilename IN (:tiles_1, :tiles_2, :tiles_3)" in sql
+    assert "DES0000" not in sql and '"' not in sql
+
+
+def test_a_coaddtile_geom_row_that_is_no_grid_is_an_error_naming_the_tile():
+    row = {"tilename": T1, "ra_cent": 0.5, "dec_cent": 2.15, "pixelscale": 0.263, "naxis1": 10000, "naxis2": 10000}
+    assert tile_grid.grid_from_row(row, "t").naxis1 == 10000
+    for bad in ({"naxis1": 0}, {"pixelscale": None}, {"dec_cent": float("nan")}, {"naxis2": 10.5}):
+        with pytest.raises(InputFileError, match=r"^tile DES0002\+0209 in coaddtile_geom: .* is not a tile grid"):
+            tile_grid.grid_from_row({**row, **bad}, f"tile {T1} in coaddtile_geom")
 
 
 def test_bad_arguments(tmp_path, capsys):

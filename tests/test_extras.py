@@ -1,4 +1,4 @@
-"""MPI and the server databases' drivers are extras: used without them, a one-line error
+"""MPI, the server databases' drivers and piff are extras: used without them, a one-line error
 names the extra to install (the test suite has them all; here they are hidden)."""
 
 from __future__ import annotations
@@ -39,8 +39,33 @@ def test_missing_database_driver_names_the_extra(monkeypatch, url, module, extra
     assert "\n" not in str(err.value)
 
 
+def test_psf_model_piff_without_piff_names_the_extra(monkeypatch):
+    from balrog_runner.injection import piff_psf
+
+    monkeypatch.setitem(sys.modules, "piff", None)
+    with pytest.raises(ConfigError) as err:
+        piff_psf.import_piff()
+    assert str(err.value).endswith("is not installed: pip install 'balrog_runner[piff]'")
+    assert "\n" not in str(err.value)
+
+
+def test_a_y6_single_epoch_campaign_without_piff_is_refused_at_load(monkeypatch, tmp_path):
+    """A Y6 release defaults to Piff models: its config names the extra when piff is missing."""
+    from test_config import _config
+
+    from balrog_runner.campaign import config as cfgmod
+
+    body = "run['inject-into'] = 'single-epoch'\nrun['release'] = 'y6a2_coadd'"
+    monkeypatch.setitem(sys.modules, "piff", None)
+    with pytest.raises(ConfigError, match=r"needs piff, which is not installed: pip install 'balrog_runner\[piff\]'"):
+        cfgmod.load_config(_config(tmp_path, body))
+    # PSFEx needs no piff: the config gets as far as its next check (the tiles' file sets)
+    with pytest.raises(ConfigError, match=r"needs run\['fetch-manifest'\]"):
+        cfgmod.load_config(_config(tmp_path, body + "\nbalrog['psf-model'] = 'psfex'"))
+
+
 def test_sqlite_needs_no_extra(monkeypatch, tmp_path):
-    for module in ("psycopg", "oracledb", "mpi4py"):
+    for module in ("psycopg", "oracledb", "mpi4py", "piff"):
         monkeypatch.setitem(sys.modules, module, None)
     engine = make_engine(f"sqlite:///{tmp_path / 'x.sqlite'}")
     with engine.connect() as conn:
@@ -88,6 +113,6 @@ def test_all_extra_installs_every_optional_part():
             expanded.add(req.name.lower())
     every_part = set().union(*(_names(reqs) for name, reqs in extras.items() if name not in ("all", "test")))
     assert expanded == every_part
-    assert {"mpi4py", "psycopg", "oracledb"} <= expanded
+    assert {"mpi4py", "psycopg", "oracledb", "piff"} <= expanded
     test = {Requirement(r) for r in extras["test"]}
     assert any(r.name.replace("_", "-") == "balrog-runner" and "all" in r.extras for r in test)

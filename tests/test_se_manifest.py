@@ -12,9 +12,11 @@ import pytest
 from balrog_runner.errors import InputFileError, OutputError
 from balrog_runner.inputs import manifest, se_manifest
 from balrog_runner.inputs.se_manifest import SEFileEntry, SEManifest
+from balrog_runner.inputs.single_epoch import CoaddGrid
 
 T1, T2 = "DES0002+0209", "DES0003-3832"
 MD5 = "0123456789abcdef0123456789abcdef"
+GRID = CoaddGrid(ra=0.7275, dec=2.1583, naxis1=2048, naxis2=1536, pixel_scale=0.263)
 
 
 def _entry(band: str, expnum: int, ccd: int, **kw) -> SEFileEntry:
@@ -33,7 +35,8 @@ def _m(**kw) -> SEManifest:
     args = {"release": "Y3A2_COADD", "era": "y3", "tiles": tiles, "input_tag": "Y3A1_FINALCUT",
             "zeropoint": "ZEROPOINT FGCM v2.0", "database": "oracle+oracledb://me:***@h:1521?service_name=desoper",
             "bands": ("g", "r"), "schema": "prod", "archive_name": "desar2home",
-            "dropped": {T2: ("D00229701_g_c31: no zero point (ZEROPOINT FGCM v2.0)",)}}
+            "dropped": {T2: ("D00229701_g_c31: no zero point (ZEROPOINT FGCM v2.0)",)},
+            "grids": {T1: GRID}, "grid_sources": {T1: "COADDTILE_GEOM"}}
     return SEManifest(**{**args, **kw})
 
 
@@ -43,6 +46,7 @@ def test_round_trip_of_every_tile_one_tile_and_the_header(tmp_path):
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["se.json"]
     back = se_manifest.read(path)
     assert back.tiles == m.tiles and back.dropped == m.dropped and back.created
+    assert back.grids == {T1: GRID} and back.grid_sources == {T1: "COADDTILE_GEOM"}  # T2: none (an older manifest)
     assert (back.release, back.era, back.input_tag, back.zeropoint, back.schema, back.bands) == (
         "Y3A2_COADD", "y3", "Y3A1_FINALCUT", "ZEROPOINT FGCM v2.0", "prod", ("g", "r"))
     one = se_manifest.read(path, tiles=[T2])
@@ -116,6 +120,9 @@ def _edit_line(path, k: int, edit) -> None:
     (0, lambda o: o["tiles"].__setitem__("DES0002", o["tiles"].pop(T1)), "'DES0002' is not a DES tile name"),
     (0, lambda o: o["tiles"][T1].__setitem__("offset", 7), "the lines of tile DES0002\\+0209 do not match"),
     (0, lambda o: o["tiles"][T1]["images"].__setitem__("g", 3), "do not match the header's index"),
+    (0, lambda o: o["tiles"][T1]["grid"].__setitem__("naxis1", 0), r"tile DES0002\+0209 grid naxis1 = 0 is not"),
+    (0, lambda o: o["tiles"][T1]["grid"].__setitem__("pixel_scale", -1), r"grid = .*pixel_scale > 0"),
+    (0, lambda o: o["tiles"][T1]["grid"].pop("dec"), r"grid = .* is not an object with keys dec, naxis1"),
 ])
 def test_defects_are_one_line_errors_naming_the_file(tmp_path, k, edit, match):
     path = se_manifest.write(_m(), tmp_path / "se.json")

@@ -27,10 +27,13 @@ from .config_keys import (
     INJECT_INTO,
     NODE_PROGRAM_KEYS,
     PROGRAM_KEYS,
+    PSF_MODELS,
     RUN_KEYS,
     SCHEDULERS,
     SECTIONS,
     Key,
+    config_dir,
+    default_psf_model,
 )
 from .derived import fetch_options, position_file, strip_password
 from .old_keys import old_key_message
@@ -253,6 +256,7 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
         errors.append("run['realization-list'] holds a negative realization index")
     if run["inject-into"] not in INJECT_INTO:
         errors.append(f"run['inject-into'] = {run['inject-into']!r}: use {' or '.join(map(repr, INJECT_INTO))}")
+    _resolve_recipe(run, errors)
     bad_bands = [b for b in run["bands"] if b not in ALL_BANDS]
     if bad_bands or not run["bands"] or len(set(run["bands"])) != len(run["bands"]):
         errors.append(f"run['bands'] = {run['bands']!r}: a non-empty list of distinct bands from {' '.join(ALL_BANDS)}")
@@ -293,6 +297,19 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
         errors.append(f"balrog['masked-positions'] = {balrog['masked-positions']!r}: use {', '.join(map(repr, MASKED_MODES))}")
     if balrog["mask-bits"] is not None and not 0 < balrog["mask-bits"] < 2**63:
         errors.append(f"balrog['mask-bits'] = {balrog['mask-bits']}: a positive bit mask (e.g. 1 | 4) or None (any bit)")
+    if balrog["psf-model"] is not None and balrog["psf-model"] not in PSF_MODELS:
+        errors.append(f"balrog['psf-model'] = {balrog['psf-model']!r}: use {' or '.join(map(repr, PSF_MODELS))} "
+                      "(or None: from the release)")
+    elif balrog["psf-model"] == "piff" and run["inject-into"] != "single-epoch":
+        errors.append("balrog['psf-model'] = 'piff' needs run['inject-into'] = 'single-epoch' (the Piff models are "
+                      "the CCDs'; a coadd campaign draws with the coadds' PSFEx models)")
+    elif run["inject-into"] == "single-epoch" and (balrog["psf-model"] or default_psf_model(run["release"])) == "piff":
+        from ..injection.piff_psf import import_piff
+
+        try:
+            import_piff()
+        except ConfigError as exc:
+            errors.append(str(exc))
     if not 0.0 <= balrog["star-fraction"] <= 1.0:
         errors.append(f"balrog['star-fraction'] = {balrog['star-fraction']} must be within 0..1")
     if db["section"] is not None and not _SECTION_RE.match(db["section"]):
@@ -309,6 +326,24 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
         if not run[name].strip():
             errors.append(f"run['{name}'] is empty")
 
+
+
+def _resolve_recipe(run: dict[str, Any], errors: list[str]) -> None:
+    """``run['desdm-recipe']`` from the release when None, checked; the recipe's files where
+    ``sex-config`` / ``swarp-config`` are None (so the spec, the preflight and the fingerprint
+    see the files that run)."""
+    from ..measurement.recipe import get_recipe, recipe_for_release
+
+    if run["desdm-recipe"] is None:
+        run["desdm-recipe"] = recipe_for_release(run["release"])
+    try:
+        recipe = get_recipe(run["desdm-recipe"])
+    except ConfigError as exc:
+        errors.append(str(exc))
+        return
+    for key, name in (("sex-config", recipe.sex_config), ("swarp-config", recipe.det_swarp_config)):
+        if run[key] is None:
+            run[key] = str(config_dir() / name)
 
 
 def _check_dbname(dbname: str, errors: list[str], prefix: str = "") -> None:

@@ -26,6 +26,14 @@ SCHEDULERS = ("slurm", "wq", "local")
 #: ``run['inject-into']``: draw into the tile's coadds, or into its single-epoch CCD images and re-coadd.
 INJECT_INTO = ("coadd", "single-epoch")
 
+#: ``balrog['psf-model']``: the single-epoch CCDs' PSF models (the coadds' are PSFEx in every release).
+PSF_MODELS = ("psfex", "piff")
+
+
+def default_psf_model(release: str | None) -> str:
+    """The PSF models of a release's CCDs: Piff from Y6 on (DESIGN.md section 12), else PSFEx."""
+    return "piff" if str(release or "").lower().startswith("y6") else "psfex"
+
 
 
 ALL_BANDS = ("g", "r", "i", "z", "Y")
@@ -100,7 +108,7 @@ RUN_KEYS: dict[str, Key] = {
     "pos": Key(None, "path", "directory of position files <pos>/<TILE>.fits (from balrog-positions)", optional=True, required=True),
     "tiles": Key(None, "path", "tile list file (text, one name a line, or FITS with a tilename column); used when CustomConfig returns no tiles", optional=True),
     "pyconfig": Key(None, "path", "user python file with the injection hooks (see config/example_pyconfig.py); None = default population", optional=True),
-    "release": Key("y3a2_coadd", "str", "DESDM coadd release of the images (recorded with the outputs; the fetch-* keys say where its files are)"),
+    "release": Key("y3a2_coadd", "str", "DESDM coadd release of the images (recorded with the outputs; the fetch-* keys say where its files are; a Y6 tag makes desdm-recipe 'y6' by default)"),
     # injection sizes
     "ngal": Key(1000, "int", "objects injected per realization"),
     "realizations": Key(None, "int", "realizations per tile; None = as many as the tile's positions allow (rows // ngal)", optional=True),
@@ -130,11 +138,12 @@ RUN_KEYS: dict[str, Key] = {
     "balrog-run": Key(_default_balrog_run, "str", "the node runner executable the job files call"),
     "program-timeout": Key(None, "float", "deadline of each SExtractor / SWarp / funpack run, seconds (a hung run fails its realization or tile and is killed); None = 300 + 30 per megapixel of the image (55 min for 10000^2)", optional=True),
     # AstrOmatic configuration files
-    "sex-config": Key(_cfg("default.sex"), "path", "SExtractor configuration file"),
+    "desdm-recipe": Key(None, "str", "DESDM's detection recipe (DESIGN.md section 12): 'y3' (riz detection image by SWarp CHI-MEAN on the tile grid, RESAMPLE N; SExtractor DETECT_THRESH = ANALYSIS_THRESH = 1.1, DEBLEND_NTHRESH 32: config/default.sex, config/default.swarp) or 'y6' (riz AVERAGE, RESAMPLE Y, RESAMPLING_TYPE NEAREST, two SWarp calls (weight, mask) and coadd_assemble --band det; SExtractor 0.8 / 0.8, DEBLEND_NTHRESH 64, FLAG_IMAGE = the detection image's MSK: config/y6.sex, config/y6_det.swarp), in coadd and single-epoch campaigns alike; None = from run['release'] ('y6' for a Y6 tag, else 'y3')", optional=True),
+    "sex-config": Key(None, "path", "SExtractor configuration file; None = desdm-recipe's (config/default.sex for y3, config/y6.sex for y6)", optional=True),
     "sex-param": Key(_cfg("default.param"), "path", "SExtractor output parameter list"),
     "sex-filter": Key("/usr/share/source-extractor/gauss_3.0_7x7.conv", "path", "SExtractor detection filter (DESDM's Y3 and Y6 coadd filter: a Gaussian of FWHM 3 pixels on 7x7; config/default.sex cites the sources)"),
     "sex-nnw": Key("/usr/share/source-extractor/default.nnw", "path", "SExtractor star/galaxy neural network"),
-    "swarp-config": Key(_cfg("default.swarp"), "path", "SWarp configuration file (riz detection image)"),
+    "swarp-config": Key(None, "path", "SWarp configuration file of the riz detection image; None = desdm-recipe's (config/default.swarp for y3, config/y6_det.swarp for y6)", optional=True),
     "se-swarp-config": Key(_cfg("se_coadd.swarp"), "path", "SWarp configuration of the single-epoch re-coadd (DESDM's keys; inject-into 'single-epoch' only)"),
     "db-columns": Key(_cfg("y1a1_coadd_objects-columns.fits"), "path", "FITS table of DESDM coadd-object columns kept in the DB"),
     "sim-restrict": Key(True, "bool", "sim runs measure only detections within 2 px of an injected object or of its nearest pre-existing detection within 2\" (SExtractor ASSOC MATCHED, as the original Balrog; the neighbour decides the blend flag nosim_changed): same values for those rows, model fitting skipped for the rest; False = every detection"),
@@ -175,6 +184,7 @@ BALROG_KEYS: dict[str, Key] = {
     "population-columns": Key(None, "dict", "column mapping of the population catalog {truth_name: catalog column or constant number}, e.g. {'mag_i': 'Mapp_i_subaru', 'hlr_sersic': 'halflightradius', 'flux_frac_sersic': 1.0} (presets in balrog_runner.injection.catalog_columns: COSMOS_MOCK_COLUMNS, BULGE_DISK_COLUMNS); None = the catalog's columns already have truth names", optional=True),
     "masked-positions": Key("flag", "str", "objects centred on a masked pixel (a MSK bit of mask-bits set, or weight <= 0, in any injected band): 'flag' draws them and sets truth column masked = 1; 'skip' does not draw them (truth keeps the row, masked = 1, not_drawn bit 16); 'ignore' does neither"),
     "mask-bits": Key(None, "int", "MSK bits that make a pixel masked for masked-positions; None = any bit", optional=True),
+    "psf-model": Key(None, "str", "PSF model of each single-epoch CCD the objects are drawn with (inject-into 'single-epoch'): 'psfex' (DESDM's PSFEx .psf, Y3) or 'piff' (its Piff model, Y6: needs pip install 'balrog_runner[piff]', and pixmappy for DESDM's files, see the README); None = 'piff' for a Y6 release (run['release'] y6*), else 'psfex'. Coadd campaigns always use the coadds' PSFEx models", optional=True),
     "mag-offset-maps": Key(None, "dict", "per-band magnitude offset maps {band: path} (HEALPix FITS, ordering from its header, or a FITS image with a celestial WCS): the map's value (mag) at each object is added to its magnitude in that band and kept in the truth as magoffset_<band> (the original's SLR zero-point correction); None = no offsets", optional=True),
 }
 

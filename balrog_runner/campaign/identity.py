@@ -11,7 +11,8 @@ The fingerprint (sha256, first 16 hex digits) covers everything that determines 
 catalogs: the tile's positions (the ``ra``/``dec``/``balrog_index`` values), ``ngal``,
 ``realizations``, the bands, ``seed-offset``, ``noise``, ``star-fraction``, the contents of
 the population file, the pyconfig, the SExtractor config / param / filter / NNW files and the
-SWarp config, the release, and the package's major version. Contents, not paths: a moved
+SWarp config, the release, the single-epoch CCDs' PSF model when it is Piff
+(``balrog['psf-model']``), and the package's major version. Contents, not paths: a moved
 venv or a copied config gives the same fingerprint, an edited param file does not. Not
 covered: modules a pyconfig imports, the programs' versions, the tile images themselves
 (the release names them). ``realization-list`` is not part of it: the subjobs of one
@@ -144,6 +145,8 @@ def identity_for_tile(settings, positions) -> CampaignIdentity:
         "major-version": _value_digest(major_version()),
     }
     # Only when set, so campaigns without them keep their fingerprints.
+    if getattr(settings, "psf_model", "psfex") != "psfex":
+        inputs["psf-model"] = _value_digest(settings.psf_model)
     if getattr(settings, "population_columns", None):
         inputs["population-columns"] = _value_digest(list(settings.population_columns))
     if getattr(settings, "masked_positions", "flag") != "flag" or getattr(settings, "mask_bits", None) is not None:
@@ -151,6 +154,8 @@ def identity_for_tile(settings, positions) -> CampaignIdentity:
     if getattr(settings, "inject_into", "coadd") != "coadd":
         inputs["inject-into"] = _value_digest(settings.inject_into)
         inputs["se-swarp-config"] = _file_digest(settings.coadd_swarp.config, "se-swarp-config")
+    if getattr(settings, "desdm_recipe", "y3") != "y3":
+        inputs["desdm-recipe"] = _value_digest(settings.desdm_recipe)
     for band, path in getattr(settings, "mag_offset_maps", ()):
         inputs[f"mag-offset-map-{band}"] = _file_digest(Path(path), f"mag-offset-maps {band}")
     fingerprint = _digest(json.dumps(inputs, sort_keys=True).encode())

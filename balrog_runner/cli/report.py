@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--table-prefix", metavar="PREFIX", default=None,
                         help="with --source db: the tables' prefix (default: campaign.json's db['table-prefix'], "
                              "else '')")
+    parser.add_argument("--compare", metavar="CAMPAIGN", default=None,
+                        help="another campaign directory (read from its files) to report beside this one: both "
+                             "completeness curves per band in compare.png and their fitted m50s and differences in "
+                             "a table, e.g. the same survey and positions in the other injection mode (coadd / "
+                             "single-epoch)")
     parser.add_argument("--min-count", type=positive_int("objects"), default=MIN_COUNT,
                         help=f"fewest objects in a bin (or sky pixel) for it to be drawn or given a median "
                              f"(default {MIN_COUNT})")
@@ -63,7 +68,8 @@ def _action(args: argparse.Namespace) -> int:
     if args.source == "files" and args.campaign is None:
         raise ConfigError("give the campaign directory (run['outdir']), or --source db with --db and --dbname")
     page = write_report(args.campaign, args.outdir, source=args.source, db_url=args.db, dbname=args.dbname,
-                        prefix=args.table_prefix, nside=args.nside, options=Options(min_count=args.min_count))
+                        prefix=args.table_prefix, nside=args.nside, options=Options(min_count=args.min_count),
+                        compare=args.compare)
     print(page)
     return 0
 

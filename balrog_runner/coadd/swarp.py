@@ -148,12 +148,17 @@ def write_lists(inputs: Sequence[CoaddInput], weight_hdu: int, workdir: Path) ->
 
 
 def swarp_command(grid: CoaddGrid, lists: tuple[str, str, str], image_out: str, weight_out: str,
-                  setup: CoaddSwarpSetup = DEFAULT_SETUP) -> list[str]:
-    """The argv of one call (names relative to the work folder it runs in)."""
+                  setup: CoaddSwarpSetup = DEFAULT_SETUP, combine_type: str = "WEIGHTED") -> list[str]:
+    """The argv of one call (names relative to the work folder it runs in).
+
+    ``combine_type``: ``WEIGHTED`` for the band coadds; the Y6 detection image's calls
+    (:mod:`balrog_runner.measurement.detection`) use ``AVERAGE``.
+    """
     images, weights, scales = lists
-    argv = [setup.program, f"@{images}", "-c", str(setup.config),
+    # absolute: SWarp runs in the work folder, and a config it cannot find is a warning, not an error
+    argv = [setup.program, f"@{images}", "-c", os.path.abspath(setup.config),
             "-IMAGEOUT_NAME", image_out, "-WEIGHTOUT_NAME", weight_out,
-            "-COMBINE_TYPE", "WEIGHTED", "-BLANK_BADPIXELS", "Y",
+            "-COMBINE_TYPE", combine_type, "-BLANK_BADPIXELS", "Y",
             "-WEIGHT_TYPE", "MAP_WEIGHT", "-WEIGHT_IMAGE", f"@{weights}",
             "-FSCALE_KEYWORD", "nokey", "-FSCALE_DEFAULT", f"@{scales}",
             "-CENTER_TYPE", "MANUAL", "-CENTER", f"{grid.ra:.10f},{grid.dec:.10f}",
@@ -167,7 +172,7 @@ def swarp_command(grid: CoaddGrid, lists: tuple[str, str, str], image_out: str, 
 
 def run_coadd_call(inputs: Sequence[CoaddInput], weight_hdu: int, grid: CoaddGrid, workdir: str | os.PathLike,
                    *, setup: CoaddSwarpSetup = DEFAULT_SETUP, image_out: str = "coadd_sci.fits",
-                   weight_out: str = "coadd_wgt.fits") -> tuple[Path, Path]:
+                   weight_out: str = "coadd_wgt.fits", combine_type: str = "WEIGHTED") -> tuple[Path, Path]:
     """One weighted SWarp coadd of ``inputs`` onto ``grid``, run in ``workdir``.
 
     ``weight_hdu`` is the nwgint plane weighing each image (:data:`SCIENCE_WEIGHT_HDU` or
@@ -185,7 +190,7 @@ def run_coadd_call(inputs: Sequence[CoaddInput], weight_hdu: int, grid: CoaddGri
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     lists = write_lists(inputs, weight_hdu, workdir)
-    argv = swarp_command(grid, lists, image_out, weight_out, setup)
+    argv = swarp_command(grid, lists, image_out, weight_out, setup, combine_type)
     deadline = setup.timeout or call_deadline(inputs, grid)
     try:
         run_program(argv, cwd=workdir, expected_outputs=[image_out, weight_out], timeout=deadline)

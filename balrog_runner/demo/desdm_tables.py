@@ -17,7 +17,8 @@ PSF models under their exposure's finalcut attempt
 (``OPS/finalcut/<SE campaign>/r<reqnum>/D<expnum>/p01/psf/..._psfexcat.psf``), and the rows
 :mod:`balrog_runner.inputs.desdm_se` joins: ``IMAGE`` (``coadd_nwgint`` per tile and CCD,
 ``red_immask`` per CCD), ``PROCTAG`` (the coadd tag per tile, the SE input tag per exposure),
-``MISCFILE`` (``psfex_model``), ``FILE_ARCHIVE_INFO``, ``DESFILE``, and per era ``ZEROPOINT``
+``MISCFILE`` (``psfex_model``), ``FILE_ARCHIVE_INFO``, ``DESFILE``, ``COADDTILE_GEOM`` (each
+synthetic tile's own grid), and per era ``ZEROPOINT``
 (Y3, FGCM v2.0) or ``PFW_ATTEMPT_VAL`` + ``IMAGE.MAG_ZERO`` (Y6). The ``red_immask`` files
 themselves are not in the archive (nothing fetches them); their rows are.
 """
@@ -36,6 +37,7 @@ import sqlalchemy as sa
 from ..errors import InputFileError
 from ..inputs import desdm, desdm_se
 from ..inputs.fetch import file_md5
+from ..inputs.single_epoch import CoaddGrid
 from ..inputs.source import Y3_IMAGE_RELPATH, Y3_PSF_RELPATH
 
 #: The release tag and DESDM campaign the demo's archive pretends to be.
@@ -167,7 +169,7 @@ def _se_exposures(conn: sa.Connection, tables: desdm.DesdmTables) -> tuple[dict[
 
 
 def build_single_epoch(tiles: Mapping[str, Iterable[SEImageLike]], archive: Path, database: Path,
-                       era: str = "y3") -> str:
+                       era: str = "y3", grids: Mapping[str, CoaddGrid] | None = None) -> str:
     """Lay a synthetic SE survey out under ``archive`` as DESDM does and add the DESDM rows that
     find it to the SQLite ``database`` (created if absent; rows :func:`build` wrote stay).
 
@@ -178,14 +180,17 @@ def build_single_epoch(tiles: Mapping[str, Iterable[SEImageLike]], archive: Path
     database has for it (:func:`build`'s ``1000 + k``, request ``FIRST_REQNUM + k``) or gets the
     next free one, tagged with the era's release (:data:`SE_RELEASES`); an exposure keeps its
     finalcut attempt too (or gets the next from :data:`SE_FIRST_ATTEMPT`), tagged with the
-    release's SE input tag. Returns the SQLAlchemy URL of the database.
+    release's SE input tag. ``grids`` gives tiles their ``COADDTILE_GEOM`` row (a synthetic
+    tile's own grid; a tile without one has no row, as a tile DESDM never coadded). Returns
+    the SQLAlchemy URL of the database.
     """
     if era not in SE_RELEASES:
         raise InputFileError(f"era {era!r}; allowed: {', '.join(SE_RELEASES)}")
     release, se_campaign = SE_RELEASES[era]
     input_tag = desdm_se.input_tag_for(release)
     engine, tables = _open_tables(database)
-    names = ("proctag", "image", "miscfile", "file_archive_info", "desfile", "zeropoint", "pfw_attempt_val")
+    names = ("proctag", "image", "miscfile", "file_archive_info", "desfile", "zeropoint", "pfw_attempt_val",
+             "coaddtile_geom")
     rows: dict[str, list[dict]] = {k: [] for k in names}
     try:
         with engine.begin() as conn:
@@ -221,6 +226,13 @@ def build_single_epoch(tiles: Mapping[str, Iterable[SEImageLike]], archive: Path
                 reqnum = FIRST_REQNUM + attempt - 1000
                 tag(release, attempt)
                 rows["pfw_attempt_val"].append({"pfw_attempt_id": attempt, "key": desdm_se.TILENAME_KEY, "val": tile})
+                grid = (grids or {}).get(tile)
+                if grid is not None:
+                    g = tables.coaddtile_geom
+                    conn.execute(sa.delete(g).where(g.c.tilename == tile))  # a rebuilt tile has one row
+                    rows["coaddtile_geom"].append({"tilename": tile, "ra_cent": grid.ra, "dec_cent": grid.dec,
+                                                   "pixelscale": grid.pixel_scale, "naxis1": grid.naxis1,
+                                                   "naxis2": grid.naxis2})
                 nwgint_dir = f"OPS/multiepoch/{CAMPAIGN}/r{reqnum}/{tile}/p{ATTNUM}/nwgint"
                 for img in images:
                     if img.expnum not in exposures:

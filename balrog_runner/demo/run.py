@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 #: DES2359+0001's unique area straddles RA = 0; its east and north neighbours follow.
 DEFAULT_TILES = ("DES2359+0001", "DES0002+0001", "DES2359+0043")
 BANDS = ("g", "r", "i", "z", "Y")
+#: Most exposures per band of the single-epoch demo's survey (DES's wide survey has ~10).
+MAX_EXPOSURES = 10
 
 
 @dataclass
@@ -62,6 +64,10 @@ class DemoPlan:
     star_fraction: float = 0.0
     #: Lattice spacing in arcsec (``balrog-positions --lattice``); None = random, ``ngal`` per realization.
     lattice: float | None = None
+    #: Single-epoch demo (:mod:`.single_epoch`): a synthetic SE survey run in both injection modes.
+    single_epoch: bool = False
+    #: Exposures per band of the single-epoch survey.
+    exposures: int = 3
     paths: dict[str, Path] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -74,12 +80,20 @@ class DemoPlan:
             raise ConfigError(f"demo --star-fraction {self.star_fraction} must be within 0..1")
         if self.scheduler not in ("local", "slurm"):
             raise ConfigError(f"demo scheduler {self.scheduler!r} is not one of local, slurm")
+        if not (isinstance(self.exposures, int) and 1 <= self.exposures <= MAX_EXPOSURES):
+            raise ConfigError(f"demo exposures {self.exposures!r} must be 1..{MAX_EXPOSURES} per band")
         w = self.workdir
         self.paths = {
             "archive": w / "archive", "desdm-archive": w / "desarchive", "desdm": w / "desdm.sqlite",
             "manifest": w / "inputs.json", "pos": w / "positions", "out": w / "campaign", "jobs": w / "jobs",
             "netrc": w / "netrc", "config": w / "demo_config.py", "geometry": w / "demo-tiles.fits",
         }
+        if self.single_epoch:  # its own survey and DESDM (a coadd demo's may be in the same workdir)
+            self.paths.update({
+                "archive": w / "se-survey", "desdm-archive": w / "desarchive-se", "desdm": w / "desdm-se.sqlite",
+                "se-manifest": w / "inputs-se.jsonl", "out-coadd": w / "campaign-coadd",
+                "jobs-coadd": w / "jobs-coadd", "config-coadd": w / "demo_config_coadd.py",
+            })
 
 
 def make_survey(plan: DemoPlan) -> None:
@@ -108,16 +122,19 @@ def write_netrc(path: Path, host: str, login: str, password: str) -> Path:
     return path
 
 
-def write_config(plan: DemoPlan, archive_url: str, manifest: Path | None = None) -> Path:
+def write_config(plan: DemoPlan, archive_url: str, manifest: Path | None = None, *, inject_into: str = "coadd",
+                 outdir: Path | None = None, jobdir: Path | None = None, path: Path | None = None) -> Path:
     """The campaign's CustomConfig file, as a user would write it.
 
     With ``manifest`` the files are found as a DESDM campaign finds them (paths from the
     inputs manifest under ``archive_url``); without, in the plain layout under it.
+    ``inject_into`` is ``run['inject-into']`` (``single-epoch`` needs a single-epoch manifest);
+    ``outdir``, ``jobdir`` and ``path`` (the file) default to the plan's.
     """
     from ..campaign.config_keys import config_dir
 
     run = {
-        "dbname": "demo", "jobdir": str(plan.paths["jobs"]), "outdir": str(plan.paths["out"]),
+        "dbname": "demo", "jobdir": str(jobdir or plan.paths["jobs"]), "outdir": str(outdir or plan.paths["out"]),
         "pos": str(plan.paths["pos"]), "ngal": plan.ngal, "realizations": plan.realizations,
         "ppn": plan.ppn, "nodes": 1, "npersubjob": len(plan.tiles), "walltime": "00:30:00",
         "fetch-root": archive_url, "fetch-netrc": str(plan.paths["netrc"]),
@@ -127,6 +144,8 @@ def write_config(plan: DemoPlan, archive_url: str, manifest: Path | None = None)
         run.update({"release": "y3a2_coadd", "fetch-manifest": str(manifest)})
     else:
         run["fetch-layout"] = "plain"
+    if inject_into != "coadd":
+        run["inject-into"] = inject_into
     text = (
         '"""Demo campaign: written by balrog-demo (a user writes one like it)."""\n\n\n'
         "def CustomConfig(run, balrog, db, tiles):\n"
@@ -135,7 +154,7 @@ def write_config(plan: DemoPlan, archive_url: str, manifest: Path | None = None)
         + f"    tiles.extend({list(plan.tiles)!r})\n"
         "    return run, balrog, db, tiles\n"
     )
-    return atomic_write_text(plan.paths["config"], text)
+    return atomic_write_text(path or plan.paths["config"], text)
 
 
 def _verbosity_flags() -> list[str]:
@@ -147,7 +166,7 @@ def _verbosity_flags() -> list[str]:
     return ["-v"] if logging.getLogger("balrog_runner").getEffectiveLevel() <= logging.DEBUG else []
 
 
-def _cli(name: str, args: Sequence[str]) -> None:
+def run_cli(name: str, args: Sequence[str]) -> None:
     """Run one of our commands as a user would (a subprocess), failing loudly."""
     exe = Path(sys.executable).parent / name
     cmd = [str(exe) if exe.exists() else name, *_verbosity_flags(), *args]
@@ -177,7 +196,7 @@ def run_demo(plan: DemoPlan) -> dict:
     import json
 
     from ..campaign.config import load_config
-    from ..db import make_engine, resolve_url, safe_url, table_names
+    from ..db import resolve_url, safe_url
 
     t_start = time.perf_counter()
     plan.workdir.mkdir(parents=True, exist_ok=True)
@@ -186,40 +205,49 @@ def run_demo(plan: DemoPlan) -> dict:
 
     desdm_url = demo_desdm.build(plan.paths["archive"], plan.paths["desdm-archive"], plan.paths["desdm"],
                                  plan.tiles, BANDS)
-    _cli("balrog-inputs", ["--release", demo_desdm.RELEASE, *[a for t in plan.tiles for a in ("--tile", t)],
+    run_cli("balrog-inputs", ["--release", demo_desdm.RELEASE, *[a for t in plan.tiles for a in ("--tile", t)],
                            "--db", desdm_url, "-o", str(plan.paths["manifest"])])
     geometry_table = write_geometry(plan)
     placement = (["--lattice", str(plan.lattice), "--realizations", str(plan.realizations)] if plan.lattice
                  else ["--pertile", str(plan.ngal * plan.realizations)])
-    _cli("balrog-positions", ["--tiles", str(geometry_table), *placement, "--seed",
+    run_cli("balrog-positions", ["--tiles", str(geometry_table), *placement, "--seed",
                               str(plan.seed), "--outdir", str(plan.paths["pos"]), "--overwrite"])
     with serve_archive(plan) as url:
         config_path = write_config(plan, url, plan.paths["manifest"])
         cfg = load_config(config_path)
         if plan.scheduler == "slurm":
-            _run_on_slurm(cfg)
+            run_on_slurm(cfg)
         else:
-            _cli("balrog-jobs", ["--config", str(config_path), "--scheduler", "local", "--force", "--submit"])
-    _cli("balrog-report", [str(plan.paths["out"])])
+            run_cli("balrog-jobs", ["--config", str(config_path), "--scheduler", "local", "--force", "--submit"])
+    run_cli("balrog-report", [str(plan.paths["out"])])
     summary = json.loads((plan.paths["out"] / "report" / "summary.json").read_text())
     db_url = resolve_url(cfg.db, cfg.run["outdir"], cfg.run["dbname"])
-    engine = make_engine(db_url)
-    import sqlalchemy as sa
-
-    with engine.connect() as conn:
-        summary["db_rows"] = {
-            kind: conn.execute(sa.text(f"SELECT COUNT(*) FROM {name}")).scalar_one()  # names are validated identifiers
-            for kind, name in table_names(cfg.run["dbname"], prefix=cfg.db.get("table-prefix") or "").items()
-            if kind in ("truth", "sim", "nosim")
-        }
-    engine.dispose()
+    summary["db_rows"] = count_db_rows(cfg)
     summary["report"] = str(plan.paths["out"] / "report" / "index.html")
     summary["database"] = safe_url(db_url)
     summary["demo_seconds"] = time.perf_counter() - t_start
     return summary
 
 
-def _run_on_slurm(cfg) -> None:
+def count_db_rows(cfg) -> dict[str, int]:
+    """Rows of the campaign's truth, sim and nosim tables."""
+    import sqlalchemy as sa
+
+    from ..db import make_engine, resolve_url, table_names
+
+    engine = make_engine(resolve_url(cfg.db, cfg.run["outdir"], cfg.run["dbname"]))
+    try:
+        with engine.connect() as conn:
+            return {
+                kind: conn.execute(sa.text(f"SELECT COUNT(*) FROM {name}")).scalar_one()  # validated identifiers
+                for kind, name in table_names(cfg.run["dbname"], prefix=cfg.db.get("table-prefix") or "").items()
+                if kind in ("truth", "sim", "nosim")
+            }
+    finally:
+        engine.dispose()
+
+
+def run_on_slurm(cfg) -> None:
     """Build and submit the SLURM jobs, then wait for them (the archive must stay up)."""
     from .. import jobs
 

@@ -8,7 +8,10 @@ made from nothing:
   header per CCD); the CCDs that overlap the tile are kept, as DESDM's file set holds them;
 - per CCD an nwgint file (:mod:`.se_render`: HDUs SCI, WGT, WGT_ME, MSK; DESDM's mask bits;
   WGT nulled where the null mask 2009 is set) and its PSFEx model, made by the real
-  SExtractor + ``psfex`` from the stars on that CCD (:func:`~balrog_runner.measurement.astromatic.make_psf_model`);
+  SExtractor + ``psfex`` from the stars on that CCD (:func:`~balrog_runner.measurement.astromatic.make_psf_model`),
+  and with ``piff=True`` its Piff model too, fit by ``piff`` itself to the bright stars on that
+  CCD (:func:`.piff_fit.make_piff_model`; ~7 s a small CCD), interpolating in the Y6 colour
+  property of the band (``GI_COLOR`` g r i, ``IZ_COLOR`` z) when the survey has both its bands;
 - zero points scattered by up to ``zp_scatter`` (0.1) mag about 30, per exposure with a
   small CCD-to-CCD part; gains and sky noise per amplifier and exposure, so the inverse-
   variance weights of the coadd differ between exposures;
@@ -48,6 +51,7 @@ from .. import programs
 from ..atomic import atomic_path
 from ..coadd.recoadd import recoadd_band
 from ..errors import ConfigError
+from ..injection.piff_psf import COLOR_BANDS
 from ..inputs.fpack import run_fpack
 from ..inputs.single_epoch import (
     FILENAME,
@@ -61,7 +65,7 @@ from ..inputs.single_epoch import (
 )
 from ..measurement import astromatic
 from ..sky import geometry
-from . import se_render, synth
+from . import piff_fit, se_render, synth
 from .se_focal_plane import DECAM_CCD_SHAPE, DECAM_GAP, PIXEL_SCALE, FocalPlane, covering_layout
 
 log = logging.getLogger(__name__)
@@ -118,6 +122,8 @@ class _CCDTask:
     image: Path
     psf_file: Path
     workdir: Path
+    #: The Piff model to fit (None: none).
+    piff_file: Path | None = None
 
 
 # ----------------------------------------------------------------------------- the sky
@@ -246,6 +252,30 @@ def _write_ccd(task: _CCDTask, stars: np.ndarray, gals: np.ndarray) -> None:
         f.write(planes.wgt_me, header=wcs_cards, extname="WGT_ME")
         f.write(planes.msk, header=wcs_cards, extname="MSK")
     astromatic.make_psf_model(task.image, task.psf_file, workdir=task.workdir, weight_hdu=NWGINT_HDUS["WGT"])
+    if task.piff_file is not None:
+        _fit_piff(task, wcs, shape, stars)
+
+
+def piff_color_name(band: str, bands: Sequence[str]) -> str | None:
+    """The Y6 colour property of ``band``'s Piff models, when the survey has both its bands."""
+    name = "IZ_COLOR" if band in ("z", "Y") else "GI_COLOR"
+    return name if all(b in bands for b in COLOR_BANDS[name]) else None
+
+
+def _fit_piff(task: _CCDTask, wcs: galsim.BaseWCS, shape: tuple[int, int], stars: np.ndarray) -> None:
+    """Fit the CCD's Piff model to the bright isolated stars well inside it."""
+    bright = stars[stars["kind"] == 0]
+    x, y = wcs.radecToxy(bright["ra"], bright["dec"], units="deg")
+    margin = 0.5 * piff_fit.STAMP_SIZE + 1
+    inside = (x > margin) & (x < shape[0] - margin) & (y > margin) & (y < shape[1] - margin)
+    bands = [n[4:] for n in stars.dtype.names if n.startswith("mag_")]
+    name = piff_color_name(task.band, bands)
+    colors = None
+    if name:
+        first, second = COLOR_BANDS[name]
+        colors = (bright[f"mag_{first}"] - bright[f"mag_{second}"])[inside]
+    piff_fit.make_piff_model(task.image, task.piff_file, x[inside], y[inside], workdir=task.workdir,
+                             sci_hdu=0, weight_hdu=NWGINT_HDUS["WGT"], color_name=name, colors=colors)
 
 
 _SKY: dict[str, np.ndarray] = {}
@@ -281,6 +311,7 @@ def make_se_survey(
     det: bool = True,
     zero_points: Mapping[tuple[str, int], float] | None = None,
     sky: SkyDensities = SkyDensities(),
+    piff: bool = False,
     made_exposures: int | None = None,
 ) -> SESurvey:
     """Write a synthetic SE survey of tile ``tilename`` into ``outdir`` (module docstring).
@@ -292,7 +323,9 @@ def make_se_survey(
     gaps across the tile). ``axis_offset`` puts the CCD block off the optical axis (pixels),
     where ``tpv`` (``PV1_*``/``PV2_*`` terms, None = plain TAN) distorts most.
     ``zero_points`` sets the zero point of exposure ``(band, index)`` (0-based) instead of
-    drawing it. ``sky`` sets the object densities (e.g. a field of isolated stars). ``workers`` CCDs are rendered at once (processes); ``compress`` writes the
+    drawing it. ``sky`` sets the object densities (e.g. a field of isolated stars). ``piff``
+    also fits a Piff model per CCD (``<key>_piff.fits``, named in the set as each image's
+    ``piff``). ``workers`` CCDs are rendered at once (processes); ``compress`` writes the
     coadd as ``.fits.fz`` (real fpack); ``det`` builds the riz detection image. An existing
     complete survey (``se_set.json`` present) is not remade; CCD files already in ``outdir``
     are kept (an interrupted survey resumes).
@@ -331,7 +364,9 @@ def make_se_survey(
     if done.is_file():
         log.info("synthetic SE survey %s already made in %s", tilename, outdir)
         se_set = read_se_set(done)
-        return _survey_result(tilename, outdir, done, se_set, grid, fp, bands, det, compress)
+        if not piff or all(e.piff is not None for es in se_set.images.values() for e in es):
+            return _survey_result(tilename, outdir, done, se_set, grid, fp, bands, det, compress)
+        log.info("synthetic SE survey %s: adding Piff models", tilename)
 
     t0 = time.perf_counter()
     (outdir / "se").mkdir(parents=True, exist_ok=True)
@@ -368,7 +403,8 @@ def make_se_survey(
                 tasks.append(_CCDTask(band=band, expnum=expnum, ccdnum=ccdnum, header=header.tostring(), psf=psf,
                                       cond=cond, seed=(seed, 13, bi, e, ccdnum),
                                       image=outdir / "se" / f"{key}_nwgint.fits",
-                                      psf_file=outdir / "se" / f"{key}_psfexcat.psf", workdir=outdir / "se"))
+                                      psf_file=outdir / "se" / f"{key}_psfexcat.psf", workdir=outdir / "se",
+                                      piff_file=outdir / "se" / f"{key}_piff.fits" if piff else None))
     arr = np.array(boxes)
     lo = np.array([arr[:, 0].min() - 80, arr[:, 2].min() - 80])
     hi = np.array([arr[:, 1].max() + 80, arr[:, 3].max() + 80])
@@ -379,7 +415,8 @@ def make_se_survey(
              "%d stars, %d galaxies", tilename, len(tasks), ",".join(bands), n_exposures, made, layout[0], layout[1],
              ccd_shape[0], ccd_shape[1], len(stars), len(gals))
 
-    todo = [t for t in tasks if not (t.image.is_file() and t.psf_file.is_file())]
+    todo = [t for t in tasks if not (t.image.is_file() and t.psf_file.is_file()
+                                     and (t.piff_file is None or t.piff_file.is_file()))]
     _SKY["stars"], _SKY["galaxies"] = stars, gals
     try:
         if workers > 1 and len(todo) > 1:
@@ -393,7 +430,7 @@ def make_se_survey(
         _SKY.clear()
     log.info("synthetic SE survey %s: CCDs and their PSF models made in %.1f s", tilename, time.perf_counter() - t0)
 
-    images = {b: [SEImage(t.band, t.expnum, t.ccdnum, t.image, t.psf_file, t.cond.mag_zero)
+    images = {b: [SEImage(t.band, t.expnum, t.ccdnum, t.image, t.psf_file, t.cond.mag_zero, t.piff_file)
                   for t in tasks if t.band == b] for b in bands}
     coadd_images, coadd_psfs = make_survey_coadd(tilename, outdir, images, grid, det=det, compress=compress,
                                                  workers=workers)

@@ -10,7 +10,10 @@ object list is one, in world coordinates; on each chip an object gets:
 - **its zero point**: counts ``mu * 10**(0.4 (zp_chip - mag))``, i.e. the coadd's counts at
   zero point 30 scaled by ``10**(0.4 (zp_chip - 30))`` (Balrog-GalSim chip.py:187-197), which
   the re-coadd's ``FSCALE`` undoes;
-- **its PSFEx model** at the object's chip position, drawn with ``no_pixel``;
+- **its PSF model** at the object's chip position, drawn with ``no_pixel``: the CCD's PSFEx
+  model, or its Piff model (``balrog['psf-model'] = 'piff'``, :mod:`.piff_psf`), given the
+  object's clipped truth colour when the model interpolates in one (truth ``psf_gi_color``
+  / ``psf_iz_color``);
 - **the same profile everywhere**: the Sersic parameters, rotation and shear of the object
   are built once (:func:`.draw.unit_profiles`) and reused in every chip and band
   (Balrog-GalSim tile.py:663-709);
@@ -57,7 +60,7 @@ from astropy.table import Table
 from ..atomic import atomic_path
 from ..errors import ConfigError, InputFileError
 from ..inputs.single_epoch import CoaddGrid, SEImage
-from . import draw
+from . import draw, piff_psf
 from .population import ObjectTable
 
 log = logging.getLogger(__name__)
@@ -155,6 +158,8 @@ class BandInjection:
     result: draw.DrawResult
     nexp: np.ndarray
     sci_files: dict[str, Path]
+    #: Colour property -> the value each object was given (Piff models that need one).
+    psf_colors: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def _touching(chip: Chip, x: np.ndarray, y: np.ndarray, half: np.ndarray) -> np.ndarray:
@@ -173,6 +178,7 @@ def inject_band(
     options: draw.DrawOptions | None = None,
     profiles: tuple[list[galsim.GSObject | None], np.ndarray] | None = None,
     skip: np.ndarray | None = None,
+    psf_model: str = "psfex",
 ) -> BandInjection:
     """Draw ``objects`` in ``band`` into each of the band's CCD images; write the touched ones' SCI.
 
@@ -187,7 +193,9 @@ def inject_band(
     n = len(objects)
     cols = objects.columns
     chips = [read_chip(im, require_gain=noise_seed is not None) for im in images]
-    psfs = [draw.load_psf(Path(c.image.psf)) for c in chips]
+    psfs = load_chip_psfs(chips, psf_model, options)
+    colors = {name: piff_psf.object_colors(cols, name)
+              for name in sorted({p.color for p in psfs if isinstance(p, piff_psf.PiffModel) and p.color})}
     if profiles is None:
         profiles = draw.unit_profiles(objects, options)
     shapes, radii = profiles
@@ -215,7 +223,7 @@ def inject_band(
         x, y = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
         centre = galsim.PositionD(0.5 * (1 + chip.nx), 0.5 * (1 + chip.ny))
         scale = math.sqrt(abs(chip.wcs.local(centre).pixelArea()))
-        need = radii / scale + draw._psf_radius_pixels(psf) + options.stamp_margin  # as draw_objects_into sizes it
+        need = radii / scale + psf.radius_pixels(scale) + options.stamp_margin  # as draw_objects_into sizes it
         half = np.minimum(np.ceil(need), max_half)
         on = _touching(chip, x, y, half) & ~skip
         centre_covered |= (x >= 0.5) & (x <= chip.nx + 0.5) & (y >= 0.5) & (y <= chip.ny + 0.5)
@@ -228,10 +236,11 @@ def inject_band(
             raise InputFileError(f"{chip.image.image}: SCI data shape {sci.shape} does not match its header")
         image = galsim.Image(sci, xmin=1, ymin=1)
         sub_profiles = ([shapes[i] for i in index], radii[index])
+        color = getattr(psf, "color", None)
         res = draw.draw_objects_into(
             image, chip.wcs, psf, subset(objects, index), band, chip.image.mag_zero, chip.gain_map(),
             None if noise_seed is None else chip_noise_seed(noise_seed, chip.image), options,
-            profiles=sub_profiles)
+            profiles=sub_profiles, psf_colors=colors[color][index] if color else None)
         drawn = (res.flags & (draw.OFF_IMAGE | draw.DRAW_FAILED)) == 0
         flags[index[(res.flags & draw.DRAW_FAILED) != 0]] |= draw.DRAW_FAILED
         whole_somewhere[index[drawn & ((res.flags & draw.CLIPPED) == 0)]] = True
@@ -266,7 +275,21 @@ def inject_band(
     log.info("band %s: %d of %d objects drawn on %d of %d CCD images (%d on none, %d cut in every exposure, "
              "%d failed)", band, int(np.sum(nexp > 0)), n, len(sci_files), len(chips), int(nothing.sum()),
              int(np.sum((flags & draw.CLIPPED) != 0)), int(np.sum((flags & draw.DRAW_FAILED) != 0)))
-    return BandInjection(result=result, nexp=nexp, sci_files=sci_files)
+    return BandInjection(result=result, nexp=nexp, sci_files=sci_files, psf_colors=colors)
+
+
+def load_chip_psfs(chips: Sequence[Chip], psf_model: str,
+                   options: draw.DrawOptions) -> list[draw.PsfexGrid | piff_psf.PiffModel]:
+    """Each chip's PSF model, read and checked before anything is drawn (Piff: cached per file)."""
+    if psf_model == "psfex":
+        return [draw.PsfexGrid(draw.load_psf(Path(c.image.psf)), options.psf_grid) for c in chips]
+    if psf_model != "piff":
+        raise ConfigError(f"psf-model {psf_model!r}: use 'psfex' or 'piff'")
+    missing = [c.image.key for c in chips if c.image.piff is None]
+    if missing:
+        raise InputFileError(f"psf-model 'piff' but {len(missing)} CCD image(s) have no Piff model in the "
+                             f"file set (e.g. {', '.join(missing[:3])})")
+    return [piff_psf.load_piff(Path(c.image.piff)) for c in chips]
 
 
 def truth_table(objects: ObjectTable, injections: Mapping[str, BandInjection]) -> Table:
@@ -274,4 +297,7 @@ def truth_table(objects: ObjectTable, injections: Mapping[str, BandInjection]) -
     truth = draw.truth_table(objects, {b: inj.result for b, inj in injections.items()})
     for b, inj in injections.items():
         truth[f"nexp_{b}"] = inj.nexp
+    for inj in injections.values():
+        for name, values in inj.psf_colors.items():
+            truth[piff_psf.truth_column(name)] = values
     return truth

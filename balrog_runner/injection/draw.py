@@ -93,6 +93,7 @@ from astropy.table import Table
 
 from ..atomic import atomic_path
 from ..errors import ConfigError, InputFileError
+from .piff_psf import PiffModel
 from .population import OBJTYPE_STAR, ObjectTable, PyConfig, realization_seeds
 
 log = logging.getLogger(__name__)
@@ -311,9 +312,15 @@ class PsfexGrid:
             limits = self._cells[cell] = (exact.stepk, exact.maxk)
         return limits
 
-    def profile(self, image_pos: galsim.PositionD, local_wcs: galsim.BaseWCS) -> galsim.GSObject:
+    def radius_pixels(self, pixel_scale: float) -> float:
+        """Half-size of the model in image pixels (PSFEx models are in pixels already)."""
+        return _psf_radius_pixels(self.psf)
+
+    def profile(self, image_pos: galsim.PositionD, local_wcs: galsim.BaseWCS,
+                color: float | None = None) -> galsim.GSObject:
         """The PSF at ``image_pos`` (pixels), centred as PSFEx centres it, in world coordinates
-        (pixel response included: draw with ``method='no_pixel'``)."""
+        (pixel response included: draw with ``method='no_pixel'``). ``color`` is unused: PSFEx
+        models have no colour term (the argument matches :meth:`.piff_psf.PiffModel.profile`)."""
         if self.spacing == 0:
             return psfex_profile(self.psf, image_pos, local_wcs)
         stepk, maxk = self._k_limits(image_pos)
@@ -406,7 +413,7 @@ def object_noise_seeds(noise_seed: int, band: str, n: int) -> np.ndarray:
 def draw_objects_into(
     image: galsim.Image,
     wcs: galsim.BaseWCS,
-    psf: galsim.des.DES_PSFEx | PsfexGrid,
+    psf: galsim.des.DES_PSFEx | PsfexGrid | PiffModel,
     objects: ObjectTable,
     band: str,
     zp: float,
@@ -415,13 +422,16 @@ def draw_objects_into(
     options: DrawOptions = DrawOptions(),
     profiles: tuple[list[galsim.GSObject | None], np.ndarray] | None = None,
     skip: np.ndarray | None = None,
+    psf_colors: np.ndarray | None = None,
 ) -> DrawResult:
     """Add every object of ``objects`` to ``image`` (in place) in ``band``; return per-object results.
 
     ``image`` must use 1-based FITS pixel bounds (``xmin=ymin=1``) so that positions from
     ``wcs`` (the full image WCS) index it directly. ``psf`` is the band's PSFEx model from
     :func:`load_psf`, evaluated per object by a :class:`PsfexGrid` of ``options.psf_grid``
-    (or the one given: pixel included, so drawn with ``method='no_pixel'``).
+    (or the one given: pixel included, so drawn with ``method='no_pixel'``), or a CCD's
+    :class:`.piff_psf.PiffModel`, given each object's ``psf_colors`` value when the model
+    interpolates in a colour.
     ``noise_seed`` None means no Poisson noise; ``gain`` (e-/ADU) is one number, or an image
     of ``image``'s bounds for a gain per pixel (a CCD read through two amplifiers). ``profiles`` (from :func:`unit_profiles`)
     lets callers build the band-independent galaxy profiles once for all bands. Objects where
@@ -448,8 +458,8 @@ def draw_objects_into(
     bounds = image.bounds
     centre = galsim.PositionD(0.5 * (bounds.xmin + bounds.xmax), 0.5 * (bounds.ymin + bounds.ymax))
     pixel_scale = math.sqrt(abs(wcs.local(centre).pixelArea()))  # arcsec/pixel
-    grid = psf if isinstance(psf, PsfexGrid) else PsfexGrid(psf, options.psf_grid)
-    psf_radius = _psf_radius_pixels(grid.psf)
+    grid = psf if isinstance(psf, PsfexGrid | PiffModel) else PsfexGrid(psf, options.psf_grid)
+    psf_radius = grid.radius_pixels(pixel_scale)
     max_half = (options.max_stamp_size - 1) // 2
     off_centre = (x < bounds.xmin - 0.5) | (x > bounds.xmax + 0.5) | (y < bounds.ymin - 0.5) | (y > bounds.ymax + 0.5)
     flags[off_centre] |= CENTRE_OFF_IMAGE
@@ -473,14 +483,14 @@ def draw_objects_into(
         local = wcs.local(pos)
         stamp = galsim.ImageF(stamp_bounds, wcs=local)
         try:  # the PSF too: a model that cannot be evaluated here fails this object, not the run
-            psf_i = grid.profile(pos, local)
+            psf_i = grid.profile(pos, local, None if psf_colors is None else float(psf_colors[i]))
             shape = shapes[i]
             obj = psf_i if shape is None else galsim.Convolve(shape, psf_i, gsparams=options.gsparams)
             obj = obj.withFlux(float(flux[i]))
             with warnings.catch_warnings():  # GalSim 2.8 only warns about an FFT past maximum_fft_size,
                 warnings.simplefilter("error", galsim.errors.GalSimFFTSizeWarning)  # then allocates it
                 obj.drawImage(stamp, method="no_pixel", offset=(x[i] - ix, y[i] - iy))
-        except (galsim.GalSimError, galsim.errors.GalSimFFTSizeWarning) as exc:
+        except (galsim.GalSimError, galsim.errors.GalSimFFTSizeWarning, ValueError) as exc:  # Piff: ValueError
             log.warning("object %d (balrog_index %d) not drawn in %s: %s", i, cols["balrog_index"][i], band, exc)
             flags[i] |= DRAW_FAILED
             continue

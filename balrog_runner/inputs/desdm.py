@@ -87,6 +87,8 @@ class DesdmTables:
     image: sa.Table
     zeropoint: sa.Table
     pfw_attempt_val: sa.Table
+    #: The tiles' coadd pixel grids (DESIGN.md section 2: ``COADDTILE_GEOM``, ``Y6A2_COADDTILE_GEOM``).
+    coaddtile_geom: sa.Table
 
 
 def _check_ident(value: str, what: str) -> str:
@@ -129,6 +131,9 @@ def desdm_tables(schema: str | None = None, prefix: str = "") -> DesdmTables:
                         sa.Column("version", s)),
         pfw_attempt_val=table("pfw_attempt_val", sa.Column("pfw_attempt_id", b), sa.Column("key", s),
                               sa.Column("val", s)),
+        coaddtile_geom=table("coaddtile_geom", sa.Column("tilename", s), sa.Column("ra_cent", f),
+                             sa.Column("dec_cent", f), sa.Column("pixelscale", f), sa.Column("naxis1", b),
+                             sa.Column("naxis2", b)),
     )
 
 

@@ -16,6 +16,8 @@ says so; HDUs SCI, WGT, WGT_ME, MSK). Single-epoch injection draws into those an
   DarkEnergySurvey/MEPipelineAppIntg meds_query.py reads the same column);
 * the nwgint file's archive path and compression (``FILE_ARCHIVE_INFO``, ``ARCHIVE_NAME =
   desar2home``) and its ``DESFILE`` size and MD5;
+* the tile's coadd grid (``COADDTILE_GEOM``, :mod:`.tile_grid`), which the CCD images are
+  re-coadded onto;
 * the CCD's PSFEx model: the ``MISCFILE`` row with ``FILETYPE = 'psfex_model'`` of the
   ``red_immask``'s attempt, exposure and CCD (MEPipelineAppIntg coadd_query.py
   ``query_psfmodel``, 743-790, and its psfmodel branch, 1620-1633) with its archive path,
@@ -50,6 +52,7 @@ from sqlalchemy.engine import Engine
 
 from ..db.url import db_errors, safe_url
 from ..errors import ConfigError, InputFileError
+from . import tile_grid
 from .desdm import (
     ARCHIVE_NAME,
     IDENT_RE,
@@ -293,6 +296,7 @@ def resolve_single_epoch(
                 params |= {"zp_source": zeropoint[0], "zp_version": zeropoint[1]}
             for row in conn.execute(query, params).mappings():
                 ccds[(row["tilename"], row["band"], int(row["expnum"]), int(row["ccdnum"]))].append(dict(row))
+        grids, grid_sources = tile_grid.lookup_grids(conn, t, tiles, chunk, table_label(schema, prefix))
     out: dict[str, dict[str, tuple[SEFileEntry, ...]]] = {}
     dropped: dict[str, list[str]] = defaultdict(list)
     problems: list[str] = []
@@ -328,6 +332,8 @@ def resolve_single_epoch(
                 problems.append(f"{tile}: no usable {band} images")
             out[tile][band] = tuple(entries)
     where = f"{table_label(schema, prefix)}, input tag {input_tag}"
+    problems += [f"{tile}: no row in {t.coaddtile_geom.name} and not a tile of the DES tiling (its coadd grid "
+                 "is unknown)" for tile in tiles if tile not in grids]
     if problems:
         for problem in problems:
             log.error("%s", problem)
@@ -348,6 +354,7 @@ def resolve_single_epoch(
         release=release, era=era, tiles=out, input_tag=input_tag, zeropoint=zp_label,
         database=safe_url(engine.url), schema=(schema or "").lower(), prefix=(prefix or "").lower(),
         archive_name=archive_name, bands=tuple(bands), dropped={t: tuple(d) for t, d in dropped.items()},
+        grids=grids, grid_sources=grid_sources,
     )
 
 

@@ -19,7 +19,8 @@ and verifies every other one. A file rewritten, truncated or replaced, or a mani
 records other bytes, fails the stamp and is verified (or fetched) again.
 
 ``se_set.json`` (:mod:`.single_epoch`), what the injection reads, is removed when a fetch
-starts and written when the set is complete: it exists only for a whole set.
+starts and written when the set is complete: it exists only for a whole set. It carries the
+tile's coadd grid from the manifest (DESDM's ``COADDTILE_GEOM``; :mod:`.tile_grid`).
 
 Before anything is fetched the free space of the destination is compared with what the set
 still needs there (the manifest's sizes; a compressed image counts its funpacked size, from
@@ -257,7 +258,7 @@ def fetch_se_tile(
         raise FetchError(f"tile {tile}: every single-epoch image of band(s) {', '.join(empty)} is missing from "
                          f"the archive ({len(dropped)} CCDs dropped: {'; '.join(dropped[:5])}"
                          f"{' ...' if len(dropped) > 5 else ''})")
-    se_set = SESet(tile=tile, images=images, dropped=dropped)
+    se_set = SESet(tile=tile, images=images, dropped=dropped, grid=manifest.grids.get(tile))
     write_se_set(set_path, se_set)
     log.info("tile %s: single-epoch set complete, %d images in %s (%d files fetched, %.1f MB; %d already "
              "present; %d CCDs dropped)", tile, sum(len(v) for v in images.values()), ", ".join(bands),

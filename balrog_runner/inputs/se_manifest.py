@@ -17,7 +17,9 @@ and one line per CCD ``balrog-inputs --drop-incomplete`` left out::
      "input_tag": "Y3A1_FINALCUT", "zeropoint": "ZEROPOINT FGCM v2.0", "database": "oracle+oracledb://me:***@...",
      "era": "y3", "schema": "prod", "prefix": "", "archive_name": "desar2home", "created": "...",
      "bands": ["g", "r", "i", "z", "Y"],
-     "tiles": {"DES0002+0209": {"offset": 0, "length": 412345, "images": {"g": 187, ...}, "dropped": 1}}}
+     "tiles": {"DES0002+0209": {"offset": 0, "length": 412345, "images": {"g": 187, ...}, "dropped": 1,
+                                  "grid": {"ra": 0.5, "dec": 2.15, "naxis1": 10000, "naxis2": 10000,
+                                           "pixel_scale": 0.263, "source": "COADDTILE_GEOM"}}}}
     {"tile": "DES0002+0209", "band": "g", "expnum": 229686, "ccdnum": 1, "mag_zero": 31.4723,
      "image": "OPS/multiepoch/Y3A1/r2590/DES0002+0209/p01/nwgint/DES0002+0209_r2590p01_D00229686_g_c01_nwgint.fits.fz",
      "image_size": 61234560, "image_md5": "...", "naxis1": 2048, "naxis2": 4096,
@@ -34,7 +36,9 @@ bytes and MD5 sums of the files as archived (``null`` where DESDM records none),
 row (``null`` if unknown; they size the free-space check before a fetch). ``input_tag`` is
 the SE processing tag the nwgint images were joined to (their ``red_immask`` parents),
 ``zeropoint`` where the zero points came from. The file is greppable (one CCD a line) and
-``jq`` reads it.
+``jq`` reads it. Each tile's ``grid`` is the coadd grid its images are re-coadded onto, from
+DESDM's ``COADDTILE_GEOM`` (:mod:`.tile_grid`); a manifest written before grids were recorded
+has none, and the tile is then re-coadded onto the DES tiling's 10000^2 grid.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ from .manifest import (
     se_header,
     shows_password,
 )
+from .single_epoch import CoaddGrid
 
 #: DECam CCD size in pixels (naxis1, naxis2): the free-space estimate of an image whose DESDM
 #: row gives no size.
@@ -136,6 +141,10 @@ class SEManifest:
     dropped: dict[str, tuple[str, ...]] = field(default_factory=dict)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     mode: str = SINGLE_EPOCH
+    #: Each tile's coadd grid, the re-coadd's (absent in manifests written before it: the DES tiling's).
+    grids: dict[str, CoaddGrid] = field(default_factory=dict)
+    #: Where each grid came from: ``COADDTILE_GEOM`` or ``DES tiling`` (:mod:`.tile_grid`).
+    grid_sources: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.counts:
@@ -179,6 +188,9 @@ def to_bytes(manifest: SEManifest) -> bytes:
         length = sum(len(x) for x in lines)
         index[tile] = {"offset": offset, "length": length, "images": {b: len(e) for b, e in bands.items()},
                        "dropped": len(dropped)}
+        if tile in manifest.grids:
+            index[tile]["grid"] = {**manifest.grids[tile].as_dict(),
+                                   "source": manifest.grid_sources.get(tile, "")}
         offset += length
         body += lines
     header = {
@@ -266,7 +278,27 @@ def _header(path: Path) -> tuple[dict[str, Any], int]:
             _count(info.get(key, 0), f"{where} {key}", zero=True)
         for band, n in info["images"].items():
             _count(n, f"{where} band {band} images")
+        if "grid" in info:
+            _grid(info["grid"], f"{where} grid")
     return head, len(first)
+
+
+_GRID_KEYS = frozenset(("ra", "dec", "naxis1", "naxis2", "pixel_scale", "source"))
+
+
+def _grid(raw: Any, where: str) -> tuple[CoaddGrid, str]:
+    """A tile's grid from the header's index; an InputFileError naming ``where`` for anything else."""
+    if not isinstance(raw, dict) or set(raw) != _GRID_KEYS:
+        raise InputFileError(f"{where} = {raw!r} is not an object with keys {', '.join(sorted(_GRID_KEYS))}")
+    values = {k: raw[k] for k in ("ra", "dec", "pixel_scale")}
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values.values()) \
+            or values["pixel_scale"] <= 0 or not -90 <= values["dec"] <= 90:
+        raise InputFileError(f"{where} = {raw!r}: ra, dec must be finite degrees (|dec| <= 90), pixel_scale > 0")
+    n1, n2 = (_count(raw[k], f"{where} {k}") for k in ("naxis1", "naxis2"))
+    if not isinstance(raw["source"], str):
+        raise InputFileError(f"{where} source = {raw['source']!r} is not a string")
+    return CoaddGrid(ra=float(values["ra"]), dec=float(values["dec"]), naxis1=int(n1 or 0), naxis2=int(n2 or 0),
+                     pixel_scale=float(values["pixel_scale"])), raw["source"]
 
 
 def _tile_lines(path: Path, fh, start: int, tile: str, info: Mapping[str, Any]) -> tuple[dict, list[str]]:
@@ -335,6 +367,8 @@ def read(path: str | os.PathLike, tiles: Iterable[str] | None = None) -> SEManif
             prefix=str(head.get("prefix") or ""), archive_name=str(head.get("archive_name") or ""),
             bands=tuple(head.get("bands") or ()), created=str(head.get("created") or ""), dropped=dropped,
             counts={t: {b: int(n) for b, n in info["images"].items()} for t, info in index.items()},
+            grids={t: _grid(index[t]["grid"], "")[0] for t in wanted if "grid" in index[t]},
+            grid_sources={t: _grid(index[t]["grid"], "")[1] for t in wanted if "grid" in index[t]},
         )
     except KeyError as exc:
         raise InputFileError(f"manifest {path} lacks the key {exc.args[0]!r}") from None

@@ -96,10 +96,12 @@ class SEImage:
     ccdnum: int
     #: The funpacked nwgint MEF (SCI, WGT, WGT_ME, MSK).
     image: Path
-    #: The CCD's PSF model (PSFEx ``.psf``; a Piff model once the Piff issue lands).
+    #: The CCD's PSFEx model (``.psf``).
     psf: Path
     #: Zero point of the image in magnitudes (counts of a 0-mag source: 10**(0.4*mag_zero)).
     mag_zero: float
+    #: The CCD's Piff model (DES Y6, ``balrog['psf-model'] = 'piff'``), None where the set has none.
+    piff: Path | None = None
 
     @property
     def key(self) -> str:
@@ -142,7 +144,8 @@ def write_se_set(path: str | os.PathLike, se_set: SESet) -> Path:
     doc: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "tile": se_set.tile, "dropped": list(se_set.dropped),
         "images": {band: [{"expnum": e.expnum, "ccdnum": e.ccdnum, "image": str(e.image), "psf": str(e.psf),
-                           "mag_zero": e.mag_zero} for e in entries]
+                           "mag_zero": e.mag_zero, **({"piff": str(e.piff)} if e.piff is not None else {})}
+                          for e in entries]
                    for band, entries in se_set.images.items()},
         "coadd_psfs": {band: str(p) for band, p in se_set.coadd_psfs.items()},
     }
@@ -168,7 +171,8 @@ def read_se_set(path: str | os.PathLike) -> SESet:
         tile = str(doc["tile"])
         images = {
             str(band): [SEImage(band=str(band), expnum=int(e["expnum"]), ccdnum=int(e["ccdnum"]),
-                                image=Path(e["image"]), psf=Path(e["psf"]), mag_zero=float(e["mag_zero"]))
+                                image=Path(e["image"]), psf=Path(e["psf"]), mag_zero=float(e["mag_zero"]),
+                                piff=Path(e["piff"]) if e.get("piff") else None)
                         for e in entries]
             for band, entries in doc["images"].items()
         }

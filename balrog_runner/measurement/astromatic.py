@@ -211,8 +211,13 @@ def sextractor_command(
     catalog_type: str = "FITS_1.0",
     setup: SextractorSetup = DEFAULT_SEXTRACTOR,
     extra: Mapping[str, object] | None = None,
+    flag_image: ImageRef | None = None,
 ) -> list[str]:
-    """The SExtractor argv for a single-image (``measurement`` None) or dual-image run."""
+    """The SExtractor argv for a single-image (``measurement`` None) or dual-image run.
+
+    ``flag_image`` (an integer plane on the detection image's grid, e.g. its MSK) becomes
+    ``FLAG_IMAGE``, for ``IMAFLAGS_ISO`` (the Y6 recipe, :mod:`.recipe`).
+    """
     images = detection.spec() if measurement is None else f"{detection.spec()},{measurement.spec()}"
     argv = [setup.program, images, "-c", str(setup.config), "-CATALOG_NAME", str(catalog),
             "-CATALOG_TYPE", catalog_type, "-PARAMETERS_NAME", str(setup.param),
@@ -235,6 +240,8 @@ def sextractor_command(
     psf_name = psf_name_value(psf, detection_psf, param_needs_detection_psf(setup.param))
     if psf_name is not None:
         argv += ["-PSF_NAME", psf_name]
+    if flag_image is not None:
+        argv += ["-FLAG_IMAGE", flag_image.spec()]
     argv += _override_args(setup.overrides)
     argv += _override_args(extra or {})
     return argv
@@ -255,6 +262,7 @@ def run_sextractor(
     setup: SextractorSetup = DEFAULT_SEXTRACTOR,
     extra: Mapping[str, object] | None = None,
     workdir: str | os.PathLike | None = None,
+    flag_image: ImageRef | tuple | str | os.PathLike | None = None,
 ) -> Path:
     """Run SExtractor and atomically write its catalog to ``catalog``; return that path.
 
@@ -263,9 +271,13 @@ def run_sextractor(
     default to the measured image's ``SEXMGZPT`` and ``GAIN`` header keywords. ``psf`` is the
     PSFEx model of the measured image (needed by PSF/model-fitting parameters),
     ``detection_psf`` the detection image's (needed by ``*_DETMODEL`` parameters). ``extra``
-    holds further ``-KEY value`` overrides (e.g. ``{"DETECT_THRESH": 5}``).
+    holds further ``-KEY value`` overrides (e.g. ``{"DETECT_THRESH": 5}``). ``flag_image`` is
+    SExtractor's ``FLAG_IMAGE`` (an integer plane on the detection image's grid).
     """
     det = _as_ref(detection)
+    flags = _as_ref(flag_image) if flag_image is not None else None
+    if flags is not None:
+        _require(flags.path, "SExtractor flag image")
     meas = _as_ref(measurement) if measurement is not None else None
     _require(det.path, "detection image")
     if meas is not None:
@@ -292,7 +304,7 @@ def run_sextractor(
             measurement_weight=_as_ref(measurement_weight) if measurement_weight is not None else None,
             psf=Path(psf) if psf is not None else None,
             detection_psf=Path(detection_psf) if detection_psf is not None else None, zeropoint=zp, gain=g,
-            catalog_type=catalog_type, setup=setup, extra=extra,
+            catalog_type=catalog_type, setup=setup, extra=extra, flag_image=flags,
         )
         deadline = setup.timeout or default_deadline(image_megapixels((meas or det).path, (meas or det).hdu))
         run_program(argv, cwd=tmp, expected_outputs=[out], timeout=deadline)
@@ -301,7 +313,7 @@ def run_sextractor(
     return catalog
 
 
-def _image_geometry(ref: ImageRef) -> tuple[int, int, float, float, float]:
+def image_geometry(ref: ImageRef) -> tuple[int, int, float, float, float]:
     """(naxis1, naxis2, crval1-equivalent centre RA, Dec in degrees, pixel scale in arcsec)."""
     from astropy.io import fits
     from astropy.wcs import WCS
@@ -343,7 +355,7 @@ def run_swarp_detection(
         _require(s.path, "SWarp input image")
         _require(w.path, "SWarp input weight")
     _require(Path(setup.config), "SWarp config")
-    nx, ny, ra, dec, scale = _image_geometry(pairs[0][0])
+    nx, ny, ra, dec, scale = image_geometry(pairs[0][0])
     zps = [read_zeropoint_gain(s)[0] for s, _ in pairs]
     fscales = [10.0 ** (-0.4 * (zp - zps[0])) for zp in zps]
     out_sci, out_wgt = Path(out_sci), Path(out_wgt)

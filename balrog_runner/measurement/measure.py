@@ -5,7 +5,7 @@ The runs (DESIGN.md section 6):
 - **nosim**, once per tile (:func:`measure_nosim`): each band in dual-image mode with the
   tile's original riz detection image, and the detection image measured on itself.
 - **sim**, per realization (:func:`measure_realization`): SWarp the injected r, i, z into a
-  new CHI-MEAN detection image on the tile grid, then each injected band in dual-image mode
+  new detection image on the tile grid (CHI-MEAN, or DESDM's Y6 recipe: :mod:`.recipe`), then each injected band in dual-image mode
   against it, and that detection image on itself.
 
 Each run gives one SExtractor catalog per band; :func:`build_wide_catalog` joins them on
@@ -47,7 +47,8 @@ from scipy.spatial import cKDTree
 from .. import programs
 from ..atomic import atomic_path
 from ..errors import ConfigError, InputFileError
-from . import astromatic
+from . import astromatic, detection
+from .recipe import get_recipe
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ def run_band_catalogs(
     det_weight: tuple[str | os.PathLike, int] | None = None,
     band_extra: Mapping[str, Mapping[str, object]] | None = None,
     weights: Mapping[str, str | os.PathLike] | None = None,
+    flag_image: tuple[str | os.PathLike, int] | None = None,
 ) -> dict[str, Path]:
     """SExtractor for every band (dual-image, detection on ``det_image``) and det on itself.
 
@@ -93,6 +95,8 @@ def run_band_catalogs(
     ``band_extra`` maps a band (or ``'det'``) to extra ``-KEY value`` overrides for its run
     (a pyconfig's ``SextractorConfigs(band)``). ``weights`` maps a band to the MEF whose WGT
     HDU weighs it (default: the band image itself; see :func:`measure_realization`).
+    ``flag_image`` (``(path, hdu)``, the detection image's MSK in the Y6 recipe) is every run's
+    ``FLAG_IMAGE``.
     """
     band_extra = band_extra or {}
     weights = weights or {}
@@ -107,12 +111,13 @@ def run_band_catalogs(
             (det_image, SCI_HDU), catdir / f"{prefix}{band}_cat.fits",
             measurement=(Path(image), SCI_HDU), detection_weight=det_wgt,
             measurement_weight=(Path(weights.get(band, image)), WGT_HDU), psf=_psf_for(psfs, band),
-            detection_psf=_psf_for(psfs, DET), setup=setup, workdir=workdir, extra=band_extra.get(band))
+            detection_psf=_psf_for(psfs, DET), setup=setup, workdir=workdir, extra=band_extra.get(band),
+            flag_image=flag_image)
     out[DET] = astromatic.run_sextractor(
         (det_image, SCI_HDU), catdir / f"{prefix}{DET}_cat.fits", measurement=(det_image, SCI_HDU),
         detection_weight=det_wgt, measurement_weight=det_wgt,
         psf=_psf_for(psfs, DET), detection_psf=_psf_for(psfs, DET), setup=setup, workdir=workdir,
-        extra=band_extra.get(DET))
+        extra=band_extra.get(DET), flag_image=flag_image)
     return out
 
 
@@ -236,6 +241,7 @@ def measure_nosim(
     keep_band_catalogs: bool = False,
     band_extra: Mapping[str, Mapping[str, object]] | None = None,
     fit_near: np.ndarray | Iterable[np.ndarray] | None = None,
+    flag_image: tuple[str | os.PathLike, int] | None = None,
 ) -> Path:
     """The once-per-tile nosim run on the untouched, funpacked images -> wide catalog.
 
@@ -249,6 +255,7 @@ def measure_nosim(
     ``ASSOC_RADIUS`` (plus a margin) of one of them, and the other columns for all
     (:mod:`.nosim`): the rows any realization keeps are those of the full run. Without it,
     or with a parameter file that fits no model, every detection is measured in full.
+    ``flag_image`` is SExtractor's ``FLAG_IMAGE`` (:func:`run_band_catalogs`).
     """
     if DET not in images:
         raise ConfigError(f"nosim run needs the '{DET}' image; got bands {','.join(images)}")
@@ -259,13 +266,13 @@ def measure_nosim(
 
         if nosim.can_split(setup.param):
             done = nosim.measure_nosim_split(images, psfs, out_path, fit_near, setup=setup, workdir=workdir,
-                                             band_extra=band_extra)
+                                             band_extra=band_extra, flag_image=flag_image)
             if done is not None:
                 return done
     with programs.scratch_dir(workdir if workdir is not None else out_path.parent, prefix=".nosim-") as tmp:
         catdir = out_path.parent if keep_band_catalogs else tmp
         cats = run_band_catalogs(images[DET], images, psfs, catdir, prefix=f"{out_path.stem}_", setup=setup,
-                                 workdir=tmp, band_extra=band_extra)
+                                 workdir=tmp, band_extra=band_extra, flag_image=flag_image)
         return _wide_from_runs(cats, out_path, keep_band_catalogs, {"BALRUN": "nosim"})
 
 
@@ -284,10 +291,12 @@ def measure_realization(
     band_extra: Mapping[str, Mapping[str, object]] | None = None,
     restrict_to: np.ndarray | None = None,
     weights: Mapping[str, str | os.PathLike] | None = None,
+    recipe: str = "y3",
+    det_mask: tuple[str | os.PathLike, int] | None = None,
 ) -> Path:
     """One realization's sim run on its injected, funpacked band images -> wide catalog.
 
-    SWarps ``det_bands`` of ``images`` into a CHI-MEAN detection image (kept at
+    SWarps ``det_bands`` of ``images`` into the recipe's detection image (kept at
     ``det_image_out`` if given, else deleted), then runs SExtractor on every band in
     dual-image mode and on the detection image itself. ``psfs['det']`` is the tile's
     original detection-image PSFEx model: the injected objects do not change the PSF, so
@@ -310,6 +319,12 @@ def measure_realization(
     as the SCI HDU alone and weighs them with the untouched tile's WGT: injection never
     changes a weight, and copying MSK and WGT would triple each realization's scratch (6.0
     instead of 2.0 GB for five bands at 10000^2).
+
+    ``recipe`` is DESDM's detection recipe (:mod:`.recipe`). ``y6`` makes the detection image
+    with :mod:`.detection` (``swarp`` then holds the Y6 config) and gives SExtractor
+    ``FLAG_IMAGE`` = its MSK: ``det_mask`` (``(path, hdu)``, the tile's untouched detection
+    image's MSK, which injection cannot change) saves the mask call; without it, or when the
+    detection image is kept, both calls and the assembly run.
     """
     clock = _StageClock(timings)
     weights = {b: Path((weights or {}).get(b, p)) for b, p in images.items()}
@@ -321,8 +336,13 @@ def measure_realization(
     out_path = Path(out_path)
     with programs.scratch_dir(workdir if workdir is not None else out_path.parent, prefix=".sim-") as tmp:
         pairs = [((Path(bands[b]), SCI_HDU), (weights[b], WGT_HDU)) for b in det_bands]
+        flag_image = None
         with clock("swarp"):
-            if det_image_out is not None:  # kept: the DESDM-like MEF (SCI, MSK, WGT)
+            if get_recipe(recipe).name == "y6":
+                det_path, det_weight, flag_image = _y6_detection(
+                    [detection.DetectionBand(Path(bands[b]), weights[b]) for b in det_bands], swarp, tmp,
+                    det_image_out, det_mask)
+            elif det_image_out is not None:  # kept: the DESDM-like MEF (SCI, MSK, WGT)
                 det_path = astromatic.make_detection_image(pairs, Path(det_image_out), setup=swarp, workdir=tmp)
                 det_weight = None
             else:  # SExtractor reads SWarp's two files as they are: no re-write per realization
@@ -336,9 +356,31 @@ def measure_realization(
             drop = ASSOC_COUNT_COLUMN
         with clock("sextractor"):
             cats = run_band_catalogs(det_path, bands, psfs, catdir, prefix=f"{out_path.stem}_", setup=setup,
-                                     workdir=tmp, det_weight=det_weight, band_extra=band_extra, weights=weights)
+                                     workdir=tmp, det_weight=det_weight, band_extra=band_extra, weights=weights,
+                                     flag_image=flag_image)
         with clock("catalog"):
             return _wide_from_runs(cats, out_path, keep_band_catalogs, {"BALRUN": "sim"}, drop_prefix=drop)
+
+
+def _y6_detection(bands: Sequence[detection.DetectionBand], swarp: astromatic.SwarpSetup, tmp: Path,
+                  det_image_out: str | os.PathLike | None, det_mask: tuple[str | os.PathLike, int] | None
+                  ) -> tuple[Path, tuple[Path, int] | None, tuple[Path, int]]:
+    """``(detection image, its weight as (path, hdu) or None for the MEF's own, FLAG_IMAGE)`` of the Y6 recipe."""
+    tilename = _tilename(bands[0].planes)
+    if det_image_out is not None or det_mask is None:
+        out = Path(det_image_out) if det_image_out is not None else tmp / "det.fits"
+        det_path = detection.make_y6_detection_image(bands, out, setup=swarp, workdir=tmp, tilename=tilename)
+        return det_path, None, (det_path, MSK_HDU)
+    sci, wgt = detection.y6_detection_science(bands, tmp / "det_sci.fits", tmp / "det_wgt.fits", setup=swarp,
+                                              workdir=tmp, tilename=tilename)
+    return sci, (wgt, 0), (Path(det_mask[0]), int(det_mask[1]))
+
+
+def _tilename(path: str | os.PathLike) -> str:
+    try:
+        return str(fitsio.read_header(str(path), ext=SCI_HDU).get("TILENAME", "")).strip()
+    except (OSError, ValueError):
+        return ""
 
 
 #: The ASSOC output column added to the parameter file of a restricted run: SExtractor

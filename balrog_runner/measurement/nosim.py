@@ -221,6 +221,7 @@ def measure_nosim_split(
     setup: astromatic.SextractorSetup = astromatic.DEFAULT_SEXTRACTOR,
     workdir: str | os.PathLike | None = None,
     band_extra: Mapping[str, Mapping[str, object]] | None = None,
+    flag_image: tuple[str | os.PathLike, int] | None = None,
 ) -> Path | None:
     """The nosim run in two passes (module docstring); None when it must be run in full.
 
@@ -232,7 +233,8 @@ def measure_nosim_split(
     with programs.scratch_dir(workdir if workdir is not None else out_path.parent, prefix=".nosim-") as tmp:
         prefix = f"{out_path.stem}_"
         light_cats = measure.run_band_catalogs(images[measure.DET], images, psfs, tmp, prefix=f"{prefix}light_",
-                                               setup=light_setup(setup, tmp), workdir=tmp, band_extra=band_extra)
+                                               setup=light_setup(setup, tmp), workdir=tmp, band_extra=band_extra,
+                                               flag_image=flag_image)
         light = _wide(light_cats)
         near = near_positions(light, fit_near) if len(light) else np.zeros(0, dtype=bool)
         targets = np.column_stack([light["X_IMAGE_DET"][near], light["Y_IMAGE_DET"][near]]).astype(np.float64)
@@ -243,7 +245,8 @@ def measure_nosim_split(
         for extra in fit_extra.values():
             extra["ASSOC_RADIUS"] = SELF_RADIUS
         fit_cats = measure.run_band_catalogs(images[measure.DET], images, psfs, tmp, prefix=f"{prefix}fit_",
-                                             setup=fit_setup, workdir=tmp, band_extra=fit_extra)
+                                             setup=fit_setup, workdir=tmp, band_extra=fit_extra,
+                                             flag_image=flag_image)
         joined = join_passes(light, _wide(fit_cats))
         if joined is None:
             return None

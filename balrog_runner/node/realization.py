@@ -177,7 +177,9 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
             injected, inputs.psfs, scratch / "sim_wide.fits", setup=settings.sextractor,
             swarp=settings.swarp, workdir=scratch, timings=timings,
             band_extra=sextractor_extra(pyconfig, settings.bands), restrict_to=restrict,
-            weights={b: inputs.images[b] for b in settings.bands},
+            weights={b: inputs.images[b] for b in settings.bands}, recipe=settings.desdm_recipe,
+            # the tile's untouched detection image's MSK: injection changes no mask (measurement/detection.py)
+            det_mask=(inputs.images[measure.DET], measure.MSK_HDU) if settings.det_flag_image else None,
         )
         stages.update(timings)
         with stage("match"):

@@ -247,6 +247,10 @@ IMAGES_PER_WORKER = 7
 #: filesystem is memory (tmpfs, e.g. the /tmp of Perlmutter's compute nodes).
 SCRATCH_PLANES_PER_BAND = 1
 SCRATCH_PLANES_DET = 2
+#: The Y6 recipe's detection call (``run['desdm-recipe'] = 'y6'``, RESAMPLE Y) also has SWarp's
+#: resampled image and weight of r, i and z in the scratch while it runs. Its RSS was that of
+#: the Y3 CHI-MEAN call (measured: 162 / 158 MB at 2048^2, 605 / 601 MB at 4096^2).
+SCRATCH_PLANES_DET_RESAMPLED = SCRATCH_PLANES_DET + 2 * 3
 #: Filesystems whose files live in memory.
 MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
 #: What a worker costs whatever the tile's size, measured on a 384^2 tile: the pages a forked
@@ -339,14 +343,15 @@ def recoadd_stage_bytes(image_shape: tuple[int, int], recoadd: ReCoadd, scratch_
 
 
 def worker_bytes(image_shape: tuple[int, int], nbands: int, scratch_in_memory: bool = False,
-                 recoadd: ReCoadd | None = None) -> int:
+                 recoadd: ReCoadd | None = None, det_planes: int = SCRATCH_PLANES_DET) -> int:
     """A worker's estimated peak: ``IMAGES_PER_WORKER`` float32 planes of the tile's size
     (10000^2 -> 400 MB each) and ``WORKER_BASE_BYTES``; with the scratch directory in memory,
     the realization's scratch files too (a plane per band + 2: 2.8 GB for 5 bands at 10000^2).
     Single-epoch campaigns (``recoadd``): the larger of that (detection and measurement run as in
-    coadd campaigns) and the re-coadd's peak (:func:`recoadd_stage_bytes`)."""
+    coadd campaigns) and the re-coadd's peak (:func:`recoadd_stage_bytes`). ``det_planes``: the
+    detection step's scratch planes (:data:`SCRATCH_PLANES_DET_RESAMPLED` for the Y6 recipe)."""
     plane = 4 * int(image_shape[0]) * int(image_shape[1])
-    scratch = plane * (SCRATCH_PLANES_PER_BAND * nbands + SCRATCH_PLANES_DET) if scratch_in_memory else 0
+    scratch = plane * (SCRATCH_PLANES_PER_BAND * nbands + det_planes) if scratch_in_memory else 0
     measuring = WORKER_BASE_BYTES + plane * IMAGES_PER_WORKER + scratch
     if recoadd is None:
         return measuring
@@ -355,7 +360,8 @@ def worker_bytes(image_shape: tuple[int, int], nbands: int, scratch_in_memory: b
 
 def plan_pool(ppn: int, image_shape: tuple[int, int], nbands: int, realizations: int,
               memory: MemoryLimit | int | None = None, cpus: int | None = None,
-              scratch_in_memory: bool = False, recoadd: ReCoadd | None = None) -> PoolPlan:
+              scratch_in_memory: bool = False, recoadd: ReCoadd | None = None,
+              det_planes: int = SCRATCH_PLANES_DET) -> PoolPlan:
     """Workers = min(``ppn``, CPUs allowed, realizations, workers that fit in memory), >= 1.
 
     ``memory`` / ``cpus`` default to what this process was given (:func:`memory_limit`,
@@ -368,7 +374,7 @@ def plan_pool(ppn: int, image_shape: tuple[int, int], nbands: int, realizations:
         memory = memory_limit()
     elif isinstance(memory, int):
         memory = MemoryLimit(memory, memory, "given")
-    per_worker = worker_bytes(image_shape, nbands, scratch_in_memory, recoadd)
+    per_worker = worker_bytes(image_shape, nbands, scratch_in_memory, recoadd, det_planes)
     fit = max(1, int(MEMORY_FRACTION * memory.available // per_worker)) if memory else ppn
     candidates = {"ppn": ppn, "realizations": realizations, "cpus": cpus,
                   f"memory ({memory.source})" if memory else "memory": fit}

@@ -199,7 +199,8 @@ def _measure_nosim_once(settings: RunSettings, tile: str, images, psfs, position
                 and nosim_split.worth_splitting(len(positions), _image_shape(first))):
             fit_near = nosim_split.pixel_positions(first, positions.ra, positions.dec)
         measure.measure_nosim(images, psfs, nosim, setup=settings.sextractor, workdir=nosim.parent,
-                              band_extra=sextractor_extra(pyconfig, settings.bands), fit_near=fit_near)
+                              band_extra=sextractor_extra(pyconfig, settings.bands), fit_near=fit_near,
+                              flag_image=(images[measure.DET], measure.MSK_HDU) if settings.det_flag_image else None)
         log.info("tile %s: nosim measured once in %.1f s", tile, time.perf_counter() - t0)
     return nosim
 
@@ -368,7 +369,9 @@ def _run_pool(settings: RunSettings, tile: str, inputs: TileInputs, positions, t
         recoadd = recoadd_needs(settings, inputs.se_set)
     plan = resources.plan_pool(settings.ppn, _image_shape(inputs.images[settings.bands[0]]), len(settings.bands),
                                len(todo), scratch_in_memory=resources.scratch_in_memory(settings.outdir),
-                               recoadd=recoadd)
+                               recoadd=recoadd,
+                               det_planes=(resources.SCRATCH_PLANES_DET_RESAMPLED if settings.desdm_recipe == "y6"
+                                           else resources.SCRATCH_PLANES_DET))
     status["pool"] = plan.as_dict()
     from ..injection import draw as inject  # noqa: F401 - import GalSim once here, shared by the forked workers
     load_population(settings)

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from ..campaign import identity as campaign_id
+from ..campaign.config_keys import default_psf_model
 from ..coadd.swarp import CoaddSwarpSetup
 from ..measurement import astromatic, measure
+from ..measurement.recipe import get_recipe
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +59,12 @@ class RunSettings:
     mask_bits: int | None = None
     #: ``run['inject-into']``: 'coadd', or 'single-epoch' (per-chip injection and the re-coadd).
     inject_into: str = "coadd"
+    #: ``balrog['psf-model']`` resolved (the release's default): 'psfex' or 'piff' (single-epoch CCDs).
+    psf_model: str = "psfex"
     #: The single-epoch re-coadd's SWarp (``run['se-swarp-config']``).
     coadd_swarp: CoaddSwarpSetup = CoaddSwarpSetup()
+    #: ``run['desdm-recipe']``: DESDM's detection recipe, 'y3' or 'y6' (:mod:`..measurement.recipe`).
+    desdm_recipe: str = "y3"
     #: psfex, for the coadd PSF models of a single-epoch tile whose file set names none.
     psfex: astromatic.PsfexSetup = astromatic.DEFAULT_PSFEX
     #: Set per tile by :func:`run_tile` (the fingerprint covers the tile's positions).
@@ -73,6 +79,11 @@ class RunSettings:
         """The bands plus the detection coadd: what a tile needs on disk."""
         return (*self.bands, measure.DET)
 
+    @property
+    def det_flag_image(self) -> bool:
+        """Whether SExtractor's ``FLAG_IMAGE`` is the detection image's MSK (the Y6 recipe)."""
+        return get_recipe(self.desdm_recipe).flag_image
+
 
 
 def settings_from_config(run: Mapping[str, Any], balrog: Mapping[str, Any], db: Mapping[str, Any],
@@ -86,11 +97,13 @@ def settings_from_config(run: Mapping[str, Any], balrog: Mapping[str, Any], db: 
     def opt_path(value: Any) -> Path | None:
         return Path(value) if value else None
 
+    recipe = get_recipe(run.get("desdm-recipe") or "y3")
     sextractor = astromatic.SextractorSetup(
-        program=prog("sex"), config=Path(run["sex-config"]), param=Path(run["sex-param"]),
+        program=prog("sex"), config=Path(run["sex-config"] or astromatic.CONFIG_DIR / recipe.sex_config), param=Path(run["sex-param"]),
         filter=Path(run["sex-filter"]), nnw=Path(run["sex-nnw"]), timeout=run.get("program-timeout"),
     )
-    swarp = astromatic.SwarpSetup(program=prog("swarp"), config=Path(run["swarp-config"]),
+    swarp = astromatic.SwarpSetup(program=prog("swarp"),
+                                  config=Path(run["swarp-config"] or astromatic.CONFIG_DIR / recipe.det_swarp_config),
                                   timeout=run.get("program-timeout"))
     coadd_swarp = CoaddSwarpSetup(program=prog("swarp"), timeout=run.get("program-timeout"),
                                   **({"config": Path(run["se-swarp-config"])} if run.get("se-swarp-config") else {}))
@@ -131,7 +144,10 @@ def settings_from_config(run: Mapping[str, Any], balrog: Mapping[str, Any], db: 
         masked_positions=str(balrog.get("masked-positions") or "flag"),
         mask_bits=balrog.get("mask-bits"),
         inject_into=str(run.get("inject-into") or "coadd"),
+        psf_model=(str(balrog.get("psf-model") or default_psf_model(run.get("release")))
+                   if run.get("inject-into") == "single-epoch" else "psfex"),
         coadd_swarp=coadd_swarp,
+        desdm_recipe=recipe.name,
         psfex=astromatic.PsfexSetup(program=prog("psfex"), timeout=run.get("program-timeout")),
     )
 

@@ -3,7 +3,7 @@
 Per tile, once (:func:`prepare_tile`): read the tile's file set (``<outdir>/<TILE>/images/
 se_set.json``, :mod:`balrog_runner.inputs.single_epoch`; the single-epoch fetch writes it), check
 it, and re-coadd the untouched CCD images with DESDM's recipe into the **nosim** coadds (one
-MEF per band, SCI/MSK/WGT, and the riz CHI-MEAN detection image, under ``nosim/coadd/``).
+MEF per band, SCI/MSK/WGT, and the riz detection image of ``run['desdm-recipe']``, under ``nosim/coadd/``).
 These are what the tile's nosim catalog is measured on, and what every realization is weighed
 and masked by. DESDM's own coadd is not the nosim here: the re-coadd differs from it by
 everything DESDM did that the project does not redo (``coadd_assemble``'s interpolation of
@@ -33,7 +33,7 @@ from ..injection import chips
 from ..injection import draw as inject
 from ..inputs.manifest import mode_of as manifest_mode
 from ..inputs.single_epoch import CoaddGrid, SESet, read_se_set
-from ..measurement import astromatic, measure
+from ..measurement import astromatic, detection, measure
 from ..sky import geometry
 from .layout import dir_bytes, nosim_coadd_path, se_set_file
 from .resources import ReCoadd
@@ -72,10 +72,15 @@ def read_tile_set(settings: RunSettings, tile: str, status: MutableMapping[str, 
     se_set = read_se_set(path)
     if se_set.tile != tile:
         raise InputFileError(f"{path} describes tile {se_set.tile}, not {tile}")
+    piff = getattr(settings, "psf_model", "psfex") == "piff"
     for band in settings.bands:
         for image in se_set.band(band):
-            if not Path(image.psf).is_file():
-                raise InputFileError(f"tile {tile}: {image.key} has no PSF model ({image.psf} does not exist; {path})")
+            if piff and image.piff is None:
+                raise InputFileError(f"tile {tile}: balrog['psf-model'] is 'piff' but {path} names no Piff model "
+                                     f"for {image.key} (a Y6 set from balrog-inputs --single-epoch has them)")
+            model = image.piff if piff else image.psf
+            if not Path(model).is_file():
+                raise InputFileError(f"tile {tile}: {image.key} has no PSF model ({model} does not exist; {path})")
     named = [b for b in (*settings.bands, measure.DET) if b in se_set.coadd_psfs]
     gone = [str(se_set.coadd_psfs[b]) for b in named if not Path(se_set.coadd_psfs[b]).is_file()]
     if gone:
@@ -102,9 +107,9 @@ def nosim_recoadd(settings: RunSettings, tile: str, se_set: SESet) -> dict[str, 
         if missing:
             raise InputFileError(f"tile {tile}: the detection image needs bands {', '.join(missing)} "
                                  f"among run['bands'] ({', '.join(settings.bands)})")
-        astromatic.make_detection_image([((images[b], 0), (images[b], 2)) for b in measure.DETECTION_BANDS], det,
-                                        setup=settings.swarp, workdir=det.parent,
-                                        extra={"TILENAME": (tile, "DES tile")})
+        detection.make_detection_image(settings.desdm_recipe,
+                                       [detection.DetectionBand(images[b], images[b]) for b in measure.DETECTION_BANDS],
+                                       det, setup=settings.swarp, workdir=det.parent, tilename=tile)
     images[measure.DET] = det
     return images
 
@@ -173,7 +178,7 @@ def inject_and_recoadd(settings: RunSettings, se_set: SESet, objects, scratch: P
         t0 = time.perf_counter()
         results[band] = chips.inject_band(se_set.band(band), objects, band, grid, chip_dir,
                                           noise_seed=noise_seed if opts.poisson_noise else None, options=opts,
-                                          profiles=shared[id(opts)], skip=skip)
+                                          profiles=shared[id(opts)], skip=skip, psf_model=settings.psf_model)
         stages["inject"] = stages.get("inject", 0.0) + time.perf_counter() - t0
         coadds[band] = recoadd_band_science(se_set.band(band), grid, scratch / f"{tile}_{band}.fits", band=band,
                                             tilename=tile, workdir=scratch, setup=settings.coadd_swarp,

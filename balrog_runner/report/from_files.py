@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 #: Objects per counted chunk: large enough that numpy's per-call cost vanishes, small in memory.
 CHUNK_ROWS = 400_000
 #: Catalog header cards the report shows (provenance.py and identity.py write them).
-HEADER_KEYS = ("BALRVER", "GALSIMV", "SEXVER", "SWARPVER", "NUMPYVER", "RELEASE", "CAMPAIGN", "CAMPFP")
+HEADER_KEYS = ("BALRVER", "GALSIMV", "SEXVER", "SWARPVER", "NUMPYVER", "RELEASE", "CAMPAIGN", "CAMPFP",
+               "INJINTO")
 #: Default HEALPix resolution of the sky map (3.4 arcmin pixels: about 170 per DES tile).
 DEFAULT_NSIDE = 1024
 

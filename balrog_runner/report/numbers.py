@@ -378,6 +378,7 @@ def provenance(info: CampaignInfo) -> dict:
         "swarp": _varying(cards.get("SWARPVER", {}), "realizations"),
         "balrog_runner": _varying(cards.get("BALRVER", {}), "realizations"),
         "galsim": _varying(cards.get("GALSIMV", {}), "realizations"),
+        "inject_into": _varying(cards.get("INJINTO", {}), "realizations"),
         "config_files": {k: _varying(inputs[k], "tiles") for k in CONFIG_INPUTS if k in inputs},
         "cards": {k: dict(v) for k, v in cards.items()},
         "versions": versions,

@@ -137,6 +137,7 @@ def report_tables(numbers: dict) -> list[Table]:
     prov_rows = [
         ["Campaign fingerprint", prov["fingerprint"]],
         ["Release", prov["release"]],
+        ["Injected into", prov.get("inject_into", "not recorded")],
         ["SExtractor", prov["sextractor"]],
         ["SWarp", prov["swarp"]],
         ["balrog_runner (catalogs)", prov["balrog_runner"]],
@@ -186,6 +187,8 @@ def report_tables(numbers: dict) -> list[Table]:
               note=f"Blend classes from {src['file']:,} match table(s), {src['recomputed']:,} recomputed from the "
                    f"tile's nosim catalog, {src['unknown']:,} unknown (no nosim catalog)."),
     ]
+    if numbers.get("comparison") is not None:
+        tables.append(comparison_table(numbers["comparison"]))
     sg = numbers["star_galaxy"]
     title = f"Star/galaxy separation (band {sg['band']})"
     if sg["available"]:
@@ -211,6 +214,30 @@ def report_tables(numbers: dict) -> list[Table]:
                                  f"{numbers['min_count']} objects are not drawn.", folded=True,
                             pdf_rows=None if b == ref else 0))
     return tables
+
+
+def comparison_table(cmp: dict) -> Table:
+    """``--compare``: both campaigns' completeness fits per band and their difference."""
+    a, b = cmp["label"], cmp["other_label"]
+    rows = []
+    for band in cmp["bands"]:
+        d = cmp["per_band"][band]
+        rows.append([band, _pm(d["m50"], d["m50_error"], ".3f"), _pm(d["other_m50"], d["other_m50_error"], ".3f"),
+                     _pm(d["delta_m50"], d["delta_m50_error"], "+.3f"), _fmt(d["plateau"], ".2f"),
+                     _fmt(d["other_plateau"], ".2f"), _fmt(d["width"], ".2f"), _fmt(d["other_width"], ".2f"),
+                     _fmt(d["bright_median"], "+.3f"), _fmt(d["other_bright_median"], "+.3f")])
+    sample = ("the same tiles and number of injected objects" if cmp["same_sample"] else
+              f"NOT the same sample: {cmp['tiles']:,} tile(s) and {cmp['objects_injected']:,} objects here, "
+              f"{cmp['other_tiles']:,} and {cmp['other_objects_injected']:,} there")
+    return Table(f"Compared: {a} and {b}", rows,
+                 ["band", f"m50 {a}", f"m50 {b}", "Δm50", f"plateau {a}", f"plateau {b}", f"width {a}",
+                  f"width {b}", f"median Δmag {a}", f"median Δmag {b}"],
+                 note=f"This campaign ({a}) against {cmp['other_campaign']} ({b}; {cmp['other_realizations']:,} "
+                      f"realizations), {sample}. Recovered overall: {_percent(cmp['recovered_fraction'])} and "
+                      f"{_percent(cmp['other_recovered_fraction'])}. Each fit as in the per-band table; Δm50 = "
+                      f"m50 {a} - m50 {b}, errors added in quadrature (an upper bound when both ran on the same "
+                      "positions and survey, whose errors are correlated). Median Δmag: MAG_AUTO - true, brighter "
+                      "than the per-band table's limit.")
 
 
 def per_tile_csv(numbers: dict) -> str:
@@ -283,14 +310,26 @@ def count(campaign: str | Path | None, source: str = "files", *, db_url: str | N
 
 def write_report(campaign: str | Path | None, report_dir: str | Path | None = None, *, source: str = "files",
                  db_url: str | None = None, dbname: str | None = None, prefix: str | None = None,
-                 nside: int = DEFAULT_NSIDE, options: report_numbers.Options | None = None) -> Path:
-    """Count the campaign, compute its numbers, write every figure and file; returns the page."""
+                 nside: int = DEFAULT_NSIDE, options: report_numbers.Options | None = None,
+                 compare: str | Path | None = None) -> Path:
+    """Count the campaign, compute its numbers, write every figure and file; returns the page.
+
+    ``compare``: another campaign directory (read from its files), reported beside this one
+    (:mod:`.compare`: e.g. the same survey and positions in the other injection mode).
+    """
+    other = None
+    if compare is not None:  # checked first: a bad --compare fails before any work
+        if not Path(compare).is_dir():
+            raise InputFileError(f"--compare {compare}: not a campaign directory (run['outdir'] of another "
+                                 "campaign, holding <TILE>/catalogs/)")
+        other_counts, other_info = count(compare, "files", nside=nside)
+        other = _numbers(other_counts, other_info, options)
     counts, info = count(campaign, source, db_url=db_url, dbname=dbname, prefix=prefix, nside=nside)
-    totals = report_numbers.totals(counts)
-    if totals["objects_drawn"] == 0:
-        raise InputFileError(f"the {len(info.realizations)} realization(s) in {info.where} hold no drawn objects "
-                             "(truth catalogs empty or every object off the image): nothing to report")
-    numbers = report_numbers.compute(counts, info, options or report_numbers.Options())
+    numbers = _numbers(counts, info, options)
+    if other is not None:
+        from .compare import comparison
+
+        numbers["comparison"] = comparison(numbers, other, compare)
     if report_dir is None:
         if info.outdir is None:
             raise InputFileError("give --report-dir: the campaign directory is not known")
@@ -319,6 +358,14 @@ def write_report(campaign: str | Path | None, report_dir: str | Path | None = No
     atomic_write_text(page, html_page(numbers, tables, figures))
     log.info("report written to %s (and report.pdf)", page)
     return page
+
+
+def _numbers(counts, info, options: report_numbers.Options | None) -> dict:
+    totals = report_numbers.totals(counts)
+    if totals["objects_drawn"] == 0:
+        raise InputFileError(f"the {len(info.realizations)} realization(s) in {info.where} hold no drawn objects "
+                             "(truth catalogs empty or every object off the image): nothing to report")
+    return report_numbers.compute(counts, info, options or report_numbers.Options())
 
 
 def _subtitle(numbers: dict) -> str:

@@ -13,6 +13,7 @@ bins are not uniform in the figure's axis.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +96,7 @@ def _segments(mask: np.ndarray) -> list[slice]:
 
 
 def _fraction_points(ax, curve: dict, colour: str, label: str | None, lines: bool = True, xerr=None,
-                     marker: str = "o") -> None:
+                     marker: str = "o", open_marker: bool = False) -> None:
     """A binned fraction with its interval; only shown bins; lines only within runs of adjacent bins."""
     x, p = _a(curve["centres"]), _a(curve["fraction"])
     lo, hi = _a(curve["lower"]), _a(curve["upper"])
@@ -105,7 +106,7 @@ def _fraction_points(ax, curve: dict, colour: str, label: str | None, lines: boo
     yerr = np.vstack([p - lo, hi - p])[:, shown]
     xe = None if xerr is None else np.asarray(xerr)[:, shown]
     ax.errorbar(x[shown], p[shown], yerr=yerr, xerr=xe, fmt=marker, ms=3, color=colour, capsize=0, lw=0.9,
-                label=label)
+                label=label, mfc="none" if open_marker else colour)
     if lines:
         for seg in _segments(shown):
             ax.plot(x[seg], p[seg], "-", color=colour, lw=0.6, alpha=0.6)
@@ -467,6 +468,58 @@ class FigureSpec:
     available: Callable[[dict], bool] = lambda numbers: True
 
 
+def draw_compare(fig, box: Box, numbers: dict) -> None:
+    """Both campaigns' completeness per band (``--compare``): points and fitted curves, this campaign
+    filled and solid, the other open and dashed; each panel gives the m50 difference."""
+    from . import stats
+
+    cmp = numbers["comparison"]
+    bands = cmp["bands"]
+    ncols = min(3, len(bands))
+    nrows = math.ceil(len(bands) / ncols)
+    gs = box.grid(fig, nrows, ncols, hspace=0.45, wspace=0.08, pad=(0.6, 0.5, 0.15, 0.9))
+    curves = ((numbers["completeness"], _a(numbers["magnitude_edges"]), cmp["label"], "o", "-", None),
+              (cmp["other_completeness"], _a(cmp["other_magnitude_edges"]), cmp["other_label"], "s", "--", "none"))
+    lo = min(float(e[0]) for _, e, *_ in curves)
+    hi = max(float(e[-1]) for _, e, *_ in curves)
+    fine = np.linspace(lo, hi, 400)
+    for k, band in enumerate(bands):
+        ax = fig.add_subplot(gs[k // ncols, k % ncols])
+        col = band_colour(band)
+        for comp, _edges, _label, marker, ls, face in curves:
+            c = comp[band]
+            _fraction_points(ax, c, col, None, lines=False, marker=marker, open_marker=face == "none")
+            model = stats.model_curve(c["fit"], fine)
+            if np.isfinite(model).any():
+                ax.plot(fine, model, ls, color=col, lw=0.9)
+        d = cmp["per_band"][band]
+        text = (f"{band}: Δm50 {d['delta_m50']:+.2f} ± {d['delta_m50_error']:.2f}" if np.isfinite(d["delta_m50"])
+                else f"{band}: no Δm50")
+        ax.set_title(text, fontsize=FONT_SIZE)
+        ax.axhline(0.5, color="k", lw=0.5, ls=":")
+        ax.set_ylim(-0.02, 1.05)
+        ax.set_xlim(lo, hi)
+        if k % ncols:
+            ax.tick_params(labelleft=False)
+        else:
+            ax.set_ylabel("completeness")
+        if k // ncols == nrows - 1 or k + ncols >= len(bands):
+            ax.set_xlabel("true magnitude [mag]")
+    handles = [_legend_handle(marker, ls, face, label) for _c, _e, label, marker, ls, face in curves]
+    fig.legend(handles=handles, loc="upper right", bbox_to_anchor=((box.left + box.width - 0.15) / fig.get_size_inches()[0],
+                                                                   (box.bottom + box.height - 0.3) / fig.get_size_inches()[1]),
+               ncols=2, frameon=False)
+    box.title(fig, f"Completeness, {cmp['label']} against {cmp['other_label']}; lines: logistic fits")
+
+
+def _legend_handle(marker: str, ls: str, face: str | None, label: str):
+    """A grey legend handle of one campaign's style (the colours are the bands')."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], color="0.3", marker=marker, ls=ls, lw=0.9, ms=4, label=label,
+                  markerfacecolor="none" if face == "none" else "0.3")
+
+
 def _captions_sg(n: dict) -> str:
     sg = n["star_galaxy"]
     return (f"Band {n['reference_band']}: completeness and purity of the galaxy and star classes of "
@@ -491,6 +544,12 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("objtype.png", 6.4, draw_objtype,
                lambda n: f"Band {n['reference_band']}: completeness and photometry of stars and galaxies."),
     FigureSpec("stargalaxy.png", 5.4, draw_star_galaxy, _captions_sg, lambda n: n["star_galaxy"]["available"]),
+    FigureSpec("compare.png", 5.2, draw_compare,
+               lambda n: f"Completeness per band of this campaign ({n['comparison']['label']}: filled points, solid "
+                         f"fits) and of {n['comparison']['other_campaign']} ({n['comparison']['other_label']}: open "
+                         "squares, dashed fits), each with its own 68% Jeffreys intervals and maximum-likelihood "
+                         "logistic fit; Δm50 = this - other, errors added in quadrature (an upper bound on the same "
+                         "positions and survey).", lambda n: n.get("comparison") is not None),
     FigureSpec("magnitudes.png", 4.6, draw_magnitudes,
                lambda n: f"Measured MAG_AUTO_{n['reference_band'].upper()} against injected magnitude of the "
                          "recovered objects (counts per cell, logarithmic)."),

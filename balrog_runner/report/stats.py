@@ -188,6 +188,10 @@ def fit_completeness(n_b: np.ndarray, k_b: np.ndarray, msum_b: np.ndarray, mag_s
         model_cov = np.linalg.inv(fisher)
     except np.linalg.LinAlgError:
         return {**out, "reason": "the completeness model is not constrained by the data"}
+    if not (np.isfinite(model_cov).all() and (np.diag(model_cov) > 0).all()):
+        # a numerically singular information matrix (a few recovered objects, a parameter at its
+        # bound): its inverse has negative variances, and the fit is no better constrained
+        return {**out, "reason": "the completeness model is not constrained by the data"}
     # per-batch scores at the optimum: the spread between realizations
     scores = []
     for b in range(len(n_b)):
