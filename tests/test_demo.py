@@ -118,6 +118,7 @@ def test_demo_local(tmp_path):
     assert " INFO " not in result.stderr  # -q quietens the whole chain, the child commands too
 
 
+@pytest.mark.slow  # out of the default suite for CI time; run with -m slow
 def test_demo_on_slurm(tmp_path, slurm_env):
     workdir = tmp_path / "demo"
     result = run_demo(workdir, "--tiles", "DES2359+0001", "--size", "256", "--lattice", "8", "--realizations", "2",

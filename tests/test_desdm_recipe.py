@@ -293,7 +293,7 @@ def test_the_fingerprint_changes_with_the_recipe(tmp_path):
     assert prints["y6-release"].inputs["desdm-recipe"] == prints["y6"].inputs["desdm-recipe"]
 
 
-@pytest.mark.parametrize("mode", ["coadd", "single-epoch"])
+@pytest.mark.parametrize("mode", ["coadd", pytest.param("single-epoch", marks=pytest.mark.slow)])  # CI time
 def test_a_y6_campaign_runs_the_y6_recipe_in_both_modes(se_survey, tmp_path, mode):
     logs = {"swarp": tmp_path / "swarp.log", "sex": tmp_path / "sex.log"}
     programs = {"swarp": str(logging_wrapper(tmp_path / "SWarp", "SWarp", logs["swarp"])),

@@ -312,6 +312,7 @@ def test_merge_tile_in_the_runner_then_push_and_report_from_the_merged_file(tmp_
         assert n_sim == int(m.realizations["n_sim"].sum())
 
 
+@pytest.mark.slow  # out of the default suite for CI time; run with -m slow
 def test_a_tile_merged_during_a_database_outage_is_pushed_from_its_merged_file_later(tmp_path, survey):  # noqa: F811
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
@@ -410,6 +411,7 @@ def test_kill_9_during_a_tile_merge_loses_nothing_and_the_rerun_is_identical(tmp
     assert _same_merged(layout.merged_path(work, TILE), layout.merged_path(ref, TILE))
 
 
+@pytest.mark.slow  # out of the default suite for CI time; run with -m slow
 def test_kill_9_during_a_campaign_merge_resumes_from_its_parts(tmp_path, campaign):
     src = _copy(campaign, tmp_path / "c")
     _replicate(src, 4)
@@ -446,6 +448,7 @@ def test_kill_9_during_a_campaign_merge_resumes_from_its_parts(tmp_path, campaig
         assert len(fingerprints) == 2 and "0123456789abcdef" in fingerprints
 
 
+@pytest.mark.slow  # out of the default suite for CI time; run with -m slow
 def test_kill_9_during_the_runners_merge_tile(tmp_path, survey):  # noqa: F811
     ref_spec = make_campaign(tmp_path / "ref", survey, ngal=25, realizations=3, push=False, **{"merge-tile": True})
     assert balrog_run(ref_spec, timeout=900).returncode == 0

@@ -205,6 +205,7 @@ def test_join_refuses_passes_that_do_not_pair():
     assert nosim.join_passes(twins, fitted) is None  # two detections at one position
 
 
+@pytest.mark.slow  # out of the default suite for CI time; run with -m slow
 def test_the_runner_restricts_nosim_and_every_catalog_is_unchanged(tmp_path):
     """Two campaigns on one tile, DESDM's parameter file: ``nosim-restrict`` True (the default)
     and False write the same truth, sim and nosim catalogs for every realization; only the

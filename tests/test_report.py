@@ -384,6 +384,7 @@ def test_partial_campaign_reports_what_is_there(tmp_path, caplog):
     assert "Partial campaign:" in text and "6 of\n11 realizations" in text.replace("</strong> ", "")
 
 
+@pytest.mark.slow  # out of the default suite for CI time; run with -m slow
 def test_progress_bar_on_a_terminal_only(campaign, tmp_path):
     """tqdm draws on a real terminal (a pty) and stays out of a redirected log."""
     import fcntl

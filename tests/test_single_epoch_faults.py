@@ -21,6 +21,7 @@ from pathlib import Path
 import campaigns
 import fitsio
 import numpy as np
+import pytest
 from conftest import SE_TILE
 from mounts import tmpfs
 
@@ -88,6 +89,7 @@ def test_kill_9_during_the_nosim_recoadd_and_between_realizations_resumes_to_the
     assert not [p for p in (outdir / SE_TILE).rglob("*") if ".tmp-" in p.name]
 
 
+@pytest.mark.slow  # out of the default suite for CI time; run with -m slow
 def test_a_swarp_that_hangs_or_writes_garbage_in_a_recoadd_fails_that_realization_only(tmp_path, se_survey):
     marker = f"599.{os.getpid()}{time.time_ns() % 10**6}"  # a sleep no other process runs
     fake = script(tmp_path / "faulty-swarp", f"""\

@@ -125,6 +125,7 @@ def test_bad_survey_parameters_are_refused(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # out of the default suite for CI time; run with -m slow
 def test_the_first_exposures_of_a_survey_are_the_whole_surveys_files(se_survey, tmp_path):
     """made_exposures=2 of the 3-exposure survey: the same sky, dithers and noise, so the same
     pixels in every CCD it renders, and only the first two exposures of each band listed."""
