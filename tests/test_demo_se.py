@@ -3,9 +3,9 @@ single-epoch survey -> DESDM's tables (with the tile's COADDTILE_GEOM grid) -> `
 ``balrog-inputs --single-epoch`` -> the HTTP archive with netrc auth -> the same positions run as a
 single-epoch and as a coadd campaign -> ``balrog-report --compare``.
 
-The end-to-end tests share one demo run of about 3.5 minutes on 2 shared cores (a 256^2 tile, one
-exposure per band: 10 CCD images; both campaigns; both reports), over the default suite's budget:
-they are ``slow`` (``pytest -m slow tests/test_demo_se.py``). The bad-option tests run by default."""
+The end-to-end tests share one demo run (a 256^2 tile, one exposure per band: 10 CCD images; both
+campaigns; both reports): 77 s on a quiet 2-core machine, so they are in the default suite, as is
+the README's promise that the single-epoch demo runs from a clean clone."""
 
 from __future__ import annotations
 
@@ -40,7 +40,6 @@ def demo(tmp_path_factory):
     return workdir, result
 
 
-@pytest.mark.slow
 def test_the_manifest_lists_the_survey_ccds_and_the_tiles_own_grid(demo):
     workdir, _ = demo
     m = se_manifest.read(workdir / "inputs-se.jsonl")
@@ -59,7 +58,6 @@ def test_the_manifest_lists_the_survey_ccds_and_the_tiles_own_grid(demo):
     assert (m.grids[TILE].naxis1, m.grids[TILE].naxis2) == (SIZE, SIZE) and m.grid_sources[TILE] == "COADDTILE_GEOM"
 
 
-@pytest.mark.slow
 def test_the_single_epoch_campaign_fetched_verified_and_recoadded_onto_that_grid(demo):
     workdir, _ = demo
     outdir = workdir / "campaign"
@@ -81,7 +79,6 @@ def test_the_single_epoch_campaign_fetched_verified_and_recoadded_onto_that_grid
     assert len(nosim) > 0 and nosim["X_IMAGE_G"].min() >= 0.5 and nosim["X_IMAGE_G"].max() <= SIZE + 0.5
 
 
-@pytest.mark.slow
 def test_catalogs_in_both_modes_say_which_made_them(demo):
     workdir, _ = demo
     for campaign, mode in (("campaign", "single-epoch"), ("campaign-coadd", "coadd")):
@@ -103,7 +100,6 @@ def test_catalogs_in_both_modes_say_which_made_them(demo):
     np.testing.assert_allclose(a["ra"], b["ra"])
 
 
-@pytest.mark.slow
 def test_the_report_shows_both_modes_side_by_side(demo):
     workdir, result = demo
     report = workdir / "campaign" / "report"
