@@ -322,7 +322,44 @@ def _hdf5_value(value: Any) -> Any:
     return value if isinstance(value, bool | int | float | np.generic) else str(value)
 
 
-class Hdf5Writer(Writer):
+class _BufferedWriter(Writer):
+    """A writer that collects rows per table and writes them ~32 MiB at a time (:meth:`_write`).
+
+    One resize (HDF5) or one row group (Parquet) per flush, not per realization; the memory held
+    is bounded by the buffer, whatever the campaign's size.
+    """
+
+    #: Bytes of rows buffered per table before they are written.
+    FLUSH_BYTES = 32 << 20
+
+    def __init__(self, path: Path, tables: Mapping[str, np.dtype]):
+        super().__init__(path, tables)
+        self._buffers: dict[str, list[np.ndarray]] = {}
+        self._buffered: dict[str, int] = {}
+        for table in tables:
+            self._start_buffer(table)
+
+    def _start_buffer(self, table: str) -> None:
+        self._buffers[table], self._buffered[table] = [], 0
+
+    def _append(self, table: str, rows: np.ndarray) -> None:
+        self._buffers[table].append(rows)
+        self._buffered[table] += rows.nbytes
+        if self._buffered[table] >= self.FLUSH_BYTES:
+            self._flush(table)
+
+    def _flush(self, table: str) -> None:
+        if not self._buffers[table]:
+            return
+        rows = np.concatenate(self._buffers[table])
+        self._start_buffer(table)
+        self._write(table, rows)
+
+    def _write(self, table: str, rows: np.ndarray) -> None:
+        raise NotImplementedError
+
+
+class Hdf5Writer(_BufferedWriter):
     """Datasets per column, grown a buffered ~32 MiB of rows at a time (one resize per flush, not per realization)."""
 
     #: Rows per HDF5 chunk, and the gzip level (with shuffle: a part-filled chunk costs its data, not its size).
@@ -333,8 +370,6 @@ class Hdf5Writer(Writer):
 
         super().__init__(path, tables)
         self._file = h5py.File(str(path), "w", track_order=True)
-        self._buffers: dict[str, list[np.ndarray]] = {}
-        self._buffered: dict[str, int] = {}
         for table, dtype in self.dtypes.items():
             self._create(table, dtype)
 
@@ -348,20 +383,11 @@ class Hdf5Writer(Writer):
                                  compression="gzip", compression_opts=self.GZIP_LEVEL)
         group.attrs["columns"] = json.dumps(list(dtype.names))
         group.attrs["dtype"] = _descr_json(dtype)
-        self._buffers[table], self._buffered[table] = [], 0
+        self._start_buffer(table)
 
-    def _append(self, table: str, rows: np.ndarray) -> None:
-        self._buffers[table].append(rows)
-        self._buffered[table] += rows.nbytes
-        if self._buffered[table] >= 32 << 20:
-            self._flush(table)
-
-    def _flush(self, table: str) -> None:
-        if not self._buffers[table]:
-            return
+    def _write(self, table: str, rows: np.ndarray) -> None:
         group = self._file[table]
-        data = _native(np.concatenate(self._buffers[table]), strings_as_bytes=True)
-        self._buffers[table], self._buffered[table] = [], 0
+        data = _native(rows, strings_as_bytes=True)
         for name in data.dtype.names:
             ds = group[name]
             n = ds.shape[0]
@@ -389,14 +415,12 @@ class Hdf5Writer(Writer):
             self._file.close()
 
 
-class ParquetWriter(Writer):
+class ParquetWriter(_BufferedWriter):
     """One Parquet file per table in the (temporary) directory; rows buffered into ~32 MiB row groups."""
 
     def __init__(self, path: Path, tables: Mapping[str, np.dtype], groups=None, final: Path | None = None):
         super().__init__(path, tables)
         self._writers: dict[str, Any] = {}
-        self._buffers: dict[str, list[np.ndarray]] = {t: [] for t in tables}
-        self._buffered: dict[str, int] = dict.fromkeys(tables, 0)
 
     def _schema(self, dtype: np.dtype):
         import pyarrow as pa
@@ -431,24 +455,15 @@ class ParquetWriter(Writer):
                 arrays.append(pa.array(col))
         return pa.Table.from_arrays(arrays, schema=schema)
 
-    def _flush(self, table: str) -> None:
-        if not self._buffers[table]:
-            return
+    def _write(self, table: str, rows: np.ndarray) -> None:
         writer = self._writer(table)
-        writer.write_table(self._arrow(np.concatenate(self._buffers[table]), writer.schema))
-        self._buffers[table], self._buffered[table] = [], 0
-
-    def _append(self, table: str, rows: np.ndarray) -> None:
-        self._buffers[table].append(rows)
-        self._buffered[table] += rows.nbytes
-        if self._buffered[table] >= 32 << 20:
-            self._flush(table)
+        writer.write_table(self._arrow(rows, writer.schema))
 
     def _finish(self, header: dict[str, Any], small: dict[str, np.ndarray]) -> None:
         for table, rows in small.items():
             self.dtypes[table] = rows.dtype
             self.digests[table] = TableDigest(rows.dtype)
-            self._buffers[table], self._buffered[table] = [], 0
+            self._start_buffer(table)
             self.append(table, rows)
         for table in self.dtypes:
             self._flush(table)
