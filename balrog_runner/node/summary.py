@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError
+from ..measurement.blends import DES_PIXEL_SCALE
 from .layout import tile_dir
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 SUMMARY_VERSION = 1
 SUMMARY_KIND = "summary"
 #: DES coadd pixel scale, arcsec per pixel (offsets in arcsec).
-PIXEL_SCALE_ARCSEC = 0.263
+PIXEL_SCALE_ARCSEC = DES_PIXEL_SCALE
 #: Values of ``MATCHSRC``.
 MATCH_SOURCES = ("file", "recomputed", "unknown")
 
