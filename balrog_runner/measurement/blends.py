@@ -350,8 +350,9 @@ def image_pixel_scale(image=None) -> float:
 
 def write_match_catalog(truth_path, truth: np.ndarray, sim: np.ndarray, nosim_all: np.ndarray, *,
                         det_image=None, restricted: bool = True, header=None, pixel_scale: float | None = None,
-                        neighbour_radius: float = 0.0) -> Path:
-    """Compute and write (atomically) the realization's match table beside its truth catalog.
+                        neighbour_radius: float = 0.0) -> np.ndarray:
+    """Compute and write (atomically) the realization's match table beside its truth catalog;
+    return the table (the runner's summary uses it without reading the file back).
 
     Called by the runner before the truth catalog is written (the truth catalog marks a
     realization complete, so a crash never leaves a complete realization without this
@@ -372,4 +373,4 @@ def write_match_catalog(truth_path, truth: np.ndarray, sim: np.ndarray, nosim_al
     log.info("wrote %s (%d objects, %d detected, %d near a pre-existing detection, %d neighbour flags unknown)",
              path, len(table), int(table["detected"].sum()), int((table["blend_class"] != ISOLATED).sum()),
              int((table["nosim_changed"] < 0).sum()))
-    return path
+    return table

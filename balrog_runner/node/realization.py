@@ -199,10 +199,10 @@ def run_realization(settings: RunSettings, inputs: TileInputs, real: Realization
             truth.meta["EXTNAME"] = "TRUTH"
             measure.write_catalog(paths["sim"], sim, header=header, extname="SIM")
             measure.write_catalog(paths["nosim"], nosim, header=header, extname="NOSIM")
-            blends.write_match_catalog(paths["truth"], truth_arr, sim, nosim_wide, pixel_scale=scale,
-                                       restricted=settings.restrict_sim, header=header,
-                                       neighbour_radius=neighbours)
-            summary.write_beside(paths["truth"], truth_arr, sim, nosim, header)  # the report's few columns
+            match = blends.write_match_catalog(paths["truth"], truth_arr, sim, nosim_wide, pixel_scale=scale,
+                                               restricted=settings.restrict_sim, header=header,
+                                               neighbour_radius=neighbours)
+            summary.write_beside(paths["truth"], truth_arr, sim, nosim, header, match)  # the report's few columns
             inject.write_truth(truth, paths["truth"])  # last: the three together mark completion
         result.scratch_bytes = max(result.scratch_bytes, dir_bytes(scratch))
         result.n_truth, result.n_sim, result.n_nosim = len(truth), len(sim), len(nosim)

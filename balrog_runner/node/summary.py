@@ -221,17 +221,20 @@ def read_summary(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, str]]:
 
 
 def write_beside(truth_path: str | os.PathLike, truth: np.ndarray, sim: np.ndarray, nosim: np.ndarray,
-                 header: Mapping[str, object]) -> Path:
+                 header: Mapping[str, object], match: np.ndarray | None = None) -> Path:
     """The runner's call: the summary of a realization whose match table is already on disk.
 
     Written after the sim, nosim and match catalogs and before the truth catalog, so a
     complete realization always has its summary (a killed run redoes the realization).
+    ``match`` is the table just written (the runner has it); without it, it is read from its
+    file beside ``truth_path`` when there is one.
     """
-    import fitsio
+    if match is None:
+        import fitsio
 
-    from ..measurement import blends
+        from ..measurement import blends
 
-    match_file = blends.match_path(truth_path)
-    match = fitsio.read(str(match_file), ext=1) if match_file.exists() else None
+        match_file = blends.match_path(truth_path)
+        match = fitsio.read(str(match_file), ext=1) if match_file.exists() else None
     summary = build_summary(truth, sim, nosim, match)
     return write_summary(summary_beside(truth_path), summary, header, "file" if match is not None else "unknown")
